@@ -1,0 +1,1 @@
+"""Thespian actors: thin shells that feed messages and timers to the pure rules beside them."""

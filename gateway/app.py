@@ -1,0 +1,124 @@
+"""One gateway process: the Tornado application, its hub, and their start and stop."""
+import asyncio
+import logging
+import signal
+
+import pymongo
+import tornado.httpserver
+import tornado.web
+
+from gateway import http
+from gateway.accounts import Accounts
+from gateway.bridge import ActorBridge
+from gateway.hub import Hub
+from gateway.ws import CLOSE_SESSION_ENDED, SocketHandler
+from interkanect import db as database
+from interkanect.mail import Mailer
+
+log = logging.getLogger(__name__)
+
+MEMBER_ID = r"([0-9a-f]{24})"
+
+
+class Gateway:
+    def __init__(self, settings):
+        self.settings = settings
+        self.db = database.async_database(settings)
+        self.mailer = Mailer(settings, self.db)
+        self.accounts = Accounts(self.db, settings.policy, self.mailer, settings.url)
+        self.hub = Hub(ActorBridge(settings.admin_port, self._on_actor_messages))
+        self.server = None
+        self.session_watch = None
+
+    def _on_actor_messages(self, messages):
+        self.hub.on_messages(messages)
+
+    def application(self):
+        a = {"app": self}
+        pages = [(r"/", "directory.html"), (r"/login", "login.html"), (r"/signup", "signup.html"),
+                 (r"/reset", "reset.html"), (r"/account", "account.html"), (r"/m/" + MEMBER_ID, "member.html")]
+        routes = [(path, http.PageHandler, dict(a, page=page)) for path, page in pages]
+        routes += [
+            (r"/healthz", http.HealthHandler, a),
+            (r"/ws", SocketHandler, a),
+            (r"/api/signup", http.SignUpHandler, a),
+            (r"/api/login", http.LogInHandler, a),
+            (r"/api/logout", http.LogOutHandler, a),
+            (r"/api/password-reset", http.ResetRequestHandler, a),
+            (r"/api/password-reset/confirm", http.ResetConfirmHandler, a),
+            (r"/api/me", http.MeHandler, a),
+            (r"/api/me/avatar", http.AvatarUploadHandler, a),
+            (r"/api/members", http.MembersHandler, a),
+            (r"/api/members/" + MEMBER_ID, http.MemberHandler, a),
+            (r"/avatars/" + MEMBER_ID, http.AvatarHandler, a),
+            (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(http.WEB_ROOT)}),
+        ]
+        policy = self.settings.policy
+        return tornado.web.Application(
+            routes, xsrf_cookies=True, xsrf_cookie_kwargs={"samesite": "Lax", "secure": self.settings.tls},
+            websocket_ping_interval=policy.ws_ping_interval_s, websocket_ping_timeout=policy.ws_idle_timeout_s,
+            websocket_max_message_size=policy.ws_max_frame_bytes)
+
+    async def start(self, sockets=None):
+        await database.ensure_indexes(self.db)
+        await self.hub.start()
+        ssl_options = None
+        if self.settings.tls:
+            ssl_options = {"certfile": self.settings.tls_cert_file, "keyfile": self.settings.tls_key_file}
+        self.server = tornado.httpserver.HTTPServer(self.application(), ssl_options=ssl_options,
+                                                    max_body_size=self.settings.policy.avatar_max_bytes + 64 * 1024)
+        if sockets is None:
+            self.server.listen(self.settings.port, self.settings.host)
+        else:
+            self.server.add_sockets(sockets)
+        self.session_watch = asyncio.create_task(self._watch_sessions())
+
+    async def stop(self):
+        if self.session_watch:
+            self.session_watch.cancel()
+        if self.server:
+            self.server.stop()
+            await self.server.close_all_connections()
+        self.hub.stop()
+        await self.db.client.close()
+
+    def close_session_sockets(self, session_id):
+        for connection in self.hub.connections_of_sessions().get(session_id, []):
+            connection.close(CLOSE_SESSION_ENDED, "session ended")
+
+    async def _watch_sessions(self):
+        """Close sockets whose session ended anywhere (logged out on another gateway, expired)."""
+        while True:
+            await asyncio.sleep(self.settings.policy.session_check_interval_s)
+            sessions = self.hub.connections_of_sessions()
+            if not sessions:
+                continue
+            try:
+                live = await self.accounts.live_sessions(sessions)
+            except pymongo.errors.PyMongoError:
+                log.warning("cannot check sessions: the database is not answering")
+                continue
+            for session_id in set(sessions) - live:
+                self.close_session_sockets(session_id)
+
+    async def health(self):
+        try:
+            await asyncio.wait_for(self.db.command("ping"), 2)
+            db_report = {"ok": True}
+        except (pymongo.errors.PyMongoError, asyncio.TimeoutError) as error:
+            db_report = {"ok": False, "error": str(error) or "no answer"}
+        actors = await self.hub.health()
+        return {"ok": db_report["ok"] and actors["ok"], "database": db_report, "actors": actors}
+
+
+async def run(settings):
+    """Run a gateway until SIGINT or SIGTERM."""
+    gateway = Gateway(settings)
+    await gateway.start()
+    log.info("gateway listening on %s", settings.url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await gateway.stop()

@@ -1,0 +1,161 @@
+"""The bridge between this gateway's asyncio loop and the actor system.
+
+Thespian's external contexts are not thread-safe and block, so one thread owns a private
+context: it sends what the loop queued (grouped into one `Batch` per destination actor, so
+a burst of frames costs one actor message) and listens for what actors send back, handing
+it to the loop in one call per burst.
+"""
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+from collections import defaultdict
+
+from thespian.actors import ActorSystem
+
+from actors.messages import Batch
+
+log = logging.getLogger(__name__)
+
+# How long the thread listens before looking at the outbound queue again: the worst-case
+# extra latency of a frame going to an actor when nothing comes back meanwhile.
+LISTEN_SLICE_S = 0.002
+
+
+class ActorBridge:
+    def __init__(self, admin_port, on_messages):
+        """`on_messages(list)` runs on the loop with every message actors sent this gateway."""
+        self.admin_port = admin_port
+        self.on_messages = on_messages
+        self.loop = None
+        self.outbound = queue.SimpleQueue()
+        self.pending = {}  # req_id → future, for request/response messages
+        self.req_ids = itertools.count(1)
+        self.stopping = threading.Event()
+        self.thread = None
+        self.address = None
+
+    def start(self):
+        self.loop = asyncio.get_running_loop()
+        ready = self.loop.create_future()
+        self.thread = threading.Thread(target=self._run, args=(ready,), name="actor-bridge", daemon=True)
+        self.thread.start()
+        return ready
+
+    def stop(self):
+        self.stopping.set()
+        if self.thread:
+            self.thread.join(timeout=5)
+
+    def send(self, address, event):
+        """Queue one event for an actor; events to the same actor travel in one Batch."""
+        self.outbound.put((address, event, True))
+
+    def tell(self, address, message):
+        """Send one message as it is (not batched)."""
+        self.outbound.put((address, message, False))
+
+    def call(self, function):
+        """Run function(context) on the bridge thread (e.g. createActor); await its result."""
+        future = self.loop.create_future()
+        self.outbound.put((None, (function, future), False))
+        return future
+
+    def request(self, address, make_message, timeout_s=5.0):
+        """Send make_message(req_id) and await the reply carrying the same req_id."""
+        req_id = next(self.req_ids)
+        future = self.loop.create_future()
+        self.pending[req_id] = future
+        self.tell(address, make_message(req_id))
+
+        async def answer():
+            try:
+                return await asyncio.wait_for(future, timeout_s)
+            finally:
+                self.pending.pop(req_id, None)
+        return answer()
+
+    def _resolve_or_forward(self, messages):
+        rest = []
+        for message in messages:
+            req_id = getattr(message, "req_id", None)
+            future = self.pending.get(req_id) if req_id is not None else None
+            if future is not None:
+                if not future.done():
+                    future.set_result(message)
+            else:
+                rest.append(message)
+        if rest:
+            self.on_messages(rest)
+
+    def _run(self, ready):
+        try:
+            system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": self.admin_port},
+                                 transientUnique=True)
+            private = system.private()
+            context = private.__enter__()
+        except Exception as error:  # reported to start()'s caller, which fails loudly
+            self.loop.call_soon_threadsafe(_set_exception, ready, error)
+            return
+        self.loop.call_soon_threadsafe(_set_result, ready, True)
+        try:
+            while not self.stopping.is_set():
+                self._send_queued(context)
+                received = []
+                message = context.listen(LISTEN_SLICE_S)
+                while message is not None:
+                    received.append(message)
+                    message = context.listen(0)
+                if received:
+                    self.loop.call_soon_threadsafe(self._resolve_or_forward, received)
+        finally:
+            try:
+                private.__exit__(None, None, None)
+            except Exception:
+                log.exception("leaving the actor context")
+
+    def _send_queued(self, context):
+        batches = defaultdict(list)
+        singles = []
+        while True:
+            try:
+                address, item, batched = self.outbound.get_nowait()
+            except queue.Empty:
+                break
+            if batched:
+                batches[address].append(item)
+            else:
+                singles.append((address, item))
+        for address, item in singles:
+            if address is None:
+                self._call(context, *item)
+            else:
+                self._tell(context, address, item)
+        for address, events in batches.items():
+            self._tell(context, address, Batch(events))
+
+    def _call(self, context, function, future):
+        try:
+            result = function(context)
+        except Exception as error:
+            self.loop.call_soon_threadsafe(_set_exception, future, error)
+        else:
+            self.loop.call_soon_threadsafe(_set_result, future, result)
+
+    def _tell(self, context, address, message):
+        try:
+            context.tell(address, message)
+        except Exception:
+            # A dead actor: the hub learns of lost members through presence and retries.
+            log.warning("could not deliver %s to %s", type(message).__name__, address, exc_info=True)
+
+
+def _set_result(future, value):
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future, error):
+    if not future.done():
+        future.set_exception(error)

@@ -1,0 +1,153 @@
+"""This gateway's open connections and what they follow, on the asyncio loop.
+
+The hub attaches each websocket to its member's actor (through the member's shard),
+forwards frames to that actor, counts how many of its sockets watch each member so a
+shard hears of a gateway once however many of its viewers look, and delivers what
+actors send back.
+"""
+import asyncio
+import itertools
+import logging
+from collections import defaultdict
+
+from actors.directory import DIRECTORY_NAME, Directory, shard_index
+from actors.messages import (Attached, Close, Frame, GetShards, Open, Ping, Presence, Push, Unwatch,
+                             Watch, WhoAmI)
+
+log = logging.getLogger(__name__)
+
+MAX_WATCHED_PER_CONNECTION = 2000
+
+
+class Unavailable(Exception):
+    """The actor system did not answer in time."""
+
+
+class Hub:
+    def __init__(self, bridge):
+        self.bridge = bridge
+        self.address = None
+        self.directory = None
+        self.shards = []
+        self.connections = {}                 # conn_id → Connection
+        self.conn_ids = itertools.count(1)
+        self.attaching = {}                   # conn_id → future of Attached
+        self.viewers = defaultdict(set)       # member_id → conn_ids watching it
+        self.statuses = {}                    # member_id → last known status, while watched
+
+    async def start(self, timeout_s=30):
+        await self.bridge.start()
+        self.directory = await self.bridge.call(
+            lambda context: context.createActor(Directory, globalName=DIRECTORY_NAME))
+        self.address = (await self.bridge.request(self.directory, WhoAmI)).address
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self.shards:  # the node configures the directory; wait until it has
+            self.shards = (await self.bridge.request(self.directory, GetShards)).addresses
+            if not self.shards:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise Unavailable("the actor node never configured the member directory")
+                await asyncio.sleep(0.1)
+
+    def stop(self):
+        self.bridge.stop()
+
+    async def health(self, timeout_s=2):
+        try:
+            pong = await self.bridge.request(self.directory, Ping, timeout_s)
+        except asyncio.TimeoutError:
+            return {"ok": False, "error": "the member directory did not answer"}
+        return {"ok": True, "shards": pong.detail["shards"], "connections": len(self.connections)}
+
+    def shard_of(self, member_id):
+        return self.shards[shard_index(member_id, len(self.shards))]
+
+    async def open(self, connection, timeout_s=10):
+        """Attach a new websocket to its member's actor; returns the member's status."""
+        connection.conn_id = next(self.conn_ids)
+        self.connections[connection.conn_id] = connection
+        future = asyncio.get_running_loop().create_future()
+        self.attaching[connection.conn_id] = future
+        self.bridge.send(self.shard_of(connection.member_id),
+                         Open(connection.member_id, connection.conn_id, self.address))
+        try:
+            attached = await asyncio.wait_for(future, timeout_s)
+        except asyncio.TimeoutError:
+            raise Unavailable("the member's actor did not answer") from None
+        finally:
+            self.attaching.pop(connection.conn_id, None)
+        connection.member = attached.member
+        return attached.status
+
+    def frame(self, connection, frame):
+        self.bridge.send(connection.member, Frame(connection.member_id, connection.conn_id,
+                                                  self.address, frame))
+
+    def close(self, connection):
+        if self.connections.pop(connection.conn_id, None) is None:
+            return
+        self.unwatch(connection, list(connection.watching))
+        destination = connection.member or self.shard_of(connection.member_id)
+        self.bridge.send(destination, Close(connection.member_id, connection.conn_id, self.address))
+
+    def watch(self, connection, member_ids):
+        if len(connection.watching | set(member_ids)) > MAX_WATCHED_PER_CONNECTION:
+            return False
+        for member_id in member_ids:
+            if connection.conn_id in self.viewers[member_id]:
+                continue
+            connection.watching.add(member_id)
+            first = not self.viewers[member_id]
+            self.viewers[member_id].add(connection.conn_id)
+            if first:
+                self.bridge.send(self.shard_of(member_id), Watch(member_id, self.address))
+            elif member_id in self.statuses:
+                connection.send_frame(presence_frame(member_id, self.statuses[member_id]))
+        return True
+
+    def unwatch(self, connection, member_ids):
+        for member_id in member_ids:
+            connection.watching.discard(member_id)
+            viewers = self.viewers.get(member_id)
+            if viewers is None or connection.conn_id not in viewers:
+                continue
+            viewers.discard(connection.conn_id)
+            if not viewers:
+                del self.viewers[member_id]
+                self.statuses.pop(member_id, None)
+                self.bridge.send(self.shard_of(member_id), Unwatch(member_id, self.address))
+
+    def connections_of_sessions(self):
+        sessions = defaultdict(list)
+        for connection in self.connections.values():
+            sessions[connection.session_id].append(connection)
+        return sessions
+
+    def on_messages(self, messages):
+        for message in messages:
+            if isinstance(message, Push):
+                for conn_ids, frame in message.items:
+                    for conn_id in conn_ids:
+                        connection = self.connections.get(conn_id)
+                        if connection is not None:
+                            connection.send_frame(frame)
+            elif isinstance(message, Presence):
+                self.on_presence(message)
+            elif isinstance(message, Attached):
+                future = self.attaching.get(message.conn_id)
+                if future is not None and not future.done():
+                    future.set_result(message)
+            else:
+                log.warning("unexpected message from the actors: %r", message)
+
+    def on_presence(self, message):
+        viewers = self.viewers.get(message.member_id)
+        if not viewers:
+            return  # nobody here watches any more; the Unwatch is on its way
+        self.statuses[message.member_id] = message.status
+        frame = presence_frame(message.member_id, message.status)
+        for conn_id in viewers:
+            self.connections[conn_id].send_frame(frame)
+
+
+def presence_frame(member_id, status):
+    return {"type": "presence", "member_id": member_id, "status": status}

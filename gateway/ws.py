@@ -1,0 +1,133 @@
+"""The /ws endpoint: authenticated at the upgrade, msgpack frames, validated against schemas/.
+
+A refused frame is answered with an error frame and the socket stays open; only abuse
+closes it: a frame over the size cap (1009, by Tornado), a flood (1008), a dead peer
+(ping timeout), or a session that ended (4401).
+"""
+import logging
+import time
+
+import msgpack
+import tornado.web
+import tornado.websocket
+
+import schemas
+from gateway.http import SESSION_COOKIE
+from gateway.hub import Unavailable
+
+log = logging.getLogger(__name__)
+
+CLOSE_POLICY = 1008
+CLOSE_SESSION_ENDED = 4401
+
+
+class TokenBucket:
+    """Allows `rate_per_s` frames a second on average, `burst` at once."""
+
+    def __init__(self, rate_per_s, burst, now):
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.tokens = burst
+        self.updated = now
+
+    def take(self, now):
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate_per_s)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def encode(frame):
+    return msgpack.packb(frame, use_bin_type=True)
+
+
+def decode(data):
+    """The frame in `data`, or raise FrameError."""
+    if not isinstance(data, bytes):
+        raise schemas.FrameError("malformed_frame", "frames are binary msgpack, not text")
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.UnpackException, TypeError) as error:
+        raise schemas.FrameError("malformed_frame", f"not a msgpack frame: {error}") from None
+
+
+class Connection:
+    """One open websocket, as the hub sees it."""
+
+    def __init__(self, socket, member_id, session_id):
+        self.socket = socket
+        self.member_id = member_id
+        self.session_id = session_id
+        self.conn_id = None
+        self.member = None       # the member actor's address once attached
+        self.watching = set()
+
+    def send_frame(self, frame):
+        self.socket.send_frame(frame)
+
+    def close(self, code, reason):
+        self.socket.close(code, reason)
+
+
+class SocketHandler(tornado.websocket.WebSocketHandler):
+    def initialize(self, app):
+        self.app = app
+        self.connection = None
+        self.bucket = None
+
+    async def prepare(self):
+        found = await self.app.accounts.session(self.get_cookie(SESSION_COOKIE))
+        if found is None:
+            raise tornado.web.HTTPError(401, "log in first")
+        self.session_id, self.member_doc = found
+
+    def check_origin(self, origin):
+        return origin in self.app.settings.origins
+
+    async def open(self):
+        policy = self.app.settings.policy
+        self.bucket = TokenBucket(policy.flood_rate_per_s, policy.flood_burst, time.monotonic())
+        member_id = str(self.member_doc["_id"])
+        self.connection = Connection(self, member_id, self.session_id)
+        try:
+            status = await self.app.hub.open(self.connection)
+        except Unavailable as error:
+            self.send_frame({"type": "error", "id": None, "code": "unavailable", "message": str(error)})
+            self.close(1011, "try again")
+            return
+        self.send_frame({"type": "hello", "member_id": member_id, "status": status})
+
+    def on_message(self, data):
+        if not self.bucket.take(time.monotonic()):
+            log.info("closing a flooding socket of member %s", self.connection.member_id)
+            self.close(CLOSE_POLICY, "too many frames")
+            return
+        try:
+            frame = schemas.CLIENT.validate(decode(data))
+        except schemas.FrameError as error:
+            log.info("refused a frame: %s", error.code)
+            self.send_frame({"type": "error", "id": error.request_id, "code": error.code, "message": error.message})
+            return
+        self.dispatch(frame)
+
+    def dispatch(self, frame):
+        hub = self.app.hub
+        if frame["type"] == "watch":
+            if not hub.watch(self.connection, frame["members"]):
+                self.send_frame({"type": "error", "id": frame["id"], "code": "too_many_watched",
+                                 "message": "one connection follows at most 2000 members"})
+        elif frame["type"] == "unwatch":
+            hub.unwatch(self.connection, frame["members"])
+        else:
+            hub.frame(self.connection, frame)
+
+    def send_frame(self, frame):
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        self.write_message(encode(frame), binary=True)
+
+    def on_close(self):
+        if self.connection is not None and self.connection.conn_id is not None:
+            self.app.hub.close(self.connection)

@@ -1,0 +1,125 @@
+"""The `interkanect` command: run the system or one of its processes, and operator tasks."""
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from interkanect import config, processes
+
+
+def serve(settings, args):
+    """Database, actor node and gateway as children; all stop on Ctrl-C or SIGTERM."""
+    data_dir = Path(settings.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    processes.require_free(settings.host, settings.port, "gateway", "IK_PORT")
+    processes.require_free("127.0.0.1", settings.admin_port, "actor node admin", "IK_ADMIN_PORT")
+    if settings.embedded_database:
+        processes.require_free(settings.db_host, settings.db_port, "database", "IK_DB_PORT")
+
+    stopping = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.append(True))
+    env = dict(os.environ, **config.to_environ(settings))
+    me = [sys.executable, "-m", "interkanect.cli"]
+    children = processes.Supervisor()
+    try:
+        if settings.embedded_database:
+            secantusd = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or "secantusd-py"
+            db_log = open(data_dir / "database.log", "ab")
+            process = children.start("database", [secantusd, "--host", settings.db_host, "--port", str(settings.db_port),
+                                                  "--storage-path", str(data_dir / "db")],
+                                     env=env, stdout=db_log, stderr=db_log)
+            from interkanect.db import ping
+            processes.wait_until(lambda: ping(settings), 60, "the database (see var/database.log)", process=process)
+        process = children.start("actor node", me + ["node"], env=env)
+        processes.wait_until(lambda: processes.port_listening("127.0.0.1", settings.admin_port), 60,
+                             "the actor node", process=process)
+        process = children.start("gateway", me + ["gateway"], env=env)
+        processes.wait_until(lambda: _healthy(settings), 60, "the gateway", process=process)
+        print(f"interKanect is running at {settings.url}  (Ctrl-C stops it)", flush=True)
+        while not stopping:
+            exited = children.exited()
+            if exited:
+                print(f"error: the {exited[0]} exited with status {exited[1]}; stopping", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        print("stopping…", file=sys.stderr, flush=True)
+        children.stop_all()
+
+
+def _healthy(settings):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.port}/healthz", timeout=2) as answer:
+            return json.load(answer)["ok"]
+    except OSError:
+        return False
+
+
+def gateway(settings, args):
+    from gateway.app import run
+    if not processes.port_listening("127.0.0.1", settings.admin_port):
+        raise SystemExit(f"error: no actor node answers on admin port {settings.admin_port}; "
+                         f"start `interkanect node` first (or set IK_ADMIN_PORT)")
+    processes.require_free(settings.host, settings.port, "gateway", "IK_PORT")
+    asyncio.run(run(settings))
+
+
+def node(settings, args):
+    from actors.node import run
+    processes.require_free("127.0.0.1", settings.admin_port, "actor node admin", "IK_ADMIN_PORT")
+    run(settings)
+
+
+def mail_outbox(settings, args):
+    from interkanect.db import database
+    for mail in database(settings).outbox.find().sort("created_at", 1):
+        print(f"--- {mail['created_at'].isoformat()}  to: {mail['to']}\nsubject: {mail['subject']}\n\n{mail['body']}")
+
+
+def set_tier(settings, args):
+    from gateway.accounts import TIERS
+    from interkanect.db import database
+    if args.tier not in TIERS:
+        raise SystemExit(f"error: tier must be one of {', '.join(TIERS)}")
+    result = database(settings).members.update_one({"email": args.email.strip().lower()},
+                                                   {"$set": {"tier": args.tier}})
+    if result.matched_count == 0:
+        raise SystemExit(f"error: no member has the email {args.email}")
+    print(f"{args.email} is now {args.tier}")
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="interkanect", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the whole system: database, actor node, gateway").set_defaults(run=serve)
+    commands.add_parser("gateway", help="run one gateway (needs a running actor node)").set_defaults(run=gateway)
+    commands.add_parser("node", help="run an actor node").set_defaults(run=node)
+    mail = commands.add_parser("mail", help="mail tools").add_subparsers(dest="mail_command", required=True)
+    mail.add_parser("outbox", help="print mail kept because no SMTP server is configured").set_defaults(run=mail_outbox)
+    members = commands.add_parser("members", help="member administration").add_subparsers(dest="members_command",
+                                                                                         required=True)
+    tier = members.add_parser("set-tier", help="set a member's tier")
+    tier.add_argument("email")
+    tier.add_argument("tier", help="free or upgraded")
+    tier.set_defaults(run=set_tier)
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    settings = config.load()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    return args.run(settings, args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

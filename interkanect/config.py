@@ -1,0 +1,159 @@
+"""Settings: built-in defaults, then one TOML file, then IK_* environment variables.
+
+Every duration of the product rules is a policy value here with the FAQ's default, so a
+test can run a 5-minute window in a second by setting IK_NEGOTIATION_WINDOW_S=1.
+"""
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+
+CONFIG_FILE_ENV = "IK_CONFIG"
+DEFAULT_CONFIG_FILE = "interkanect.toml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """Durations and limits of the product rules (seconds unless the name says otherwise)."""
+
+    ring_timeout_s: float = 60
+    negotiation_window_s: float = 5 * 60
+    payment_window_s: float = 10 * 60
+    free_tier_cap_s: float = 20 * 60
+    reconnect_grace_s: float = 2 * 60
+    # A member actor outlives its last page by this much, so a refresh finds it warm.
+    member_exit_grace_s: float = 30
+    session_ttl_s: float = 30 * 24 * 3600
+    reset_token_ttl_s: float = 3600
+    # Login throttling: failures allowed per window, per account and per address.
+    login_window_s: float = 15 * 60
+    login_failures_per_account: int = 5
+    login_failures_per_address: int = 20
+    # Websocket liveness and hygiene.
+    ws_ping_interval_s: float = 20
+    ws_idle_timeout_s: float = 60
+    session_check_interval_s: float = 2
+    ws_max_frame_bytes: int = 64 * 1024
+    # A client may send this many frames per second on average, in bursts of flood_burst.
+    flood_rate_per_s: float = 50
+    flood_burst: int = 200
+    avatar_max_bytes: int = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8888
+    # Where browsers reach the gateway; decides the Origin allowlist and links in emails.
+    public_url: str = ""
+    allowed_origins: tuple = ()
+    data_dir: str = "var"
+    mongodb_url: str = ""
+    db_host: str = "127.0.0.1"
+    db_port: int = 27018
+    db_name: str = "interkanect"
+    admin_port: int = 19010
+    member_shards: int = 8
+    cookie_secret: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "interKanect <no-reply@interkanect.local>"
+    log_level: str = "INFO"
+    policy: Policy = Policy()
+
+    @property
+    def url(self):
+        if self.public_url:
+            return self.public_url.rstrip("/") + "/"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}/"
+
+    @property
+    def tls(self):
+        return bool(self.tls_cert_file and self.tls_key_file)
+
+    @property
+    def origins(self):
+        if self.allowed_origins:
+            return frozenset(self.allowed_origins)
+        origin = self.url.rstrip("/")
+        scheme = "https" if self.tls else "http"
+        return frozenset({origin, f"{scheme}://localhost:{self.port}",
+                          f"{scheme}://127.0.0.1:{self.port}"})
+
+    @property
+    def database_url(self):
+        if self.mongodb_url:
+            return self.mongodb_url
+        return f"mongodb://{self.db_host}:{self.db_port}/?directConnection=true"
+
+    @property
+    def embedded_database(self):
+        return not self.mongodb_url
+
+
+def _coerce(value, default):
+    if isinstance(default, bool):
+        return str(value).strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, tuple):
+        if isinstance(value, (list, tuple)):
+            return tuple(value)
+        return tuple(v.strip() for v in str(value).split(",") if v.strip())
+    return str(value)
+
+
+def _overrides(cls, table, environ, prefix):
+    out = {}
+    for field in dataclasses.fields(cls):
+        if field.name == "policy":
+            continue
+        default = field.default
+        if field.name in table:
+            out[field.name] = _coerce(table[field.name], default)
+        env_name = prefix + field.name.upper()
+        if env_name in environ:
+            out[field.name] = _coerce(environ[env_name], default)
+    return out
+
+
+def load(environ=None, config_file=None):
+    """Settings from defaults < TOML file < environment. Unknown keys are an error."""
+    environ = os.environ if environ is None else environ
+    path = config_file or environ.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE
+    table = {}
+    if Path(path).exists():
+        table = tomllib.loads(Path(path).read_text())
+    elif config_file or CONFIG_FILE_ENV in environ:
+        raise SystemExit(f"config file {path} does not exist")
+    policy_table = table.pop("policy", {})
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = set(table) - known | set(policy_table) - {f.name for f in dataclasses.fields(Policy)}
+    if unknown:
+        raise SystemExit(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+    policy = Policy(**_overrides(Policy, policy_table, environ, "IK_"))
+    settings = Settings(policy=policy, **_overrides(Settings, table, environ, "IK_"))
+    if settings.mongodb_url == "" and "MONGODB_URL" in environ:
+        settings = dataclasses.replace(settings, mongodb_url=environ["MONGODB_URL"])
+    return settings
+
+
+def to_environ(settings):
+    """The IK_* variables that reproduce these settings in a child process."""
+    env = {}
+    for field in dataclasses.fields(Settings):
+        if field.name == "policy":
+            continue
+        value = getattr(settings, field.name)
+        env["IK_" + field.name.upper()] = ",".join(value) if isinstance(value, tuple) else str(value)
+    for field in dataclasses.fields(Policy):
+        env["IK_" + field.name.upper()] = str(getattr(settings.policy, field.name))
+    return env

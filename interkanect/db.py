@@ -1,0 +1,40 @@
+"""The MongoDB connection and the indexes every collection relies on."""
+import pymongo
+from pymongo import AsyncMongoClient, MongoClient
+
+# Each collection's indexes, created idempotently at gateway start.
+INDEXES = {
+    "members": [([("email", 1)], {"unique": True})],
+    "sessions": [([("member_id", 1)], {})],
+    "reset_tokens": [([("member_id", 1)], {})],
+    "login_failures": [([("key", 1), ("at", 1)], {})],
+    "outbox": [([("created_at", 1)], {})],
+}
+
+CLIENT_OPTIONS = {"serverSelectionTimeoutMS": 5000, "tz_aware": True}
+
+
+def async_database(settings):
+    return AsyncMongoClient(settings.database_url, **CLIENT_OPTIONS)[settings.db_name]
+
+
+def database(settings):
+    return MongoClient(settings.database_url, **CLIENT_OPTIONS)[settings.db_name]
+
+
+async def ensure_indexes(db):
+    for collection, indexes in INDEXES.items():
+        for keys, options in indexes:
+            await db[collection].create_index(keys, **options)
+
+
+def ping(settings, timeout_ms=1000):
+    """True when the database answers; for start-up waits."""
+    client = MongoClient(settings.database_url, serverSelectionTimeoutMS=timeout_ms)
+    try:
+        client.admin.command("ping")
+        return True
+    except pymongo.errors.PyMongoError:
+        return False
+    finally:
+        client.close()

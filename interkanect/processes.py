@@ -1,0 +1,90 @@
+"""Child processes that `serve` (and the tests) own: start them, wait for them, stop them all.
+
+Each child runs in its own process group (so the whole group, grandchildren included,
+can be stopped) and gets SIGTERM if its parent dies (PR_SET_PDEATHSIG), so no orphan
+outlives a killed parent.
+"""
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: the parent's stop() still cleans up
+
+
+def port_free(host, port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def require_free(host, port, what, variable):
+    if not port_free(host, port):
+        raise SystemExit(f"error: port {port} on {host} ({what}) is already in use; "
+                         f"stop what holds it or choose another port with {variable}=...")
+
+
+def port_listening(host, port, timeout_s=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(condition, timeout_s, what, interval_s=0.1, process=None):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"error: {what} exited with status {process.returncode} while starting")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: {what} did not become ready within {timeout_s:.0f} s")
+        time.sleep(interval_s)
+
+
+class Supervisor:
+    def __init__(self):
+        self.children = []  # (name, Popen), in start order
+
+    def start(self, name, argv, env=None, **popen_options):
+        process = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_die_with_parent,
+                                   **popen_options)
+        self.children.append((name, process))
+        return process
+
+    def exited(self):
+        """(name, returncode) of the first child that stopped, or None."""
+        for name, process in self.children:
+            if process.poll() is not None:
+                return name, process.returncode
+        return None
+
+    def stop_all(self, timeout_s=15):
+        """Stop children in reverse start order: gateway before actors before database."""
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    pass
+            # Whatever the child left in its group (Thespian's actor processes) goes too.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
+        self.children.clear()
