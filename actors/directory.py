@@ -14,7 +14,8 @@ from thespian.actors import Actor, ActorExitRequest, ChildActorExited
 from actors import presence
 from actors.member import MemberActor
 from actors.messages import (Batch, Close, Configure, Frame, GetShards, MemberIdle, MemberStart,
-                             Open, Ping, Pong, Presence, Shards, Unwatch, Watch, WhoAmI, YouAre)
+                             Open, Ping, Pong, Presence, Shards, ShardStart, Unwatch, Watch, WhoAmI,
+                             YouAre)
 
 DIRECTORY_NAME = "interkanect-directory"
 
@@ -53,12 +54,6 @@ class Directory(Actor):
         return shard
 
 
-class ShardStart:
-    def __init__(self, index, policy):
-        self.index = index
-        self.policy = policy
-
-
 class MemberShard(Actor):
     def __init__(self):
         super().__init__()
@@ -84,7 +79,7 @@ class MemberShard(Actor):
             if isinstance(event, Watch):
                 self.watchers[member_id].add(event.bridge)
                 if member_id not in self.members:
-                    self.send(event.bridge, Presence(member_id, presence.OFFLINE))
+                    self.send(event.bridge.address, Presence(member_id, presence.OFFLINE))
                     continue
             elif isinstance(event, Unwatch):
                 self.watchers[member_id].discard(event.bridge)
@@ -116,4 +111,4 @@ class MemberShard(Actor):
                 # The member's process died: its pages lost their actor, so it reads as offline.
                 del self.members[member_id]
                 for bridge in self.watchers.get(member_id, ()):
-                    self.send(bridge, Presence(member_id, presence.OFFLINE))
+                    self.send(bridge.address, Presence(member_id, presence.OFFLINE))

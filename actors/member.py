@@ -17,7 +17,7 @@ class MemberActor(Actor):
         super().__init__()
         self.rules = None
         self.shard = None
-        self.outbox = defaultdict(list)  # bridge address → [(conn_ids, frame)]
+        self.outbox = defaultdict(list)  # BridgeRef → [(conn_ids, frame)]
 
     def receiveMessage(self, message, sender):
         if isinstance(message, MemberStart):
@@ -58,12 +58,12 @@ class MemberActor(Actor):
         for effect in effects:
             if isinstance(effect, presence.Welcome):
                 bridge, conn_id = effect.connection
-                self.send(bridge, Attached(rules.member_id, conn_id, self.myAddress, effect.status))
+                self.send(bridge.address, Attached(rules.member_id, conn_id, self.myAddress, effect.status))
             elif isinstance(effect, presence.Broadcast):
                 for watcher in rules.watchers:
-                    self.send(watcher, Presence(rules.member_id, effect.status))
+                    self.send(watcher.address, Presence(rules.member_id, effect.status))
             elif isinstance(effect, presence.Tell):
-                self.send(effect.watcher, Presence(rules.member_id, effect.status))
+                self.send(effect.watcher.address, Presence(rules.member_id, effect.status))
             elif isinstance(effect, presence.StartExitTimer):
                 self.wakeupAfter(effect.delay_s, payload=("exit", effect.token))
             elif isinstance(effect, presence.RequestExit):
@@ -71,5 +71,5 @@ class MemberActor(Actor):
 
     def flush(self):
         for bridge, items in self.outbox.items():
-            self.send(bridge, Push(items))
+            self.send(bridge.address, Push(items))
         self.outbox.clear()

@@ -7,6 +7,18 @@ import dataclasses
 from typing import Any
 
 
+@dataclasses.dataclass(frozen=True)
+class BridgeRef:
+    """A gateway bridge's address, hashable so it can sit in sets and dict keys
+    (Thespian's addresses are not hashable; their string form is unique per endpoint)."""
+    key: str
+    address: Any = dataclasses.field(compare=False, hash=False)
+
+    @classmethod
+    def of(cls, address):
+        return cls(str(address), address)
+
+
 @dataclasses.dataclass
 class Configure:
     """Sent by the node to the directory once at start: the policy and shard count."""
@@ -124,6 +136,13 @@ class MemberIdle:
     """The member has had no connection for the exit grace; it may go if nothing is in flight."""
     member_id: str
     opens_seen: int
+
+
+@dataclasses.dataclass
+class ShardStart:
+    """Directory → new shard: its index and the policy its members follow."""
+    index: int
+    policy: Any
 
 
 @dataclasses.dataclass

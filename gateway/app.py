@@ -56,7 +56,7 @@ class Gateway:
         policy = self.settings.policy
         return tornado.web.Application(
             routes, xsrf_cookies=True, xsrf_cookie_kwargs={"samesite": "Lax", "secure": self.settings.tls},
-            websocket_ping_interval=policy.ws_ping_interval_s, websocket_ping_timeout=policy.ws_idle_timeout_s,
+            websocket_ping_interval=policy.ws_ping_interval_s, websocket_ping_timeout=policy.ws_ping_timeout_s,
             websocket_max_message_size=policy.ws_max_frame_bytes)
 
     async def start(self, sockets=None):

@@ -101,22 +101,29 @@ class ActorBridge:
         self.loop.call_soon_threadsafe(_set_result, ready, True)
         try:
             while not self.stopping.is_set():
-                self._send_queued(context)
-                received = []
-                message = context.listen(LISTEN_SLICE_S)
-                while message is not None:
-                    received.append(message)
-                    message = context.listen(0)
-                if received:
-                    self.loop.call_soon_threadsafe(self._resolve_or_forward, received)
+                try:
+                    self._exchange(context)
+                except Exception:
+                    log.exception("actor bridge: one exchange failed; going on")
         finally:
             try:
                 private.__exit__(None, None, None)
             except Exception:
                 log.exception("leaving the actor context")
 
+    def _exchange(self, context):
+        self._send_queued(context)
+        received = []
+        message = context.listen(LISTEN_SLICE_S)
+        while message is not None:
+            received.append(message)
+            message = context.listen(0)
+        if received:
+            self.loop.call_soon_threadsafe(self._resolve_or_forward, received)
+
     def _send_queued(self, context):
-        batches = defaultdict(list)
+        batches = defaultdict(list)  # str(address) → events; addresses are not hashable
+        addresses = {}
         singles = []
         while True:
             try:
@@ -124,7 +131,8 @@ class ActorBridge:
             except queue.Empty:
                 break
             if batched:
-                batches[address].append(item)
+                batches[str(address)].append(item)
+                addresses[str(address)] = address
             else:
                 singles.append((address, item))
         for address, item in singles:
@@ -132,8 +140,8 @@ class ActorBridge:
                 self._call(context, *item)
             else:
                 self._tell(context, address, item)
-        for address, events in batches.items():
-            self._tell(context, address, Batch(events))
+        for key, events in batches.items():
+            self._tell(context, addresses[key], Batch(events))
 
     def _call(self, context, function, future):
         try:

@@ -11,7 +11,7 @@ import logging
 from collections import defaultdict
 
 from actors.directory import DIRECTORY_NAME, Directory, shard_index
-from actors.messages import (Attached, Close, Frame, GetShards, Open, Ping, Presence, Push, Unwatch,
+from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Open, Ping, Presence, Push, Unwatch,
                              Watch, WhoAmI)
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Hub:
         await self.bridge.start()
         self.directory = await self.bridge.call(
             lambda context: context.createActor(Directory, globalName=DIRECTORY_NAME))
-        self.address = (await self.bridge.request(self.directory, WhoAmI)).address
+        self.address = BridgeRef.of((await self.bridge.request(self.directory, WhoAmI)).address)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while not self.shards:  # the node configures the directory; wait until it has
             self.shards = (await self.bridge.request(self.directory, GetShards)).addresses

@@ -31,7 +31,8 @@ class Policy:
     login_failures_per_address: int = 20
     # Websocket liveness and hygiene.
     ws_ping_interval_s: float = 20
-    ws_idle_timeout_s: float = 60
+    # A peer that has not answered a ping within this is closed (at most the interval).
+    ws_ping_timeout_s: float = 20
     session_check_interval_s: float = 2
     ws_max_frame_bytes: int = 64 * 1024
     # A client may send this many frames per second on average, in bursts of flood_burst.
@@ -97,14 +98,14 @@ class Settings:
         return not self.mongodb_url
 
 
-def _coerce(value, default):
-    if isinstance(default, bool):
+def _coerce(value, kind):
+    if kind is bool:
         return str(value).strip().lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int):
+    if kind is int:
         return int(value)
-    if isinstance(default, float):
+    if kind is float:
         return float(value)
-    if isinstance(default, tuple):
+    if kind is tuple:
         if isinstance(value, (list, tuple)):
             return tuple(value)
         return tuple(v.strip() for v in str(value).split(",") if v.strip())
@@ -116,12 +117,11 @@ def _overrides(cls, table, environ, prefix):
     for field in dataclasses.fields(cls):
         if field.name == "policy":
             continue
-        default = field.default
         if field.name in table:
-            out[field.name] = _coerce(table[field.name], default)
+            out[field.name] = _coerce(table[field.name], field.type)
         env_name = prefix + field.name.upper()
         if env_name in environ:
-            out[field.name] = _coerce(environ[env_name], default)
+            out[field.name] = _coerce(environ[env_name], field.type)
     return out
 
 

@@ -1,0 +1,153 @@
+"""A test member: a real HTTP client (cookies, XSRF) and real websockets against a gateway.
+
+Every frame a socket receives is validated against schemas/server.json, so any test that
+reads frames also checks the server speaks its documented protocol.
+"""
+import asyncio
+import http.cookies
+import json
+import secrets
+import urllib.parse
+
+import msgpack
+import websockets
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+import schemas
+
+DEFAULT_TIMEOUT_S = 10
+PASSWORD = "correct horse battery"
+
+
+class Response:
+    def __init__(self, code, headers, body):
+        self.code = code
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def error_code(self):
+        return self.json()["error"]["code"]
+
+
+class Member:
+    def __init__(self, base_url, email=None):
+        self.base_url = base_url.rstrip("/")
+        self.email = email or f"m{secrets.token_hex(6)}@example.com"
+        self.cookies = {}
+        self.profile = None
+
+    @property
+    def id(self):
+        return self.profile["id"]
+
+    @property
+    def origin(self):
+        return self.base_url
+
+    def cookie_header(self):
+        return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+
+    def _remember(self, headers):
+        for line in headers.get_list("Set-Cookie"):
+            jar = http.cookies.SimpleCookie()
+            jar.load(line)
+            for name, morsel in jar.items():
+                if morsel["expires"] and "1970" in morsel["expires"] or morsel.value == "":
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+
+    async def request(self, method, path, body=None, raw=None, headers=None, xsrf=True):
+        if "_xsrf" not in self.cookies and xsrf:
+            await self.request("GET", "/login", xsrf=False)
+        all_headers = {"Cookie": self.cookie_header()}
+        if xsrf and "_xsrf" in self.cookies:
+            all_headers["X-XSRFToken"] = self.cookies["_xsrf"]
+        if body is not None:
+            raw = json.dumps(body).encode()
+            all_headers["Content-Type"] = "application/json"
+        all_headers.update(headers or {})
+        if raw is None and method in ("POST", "PUT", "PATCH"):
+            raw = b""
+        request = HTTPRequest(self.base_url + path, method=method, headers=all_headers, body=raw,
+                              follow_redirects=False, request_timeout=DEFAULT_TIMEOUT_S)
+        try:
+            answer = await AsyncHTTPClient().fetch(request, raise_error=False)
+        except HTTPClientError as error:  # pragma: no cover - raise_error=False returns instead
+            answer = error.response
+        self._remember(answer.headers)
+        return Response(answer.code, answer.headers, answer.body)
+
+    async def sign_up(self, display_name="Test Member", password=PASSWORD):
+        answer = await self.request("POST", "/api/signup", {"email": self.email, "password": password,
+                                                            "display_name": display_name})
+        assert answer.code == 201, answer.body
+        self.profile = answer.json()["member"]
+        return self
+
+    async def log_in(self, password=PASSWORD):
+        answer = await self.request("POST", "/api/login", {"email": self.email, "password": password})
+        if answer.code == 200:
+            self.profile = answer.json()["member"]
+        return answer
+
+    async def socket(self, origin=None):
+        ws_url = "ws" + self.base_url[len("http"):] + "/ws"
+        connection = await websockets.connect(
+            ws_url, additional_headers={"Cookie": self.cookie_header()}, origin=origin or self.origin,
+            max_size=None, open_timeout=DEFAULT_TIMEOUT_S)
+        return Socket(connection)
+
+
+class Socket:
+    """A websocket that speaks msgpack and checks every received frame against the schema."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.received = []
+        self.next_id = 1
+
+    async def send(self, frame):
+        await self.connection.send(msgpack.packb(frame, use_bin_type=True))
+
+    async def request(self, frame_type, **fields):
+        request_id = self.next_id
+        self.next_id += 1
+        await self.send(dict(type=frame_type, id=request_id, **fields))
+        return request_id
+
+    async def frame(self, timeout_s=DEFAULT_TIMEOUT_S):
+        data = await asyncio.wait_for(self.connection.recv(), timeout_s)
+        assert isinstance(data, bytes), "the server sends binary frames only"
+        frame = msgpack.unpackb(data, raw=False)
+        schemas.SERVER.validate(frame)
+        self.received.append(frame)
+        return frame
+
+    async def expect(self, frame_type, timeout_s=DEFAULT_TIMEOUT_S, **fields):
+        """The next frame of this type whose fields match, skipping others; bounded by timeout_s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            frame = await self.frame(max(0.01, deadline - loop.time()))
+            if frame["type"] == frame_type and all(frame.get(k) == v for k, v in fields.items()):
+                return frame
+
+    async def closed(self, timeout_s=DEFAULT_TIMEOUT_S):
+        """Wait for the server to close; returns the close code."""
+        try:
+            while True:
+                await asyncio.wait_for(self.connection.recv(), timeout_s)
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+
+    async def close(self):
+        await self.connection.close()
+
+
+def quote(text):
+    return urllib.parse.quote(text)

@@ -1,0 +1,138 @@
+"""Fixtures that start real processes on unused ports: a SecantusDB server for the session,
+and per test module an actor node (multiprocTCPBase) and a gateway, stopped afterwards
+with everything they started."""
+import asyncio
+import dataclasses
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+import json
+from pathlib import Path
+
+import pymongo
+import pytest
+
+from interkanect import config, processes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Fast policy for tests: windows of seconds instead of minutes.
+TEST_POLICY = dict(member_exit_grace_s=0.5, session_check_interval_s=0.2, ws_ping_interval_s=5,
+                   ws_ping_timeout_s=5)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(coroutine):
+    """Run one async test scenario to its end."""
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    port = free_port()
+    storage = tmp_path_factory.mktemp("secantus")
+    secantusd = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or "secantusd-py"
+    children = processes.Supervisor()
+    log = open(storage / "server.log", "ab")
+    process = children.start("database", [secantusd, "--host", "127.0.0.1", "--port", str(port),
+                                          "--storage-path", str(storage / "data")], stdout=log, stderr=log)
+    url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    settings = config.Settings(mongodb_url=url)
+    try:
+        processes.wait_until(lambda: _ping(settings), 60, "SecantusDB", process=process)
+        yield url
+    finally:
+        children.stop_all()
+
+
+def _ping(settings):
+    from interkanect.db import ping
+    return ping(settings)
+
+
+@dataclasses.dataclass
+class RunningSystem:
+    settings: config.Settings
+    children: processes.Supervisor
+    log_dir: Path
+
+    @property
+    def url(self):
+        return self.settings.url.rstrip("/")
+
+    @property
+    def db(self):
+        return pymongo.MongoClient(self.settings.database_url, tz_aware=True)[self.settings.db_name]
+
+    def health(self):
+        with urllib.request.urlopen(self.url + "/healthz", timeout=5) as answer:
+            return answer.status, json.load(answer)
+
+    def cli(self, *args):
+        env = dict(os.environ, **config.to_environ(self.settings))
+        return subprocess.run([sys.executable, "-m", "interkanect.cli", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    def stop(self):
+        self.children.stop_all()
+
+
+def start_system(database_url, log_dir, **overrides):
+    """An actor node and a gateway on unused ports, with the test policy plus `overrides`."""
+    policy_fields = {f.name for f in dataclasses.fields(config.Policy)}
+    policy = config.Policy(**{**TEST_POLICY, **{k: v for k, v in overrides.items() if k in policy_fields}})
+    settings = config.Settings(port=free_port(), admin_port=free_port(), mongodb_url=database_url,
+                               db_name="t" + secrets.token_hex(4), data_dir=str(log_dir), policy=policy,
+                               **{k: v for k, v in overrides.items() if k not in policy_fields})
+    env = dict(os.environ, **config.to_environ(settings))
+    me = [sys.executable, "-m", "interkanect.cli"]
+    children = processes.Supervisor()
+    system = RunningSystem(settings, children, log_dir)
+    try:
+        node_log = open(log_dir / "node.log", "ab")
+        node = children.start("node", me + ["node"], env=env, stdout=node_log, stderr=node_log)
+        processes.wait_until(lambda: processes.port_listening("127.0.0.1", settings.admin_port), 60,
+                             "the actor node", process=node)
+        gateway_log = open(log_dir / "gateway.log", "ab")
+        gateway = children.start("gateway", me + ["gateway"], env=env, stdout=gateway_log, stderr=gateway_log)
+        processes.wait_until(lambda: _healthy(system), 60, "the gateway", process=gateway)
+    except BaseException:
+        children.stop_all()
+        raise
+    return system
+
+
+def _healthy(system):
+    try:
+        return system.health()[1]["ok"]
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def system(database_url, tmp_path_factory):
+    running = start_system(database_url, tmp_path_factory.mktemp("system"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def system_with(database_url, tmp_path_factory):
+    """A factory for a system with its own policy: system_with(flood_rate_per_s=5)."""
+    started = []
+
+    def start(**overrides):
+        started.append(start_system(database_url, tmp_path_factory.mktemp("system"), **overrides))
+        return started[-1]
+    yield start
+    for running in started:
+        running.stop()
