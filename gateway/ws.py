@@ -78,6 +78,10 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         self.bucket = None
 
     async def prepare(self):
+        # Exactly the allowlisted origins, scheme included; Tornado alone would also accept a
+        # missing Origin or one whose host matches whatever the scheme.
+        if not self.check_origin(self.request.headers.get("Origin", "")):
+            raise tornado.web.HTTPError(403, "this origin may not open a socket")
         found = await self.app.accounts.session(self.get_cookie(SESSION_COOKIE))
         if found is None:
             raise tornado.web.HTTPError(401, "log in first")
