@@ -18,6 +18,15 @@ from interkanect.mail import Mailer
 log = logging.getLogger(__name__)
 
 MEMBER_ID = r"([0-9a-f]{24})"
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler):
+    """Tornado's access log, minus the query string: a reset link's token must not be logged."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    access_log.log(level, "%d %s %s (%s) %.2fms", status, handler.request.method, handler.request.path,
+                   handler.request.remote_ip, 1000.0 * handler.request.request_time())
 
 
 class Gateway:
@@ -55,7 +64,7 @@ class Gateway:
         ]
         policy = self.settings.policy
         return tornado.web.Application(
-            routes, xsrf_cookies=True, xsrf_cookie_kwargs={"samesite": "Lax", "secure": self.settings.tls},
+            routes, log_function=log_request, xsrf_cookies=True, xsrf_cookie_kwargs={"samesite": "Lax", "secure": self.settings.tls},
             websocket_ping_interval=policy.ws_ping_interval_s, websocket_ping_timeout=policy.ws_ping_timeout_s,
             websocket_max_message_size=policy.ws_max_frame_bytes)
 
