@@ -21,6 +21,14 @@ def _die_with_parent():
         pass  # not Linux: the parent's stop() still cleans up
 
 
+def raise_open_file_limit():
+    """Every actor costs the admin ~3 descriptors and every socket one: take the hard limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def port_free(host, port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
