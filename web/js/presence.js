@@ -34,7 +34,7 @@ export function statusText(memberId) {
 export class PresenceBoard {
   constructor(live) {
     this.live = live;
-    this.statuses = new Map();   // member id → status the server last sent
+    this.known = new Map();   // member id → {status, live}: the server's last word on it
     live.on("presence", (frame) => this.update(frame.member_id, frame.status));
     live.on("hello", (frame) => this.update(frame.member_id, frame.status));
     live.on("state", (state) => { if (state !== "open") this.markStale(); });
@@ -48,31 +48,32 @@ export class PresenceBoard {
 
   unfollow(memberIds) {
     this.live.unwatch(memberIds);
-    memberIds.forEach((id) => this.statuses.delete(id));
+    memberIds.forEach((id) => this.known.delete(id));
   }
 
   update(memberId, status) {
-    this.statuses.set(memberId, status);
+    this.known.set(memberId, { status, live: true });
     this.paint(memberId);
   }
 
   paint(memberId) {
-    const status = this.statuses.get(memberId);
-    const live = status !== undefined;
+    const { status, live } = this.known.get(memberId) || { status: "offline", live: false };
     for (const dot of document.querySelectorAll(`.status-dot[data-member-id="${memberId}"]`)) {
-      showStatus(dot, status || "offline", live);
+      showStatus(dot, status, live);
     }
     for (const text of document.querySelectorAll(`[data-status-text-for="${memberId}"]`)) {
-      text.textContent = live ? capitalised(STATUS_WORDS[status]) : "Checking…";
-      text.dataset.status = status || "";
+      text.textContent = this.known.has(memberId) ? capitalised(STATUS_WORDS[status]) : "Checking…";
+      text.dataset.status = status;
     }
   }
 
-  // After a disconnect what we showed may be out of date until the re-watch answers.
+  // While disconnected what we show may be out of date: keep it, but say so, until the
+  // re-watch after reconnecting brings fresh statuses.
   markStale() {
-    const ids = [...this.statuses.keys()];
-    this.statuses.clear();
-    ids.forEach((id) => this.paint(id));
+    for (const [id, entry] of this.known) {
+      entry.live = false;
+      this.paint(id);
+    }
   }
 }
 

@@ -1,0 +1,117 @@
+// What every page does first: learn who is looking, draw the shared navigation, and for a
+// logged-in member open the live connection that makes them online while the page is open.
+
+import * as api from "./api.js";
+import { LiveConnection } from "./live.js";
+import { sentence } from "./forms.js";
+import { PresenceBoard } from "./presence.js";
+
+const LIVE_STATE_WORDS = { connecting: "Connecting…", open: "Live", closed: "Reconnecting…", ended: "Offline" };
+
+// Pages that need no session: when it ends, the login page need not lead back to them.
+const NO_RETURN = new Set(["/", "/login", "/signup", "/reset"]);
+
+export function goToLogin() {
+  const here = location.pathname + location.search;
+  location.assign(NO_RETURN.has(location.pathname) ? "/login" : `/login?next=${encodeURIComponent(here)}`);
+}
+
+function link(id, href, text) {
+  const a = document.createElement("a");
+  a.id = id;
+  a.href = href;
+  a.textContent = text;
+  if (location.pathname === href) a.setAttribute("aria-current", "page");
+  return a;
+}
+
+function liveIndicator(live) {
+  const state = document.createElement("span");
+  state.id = "live-state";
+  state.className = "live-state";
+  state.setAttribute("role", "status");
+  const show = (value) => {
+    state.dataset.state = value;
+    state.textContent = LIVE_STATE_WORDS[value];
+  };
+  show(live.state);
+  live.on("state", show);
+  return state;
+}
+
+function logOutButton(live) {
+  const button = document.createElement("button");
+  button.id = "logout-button";
+  button.type = "button";
+  button.className = "button button--quiet";
+  button.textContent = "Log out";
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    live.stop();  // ours to end: the server's 4401 would otherwise send us to /login
+    try {
+      await api.post("/api/logout");
+    } finally {
+      location.assign("/");
+    }
+  });
+  return button;
+}
+
+function drawNav(me, live) {
+  const nav = document.getElementById("site-nav");
+  const items = [link("nav-directory", "/", "Directory")];
+  if (me) {
+    items.push(liveIndicator(live), link("nav-account", "/account", "Account"), logOutButton(live));
+  } else {
+    items.push(link("nav-login", "/login", "Log in"), link("nav-signup", "/signup", "Sign up"));
+  }
+  nav.replaceChildren(...items);
+}
+
+function openLive(onSessionEnded) {
+  const live = new LiveConnection({ onSessionEnded, isLoggedIn: async () => (await api.me()) !== null });
+  window.addEventListener("online", () => live.retryNow());
+  live.start();
+  return live;
+}
+
+/**
+ * Start the page. Returns {me, live, presence}; for a visitor `me`, `live` and `presence`
+ * are null. With `memberOnly`, a visitor is sent to the login page instead.
+ * `onSessionEnded` runs when the server ends the session (logged out elsewhere, expired).
+ */
+export async function startPage({ memberOnly = false, onSessionEnded = goToLogin } = {}) {
+  const me = await api.me();
+  if (!me && memberOnly) {
+    goToLogin();
+    return new Promise(() => {});  // the page is going away; nothing more to do
+  }
+  const live = me ? openLive(onSessionEnded) : null;
+  document.body.dataset.session = me ? "member" : "visitor";
+  drawNav(me, live);
+  return { me, live, presence: live ? new PresenceBoard(live) : null };
+}
+
+/** The page has drawn its data: browser tests wait for body[data-ready="true"] ("error" if it failed). */
+export function pageReady() {
+  document.body.dataset.ready = "true";
+}
+
+/** Run a page's main(); a failure it did not expect is shown at the top of the page. */
+export function runPage(main) {
+  main().catch((error) => {
+    console.error(error);
+    document.body.dataset.ready = "error";
+    showPageError(error instanceof api.ApiError ? sentence(error.message)
+      : "This page failed to load; reload to try again.");
+  });
+}
+
+function showPageError(message) {
+  const main = document.getElementById("main");
+  const alert = document.createElement("p");
+  alert.className = "notice notice--error";
+  alert.setAttribute("role", "alert");
+  alert.textContent = message;
+  main.prepend(alert);
+}
