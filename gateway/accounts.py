@@ -208,6 +208,10 @@ class Accounts:
             raise ClientError(400, "invalid_token", "the reset link is invalid or has expired; ask for a new one")
         await self.db.members.update_one({"_id": claimed["member_id"]},
                                          {"$set": {"password_hash": await self._hash(password)}})
+        # Links mailed before this one are void too: an older mail found later (a shared
+        # inbox, a forwarded message) must not choose the password again.
+        await self.db.reset_tokens.update_many({"member_id": claimed["member_id"], "used_at": None},
+                                               {"$set": {"used_at": now()}})
         # A reset means the old password may be known to someone: end every session.
         await self.db.sessions.delete_many({"member_id": claimed["member_id"]})
         await self.db.login_failures.delete_many({"key": "account:" + (await self.member(claimed["member_id"]))["email"]})

@@ -14,6 +14,9 @@ from gateway.accounts import ClientError, own_profile, public_profile
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "ik_session"
+# An upload above the avatar limit is still read (and dropped) up to this size, so that its
+# sender gets a clear 413 instead of a dropped connection: a phone photo is a few megabytes.
+AVATAR_DRAIN_BYTES = 32 * 1024 * 1024
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
 
@@ -33,11 +36,21 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ClientError(401, "not_logged_in", "log in first")
         return self.member
 
+    def check_xsrf_cookie(self):
+        # Tornado words its refusals differently (missing, bad format, mismatch); the client
+        # needs one typed error whichever it was, answered like every other client fault.
+        try:
+            super().check_xsrf_cookie()
+        except tornado.web.HTTPError:
+            raise ClientError(403, "xsrf", "the X-XSRFToken header is missing or does not match the _xsrf cookie; "
+                                           "reload the page and try again") from None
+
     def json_body(self):
         try:
             body = json.loads(self.request.body or b"null")
-        except ValueError:
-            raise ClientError(400, "invalid_json", "the body is not valid JSON") from None
+        # A body nested deeper than the parser recurses is bad input too, not a server fault.
+        except (ValueError, RecursionError):
+            raise ClientError(400, "invalid_json", "the body is not valid JSON (or is nested too deeply)") from None
         if not isinstance(body, dict):
             raise ClientError(400, "invalid_body", "send a JSON object")
         return body
@@ -63,7 +76,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_error(self, status_code, **kwargs):
         error = kwargs.get("exc_info", (None, None))[1]
         message = getattr(error, "log_message", None) or self._reason
-        code = "xsrf" if message and "_xsrf" in message else "http_%d" % status_code
+        code = "http_%d" % status_code
         if status_code >= 500:
             code, message = "internal", "something went wrong on our side; try again"
         self.finish({"error": {"code": code, "message": message}})
@@ -130,9 +143,27 @@ class MeHandler(BaseHandler):
         self.send_json({"member": own_profile(member)})
 
 
+@tornado.web.stream_request_body
 class AvatarUploadHandler(BaseHandler):
+    def initialize(self, app):
+        super().initialize(app)
+        # Here, not in prepare: a refused XSRF check skips prepare, yet the body still arrives.
+        self.limit_bytes = app.settings.policy.avatar_max_bytes
+        self.kept = bytearray()
+
+    async def prepare(self):
+        await super().prepare()
+        # The server's own body limit would answer a bare 400 and close the connection.
+        self.request.connection.set_max_body_size(max(AVATAR_DRAIN_BYTES, self.limit_bytes + 1))
+
+    def data_received(self, chunk):
+        # One byte past the limit is enough for set_avatar to refuse it; the rest is dropped.
+        room = self.limit_bytes + 1 - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
+
     async def put(self):
-        await self.app.accounts.set_avatar(self.require_member(), self.request.body)
+        await self.app.accounts.set_avatar(self.require_member(), bytes(self.kept))
         self.set_status(204)
 
 
