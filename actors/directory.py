@@ -6,36 +6,30 @@ and retires its members, so creation is spread over several processes instead of
 A shard also keeps who watches each of its members, online or not, so a viewer of an
 offline member is told the moment that member opens a page.
 """
-import zlib
 from collections import defaultdict
 
 from thespian.actors import Actor, ActorExitRequest, ChildActorExited
 
 from actors import presence
+from actors.adapters import CallStore, Configured, Mailer
 from actors.member import MemberActor
-from actors.messages import (Batch, Close, Configure, Frame, GetShards, MemberIdle, MemberStart,
-                             Open, Ping, Pong, Presence, Shards, ShardStart, Unwatch, Watch, WhoAmI,
-                             YouAre)
+from actors.messages import (Batch, CallRefused, Close, Configure, Frame, GetShards, MemberIdle, MemberStart,
+                             Open, Ping, Pong, Presence, RingRequest, Services, Shards, ShardStart, ToCall,
+                             Unwatch, Watch, WhoAmI, YouAre)
 
 DIRECTORY_NAME = "interkanect-directory"
-
-
-def shard_index(member_id, shard_count):
-    """Stable across processes and restarts (unlike hash())."""
-    return zlib.crc32(member_id.encode()) % shard_count
 
 
 class Directory(Actor):
     def __init__(self):
         super().__init__()
-        self.policy = None
+        self.services = None
         self.shards = []
 
     def receiveMessage(self, message, sender):
         if isinstance(message, Configure):
             if not self.shards:
-                self.policy = message.policy
-                self.shards = [self.start_shard(i) for i in range(message.shard_count)]
+                self.configure(message.settings)
             self.send(sender, Shards(0, list(self.shards)))
         elif isinstance(message, GetShards):
             self.send(sender, Shards(message.req_id, list(self.shards)))
@@ -48,25 +42,40 @@ class Directory(Actor):
             index = self.shards.index(message.childAddress)
             self.shards[index] = self.start_shard(index)
 
+    def configure(self, settings):
+        store, mailer = self.createActor(CallStore), self.createActor(Mailer)
+        for adapter in (store, mailer):
+            self.send(adapter, Configured(settings))
+        self.shards = [self.createActor(MemberShard) for _ in range(settings.member_shards)]
+        self.services = Services(settings, list(self.shards), store, mailer)
+        for index, shard in enumerate(self.shards):
+            self.send(shard, ShardStart(index, self.services))
+
     def start_shard(self, index):
+        # Its siblings and their members keep the old address until issue 6's failover work.
         shard = self.createActor(MemberShard)
-        self.send(shard, ShardStart(index, self.policy))
+        self.send(shard, ShardStart(index, self.services))
         return shard
 
 
 class MemberShard(Actor):
     def __init__(self):
         super().__init__()
-        self.policy = None
+        self.services = None
         self.members = {}                 # member_id → actor address
         self.opens = defaultdict(int)     # member_id → Open events forwarded to its actor
         self.watchers = defaultdict(set)  # member_id → bridge addresses
 
     def receiveMessage(self, message, sender):
         if isinstance(message, ShardStart):
-            self.policy = message.policy
+            self.services = message.services
         elif isinstance(message, Batch):
             self.route(message.events)
+        elif isinstance(message, RingRequest):
+            self.ring(message)
+        elif isinstance(message, ToCall):
+            if message.host_id in self.members:
+                self.send(self.members[message.host_id], message)
         elif isinstance(message, MemberIdle):
             self.retire(message)
         elif isinstance(message, ChildActorExited):
@@ -90,13 +99,21 @@ class MemberShard(Actor):
                 if member_id not in self.members:
                     self.members[member_id] = self.createActor(MemberActor)
                     self.send(self.members[member_id],
-                              MemberStart(member_id, self.policy, set(self.watchers.get(member_id, ()))))
+                              MemberStart(member_id, self.services, set(self.watchers.get(member_id, ()))))
             if member_id in self.members:
                 forward[member_id].append(event)
             elif isinstance(event, (Close, Frame)):
                 continue  # the member is gone already; nothing holds that connection
         for member_id, member_events in forward.items():
             self.send(self.members[member_id], Batch(member_events))
+
+    def ring(self, request):
+        host = self.members.get(request.host_id)
+        if host is None:
+            self.send(request.caller_member, CallRefused(request.call_id, request.connection, "offline",
+                                                         "this member is offline; try again when their dot is green"))
+        else:
+            self.send(host, request)
 
     def retire(self, idle):
         """Let an idle member go, unless a page opened since it decided to ask."""

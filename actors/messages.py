@@ -21,9 +21,18 @@ class BridgeRef:
 
 @dataclasses.dataclass
 class Configure:
-    """Sent by the node to the directory once at start: the policy and shard count."""
-    policy: Any
-    shard_count: int
+    """Sent by the node to the directory once at start: the settings (policy, shard count,
+    database, mail, TURN)."""
+    settings: Any
+
+
+@dataclasses.dataclass
+class Services:
+    """What every shard, member and call needs to reach: handed down from the directory."""
+    settings: Any
+    shards: list
+    store: Any
+    mailer: Any
 
 
 @dataclasses.dataclass
@@ -65,10 +74,12 @@ class YouAre:
 
 @dataclasses.dataclass
 class Open:
-    """A member's page opened a websocket (to the shard, which finds or creates the member)."""
+    """A member's page opened a websocket (to the shard, which finds or creates the member).
+    `profile` is the member as the gateway read it: {"name", "tier", "can_charge"}."""
     member_id: str
     conn_id: int
     bridge: Any
+    profile: dict
 
 
 @dataclasses.dataclass
@@ -140,14 +151,182 @@ class MemberIdle:
 
 @dataclasses.dataclass
 class ShardStart:
-    """Directory → new shard: its index and the policy its members follow."""
+    """Directory → new shard: its index and the services its members use."""
     index: int
-    policy: Any
+    services: Any
 
 
 @dataclasses.dataclass
 class MemberStart:
-    """Shard → new member actor: who it is, its policy, and the current watchers."""
+    """Shard → new member actor: who it is, the services, and the current watchers."""
     member_id: str
-    policy: Any
+    services: Any
     watchers: set
+
+
+# Calls. A connection is (BridgeRef, conn_id); a call id is 24 hex digits.
+
+@dataclasses.dataclass
+class RingRequest:
+    """Caller's member → host's shard → host's member: please ring."""
+    call_id: str
+    host_id: str
+    caller: dict            # {"id", "name"}
+    caller_member: Any      # the caller's member actor
+    connection: tuple       # the caller's page that placed the call
+
+
+@dataclasses.dataclass
+class CallRefused:
+    """Host side → caller's member: the call could not start."""
+    call_id: str
+    connection: tuple
+    code: str
+    message: str
+    request_id: Any = None
+
+
+@dataclasses.dataclass
+class CallStart:
+    """Host's member → new call session."""
+    call_id: str
+    host: dict              # {"id", "name", "tier", "can_charge"}
+    caller: dict
+    host_member: Any
+    caller_member: Any
+    connection: tuple       # the caller's page
+    services: Any
+
+
+@dataclasses.dataclass
+class CallRestore:
+    """Host's member → replacement call session: carry on from the stored call."""
+    call_id: str
+    host_member: Any
+    caller_member: Any
+    services: Any
+
+
+@dataclasses.dataclass
+class CallJoined:
+    """Call session → a participant's member: frames about this call go to `call`."""
+    call_id: str
+    call: Any
+
+
+@dataclasses.dataclass
+class CallFrame:
+    """Member → call session: a frame from one of the member's pages about this call."""
+    member_id: str
+    connection: tuple
+    frame: dict
+
+
+@dataclasses.dataclass
+class ConnectionGone:
+    member_id: str
+    connection: tuple
+
+
+@dataclasses.dataclass
+class RingPages:
+    """Call session → host's member: show (or drop) the incoming call on every page."""
+    call_id: str
+    frame: dict
+
+
+@dataclasses.dataclass
+class CallActive:
+    """Call session → both members: in a call (red dot) or not."""
+    call_id: str
+    active: bool
+
+
+@dataclasses.dataclass
+class CallOver:
+    call_id: str
+
+
+@dataclasses.dataclass
+class ToCall:
+    """From outside (the money side, operators, tests) to a call, routed by its host's shard."""
+    host_id: str
+    call_id: str
+    message: Any
+
+
+@dataclasses.dataclass
+class PaymentCaptured:
+    round: int
+    payment: dict           # e.g. {"capture_id", "amount_cents"}
+
+
+@dataclasses.dataclass
+class PaymentFailed:
+    round: int
+    reason: str
+
+
+# Negotiation actor <-> call session.
+
+@dataclasses.dataclass
+class NegotiationStart:
+    call_id: str
+    round: int
+    deadline_s: float
+    limits: Any
+    proposal: Any = None    # restored proposal after a restart
+
+
+@dataclasses.dataclass
+class NegotiationFrame:
+    who: str                # "host" | "caller"
+    connection: tuple
+    frame: dict
+
+
+@dataclasses.dataclass
+class NegotiationOutcome:
+    """Negotiation → call session: a negotiation.Proposed/Withdrawn/Agreed/Declined/Expired."""
+    outcome: Any
+
+
+@dataclasses.dataclass
+class NegotiationRefused:
+    connection: tuple
+    request_id: Any
+    code: str
+    message: str
+
+
+# Store and mail adapters.
+
+@dataclasses.dataclass
+class SaveCall:
+    call_id: str
+    version: int
+    document: dict
+
+
+@dataclasses.dataclass
+class CallSaved:
+    call_id: str
+    version: int
+
+
+@dataclasses.dataclass
+class LoadCall:
+    call_id: str
+
+
+@dataclasses.dataclass
+class CallLoaded:
+    call_id: str
+    document: Any           # None when no such call is stored
+
+
+@dataclasses.dataclass
+class SendMail:
+    member_id: str
+    subject: str
+    body: str

@@ -17,7 +17,7 @@ def start(settings):
     system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": settings.admin_port},
                          transientUnique=True)
     directory = system.createActor(Directory, globalName=DIRECTORY_NAME)
-    answer = system.ask(directory, Configure(settings.policy, settings.member_shards), 30)
+    answer = system.ask(directory, Configure(settings), 30)
     if not isinstance(answer, Shards) or not answer.addresses:
         system.shutdown()
         raise SystemExit(f"the member directory did not start (answer: {answer!r})")

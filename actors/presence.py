@@ -49,7 +49,8 @@ class MemberPresence:
     exit_grace_s: float
     connections: set = dataclasses.field(default_factory=set)
     watchers: set = dataclasses.field(default_factory=set)
-    calls: int = 0
+    calls: int = 0          # calls in progress (answered): the red dot
+    held: int = 0           # calls this member takes part in, in any state: keep the actor alive
     opens_seen: int = 0
     exit_token: int = 0
 
@@ -89,9 +90,21 @@ class MemberPresence:
         return effects
 
     def exit_timer(self, token):
-        if token != self.exit_token or self.connections:
+        if token != self.exit_token or self.connections or self.held:
             return []
         return [RequestExit(self.opens_seen)]
+
+    def hold_call(self):
+        self.held += 1
+        return []
+
+    def release_call(self):
+        """A call this member took part in is over; with no page open the exit grace starts."""
+        self.held = max(0, self.held - 1)
+        if self.held or self.connections:
+            return []
+        self.exit_token += 1
+        return [StartExitTimer(self.exit_grace_s, self.exit_token)]
 
     def watch(self, watcher):
         self.watchers.add(watcher)

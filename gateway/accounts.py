@@ -13,7 +13,8 @@ import secrets
 import argon2
 import pymongo
 from bson import ObjectId
-from bson.errors import InvalidId
+
+from interkanect.db import object_id
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,6 @@ def image_type(data):
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return None
-
-
-def object_id(value):
-    try:
-        return ObjectId(value)
-    except (InvalidId, TypeError):
-        return None
 
 
 def public_profile(member):

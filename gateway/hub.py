@@ -10,7 +10,8 @@ import itertools
 import logging
 from collections import defaultdict
 
-from actors.directory import DIRECTORY_NAME, Directory, shard_index
+from actors.directory import DIRECTORY_NAME, Directory
+from actors.shards import shard_index
 from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Open, Ping, Presence, Push, Unwatch,
                              Watch, WhoAmI)
 
@@ -68,7 +69,7 @@ class Hub:
         future = asyncio.get_running_loop().create_future()
         self.attaching[connection.conn_id] = future
         self.bridge.send(self.shard_of(connection.member_id),
-                         Open(connection.member_id, connection.conn_id, self.address))
+                         Open(connection.member_id, connection.conn_id, self.address, connection.profile))
         try:
             attached = await asyncio.wait_for(future, timeout_s)
         except asyncio.TimeoutError:

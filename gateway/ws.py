@@ -12,6 +12,7 @@ import tornado.web
 import tornado.websocket
 
 import schemas
+from gateway.accounts import public_profile
 from gateway.http import SESSION_COOKIE
 from gateway.hub import Unavailable
 
@@ -56,9 +57,12 @@ def decode(data):
 class Connection:
     """One open websocket, as the hub sees it."""
 
-    def __init__(self, socket, member_id, session_id):
+    def __init__(self, socket, member, session_id):
         self.socket = socket
-        self.member_id = member_id
+        self.member_id = str(member["_id"])
+        public = public_profile(member)
+        # What the member's actor needs to know of them (read at each page open).
+        self.profile = {"name": public["display_name"], "tier": public["tier"], "can_charge": public["can_charge"]}
         self.session_id = session_id
         self.conn_id = None
         self.member = None       # the member actor's address once attached
@@ -93,8 +97,8 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
     async def open(self):
         policy = self.app.settings.policy
         self.bucket = TokenBucket(policy.flood_rate_per_s, policy.flood_burst, time.monotonic())
-        member_id = str(self.member_doc["_id"])
-        self.connection = Connection(self, member_id, self.session_id)
+        self.connection = Connection(self, self.member_doc, self.session_id)
+        member_id = self.connection.member_id
         try:
             status = await self.app.hub.open(self.connection)
         except Unavailable as error:

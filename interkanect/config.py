@@ -39,6 +39,12 @@ class Policy:
     flood_rate_per_s: float = 50
     flood_burst: int = 200
     avatar_max_bytes: int = 1024 * 1024
+    # Terms: a price is 0 (free) or within these bounds; below the minimum PayPal's fee
+    # (3.49% + $0.49) would eat most of it.
+    min_price_cents: int = 200
+    max_price_cents: int = 500_000
+    min_length_s: int = 60
+    max_length_s: int = 8 * 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +71,19 @@ class Settings:
     smtp_starttls: bool = False
     mail_from: str = "interKanect <no-reply@interkanect.local>"
     log_level: str = "INFO"
+    # ICE servers handed to the two participants of a call; TURN entries get short-lived
+    # credentials for coturn's use-auth-secret mode, signed with turn_secret.
+    stun_urls: tuple = ()
+    turn_urls: tuple = ()
+    turn_secret: str = ""
+    turn_credential_max_lifetime_s: float = 6 * 3600
     policy: Policy = Policy()
+
+    @property
+    def turn(self):
+        from actors.turn import TurnConfig
+        return TurnConfig(stun_urls=tuple(self.stun_urls), turn_urls=tuple(self.turn_urls), secret=self.turn_secret,
+                          max_credential_lifetime_s=self.turn_credential_max_lifetime_s)
 
     @property
     def url(self):

@@ -1,5 +1,7 @@
 """The MongoDB connection and the indexes every collection relies on."""
 import pymongo
+from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import AsyncMongoClient, MongoClient
 
 # Each collection's indexes, created idempotently at gateway start.
@@ -38,3 +40,11 @@ def ping(settings, timeout_ms=1000):
         return False
     finally:
         client.close()
+
+
+def object_id(value):
+    """The ObjectId of a member id string, or None when it is not one."""
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None

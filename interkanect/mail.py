@@ -1,12 +1,30 @@
 """Outgoing mail: over SMTP when one is configured, else into the `outbox` collection
-(printed by `interkanect mail outbox`), so a development system needs no mail server."""
+(printed by `interkanect mail outbox`), so a development system needs no mail server.
+
+`Mailer` is for the gateway's event loop; `send_now` for actor processes, which may block.
+"""
 import datetime
 import email.message
 import logging
+import smtplib
 
 import aiosmtplib
 
 log = logging.getLogger(__name__)
+SMTP_TIMEOUT_S = 10
+
+
+def _message(settings, to, subject, body):
+    message = email.message.EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content(body)
+    return message
+
+
+def _outbox_entry(to, subject, body):
+    return {"to": to, "subject": subject, "body": body, "created_at": datetime.datetime.now(datetime.timezone.utc)}
 
 
 class Mailer:
@@ -15,17 +33,26 @@ class Mailer:
         self.db = db
 
     async def send(self, to, subject, body):
-        if not self.settings.smtp_host:
-            await self.db.outbox.insert_one({"to": to, "subject": subject, "body": body,
-                                             "created_at": datetime.datetime.now(datetime.timezone.utc)})
-            return
-        message = email.message.EmailMessage()
-        message["From"] = self.settings.mail_from
-        message["To"] = to
-        message["Subject"] = subject
-        message.set_content(body)
         s = self.settings
-        await aiosmtplib.send(message, hostname=s.smtp_host, port=s.smtp_port,
+        if not s.smtp_host:
+            await self.db.outbox.insert_one(_outbox_entry(to, subject, body))
+            return
+        await aiosmtplib.send(_message(s, to, subject, body), hostname=s.smtp_host, port=s.smtp_port,
                               username=s.smtp_user or None, password=s.smtp_password or None,
-                              start_tls=s.smtp_starttls, timeout=10)
+                              start_tls=s.smtp_starttls, timeout=SMTP_TIMEOUT_S)
         log.info("mail %r sent to %s", subject, to)
+
+
+def send_now(settings, db, to, subject, body):
+    """Blocking send, for an actor process (`db` is a synchronous pymongo database)."""
+    s = settings
+    if not s.smtp_host:
+        db.outbox.insert_one(_outbox_entry(to, subject, body))
+        return
+    with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT_S) as smtp:
+        if s.smtp_starttls:
+            smtp.starttls()
+        if s.smtp_user:
+            smtp.login(s.smtp_user, s.smtp_password)
+        smtp.send_message(_message(s, to, subject, body))
+    log.info("mail %r sent to %s", subject, to)

@@ -2,20 +2,23 @@
 import pytest
 from thespian.actors import ActorSystem
 
-from actors.directory import DIRECTORY_NAME, Directory, shard_index
+from actors.directory import DIRECTORY_NAME, Directory
+from actors.shards import shard_index
 from actors.messages import (Attached, Batch, BridgeRef, Close, Configure, Frame, Open, Presence, Push,
                              Shards, Unwatch, Watch, WhoAmI, YouAre)
-from interkanect.config import Policy
+from interkanect.config import Policy, Settings
 
 MEMBER = "a" * 24
 OTHER = "b" * 24
+PROFILE = {"name": "M", "tier": "free", "can_charge": False}
 
 
 @pytest.fixture
 def actors():
     system = ActorSystem("simpleSystemBase", transientUnique=True)
     directory = system.createActor(Directory, globalName=DIRECTORY_NAME)
-    shards = system.ask(directory, Configure(Policy(member_exit_grace_s=0.05), 4), 5)
+    settings = Settings(member_shards=4, mongodb_url="mongodb://127.0.0.1:9/", policy=Policy(member_exit_grace_s=0.05))
+    shards = system.ask(directory, Configure(settings), 5)
     assert isinstance(shards, Shards) and len(shards.addresses) == 4
     me = system.ask(directory, WhoAmI(1), 5)
     assert isinstance(me, YouAre)
@@ -37,7 +40,7 @@ def test_watchers_see_a_member_open_and_close_and_the_actor_retire(actors):
     shard = shards[shard_index(MEMBER, len(shards))]
     system.tell(shard, Batch([Watch(MEMBER, me)]))
     assert receive(system, Presence).status == "offline"
-    system.tell(shard, Batch([Open(MEMBER, 1, me)]))
+    system.tell(shard, Batch([Open(MEMBER, 1, me, PROFILE)]))
     attached = receive(system, Attached, conn_id=1)
     assert attached.status == "online"
     assert receive(system, Presence).status == "online"
@@ -47,7 +50,7 @@ def test_watchers_see_a_member_open_and_close_and_the_actor_retire(actors):
     assert receive(system, Presence).status == "offline"
     # After the exit grace the shard lets the actor go; opening again creates a new one.
     system.listen(0.3)
-    system.tell(shard, Batch([Open(MEMBER, 2, me)]))
+    system.tell(shard, Batch([Open(MEMBER, 2, me, PROFILE)]))
     again = receive(system, Attached, conn_id=2)
     assert again.member != attached.member
     assert receive(system, Presence).status == "online"  # watchers survived the old actor
@@ -58,7 +61,7 @@ def test_an_unwatched_member_tells_nobody(actors):
     shard = shards[shard_index(OTHER, len(shards))]
     system.tell(shard, Batch([Watch(OTHER, me), Unwatch(OTHER, me)]))
     assert receive(system, Presence).status == "offline"  # the answer to the watch
-    system.tell(shard, Batch([Open(OTHER, 1, me)]))
+    system.tell(shard, Batch([Open(OTHER, 1, me, PROFILE)]))
     receive(system, Attached)
     assert system.listen(0.2) is None
 

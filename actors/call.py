@@ -1,0 +1,451 @@
+"""The rules of one call, from ring to end: states, deadlines, the paid clock, reconnect grace.
+
+Pure: every method takes the time (seconds since the epoch) and returns effects for the
+call session actor to carry out; a refused action raises terms.Refused. The negotiation of
+each round runs in its own actor (rules in negotiation.py); this module only opens and
+closes rounds and hears their outcome.
+
+The paid clock runs only while the call is running and both sides are connected. A side
+that goes away pauses it; both see a grace deadline; past it the call ends with the unused
+paid time recorded.
+"""
+import dataclasses
+
+from actors.negotiation import CALLER, HOST
+from actors.terms import FREE, Limits, Refused, Terms
+
+RINGING = "ringing"
+NEGOTIATING = "negotiating"
+AWAITING_PAYMENT = "awaiting_payment"
+RUNNING = "running"
+EXTENSION_OFFERED = "extension_offered"
+ENDED = "ended"
+# Media (and so signaling) flows while the two talk terms, run, or decide on more time.
+MEDIA_STATES = frozenset({NEGOTIATING, RUNNING, EXTENSION_OFFERED})
+SIDES = (HOST, CALLER)
+
+
+# Effects ------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Broadcast:
+    """Send each connected side its current view of the call; `event` says what happened."""
+    event: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RingHostPages:
+    """Every open page of the host shows (ringing=True) or drops (False) the incoming call."""
+    ringing: bool
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Relay:
+    to: str
+    frame: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class StartTimer:
+    name: str
+    at_s: float
+    token: int
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenNegotiation:
+    round: int
+    deadline_s: float
+    limits: Limits
+
+
+@dataclasses.dataclass(frozen=True)
+class CloseNegotiation:
+    round: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AwaitPayment:
+    """The caller agreed to paid terms: the money side takes the payment for this round."""
+    terms: Terms
+    deadline_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class InCall:
+    active: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class MissedCall:
+    """Nobody answered: the host is told by email."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    reason: str
+
+
+# State --------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Side:
+    member_id: str
+    name: str
+    connection: object = None       # opaque to the rules: where this side's call page is
+    connected: bool = False
+    connected_since_s: float = None
+    connected_s: float = 0.0        # time connected to the call, for the log
+    away_since_s: float = None
+
+    def join(self, connection, now_s):
+        self.connection = connection
+        if not self.connected:
+            self.connected = True
+            self.connected_since_s = now_s
+        self.away_since_s = None
+
+    def leave(self, now_s):
+        if self.connected:
+            self.connected_s += now_s - self.connected_since_s
+        self.connected = False
+        self.connected_since_s = None
+        self.away_since_s = now_s
+
+    def connected_time(self, now_s):
+        return self.connected_s + (now_s - self.connected_since_s if self.connected else 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class CallPolicy:
+    ring_timeout_s: float
+    negotiation_window_s: float
+    payment_window_s: float
+    free_tier_cap_s: float
+    reconnect_grace_s: float
+    min_price_cents: int
+    max_price_cents: int
+    min_length_s: int
+    max_length_s: int
+
+    @classmethod
+    def of(cls, policy):
+        return cls(**{f.name: getattr(policy, f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass
+class Call:
+    call_id: str
+    host: Side
+    caller: Side
+    host_tier: str
+    host_can_charge: bool
+    policy: CallPolicy
+    created_at_s: float
+    state: str = RINGING
+    round: int = 0
+    deadline_s: float = None        # of the ring, negotiation, payment or extension offer
+    proposal: Terms = None          # on the table in the current round
+    pending: Terms = None           # agreed, awaiting payment
+    rounds: list = dataclasses.field(default_factory=list)   # agreed terms, as views
+    payments: list = dataclasses.field(default_factory=list)
+    paid_s: float = 0.0             # length of every round started (paid or free)
+    used_s: float = 0.0             # paid clock consumed up to clock_since_s
+    clock_since_s: float = None     # when the running clock last started
+    answered_at_s: float = None
+    ended_at_s: float = None
+    end_reason: str = None
+    ended_by: str = None
+    timers: dict = dataclasses.field(default_factory=dict)
+    log: list = dataclasses.field(default_factory=list)
+
+    # Starting --------------------------------------------------------------------------
+
+    @classmethod
+    def ring(cls, call_id, host, caller, host_tier, host_can_charge, policy, caller_connection, now_s):
+        call = cls(call_id, host, caller, host_tier, host_can_charge, policy, now_s)
+        call.caller.join(caller_connection, now_s)
+        call.deadline_s = now_s + policy.ring_timeout_s
+        call.note(now_s, "ringing", by=CALLER)
+        return call, [RingHostPages(True), call.arm("ring", call.deadline_s), Broadcast("ringing")]
+
+    # Helpers ---------------------------------------------------------------------------
+
+    def side(self, who):
+        return self.host if who == HOST else self.caller
+
+    def other(self, who):
+        return CALLER if who == HOST else HOST
+
+    def arm(self, name, at_s):
+        self.timers[name] = self.timers.get(name, 0) + 1
+        return StartTimer(name, at_s, self.timers[name])
+
+    def disarm(self, name):
+        self.timers[name] = self.timers.get(name, 0) + 1
+
+    def note(self, now_s, event, **details):
+        self.log.append(dict(at_s=now_s, event=event, **details))
+
+    def require(self, states, action):
+        if self.state not in states:
+            raise Refused("wrong_state", f"cannot {action} while the call is {self.state}")
+
+    def limits(self):
+        cap_left = self.policy.free_tier_cap_s - self.paid_s if self.host_tier == FREE else float("inf")
+        p = self.policy
+        return Limits(self.host_tier, self.host_can_charge, p.min_price_cents, p.max_price_cents,
+                      p.min_length_s, p.max_length_s, cap_left)
+
+    @property
+    def clock_running(self):
+        return self.clock_since_s is not None
+
+    def remaining_s(self, now_s):
+        used = self.used_s + (now_s - self.clock_since_s if self.clock_running else 0)
+        return max(0.0, self.paid_s - used)
+
+    def reconcile_clock(self, now_s):
+        """Run the clock exactly while running with both sides connected; arm its expiry."""
+        should_run = self.state == RUNNING and self.host.connected and self.caller.connected
+        if self.clock_running and not should_run:
+            self.used_s += now_s - self.clock_since_s
+            self.clock_since_s = None
+            self.disarm("clock")
+        elif should_run and not self.clock_running:
+            self.clock_since_s = now_s
+            return [self.arm("clock", now_s + self.paid_s - self.used_s)]
+        return []
+
+    def open_round(self, now_s):
+        self.round += 1
+        self.state = NEGOTIATING
+        self.proposal = None
+        self.deadline_s = now_s + self.policy.negotiation_window_s
+        return OpenNegotiation(self.round, self.deadline_s, self.limits())
+
+    def end(self, now_s, reason, by=None):
+        was = self.state
+        self.state = ENDED
+        effects = self.reconcile_clock(now_s)
+        self.ended_at_s, self.end_reason, self.ended_by = now_s, reason, by
+        self.deadline_s = None
+        for side in (self.host, self.caller):
+            if side.connected:
+                side.leave(now_s)
+            side.away_since_s = None
+        self.note(now_s, "ended", reason=reason, by=by, unused_paid_s=round(self.remaining_s(now_s), 3))
+        if was == RINGING:
+            effects.append(RingHostPages(False, reason))
+        if was == NEGOTIATING:
+            effects.append(CloseNegotiation(self.round))
+        if self.answered_at_s is not None:
+            effects.append(InCall(False))
+        return effects + [Broadcast("ended"), Finished(reason)]
+
+    # Ring ------------------------------------------------------------------------------
+
+    def accept(self, connection, now_s):
+        self.require({RINGING}, "accept")
+        self.host.join(connection, now_s)
+        self.answered_at_s = now_s
+        self.disarm("ring")
+        self.note(now_s, "accepted", by=HOST)
+        return [RingHostPages(False, "answered"), InCall(True), self.open_round(now_s), Broadcast("accepted")]
+
+    def decline(self, now_s):
+        self.require({RINGING}, "decline")
+        return self.end(now_s, "declined", HOST)
+
+    def cancel(self, now_s):
+        self.require({RINGING}, "cancel")
+        return self.end(now_s, "cancelled", CALLER)
+
+    # Negotiation outcomes (from the round's actor) -------------------------------------
+
+    def _current(self, round_number):
+        return self.state == NEGOTIATING and round_number == self.round
+
+    def proposed(self, terms, now_s):
+        if not self._current(terms.round):
+            return []
+        self.proposal = terms
+        self.note(now_s, "proposed", terms=terms.view(self.call_id))
+        return [Broadcast("proposed")]
+
+    def withdrawn(self, round_number, now_s):
+        if not self._current(round_number):
+            return []
+        self.proposal = None
+        self.note(now_s, "renegotiate", by=CALLER)
+        return [Broadcast("renegotiate")]
+
+    def agreed(self, terms, now_s):
+        if not self._current(terms.round):
+            return []
+        self.proposal = None
+        self.rounds.append(dict(terms.view(self.call_id), agreed_at_s=now_s))
+        self.note(now_s, "agreed", terms=terms.view(self.call_id))
+        effects = [CloseNegotiation(terms.round)]
+        if terms.free:
+            return effects + self._start_round(terms, now_s) + [Broadcast("running")]
+        self.state = AWAITING_PAYMENT
+        self.pending = terms
+        self.deadline_s = now_s + self.policy.payment_window_s
+        return effects + [AwaitPayment(terms, self.deadline_s), self.arm("payment", self.deadline_s),
+                          Broadcast("awaiting_payment")]
+
+    def declined(self, round_number, now_s):
+        if not self._current(round_number):
+            return []
+        return self.end(now_s, "declined_terms", CALLER)
+
+    def expired(self, round_number, now_s):
+        if not self._current(round_number):
+            return []
+        return self.end(now_s, "no_agreement")
+
+    # Payment (messages from the money side) --------------------------------------------
+
+    def payment_captured(self, round_number, payment, now_s):
+        """`payment` describes the capture for the log; a repeat of the same round is a no-op."""
+        if self.state != AWAITING_PAYMENT or self.pending is None or self.pending.round != round_number:
+            return []
+        terms, self.pending = self.pending, None
+        self.disarm("payment")
+        self.payments.append(dict(payment, round=round_number, at_s=now_s))
+        self.note(now_s, "payment_captured", round=round_number, **payment)
+        return self._start_round(terms, now_s) + [Broadcast("payment_captured")]
+
+    def payment_failed(self, round_number, reason, now_s):
+        if self.state != AWAITING_PAYMENT or self.pending is None or self.pending.round != round_number:
+            return []
+        self.note(now_s, "payment_failed", round=round_number, reason=reason)
+        return self.end(now_s, "payment_failed")
+
+    def _start_round(self, terms, now_s):
+        self.state = RUNNING
+        self.paid_s += terms.length_s
+        self.deadline_s = None
+        self.note(now_s, "running", round=terms.round, length_s=terms.length_s)
+        return self.reconcile_clock(now_s)
+
+    # Running and extending -------------------------------------------------------------
+
+    def clock_expired(self, now_s):
+        if self.state != RUNNING:
+            return []
+        remaining = self.remaining_s(now_s)
+        if remaining > 0.001:  # woken a little early: sleep the rest
+            return [self.arm("clock", now_s + remaining)]
+        effects = self.reconcile_clock(now_s)
+        self.used_s = self.paid_s
+        if self.host_tier == FREE and self.paid_s >= self.policy.free_tier_cap_s:
+            return effects + self.end(now_s, "free_cap_reached")
+        self.state = EXTENSION_OFFERED
+        self.deadline_s = now_s + self.policy.negotiation_window_s
+        self.note(now_s, "time_up")
+        return effects + [self.arm("offer", self.deadline_s), Broadcast("extension_offer")]
+
+    def extend(self, who, yes, now_s):
+        self.require({EXTENSION_OFFERED}, "extend")
+        if who != HOST:
+            raise Refused("not_host", "only the host can extend the call")
+        self.disarm("offer")
+        if not yes:
+            return self.end(now_s, "completed", HOST)
+        self.note(now_s, "extension", by=HOST)
+        return [self.open_round(now_s), Broadcast("extension_negotiation")]
+
+    def hang_up(self, who, now_s):
+        if self.state == ENDED:
+            raise Refused("wrong_state", "the call has already ended")
+        if self.state == RINGING:
+            return self.decline(now_s) if who == HOST else self.cancel(now_s)
+        return self.end(now_s, "hung_up", who)
+
+    # Connections -----------------------------------------------------------------------
+
+    def attach(self, who, connection, now_s):
+        """A participant's page (re)joins the call, e.g. after a refresh or a dropped socket."""
+        if self.state == ENDED:
+            raise Refused("wrong_state", "the call has already ended")
+        if who == HOST and self.state == RINGING:
+            raise Refused("wrong_state", "accept the call first")
+        side = self.side(who)
+        returning = side.away_since_s is not None
+        side.join(connection, now_s)
+        self.disarm("grace_" + who)
+        self.note(now_s, "joined", side=who)
+        return self.reconcile_clock(now_s) + [Broadcast("peer_back" if returning else "joined")]
+
+    def left(self, who, connection, now_s):
+        """A participant's call page closed; only their current page counts."""
+        side = self.side(who)
+        if self.state == ENDED or not side.connected or side.connection != connection:
+            return []
+        side.leave(now_s)
+        self.note(now_s, "left", side=who)
+        effects = self.reconcile_clock(now_s)
+        return effects + [self.arm("grace_" + who, now_s + self.policy.reconnect_grace_s), Broadcast("peer_left")]
+
+    def grace_deadline_s(self):
+        aways = [s.away_since_s for s in (self.host, self.caller) if s.away_since_s is not None]
+        return min(aways) + self.policy.reconnect_grace_s if aways and self.state != ENDED else None
+
+    # Timers ----------------------------------------------------------------------------
+
+    def timer(self, name, token, now_s):
+        if self.timers.get(name) != token or self.state == ENDED:
+            return []
+        if name == "ring":
+            self.note(now_s, "missed")
+            return self.end(now_s, "missed") + [MissedCall()]
+        if name == "payment":
+            return self.end(now_s, "payment_timeout")
+        if name == "clock":
+            return self.clock_expired(now_s)
+        if name == "offer":
+            return self.end(now_s, "completed")
+        if name.startswith("grace_"):
+            who = name[len("grace_"):]
+            return self.end(now_s, "away_too_long", who)
+        return []
+
+    # Signaling -------------------------------------------------------------------------
+
+    def signal(self, who, frame):
+        if self.state not in MEDIA_STATES:
+            raise Refused("media_not_allowed", f"no media while the call is {self.state}")
+        if not self.side(self.other(who)).connected:
+            raise Refused("peer_away", "the other side is not connected; wait for them to come back")
+        return [Relay(self.other(who), frame)]
+
+    # Views -----------------------------------------------------------------------------
+
+    def last_round(self):
+        if not self.rounds:
+            return None
+        return {k: v for k, v in self.rounds[-1].items() if k != "agreed_at_s"}
+
+    def view(self, who, now_s, event):
+        """What `who` sees of the call now: the `call_state` frame."""
+        def person(side):
+            return {"id": side.member_id, "name": side.name, "connected": side.connected}
+        running = self.state == RUNNING
+        remaining = self.remaining_s(now_s)
+        return {
+            "type": "call_state", "call_id": self.call_id, "role": who, "state": self.state, "event": event,
+            "host": person(self.host), "caller": person(self.caller), "round": self.round,
+            "proposal": self.proposal.view(self.call_id) if self.proposal else None,
+            "agreed": self.pending.view(self.call_id) if self.pending else self.last_round(),
+            "deadline_ms": _ms(self.deadline_s), "media": self.state in MEDIA_STATES,
+            "remaining_s": round(remaining, 3), "paused": running and not self.clock_running,
+            "ends_at_ms": _ms(now_s + remaining) if self.clock_running else None,
+            "grace_deadline_ms": _ms(self.grace_deadline_s()), "end_reason": self.end_reason,
+        }
+
+
+def _ms(seconds):
+    return None if seconds is None else int(seconds * 1000)

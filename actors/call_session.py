@@ -1,0 +1,256 @@
+"""The call session actor: one per call, a child of the host's member actor.
+
+A thin shell over call.Call. Every change of the call is stored (through the CallStore
+actor) before its effects are carried out, so a replacement session started from the
+store after a crash carries on from what the participants were last told. Signaling
+changes nothing and is relayed at once.
+"""
+import logging
+import time
+
+from thespian.actors import Actor, ActorExitRequest, ChildActorExited, WakeupMessage
+
+from actors import call as rules
+from actors import negotiation
+from actors.call_record import from_document, to_document
+from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, CallOver, CallRestore, CallSaved,
+                             CallStart, ConnectionGone, LoadCall, NegotiationFrame, NegotiationOutcome,
+                             NegotiationRefused, NegotiationStart, PaymentCaptured, PaymentFailed, Push, RingPages,
+                             SaveCall, SendMail)
+from actors.negotiator import NegotiationActor
+from actors.terms import Refused
+from actors.turn import ice_servers
+
+log = logging.getLogger(__name__)
+
+NEGOTIATION_FRAMES = {"propose", "pay", "renegotiate", "decline_terms"}
+
+
+class CallSessionActor(Actor):
+    def __init__(self):
+        super().__init__()
+        self.call = None
+        self.settings = None
+        self.services = None
+        self.members = {}          # "host" / "caller" → member actor address
+        self.negotiation = None    # the current round's actor
+        self.version = 0
+        self.queued = []           # (version, effects) waiting for the store
+        self.finished = False
+
+    # Messages --------------------------------------------------------------------------
+
+    def receiveMessage(self, message, sender):
+        now_s = time.time()
+        if isinstance(message, CallStart):
+            self.start(message, now_s)
+        elif isinstance(message, CallRestore):
+            self.services = message.services
+            self.members = {"host": message.host_member, "caller": message.caller_member}
+            self.send(self.services.store, LoadCall(message.call_id))
+        elif isinstance(message, CallLoaded):
+            self.restore(message, now_s)
+        elif self.call is None:
+            return  # still loading; the sender's page will retry or re-attach
+        elif isinstance(message, CallSaved):
+            self.flush(message.version)
+        elif isinstance(message, CallFrame):
+            self.on_frame(message, now_s)
+        elif isinstance(message, ConnectionGone):
+            who = self.role(message.member_id)
+            if who:
+                self.commit(self.call.left(who, message.connection, now_s))
+        elif isinstance(message, NegotiationOutcome):
+            self.on_outcome(message.outcome, now_s)
+        elif isinstance(message, NegotiationRefused):
+            self.refuse(message.connection, message.request_id, Refused(message.code, message.message))
+        elif isinstance(message, PaymentCaptured):
+            self.commit(self.call.payment_captured(message.round, message.payment, now_s))
+        elif isinstance(message, PaymentFailed):
+            self.commit(self.call.payment_failed(message.round, message.reason, now_s))
+        elif isinstance(message, WakeupMessage):
+            name, token = message.payload
+            self.commit(self.call.timer(name, token, now_s))
+        elif isinstance(message, ChildActorExited) and message.childAddress == self.negotiation:
+            self.negotiation = None
+            if self.call.state == rules.NEGOTIATING:  # the round's actor died: start it again
+                self.open_negotiation(self.call.round, self.call.deadline_s, self.call.proposal)
+
+    def start(self, message, now_s):
+        self.services = message.services
+        self.members = {"host": message.host_member, "caller": message.caller_member}
+        host, caller = message.host, message.caller
+        policy = rules.CallPolicy.of(self.services.settings.policy)
+        self.call, effects = rules.Call.ring(
+            message.call_id, rules.Side(host["id"], host["name"]), rules.Side(caller["id"], caller["name"]),
+            host["tier"], host["can_charge"], policy, message.connection, now_s)
+        self.send(message.caller_member, CallJoined(message.call_id, self.myAddress))
+        self.commit(effects)
+
+    def restore(self, message, now_s):
+        if message.document is None:
+            log.error("call %s is not in the store; it cannot go on", message.call_id)
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        self.call = from_document(message.document)
+        self.version = message.document.get("version", 0)
+        self.send(self.members["caller"], CallJoined(self.call.call_id, self.myAddress))
+        # Deadlines are data: re-arm every timer that may still fire, with its current token.
+        effects = [rules.StartTimer(name, self.deadline_of(name), token) for name, token in self.call.timers.items()
+                   if self.deadline_of(name) is not None]
+        if self.call.state == rules.NEGOTIATING:
+            self.open_negotiation(self.call.round, self.call.deadline_s, self.call.proposal)
+        if self.call.state == rules.ENDED:
+            effects.append(rules.Finished(self.call.end_reason))
+        self.commit(effects + [rules.Broadcast("restored")])
+
+    def deadline_of(self, name):
+        call = self.call
+        if name in ("ring", "payment", "offer"):
+            return call.deadline_s
+        if name == "clock" and call.clock_running:
+            return call.clock_since_s + call.paid_s - call.used_s
+        if name.startswith("grace_"):
+            side = call.side(name[len("grace_"):])
+            return side.away_since_s + call.policy.reconnect_grace_s if side.away_since_s is not None else None
+        return None
+
+    def role(self, member_id):
+        if member_id == self.call.host.member_id:
+            return negotiation.HOST
+        if member_id == self.call.caller.member_id:
+            return negotiation.CALLER
+        return None
+
+    def on_frame(self, message, now_s):
+        frame, connection = message.frame, message.connection
+        who = self.role(message.member_id)
+        call = self.call
+        try:
+            kind = frame["type"]
+            if kind == "signal":
+                # Changes nothing: relayed at once, never stored.
+                self.perform(call.signal(who, {k: v for k, v in frame.items() if k != "id"}), now_s)
+            elif kind in NEGOTIATION_FRAMES:
+                call.require({rules.NEGOTIATING}, kind.replace("_", " "))
+                self.send(self.negotiation, NegotiationFrame(who, connection, frame))
+            elif kind == "accept":
+                self.only(who, negotiation.HOST, "accept")
+                self.commit(call.accept(connection, now_s))
+            elif kind == "decline":
+                self.only(who, negotiation.HOST, "decline")
+                self.commit(call.decline(now_s))
+            elif kind == "cancel":
+                self.only(who, negotiation.CALLER, "cancel")
+                self.commit(call.cancel(now_s))
+            elif kind == "extend":
+                self.commit(call.extend(who, frame["yes"], now_s))
+            elif kind == "hang_up":
+                self.commit(call.hang_up(who, now_s))
+            elif kind == "attach_call":
+                self.commit(call.attach(who, connection, now_s))
+        except Refused as refused:
+            self.refuse(connection, frame.get("id"), refused)
+
+    @staticmethod
+    def only(who, role, action):
+        if who != role:
+            raise Refused("not_" + role, f"only the {role} can {action}")
+
+    def on_outcome(self, outcome, now_s):
+        call = self.call
+        if isinstance(outcome, negotiation.Proposed):
+            self.commit(call.proposed(outcome.terms, now_s))
+        elif isinstance(outcome, negotiation.Withdrawn):
+            self.commit(call.withdrawn(outcome.round, now_s))
+        elif isinstance(outcome, negotiation.Agreed):
+            self.commit(call.agreed(outcome.terms, now_s))
+        elif isinstance(outcome, negotiation.Declined):
+            self.commit(call.declined(outcome.round, now_s))
+        elif isinstance(outcome, negotiation.Expired):
+            self.commit(call.expired(outcome.round, now_s))
+
+    # Store, then act -------------------------------------------------------------------
+
+    def commit(self, effects):
+        """Store the call as it is now; carry out `effects` once the store confirms."""
+        self.version += 1
+        self.send(self.services.store, SaveCall(self.call.call_id, self.version, to_document(self.call, time.time())))
+        self.queued.append((self.version, effects))
+
+    def flush(self, version):
+        now_s = time.time()
+        while self.queued and self.queued[0][0] <= version:
+            self.perform(self.queued.pop(0)[1], now_s)
+
+    def perform(self, effects, now_s):
+        for effect in effects:
+            self.carry_out(effect, now_s)
+
+    def carry_out(self, effect, now_s):
+        call = self.call
+        if isinstance(effect, rules.Broadcast):
+            for who in rules.SIDES:
+                self.push(call.side(who).connection, self.view(who, now_s, effect.event))
+        elif isinstance(effect, rules.Relay):
+            self.push(call.side(effect.to).connection, dict(effect.frame, call_id=call.call_id))
+        elif isinstance(effect, rules.StartTimer):
+            self.wakeupAfter(max(0.0, effect.at_s - now_s), payload=(effect.name, effect.token))
+        elif isinstance(effect, rules.RingHostPages):
+            self.send(self.members["host"], RingPages(call.call_id, self.ring_frame(effect)))
+        elif isinstance(effect, rules.OpenNegotiation):
+            self.open_negotiation(effect.round, effect.deadline_s, None, effect.limits)
+        elif isinstance(effect, rules.CloseNegotiation):
+            if self.negotiation is not None:
+                self.send(self.negotiation, ActorExitRequest())
+                self.negotiation = None
+        elif isinstance(effect, rules.InCall):
+            for member in self.members.values():
+                self.send(member, CallActive(call.call_id, effect.active))
+        elif isinstance(effect, rules.MissedCall):
+            self.send(self.services.mailer, SendMail(call.host.member_id, f"Missed call from {call.caller.name}", (
+                f"{call.caller.name} called you on interKanect and nobody answered within "
+                f"{int(call.policy.ring_timeout_s)} seconds.\n\nYou are shown as online while any interKanect "
+                f"page of yours is open; keep one open to take calls.\n")))
+        elif isinstance(effect, rules.Finished) and not self.finished:
+            self.finished = True
+            for member in self.members.values():
+                self.send(member, CallOver(call.call_id))
+            self.send(self.myAddress, ActorExitRequest())
+        # rules.AwaitPayment: the money side (PayPal) takes it from the stored call.
+
+    def open_negotiation(self, round_number, deadline_s, proposal, limits=None):
+        self.negotiation = self.createActor(NegotiationActor)
+        self.send(self.negotiation, NegotiationStart(self.call.call_id, round_number, deadline_s,
+                                                     limits or self.call.limits(), proposal))
+
+    # Frames ----------------------------------------------------------------------------
+
+    def view(self, who, now_s, event):
+        frame = self.call.view(who, now_s, event)
+        frame["ice_servers"] = self.ice_servers(now_s) if frame["media"] else []
+        return frame
+
+    def ice_servers(self, now_s):
+        """Short-lived TURN credentials for this call, valid at most until the call could end."""
+        settings, call = self.services.settings, self.call
+        bound_s = call.deadline_s or (now_s + call.remaining_s(now_s) + call.policy.negotiation_window_s)
+        return ice_servers(settings.turn, call.call_id, now_s, bound_s + call.policy.reconnect_grace_s)
+
+    def ring_frame(self, effect):
+        call = self.call
+        if effect.ringing:
+            return {"type": "incoming_call", "call_id": call.call_id,
+                    "caller": {"id": call.caller.member_id, "name": call.caller.name},
+                    "deadline_ms": int(call.deadline_s * 1000)}
+        return {"type": "ring_stopped", "call_id": call.call_id, "reason": effect.reason}
+
+    def push(self, connection, frame):
+        if connection is None:
+            return
+        bridge, conn_id = connection
+        self.send(bridge.address, Push([([conn_id], frame)]))
+
+    def refuse(self, connection, request_id, refused):
+        self.push(connection, {"type": "error", "id": request_id if isinstance(request_id, int) else None,
+                               "code": refused.code, "message": refused.message})
