@@ -142,3 +142,18 @@ def system_with(database_url, tmp_path_factory):
     yield start
     for running in started:
         running.stop()
+
+
+def tell_call(system, host_id, call_id, message):
+    """Send a message to a call from outside, as the money side will: through the host's shard."""
+    from thespian.actors import ActorSystem
+
+    from actors.directory import DIRECTORY_NAME, Directory
+    from actors.messages import GetShards, ToCall
+    from actors.shards import shard_index
+    # Joins the running node as an external client (never call shutdown(): that would stop the node).
+    actors = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": system.settings.admin_port},
+                         transientUnique=True)
+    directory = actors.createActor(Directory, globalName=DIRECTORY_NAME)
+    shards = actors.ask(directory, GetShards(1), 10).addresses
+    actors.tell(shards[shard_index(host_id, len(shards))], ToCall(host_id, call_id, message))

@@ -1,0 +1,185 @@
+"""Calls through the real path: websockets, gateway, member and call session actors on a
+multiprocTCPBase node, the call store in SecantusDB."""
+import asyncio
+
+import pytest
+from bson import ObjectId
+
+from actors.messages import PaymentCaptured
+from tests.client import Member
+from tests.conftest import run, tell_call
+
+
+async def upgraded_host(system, name="Host"):
+    host = await Member(system.url).sign_up(name)
+    assert (await host.request("PATCH", "/api/me", {"payout_email": "payouts@example.com"})).code == 200
+    system.db.members.update_one({"_id": ObjectId(host.id)}, {"$set": {"tier": "upgraded"}})
+    return host
+
+
+async def ring(caller_socket, host_sockets, host_id):
+    """Caller calls; every host page rings. Returns the call id."""
+    request_id = await caller_socket.request("call", member_id=host_id)
+    state = await caller_socket.expect("call_state", state="ringing")
+    for page in host_sockets:
+        incoming = await page.expect("incoming_call", call_id=state["call_id"])
+        assert incoming["caller"]["id"] == state["caller"]["id"]
+    assert request_id
+    return state["call_id"]
+
+
+def test_a_paid_call_from_ring_to_hang_up(system):
+    async def scenario():
+        host = await upgraded_host(system)
+        caller = await Member(system.url).sign_up("Caller")
+        watcher = await (await Member(system.url).sign_up("Watcher")).socket()
+        await watcher.request("watch", members=[host.id])
+        host_page, host_other_page = await host.socket(), await host.socket()
+        await watcher.expect("presence", member_id=host.id, status="online")
+        caller_page = await caller.socket()
+
+        call_id = await ring(caller_page, [host_page, host_other_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        stopped = await host_other_page.expect("ring_stopped", call_id=call_id)
+        assert stopped["reason"] == "answered"
+        for page in (host_page, caller_page):
+            state = await page.expect("call_state", call_id=call_id, state="negotiating")
+            assert state["media"] and state["round"] == 1 and state["deadline_ms"]
+        await watcher.expect("presence", member_id=host.id, status="in_call")
+
+        await host_page.request("propose", call_id=call_id, price_cents=1500, length_s=600)
+        for page in (host_page, caller_page):
+            proposed = await page.expect("call_state", call_id=call_id, event="proposed")
+        terms = proposed["proposal"]
+        assert (terms["price_cents"], terms["length_s"]) == (1500, 600)
+
+        # Signaling flows while negotiating, only to the other participant.
+        await caller_page.request("signal", call_id=call_id, kind="offer", sdp="v=0 offer")
+        relayed = await host_page.expect("signal", call_id=call_id)
+        assert (relayed["kind"], relayed["sdp"]) == ("offer", "v=0 offer")
+
+        await caller_page.request("pay", call_id=call_id, proposal=terms["proposal"])
+        for page in (host_page, caller_page):
+            suspended = await page.expect("call_state", call_id=call_id, state="awaiting_payment")
+            assert suspended["media"] is False and suspended["agreed"]["fingerprint"] == terms["fingerprint"]
+        refused_id = await caller_page.request("signal", call_id=call_id, kind="offer", sdp="v=0")
+        refused = await caller_page.expect("error", id=refused_id)
+        assert refused["code"] == "media_not_allowed"
+
+        tell_call(system, host.id, call_id, PaymentCaptured(1, {"capture_id": "CAPTURE-1", "amount_cents": 1500}))
+        for page in (host_page, caller_page):
+            running = await page.expect("call_state", call_id=call_id, state="running")
+            assert running["media"] and running["ends_at_ms"] and 599 < running["remaining_s"] <= 600
+        # The same capture told twice adds no time.
+        tell_call(system, host.id, call_id, PaymentCaptured(1, {"capture_id": "CAPTURE-1", "amount_cents": 1500}))
+
+        await caller_page.request("hang_up", call_id=call_id)
+        for page in (host_page, caller_page):
+            ended = await page.expect("call_state", call_id=call_id, state="ended")
+            assert ended["end_reason"] == "hung_up"
+        await watcher.expect("presence", member_id=host.id, status="online")
+
+        stored = system.db.calls.find_one({"_id": call_id})
+        assert stored["state"] == "ended" and stored["paid_s"] == 600
+        events = [entry["event"] for entry in stored["log"]]
+        assert events[:4] == ["ringing", "accepted", "proposed", "agreed"]
+        assert events.count("payment_captured") == 1 and events[-1] == "ended"
+        assert stored["rounds"][0]["fingerprint"] == terms["fingerprint"]
+    run(scenario())
+
+
+def test_calling_offline_self_or_a_busy_free_host_is_refused(system):
+    async def scenario():
+        host = await Member(system.url).sign_up("Free host")
+        caller = await Member(system.url).sign_up("Caller")
+        second = await Member(system.url).sign_up("Second caller")
+        caller_page = await caller.socket()
+        await caller_page.expect("hello")
+        request_id = await caller_page.request("call", member_id=host.id)
+        assert (await caller_page.expect("error", id=request_id))["code"] == "offline"
+        request_id = await caller_page.request("call", member_id=caller.id)
+        assert (await caller_page.expect("error", id=request_id))["code"] == "self_call"
+
+        host_page = await host.socket()
+        await host_page.expect("hello")
+        call_id = await ring(caller_page, [host_page], host.id)
+        second_page = await second.socket()
+        request_id = await second_page.request("call", member_id=host.id)
+        assert (await second_page.expect("error", id=request_id))["code"] == "busy"
+
+        # A stranger cannot act on the call.
+        request_id = await second_page.request("accept", call_id=call_id)
+        assert (await second_page.expect("error", id=request_id))["code"] == "no_such_call"
+        await caller_page.request("cancel", call_id=call_id)
+        assert (await host_page.expect("ring_stopped", call_id=call_id))["reason"] == "cancelled"
+        assert (await caller_page.expect("call_state", state="ended"))["end_reason"] == "cancelled"
+    run(scenario())
+
+
+def test_a_free_host_negotiates_a_free_call_and_its_limits(system):
+    async def scenario():
+        host = await Member(system.url).sign_up("Free host")
+        caller = await Member(system.url).sign_up("Caller")
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        await caller_page.expect("call_state", state="negotiating")
+        for price, length, code in ((500, 600, "free_tier_price"), (0, 30 * 60, "free_tier_length"),
+                                    (0, 10, "length_out_of_range")):
+            request_id = await host_page.request("propose", call_id=call_id, price_cents=price, length_s=length)
+            assert (await host_page.expect("error", id=request_id))["code"] == code
+        request_id = await caller_page.request("propose", call_id=call_id, price_cents=0, length_s=600)
+        assert (await caller_page.expect("error", id=request_id))["code"] == "not_host"
+        await host_page.request("propose", call_id=call_id, price_cents=0, length_s=600)
+        proposal = (await caller_page.expect("call_state", event="proposed"))["proposal"]
+        request_id = await host_page.request("pay", call_id=call_id, proposal=proposal["proposal"])
+        assert (await host_page.expect("error", id=request_id))["code"] == "not_caller"
+        await caller_page.request("pay", call_id=call_id, proposal=proposal["proposal"])
+        running = await caller_page.expect("call_state", state="running")
+        assert running["agreed"]["price_cents"] == 0
+        await host_page.request("hang_up", call_id=call_id)
+        assert (await caller_page.expect("call_state", state="ended"))["end_reason"] == "hung_up"
+    run(scenario())
+
+
+@pytest.fixture(scope="module")
+def quick_system(database_url, tmp_path_factory):
+    from tests.conftest import start_system
+    running = start_system(database_url, tmp_path_factory.mktemp("quick"), ring_timeout_s=0.5,
+                           negotiation_window_s=1.0, payment_window_s=1.0, reconnect_grace_s=1.0)
+    yield running
+    running.stop()
+
+
+def test_a_missed_call_ends_for_both_and_emails_the_host(quick_system):
+    system = quick_system
+
+    async def scenario():
+        host = await Member(system.url).sign_up("Busy Bee")
+        caller = await Member(system.url).sign_up("Eager Caller")
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        assert (await host_page.expect("ring_stopped", call_id=call_id))["reason"] == "missed"
+        assert (await caller_page.expect("call_state", state="ended"))["end_reason"] == "missed"
+        for _ in range(50):
+            mail = system.db.outbox.find_one({"to": host.email})
+            if mail:
+                break
+            await asyncio.sleep(0.1)
+        assert mail and "Eager Caller" in mail["subject"]
+    run(scenario())
+
+
+def test_no_agreement_in_the_window_ends_the_call_and_nobody_pays(quick_system):
+    system = quick_system
+
+    async def scenario():
+        host = await Member(system.url).sign_up()
+        caller = await Member(system.url).sign_up()
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        ended = await caller_page.expect("call_state", state="ended", timeout_s=5)
+        assert ended["end_reason"] == "no_agreement"
+        assert system.db.calls.find_one({"_id": call_id})["payments"] == []
+    run(scenario())
