@@ -109,6 +109,7 @@ class Socket:
     def __init__(self, connection):
         self.connection = connection
         self.received = []
+        self.unread = []   # frames read while waiting for another kind; later expects see them
         self.next_id = 1
 
     async def send(self, frame):
@@ -129,13 +130,20 @@ class Socket:
         return frame
 
     async def expect(self, frame_type, timeout_s=DEFAULT_TIMEOUT_S, **fields):
-        """The next frame of this type whose fields match, skipping others; bounded by timeout_s."""
+        """The first unread frame of this type whose fields match, oldest first; frames of other
+        kinds stay unread for later expects. Bounded by timeout_s."""
+        def matches(frame):
+            return frame["type"] == frame_type and all(frame.get(k) == v for k, v in fields.items())
+        for index, frame in enumerate(self.unread):
+            if matches(frame):
+                return self.unread.pop(index)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
             frame = await self.frame(max(0.01, deadline - loop.time()))
-            if frame["type"] == frame_type and all(frame.get(k) == v for k, v in fields.items()):
+            if matches(frame):
                 return frame
+            self.unread.append(frame)
 
     async def closed(self, timeout_s=DEFAULT_TIMEOUT_S):
         """Wait for the server to close; returns the close code."""
