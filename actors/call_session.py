@@ -6,6 +6,7 @@ store after a crash carries on from what the participants were last told. Signal
 changes nothing and is relayed at once.
 """
 import logging
+import os
 import time
 
 from thespian.actors import Actor, ActorExitRequest, ChildActorExited, WakeupMessage
@@ -133,6 +134,8 @@ class CallSessionActor(Actor):
                 self.perform(call.signal(who, {k: v for k, v in frame.items() if k != "id"}), now_s)
             elif kind in NEGOTIATION_FRAMES:
                 call.require({rules.NEGOTIATING}, kind.replace("_", " "))
+                if self.negotiation is None:
+                    raise Refused("unavailable", "the negotiation is restarting; try again in a moment")
                 self.send(self.negotiation, NegotiationFrame(who, connection, frame))
             elif kind == "accept":
                 self.only(who, negotiation.HOST, "accept")
@@ -173,9 +176,18 @@ class CallSessionActor(Actor):
     # Store, then act -------------------------------------------------------------------
 
     def commit(self, effects):
-        """Store the call as it is now; carry out `effects` once the store confirms."""
+        """Store the call as it is now; carry out `effects` once the store confirms.
+
+        Effects nobody outside sees (the round's actor, timers) happen at once, so a frame
+        that follows at once (a propose right after accept) finds its negotiation there."""
+        internal = (rules.OpenNegotiation, rules.CloseNegotiation, rules.StartTimer)
+        now_s = time.time()
+        self.perform([e for e in effects if isinstance(e, internal)], now_s)
+        effects = [e for e in effects if not isinstance(e, internal)]
         self.version += 1
-        self.send(self.services.store, SaveCall(self.call.call_id, self.version, to_document(self.call, time.time())))
+        document = to_document(self.call, now_s)
+        document["session_pid"] = os.getpid()  # for operators (and tests) looking for the process
+        self.send(self.services.store, SaveCall(self.call.call_id, self.version, document))
         self.queued.append((self.version, effects))
 
     def flush(self, version):

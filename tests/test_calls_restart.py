@@ -1,0 +1,51 @@
+"""A call session actor killed mid-call is recreated from the store and the call goes on,
+with nothing paid for twice."""
+import os
+import signal
+
+from actors.messages import PaymentCaptured
+from tests.client import Member
+from tests.conftest import run, tell_call
+from tests.test_calls_live import ring, upgraded_host
+
+
+def kill_session(system, call_id):
+    pid = system.db.calls.find_one({"_id": call_id})["session_pid"]
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def test_a_killed_call_session_is_restored_and_the_call_goes_on(system):
+    async def scenario():
+        host = await upgraded_host(system)
+        caller = await Member(system.url).sign_up("Caller")
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        await host_page.request("propose", call_id=call_id, price_cents=2500, length_s=900)
+        proposal = (await caller_page.expect("call_state", event="proposed"))["proposal"]
+
+        # Killed while negotiating: the proposal on the table survives, and so does its round.
+        first_pid = kill_session(system, call_id)
+        for page in (host_page, caller_page):
+            restored = await page.expect("call_state", event="restored")
+            assert restored["state"] == "negotiating" and restored["proposal"] == proposal
+        await caller_page.request("pay", call_id=call_id, proposal=proposal["proposal"])
+        await host_page.expect("call_state", state="awaiting_payment")
+        tell_call(system, host.id, call_id, PaymentCaptured(1, {"capture_id": "CAP-1", "amount_cents": 2500}))
+        running = await caller_page.expect("call_state", state="running")
+        assert system.db.calls.find_one({"_id": call_id})["session_pid"] != first_pid
+
+        # Killed while running: the paid clock goes on from where it was, and a capture
+        # delivered again after the restart adds no time.
+        kill_session(system, call_id)
+        restored = await caller_page.expect("call_state", event="restored")
+        assert restored["state"] == "running" and restored["remaining_s"] <= running["remaining_s"]
+        assert restored["remaining_s"] > 890 and restored["agreed"]["fingerprint"] == proposal["fingerprint"]
+        tell_call(system, host.id, call_id, PaymentCaptured(1, {"capture_id": "CAP-1", "amount_cents": 2500}))
+        await host_page.request("hang_up", call_id=call_id)
+        ended = await caller_page.expect("call_state", state="ended")
+        assert ended["end_reason"] == "hung_up"
+        stored = system.db.calls.find_one({"_id": call_id})
+        assert stored["paid_s"] == 900 and len(stored["payments"]) == 1
+    run(scenario())
