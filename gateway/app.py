@@ -7,7 +7,7 @@ import pymongo
 import tornado.httpserver
 import tornado.web
 
-from gateway import http
+from gateway import history, http
 from gateway.accounts import Accounts
 from gateway.bridge import ActorBridge
 from gateway.hub import Hub
@@ -60,6 +60,8 @@ class Gateway:
             (r"/api/members", http.MembersHandler, a),
             (r"/api/members/" + MEMBER_ID, http.MemberHandler, a),
             (r"/avatars/" + MEMBER_ID, http.AvatarHandler, a),
+            (r"/api/calls", history.CallsHandler, a),
+            (r"/api/calls/([0-9a-f]{24})", history.CallLogHandler, a),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(http.WEB_ROOT)}),
         ]
         policy = self.settings.policy

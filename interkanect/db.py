@@ -11,6 +11,7 @@ INDEXES = {
     "reset_tokens": [([("member_id", 1)], {})],
     "login_failures": [([("key", 1), ("at", 1)], {})],
     "outbox": [([("created_at", 1)], {})],
+    "calls": [([("host_id", 1), ("created_at", -1)], {}), ([("caller_id", 1), ("created_at", -1)], {})],
 }
 
 CLIENT_OPTIONS = {"serverSelectionTimeoutMS": 5000, "tz_aware": True}

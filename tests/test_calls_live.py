@@ -183,3 +183,55 @@ def test_no_agreement_in_the_window_ends_the_call_and_nobody_pays(quick_system):
         assert ended["end_reason"] == "no_agreement"
         assert system.db.calls.find_one({"_id": call_id})["payments"] == []
     run(scenario())
+
+
+def test_both_sides_read_the_call_log_and_strangers_cannot(system):
+    async def scenario():
+        host = await upgraded_host(system, "Logged Host")
+        caller = await Member(system.url).sign_up("Logged Caller")
+        stranger = await Member(system.url).sign_up("Stranger")
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        await host_page.request("propose", call_id=call_id, price_cents=900, length_s=300)
+        proposal = (await caller_page.expect("call_state", event="proposed"))["proposal"]
+        await caller_page.request("pay", call_id=call_id, proposal=proposal["proposal"])
+        await caller_page.expect("call_state", state="awaiting_payment")
+        tell_call(system, host.id, call_id, PaymentCaptured(1, {"capture_id": "LOG-1", "amount_cents": 900}))
+        await caller_page.expect("call_state", state="running")
+        await caller_page.request("hang_up", call_id=call_id)
+        await host_page.expect("call_state", state="ended")
+
+        for member, role, other in ((host, "host", caller), (caller, "caller", host)):
+            listed = (await member.request("GET", "/api/calls")).json()["calls"]
+            mine = [c for c in listed if c["id"] == call_id]
+            assert len(mine) == 1 and mine[0]["role"] == role and mine[0]["with"]["id"] == other.id
+            assert mine[0]["paid_cents"] == 900 and mine[0]["rounds"][0]["fingerprint"] == proposal["fingerprint"]
+            log = (await member.request("GET", f"/api/calls/{call_id}")).json()["call"]
+            events = [entry["event"] for entry in log["log"]]
+            assert events[0] == "ringing" and "payment_captured" in events and events[-1] == "ended"
+            assert log["end_reason"] == "hung_up" and set(log["connected_s"]) == {"host", "caller"}
+        answer = await stranger.request("GET", f"/api/calls/{call_id}")
+        assert answer.code == 404 and answer.error_code == "no_such_call"
+        assert (await stranger.request("GET", "/api/calls")).json()["calls"] == []
+        assert (await Member(system.url).request("GET", "/api/calls")).code == 401
+    run(scenario())
+
+
+def test_media_chat_and_whiteboard_content_never_reaches_the_server(system):
+    async def scenario():
+        member = await Member(system.url).sign_up()
+        page = await member.socket()
+        await page.expect("hello")
+        call_id = "a" * 24
+        for frame, code in (({"type": "chat", "id": 1, "call_id": call_id, "text": "hi"}, "unknown_type"),
+                            ({"type": "whiteboard", "id": 2, "call_id": call_id, "stroke": [1, 2]}, "unknown_type"),
+                            ({"type": "media", "id": 3, "call_id": call_id, "data": b"\x00" * 100}, "unknown_type"),
+                            ({"type": "signal", "id": 4, "call_id": call_id, "kind": "chat", "sdp": "hi"},
+                             "invalid_value"),
+                            ({"type": "signal", "id": 5, "call_id": call_id, "kind": "offer", "sdp": "v=0",
+                              "text": "smuggled"}, "unexpected_field")):
+            await page.send(frame)
+            error = await page.expect("error", id=frame["id"])
+            assert error["code"] == code, (frame, error)
+    run(scenario())
