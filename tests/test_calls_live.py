@@ -1,6 +1,7 @@
 """Calls through the real path: websockets, gateway, member and call session actors on a
 multiprocTCPBase node, the call store in SecantusDB."""
 import asyncio
+import time
 
 import pytest
 from bson import ObjectId
@@ -234,4 +235,66 @@ def test_media_chat_and_whiteboard_content_never_reaches_the_server(system):
             await page.send(frame)
             error = await page.expect("error", id=frame["id"])
             assert error["code"] == code, (frame, error)
+    run(scenario())
+
+
+def test_a_side_away_longer_than_the_grace_ends_the_call_with_the_unused_time_recorded(quick_system):
+    system = quick_system
+
+    async def scenario():
+        host = await upgraded_host(system)
+        caller = await Member(system.url).sign_up()
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        await host_page.request("propose", call_id=call_id, price_cents=0, length_s=600)
+        proposal = (await caller_page.expect("call_state", event="proposed"))["proposal"]
+        await caller_page.request("pay", call_id=call_id, proposal=proposal["proposal"])
+        await host_page.expect("call_state", state="running")
+        await caller_page.close()
+        away = await host_page.expect("call_state", event="peer_left")
+        assert away["paused"] and away["grace_deadline_ms"]
+        ended = await host_page.expect("call_state", state="ended", timeout_s=5)
+        assert ended["end_reason"] == "away_too_long"
+        last = system.db.calls.find_one({"_id": call_id})["log"][-1]
+        assert last["event"] == "ended" and last["by"] == "caller" and 595 < last["unused_paid_s"] <= 600
+    run(scenario())
+
+
+def test_an_unpaid_order_ends_the_call_when_the_payment_window_closes(quick_system):
+    system = quick_system
+
+    async def scenario():
+        host = await upgraded_host(system)
+        caller = await Member(system.url).sign_up()
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        await host_page.request("propose", call_id=call_id, price_cents=700, length_s=600)
+        proposal = (await caller_page.expect("call_state", event="proposed"))["proposal"]
+        await caller_page.request("pay", call_id=call_id, proposal=proposal["proposal"])
+        await caller_page.expect("call_state", state="awaiting_payment")
+        ended = await caller_page.expect("call_state", state="ended", timeout_s=5)
+        assert ended["end_reason"] == "payment_timeout"
+        # A capture arriving after the window is not taken as payment for a call that ended.
+        tell_call(system, host.id, call_id, PaymentCaptured(1, {"capture_id": "LATE", "amount_cents": 700}))
+        assert system.db.calls.find_one({"_id": call_id})["payments"] == []
+    run(scenario())
+
+
+def test_participants_get_turn_credentials_for_their_call(system_with):
+    system = system_with(turn_urls=("turn:127.0.0.1:3478?transport=udp",), stun_urls=("stun:127.0.0.1:3478",),
+                         turn_secret="s3cret")
+
+    async def scenario():
+        host = await Member(system.url).sign_up()
+        caller = await Member(system.url).sign_up()
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        for page in (host_page, caller_page):
+            servers = (await page.expect("call_state", state="negotiating"))["ice_servers"]
+            turn = [s for s in servers if "username" in s]
+            assert turn and turn[0]["username"].endswith(":" + call_id)
+            assert int(turn[0]["username"].split(":")[0]) > time.time()
     run(scenario())
