@@ -82,6 +82,16 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish({"error": {"code": code, "message": message}})
 
 
+# Pages load only our own scripts, styles and images, connect only to us, and cannot be
+# framed (clickjacking). PayPal's approval page opens in its own window, not a frame.
+PAGE_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+                               "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
 class PageHandler(BaseHandler):
     """Serves one HTML page of web/; pages fetch their data from the JSON API."""
 
@@ -93,6 +103,8 @@ class PageHandler(BaseHandler):
         self.xsrf_token  # sets the _xsrf cookie the page's scripts echo back
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
+        for name, value in PAGE_SECURITY_HEADERS.items():
+            self.set_header(name, value)
         self.finish((WEB_ROOT / self.page).read_bytes())
 
 
