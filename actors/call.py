@@ -339,14 +339,19 @@ class Call:
         remaining = self.remaining_s(now_s)
         if remaining > 0.001:  # woken a little early: sleep the rest
             return [self.arm("clock", now_s + remaining)]
-        effects = self.reconcile_clock(now_s)
+        # Stop the clock here: reconcile_clock would leave it running (the state is still
+        # RUNNING), and an extension would then start with no clock timer, billed from the
+        # old start.
+        self.clock_since_s = None
+        self.disarm("clock")
         self.used_s = self.paid_s
-        if self.host_tier == FREE and self.paid_s >= self.policy.free_tier_cap_s:
-            return effects + self.end(now_s, "free_cap_reached")
+        # A free host with less than the shortest length left could agree to nothing more.
+        if self.host_tier == FREE and self.paid_s + self.policy.min_length_s > self.policy.free_tier_cap_s:
+            return self.end(now_s, "free_cap_reached")
         self.state = EXTENSION_OFFERED
         self.deadline_s = now_s + self.policy.negotiation_window_s
         self.note(now_s, "time_up")
-        return effects + [self.arm("offer", self.deadline_s), Broadcast("extension_offer")]
+        return [self.arm("offer", self.deadline_s), Broadcast("extension_offer")]
 
     def extend(self, who, yes, now_s):
         self.require({EXTENSION_OFFERED}, "extend")
