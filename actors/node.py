@@ -7,6 +7,7 @@ import threading
 
 from thespian.actors import ActorSystem
 
+from actors import transport_tuning
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.messages import Configure, Shards
 
@@ -14,6 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def start(settings):
+    transport_tuning.install()  # before the system forks its admin and actors
     system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": settings.admin_port},
                          transientUnique=True)
     directory = system.createActor(Directory, globalName=DIRECTORY_NAME)
