@@ -54,6 +54,7 @@ def serve(settings, args):
     finally:
         print("stopping…", file=sys.stderr, flush=True)
         children.stop_all()
+        processes.stop_actor_system(settings.admin_port)
 
 
 def _healthy(settings):

@@ -29,6 +29,71 @@ def raise_open_file_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _pids():
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def session_of(pid):
+    try:
+        text = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    return int(text[text.rindex(")") + 2:].split()[3])
+
+
+def listening_pids(port):
+    """Processes holding a listening TCP socket on `port`, found through /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    found = set()
+    for pid in _pids() if inodes else []:
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
+                found.add(pid)
+        except OSError:
+            continue
+    return found
+
+
+def kill_sessions(sessions, timeout_s=5):
+    """SIGTERM, then SIGKILL, every process of these sessions (never our own)."""
+    sessions = set(sessions) - {None, os.getsid(0)}
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        members = [pid for pid in _pids() if session_of(pid) in sessions]
+        for pid in members:
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout_s
+        while members and time.monotonic() < deadline:
+            members = [pid for pid in members if session_of(pid) in sessions and _alive(pid)]
+            time.sleep(0.05)
+
+
+def _alive(pid):
+    try:
+        text = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return text[text.rindex(")") + 2:].split()[0] != "Z"
+
+
+def stop_actor_system(admin_port):
+    """Thespian's admin leaves its starter's session (setsid) and forks the actors from there,
+    so stopping the node's process group misses them if the node could not shut its system
+    down (killed, or stuck): find the admin by its port and end its whole session."""
+    kill_sessions(session_of(pid) for pid in listening_pids(admin_port))
+
+
 def port_free(host, port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -89,7 +154,8 @@ class Supervisor:
                     process.wait(timeout_s)
                 except subprocess.TimeoutExpired:
                     pass
-            # Whatever the child left in its group (Thespian's actor processes) goes too.
+            # Whatever the child left in its process group goes too (Thespian's actors are
+            # in a session of their own: see stop_actor_system).
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

@@ -90,6 +90,7 @@ class RunningSystem:
 
     def stop(self):
         self.children.stop_all()
+        processes.stop_actor_system(self.settings.admin_port)
 
 
 def start_system(database_url, log_dir, **overrides):
@@ -113,6 +114,7 @@ def start_system(database_url, log_dir, **overrides):
         processes.wait_until(lambda: _healthy(system), 60, "the gateway", process=gateway)
     except BaseException:
         children.stop_all()
+        processes.stop_actor_system(settings.admin_port)
         raise
     return system
 

@@ -137,3 +137,20 @@ def test_mongodb_url_uses_an_existing_database_instead_of_starting_one(tmp_path,
     assert code == 0 and left == []
     import pymongo
     assert pymongo.MongoClient(database_url).serve_external.members.find_one({"email": "external@example.com"})
+
+
+def test_a_killed_actor_node_stops_serve_and_leaves_no_actor_behind(tmp_path):
+    from interkanect.processes import listening_pids
+    serve = Serve(tmp_path / "var")
+    serve.start()
+    admin_port = int(serve.env["IK_ADMIN_PORT"])
+    admin = listening_pids(admin_port)
+    assert admin, "the actor node's admin listens on its port"
+    node = [pid for pid in descendants(serve.process.pid)
+            if b"node" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+    os.kill(node[0], signal.SIGKILL)  # the node dies without shutting its actor system down
+    serve.output.append(serve.process.communicate(timeout=60)[0])
+    assert serve.process.returncode != 0
+    assert "actor node exited" in "".join(serve.output)
+    assert listening_pids(admin_port) == set()
+    assert not any(alive(pid) for pid in admin)
