@@ -121,6 +121,7 @@ class Side:
 class CallPolicy:
     ring_timeout_s: float
     negotiation_window_s: float
+    extension_offer_s: float
     payment_window_s: float
     free_tier_cap_s: float
     reconnect_grace_s: float
@@ -192,11 +193,17 @@ class Call:
         if self.state not in states:
             raise Refused("wrong_state", f"cannot {action} while the call is {self.state}")
 
-    def limits(self):
-        cap_left = self.policy.free_tier_cap_s - self.paid_s if self.host_tier == FREE else float("inf")
+    def limits(self, now_s=None):
+        """What the host may propose. A free host's session ends at most the free-tier cap after
+        it was answered, talk included, whatever rounds it is made of."""
+        cap_left, cap_ends_at = float("inf"), float("inf")
+        if self.host_tier == FREE:
+            cap_left = self.policy.free_tier_cap_s - self.paid_s
+            if self.answered_at_s is not None:
+                cap_ends_at = self.answered_at_s + self.policy.free_tier_cap_s
         p = self.policy
         return Limits(self.host_tier, self.host_can_charge, p.min_price_cents, p.max_price_cents,
-                      p.min_length_s, p.max_length_s, cap_left)
+                      p.min_length_s, p.max_length_s, cap_left, cap_ends_at)
 
     @property
     def clock_running(self):
@@ -252,7 +259,10 @@ class Call:
         self.answered_at_s = now_s
         self.disarm("ring")
         self.note(now_s, "accepted", by=HOST)
-        return [RingHostPages(False, "answered"), InCall(True), self.open_round(now_s), Broadcast("accepted")]
+        effects = [RingHostPages(False, "answered"), InCall(True), self.open_round(now_s), Broadcast("accepted")]
+        if self.host_tier == FREE:
+            effects.insert(0, self.arm("cap", now_s + self.policy.free_tier_cap_s))
+        return effects
 
     def decline(self, now_s):
         self.require({RINGING}, "decline")
@@ -346,10 +356,12 @@ class Call:
         self.disarm("clock")
         self.used_s = self.paid_s
         # A free host with less than the shortest length left could agree to nothing more.
-        if self.host_tier == FREE and self.paid_s + self.policy.min_length_s > self.policy.free_tier_cap_s:
+        limits = self.limits()
+        if self.host_tier == FREE and min(limits.free_cap_left_s,
+                                          limits.free_cap_ends_at_s - now_s) < self.policy.min_length_s:
             return self.end(now_s, "free_cap_reached")
         self.state = EXTENSION_OFFERED
-        self.deadline_s = now_s + self.policy.negotiation_window_s
+        self.deadline_s = now_s + self.policy.extension_offer_s
         self.note(now_s, "time_up")
         return [self.arm("offer", self.deadline_s), Broadcast("extension_offer")]
 
@@ -413,6 +425,8 @@ class Call:
             return self.clock_expired(now_s)
         if name == "offer":
             return self.end(now_s, "completed")
+        if name == "cap":
+            return self.end(now_s, "free_cap_reached")
         if name.startswith("grace_"):
             who = name[len("grace_"):]
             return self.end(now_s, "away_too_long", who)
@@ -420,7 +434,10 @@ class Call:
 
     # Signaling -------------------------------------------------------------------------
 
-    def signal(self, who, frame):
+    def signal(self, who, connection, frame):
+        if connection != self.side(who).connection:
+            # An older page still open after a re-attach must not talk over the current one.
+            raise Refused("not_call_page", "another page of yours has the call now; reload to take it back")
         if self.state not in MEDIA_STATES:
             raise Refused("media_not_allowed", f"no media while the call is {self.state}")
         if not self.side(self.other(who)).connected:

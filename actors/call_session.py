@@ -109,6 +109,8 @@ class CallSessionActor(Actor):
         call = self.call
         if name in ("ring", "payment", "offer"):
             return call.deadline_s
+        if name == "cap" and call.answered_at_s is not None:
+            return call.answered_at_s + call.policy.free_tier_cap_s
         if name == "clock" and call.clock_running:
             return call.clock_since_s + call.paid_s - call.used_s
         if name.startswith("grace_"):
@@ -131,7 +133,7 @@ class CallSessionActor(Actor):
             kind = frame["type"]
             if kind == "signal":
                 # Changes nothing: relayed at once, never stored.
-                self.perform(call.signal(who, {k: v for k, v in frame.items() if k != "id"}), now_s)
+                self.perform(call.signal(who, connection, {k: v for k, v in frame.items() if k != "id"}), now_s)
             elif kind in NEGOTIATION_FRAMES:
                 call.require({rules.NEGOTIATING}, kind.replace("_", " "))
                 if self.negotiation is None:

@@ -61,7 +61,7 @@ class Negotiation:
 
     def propose(self, who, price_cents, length_s, now_s):
         self._require(who, HOST, "propose terms", now_s)
-        self.limits.check(price_cents, length_s)
+        self.limits.check(price_cents, length_s, now_s)
         self.proposals_made += 1
         self.proposal = Terms(self.round, self.proposals_made, price_cents, length_s, now_s)
         return Proposed(self.proposal)

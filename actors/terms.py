@@ -29,8 +29,9 @@ class Limits:
     min_length_s: int
     max_length_s: int
     free_cap_left_s: float      # free hosts: what is left of the free-tier cap in this call
+    free_cap_ends_at_s: float = float("inf")  # free hosts: when the session must be over
 
-    def check(self, price_cents, length_s):
+    def check(self, price_cents, length_s, now_s=None):
         if isinstance(price_cents, bool) or not isinstance(price_cents, int):
             raise Refused("invalid_price", "the price is a whole number of cents")
         if isinstance(length_s, bool) or not isinstance(length_s, int):
@@ -38,9 +39,12 @@ class Limits:
         if self.tier == FREE:
             if price_cents != 0:
                 raise Refused("free_tier_price", "free hosts host free calls only; upgrade to set a price")
-            if length_s > self.free_cap_left_s:
-                raise Refused("free_tier_length",
-                              f"a free call lasts at most {int(self.free_cap_left_s // 60)} more minutes")
+            left_s = self.free_cap_left_s if now_s is None else min(self.free_cap_left_s,
+                                                                    self.free_cap_ends_at_s - now_s)
+            if length_s > left_s:
+                minutes = int(left_s // 60)
+                raise Refused("free_tier_length", f"a free call lasts at most {minutes} more "
+                                                  f"minute{'' if minutes == 1 else 's'}")
         elif price_cents != 0 and not self.can_charge:
             raise Refused("no_payout_email", "add a PayPal payout email to your account to set a price")
         if price_cents != 0 and not self.min_price_cents <= price_cents <= self.max_price_cents:

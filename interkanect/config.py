@@ -18,6 +18,8 @@ class Policy:
 
     ring_timeout_s: float = 60
     negotiation_window_s: float = 5 * 60
+    # How long the host has to answer "extend?" when paid time is up (media stays up meanwhile).
+    extension_offer_s: float = 60
     payment_window_s: float = 10 * 60
     free_tier_cap_s: float = 20 * 60
     reconnect_grace_s: float = 2 * 60

@@ -80,7 +80,8 @@ class Session:
 
     def act(self, method, *args):
         if method == "signal":  # relayed at once: the only rule that takes no time
-            return self.take(self.call.signal(*args))
+            who, frame = args
+            return self.take(self.call.signal(who, self.call.side(who).connection, frame))
         return self.take(getattr(self.call, method)(*args, self.now_s))
 
     def frame(self, kind, who, *args):
@@ -360,7 +361,7 @@ def test_when_time_is_up_the_host_is_offered_an_extension_and_no_ends_the_call_c
     assert session.wait(599) == []
     assert session.view(CALLER)["remaining_s"] == 1
     effects = session.wait(1)
-    offer_at_s = session.now_s + POLICY.negotiation_window_s
+    offer_at_s = session.now_s + POLICY.extension_offer_s
     assert effects == [StartTimer("offer", offer_at_s, 1), Broadcast("extension_offer")]
     view = session.view(HOST)
     assert (view["state"], view["remaining_s"], view["media"]) == (EXTENSION_OFFERED, 0, True)
@@ -374,18 +375,18 @@ def test_when_time_is_up_the_host_is_offered_an_extension_and_no_ends_the_call_c
 def test_an_unanswered_extension_offer_ends_the_call_completed():
     session = running(0, 600)
     session.wait(600)
-    assert session.wait(POLICY.negotiation_window_s)[-1] == Finished("completed")
+    assert session.wait(POLICY.extension_offer_s)[-1] == Finished("completed")
 
 
 def test_an_extension_is_a_new_round_whose_time_runs_on_its_own():
     session = running(1500, 600)
     session.wait(600)
-    session.wait(20)  # the host thinks about it
+    session.wait(POLICY.extension_offer_s / 3)  # the host thinks about it
     effects = session.act("extend", HOST, True)
     assert effects == [OpenNegotiation(2, session.now_s + POLICY.negotiation_window_s, session.call.limits()),
                        Broadcast("extension_negotiation")]
     assert session.view(CALLER)["state"] == NEGOTIATING and session.view(CALLER)["round"] == 2
-    assert session.wait(POLICY.negotiation_window_s - 1) == []  # the old offer timer is stale
+    assert session.wait(POLICY.extension_offer_s) == []  # the old offer timer is stale
     session.propose_and_pay(1000, 300)
     session.wait(10)
     session.act("payment_captured", 2, PAYMENT)
@@ -400,7 +401,7 @@ def test_an_extension_is_a_new_round_whose_time_runs_on_its_own():
 def test_time_spent_deciding_on_an_extension_is_not_billed_to_it():
     session = running(0, 60)
     session.wait(60)
-    session.wait(100)  # deciding and negotiating the extension: not paid time
+    session.wait(POLICY.extension_offer_s - 1)  # deciding on the extension: not paid time
     session.act("extend", HOST, True)
     session.wait(200)
     session.propose_and_pay(0, 120)
@@ -408,28 +409,48 @@ def test_time_spent_deciding_on_an_extension_is_not_billed_to_it():
     assert session.last_timer("clock").at_s == session.now_s + 120
 
 
+def test_a_free_session_ends_at_the_cap_counted_from_the_answer_whatever_its_rounds():
+    session = answered(tier=FREE, can_charge=False)
+    answered_at_s = session.now_s
+    session.wait(4 * 60)  # four minutes of talking terms count against the cap too
+    with pytest.raises(Refused) as refused:
+        session.frame("propose", HOST, 0, 17 * 60)
+    assert refused.value.code == "free_tier_length"
+    session.frame("propose", HOST, 0, 16 * 60)
+    session.frame("pay", CALLER, session.negotiation.proposal.proposal)
+    session.wait(5 * 60)
+    session.act("left", CALLER, CALLER_PAGE)  # a minute away: the clock pauses, the cap does not
+    session.wait(60)
+    session.act("attach", CALLER, CALLER_PAGE)
+    effects = session.wait(answered_at_s + 20 * 60 - session.now_s)
+    assert effects[-1] == Finished("free_cap_reached")
+    assert session.call.log[-1]["unused_paid_s"] == 60
+
+
 def test_a_free_host_reaching_the_cap_ends_the_call_instead_of_offering_more():
-    session = running(0, 20 * 60, tier=FREE, can_charge=False)
-    effects = session.wait(20 * 60)
+    session = running(0, 20 * 60 - 30, tier=FREE, can_charge=False)  # 30 s went on talking terms
+    effects = session.wait(20 * 60 - 30)
     assert effects[-1] == Finished("free_cap_reached")
     assert not any(isinstance(e, Broadcast) and e.event == "extension_offer" for e in effects)
 
 
 def test_a_free_host_extending_gets_what_is_left_of_the_cap():
-    session = running(0, 15 * 60, tier=FREE, can_charge=False)
+    session = running(0, 15 * 60, tier=FREE, can_charge=False)  # answered 30 s before it ran
     session.wait(15 * 60)
     assert session.call.state == EXTENSION_OFFERED
     session.act("extend", HOST, True)
+    left_s = 5 * 60 - 30  # the cap counts from the answer, talk included
     assert session.negotiation.limits.free_cap_left_s == 5 * 60
+    assert session.negotiation.limits.free_cap_ends_at_s - session.now_s == left_s
     with pytest.raises(Refused) as raised:
-        session.frame("propose", HOST, 0, 5 * 60 + 1)
+        session.frame("propose", HOST, 0, left_s + 1)
     assert raised.value.code == "free_tier_length"
     with pytest.raises(Refused) as raised:
         session.frame("propose", HOST, 200, 60)
     assert raised.value.code == "free_tier_price"
-    session.propose_and_pay(0, 5 * 60)
-    assert session.wait(5 * 60)[-1] == Finished("free_cap_reached")
-    assert session.call.paid_s == 20 * 60
+    session.propose_and_pay(0, left_s)
+    assert session.wait(left_s)[-1] == Finished("free_cap_reached")
+    assert session.call.paid_s == 20 * 60 - 30
 
 
 def test_a_free_host_with_less_than_a_minute_of_the_cap_left_is_not_offered_an_extension():
@@ -589,6 +610,11 @@ def test_signaling_is_relayed_to_the_other_side_while_media_flows(state):
     frame = {"type": "signal", "candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host"}
     assert session.act("signal", HOST, frame) == [Relay(CALLER, frame)]
     assert session.act("signal", CALLER, frame) == [Relay(HOST, frame)]
+    # A page that is not the side's call page any more (re-attached elsewhere) is refused.
+    stale_page = (CALLER, 99)
+    with pytest.raises(Refused) as refused:
+        session.call.signal(CALLER, stale_page, frame)
+    assert refused.value.code == "not_call_page"
 
 
 # --- random event sequences ---------------------------------------------------------------
