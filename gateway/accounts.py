@@ -157,21 +157,27 @@ class Accounts:
         return token
 
     async def session(self, token):
-        """(session id, member) for a live session token, else None."""
+        """(session id, member, expires_at) for a live session token, else None."""
         if not token:
             return None
         session = await self.db.sessions.find_one({"_id": token_hash(token), "expires_at": {"$gt": now()}})
         if session is None:
             return None
         member = await self.db.members.find_one({"_id": session["member_id"]})
-        return (session["_id"], member) if member else None
+        return (session["_id"], member, session["expires_at"]) if member else None
 
-    async def live_sessions(self, session_ids):
-        cursor = self.db.sessions.find({"_id": {"$in": list(session_ids)}, "expires_at": {"$gt": now()}}, {"_id": 1})
-        return {doc["_id"] async for doc in cursor}
+    async def _revoke(self, session_ids):
+        """Every gateway reads revocations to close that session's sockets (see Gateway)."""
+        if session_ids:
+            await self.db.session_revocations.insert_many([{"session_id": i, "at": now()} for i in session_ids])
+
+    async def revoked_since(self, since):
+        cursor = self.db.session_revocations.find({"at": {"$gte": since}}, {"session_id": 1})
+        return {doc["session_id"] async for doc in cursor}
 
     async def end_session(self, session_id):
         await self.db.sessions.delete_one({"_id": session_id})
+        await self._revoke([session_id])
 
     async def request_reset(self, email):
         """Email a one-time reset link if the account exists; say nothing either way."""
@@ -207,7 +213,9 @@ class Accounts:
         await self.db.reset_tokens.update_many({"member_id": claimed["member_id"], "used_at": None},
                                                {"$set": {"used_at": now()}})
         # A reset means the old password may be known to someone: end every session.
+        ended = [doc["_id"] async for doc in self.db.sessions.find({"member_id": claimed["member_id"]}, {"_id": 1})]
         await self.db.sessions.delete_many({"member_id": claimed["member_id"]})
+        await self._revoke(ended)
         await self.db.login_failures.delete_many({"key": "account:" + (await self.member(claimed["member_id"]))["email"]})
 
     async def member(self, member_id):

@@ -1,5 +1,6 @@
 """One gateway process: the Tornado application, its hub, and their start and stop."""
 import asyncio
+import datetime
 import logging
 import signal
 
@@ -45,7 +46,8 @@ class Gateway:
     def application(self):
         a = {"app": self}
         pages = [(r"/", "directory.html"), (r"/login", "login.html"), (r"/signup", "signup.html"),
-                 (r"/reset", "reset.html"), (r"/account", "account.html"), (r"/m/" + MEMBER_ID, "member.html")]
+                 (r"/reset", "reset.html"), (r"/account", "account.html"), (r"/m/" + MEMBER_ID, "member.html"),
+                 (r"/call/([0-9a-f]{24})", "call.html")]
         routes = [(path, http.PageHandler, dict(a, page=page)) for path, page in pages]
         routes += [
             (r"/healthz", http.HealthHandler, a),
@@ -98,18 +100,24 @@ class Gateway:
             connection.close(CLOSE_SESSION_ENDED, "session ended")
 
     async def _watch_sessions(self):
-        """Close sockets whose session ended anywhere (logged out on another gateway, expired)."""
+        """Close sockets whose session ended: expired (known locally) or revoked anywhere
+        (logged out or reset on any gateway). Each round reads only recent revocations, so
+        the cost follows log-outs, not open sockets."""
+        interval_s = self.settings.policy.session_check_interval_s
+        # Overlapping windows: a revocation is seen even if this loop or a clock runs late.
+        window = datetime.timedelta(seconds=3 * interval_s + 5)
         while True:
-            await asyncio.sleep(self.settings.policy.session_check_interval_s)
+            await asyncio.sleep(interval_s)
             sessions = self.hub.connections_of_sessions()
             if not sessions:
                 continue
+            current = datetime.datetime.now(datetime.timezone.utc)
+            ended = {s for s, connections in sessions.items() if connections[0].session_expires_at <= current}
             try:
-                live = await self.accounts.live_sessions(sessions)
+                ended |= await self.accounts.revoked_since(current - window) & set(sessions)
             except pymongo.errors.PyMongoError:
-                log.warning("cannot check sessions: the database is not answering")
-                continue
-            for session_id in set(sessions) - live:
+                log.warning("cannot read session revocations: the database is not answering")
+            for session_id in ended:
                 self.close_session_sockets(session_id)
 
     async def health(self):

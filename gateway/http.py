@@ -26,7 +26,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     async def prepare(self):
         found = await self.app.accounts.session(self.get_cookie(SESSION_COOKIE))
-        self.session_id, self.member = found if found else (None, None)
+        self.session_id, self.member, _ = found if found else (None, None, None)
 
     def get_current_user(self):
         return self.member

@@ -57,13 +57,14 @@ def decode(data):
 class Connection:
     """One open websocket, as the hub sees it."""
 
-    def __init__(self, socket, member, session_id):
+    def __init__(self, socket, member, session_id, session_expires_at):
         self.socket = socket
         self.member_id = str(member["_id"])
         public = public_profile(member)
         # What the member's actor needs to know of them (read at each page open).
         self.profile = {"name": public["display_name"], "tier": public["tier"], "can_charge": public["can_charge"]}
         self.session_id = session_id
+        self.session_expires_at = session_expires_at
         self.conn_id = None
         self.member = None       # the member actor's address once attached
         self.watching = set()
@@ -89,7 +90,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         found = await self.app.accounts.session(self.get_cookie(SESSION_COOKIE))
         if found is None:
             raise tornado.web.HTTPError(401, "log in first")
-        self.session_id, self.member_doc = found
+        self.session_id, self.member_doc, self.session_expires_at = found
 
     def check_origin(self, origin):
         return origin in self.app.settings.origins
@@ -97,7 +98,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
     async def open(self):
         policy = self.app.settings.policy
         self.bucket = TokenBucket(policy.flood_rate_per_s, policy.flood_burst, time.monotonic())
-        self.connection = Connection(self, self.member_doc, self.session_id)
+        self.connection = Connection(self, self.member_doc, self.session_id, self.session_expires_at)
         member_id = self.connection.member_id
         try:
             status = await self.app.hub.open(self.connection)

@@ -11,6 +11,8 @@ INDEXES = {
     "reset_tokens": [([("member_id", 1)], {})],
     "login_failures": [([("key", 1), ("at", 1)], {})],
     "outbox": [([("created_at", 1)], {})],
+    # Read by every gateway for the last few seconds only; a day is plenty to keep.
+    "session_revocations": [([("at", 1)], {"expireAfterSeconds": 24 * 3600})],
     "calls": [([("host_id", 1), ("created_at", -1)], {}), ([("caller_id", 1), ("created_at", -1)], {})],
 }
 

@@ -88,6 +88,17 @@ class RunningSystem:
         return subprocess.run([sys.executable, "-m", "interkanect.cli", *args], env=env, capture_output=True,
                               text=True, timeout=60)
 
+    def add_gateway(self):
+        """Another gateway process on the same actor node and database; returns its URL."""
+        settings = dataclasses.replace(self.settings, port=free_port())
+        env = dict(os.environ, **config.to_environ(settings))
+        log = open(self.log_dir / f"gateway-{settings.port}.log", "ab")
+        process = self.children.start("gateway", [sys.executable, "-m", "interkanect.cli", "gateway"], env=env,
+                                      stdout=log, stderr=log)
+        other = RunningSystem(settings, self.children, self.log_dir)
+        processes.wait_until(lambda: _healthy(other), 60, "the second gateway", process=process)
+        return other.url
+
     def stop(self):
         self.children.stop_all()
         processes.stop_actor_system(self.settings.admin_port)

@@ -3,7 +3,6 @@ frame gets back, and what closes a socket."""
 import asyncio
 
 import msgpack
-from bson import ObjectId
 import pytest
 import websockets
 
@@ -153,20 +152,4 @@ def test_logging_out_closes_that_sessions_sockets_within_seconds(system):
         # The other device's session is untouched.
         request_id = await other_socket.request("ping")
         await other_socket.expect("pong", id=request_id)
-    run(scenario())
-
-
-def test_a_session_ended_elsewhere_or_expired_closes_its_sockets(system):
-    async def scenario():
-        member = await Member(system.url).sign_up()
-        socket = await member.socket()
-        await socket.expect("hello")
-        # As if another gateway logged it out, or its time ran out: only the store knows.
-        sessions = system.db.sessions
-        mine = {"member_id": ObjectId(member.id)}
-        sessions.update_many(mine, {"$set": {"expires_at": sessions.find_one(mine)["created_at"]}})
-        assert await socket.closed(timeout_s=3) == 4401
-        with pytest.raises(websockets.InvalidStatus) as refused:
-            await member.socket()
-        assert refused.value.response.status_code == 401
     run(scenario())

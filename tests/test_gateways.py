@@ -1,0 +1,82 @@
+"""Several gateways on one actor node: members on different gateways see each other's
+status, call each other, and a session ended on one gateway closes its sockets on all."""
+import pytest
+
+from tests.client import Member
+from tests.conftest import run
+from tests.test_calls_live import ring
+
+
+@pytest.fixture(scope="module")
+def two_gateways(system):
+    return system.url, system.add_gateway()
+
+
+def on(url, member):
+    """The same member (same cookies) talking to another gateway."""
+    twin = Member(url, member.email)
+    twin.cookies = dict(member.cookies)
+    twin.profile = member.profile
+    return twin
+
+
+def test_presence_crosses_gateways(two_gateways):
+    a, b = two_gateways
+
+    async def scenario():
+        host = await Member(b).sign_up("Host on B")
+        viewer = await Member(a).sign_up("Viewer on A")
+        watching = await viewer.socket()
+        await watching.request("watch", members=[host.id])
+        await watching.expect("presence", member_id=host.id, status="offline")
+        page = await host.socket()
+        await watching.expect("presence", timeout_s=1, member_id=host.id, status="online")
+        await page.close()
+        await watching.expect("presence", timeout_s=1, member_id=host.id, status="offline")
+    run(scenario())
+
+
+def test_a_caller_on_one_gateway_calls_a_host_on_another(two_gateways):
+    a, b = two_gateways
+
+    async def scenario():
+        host = await Member(b).sign_up("Host on B")
+        caller = await Member(a).sign_up("Caller on A")
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        await caller_page.expect("call_state", state="negotiating")
+        await host_page.request("signal", call_id=call_id, kind="answer", sdp="v=0 from B")
+        assert (await caller_page.expect("signal", call_id=call_id))["sdp"] == "v=0 from B"
+        await caller_page.request("hang_up", call_id=call_id)
+        assert (await host_page.expect("call_state", state="ended"))["end_reason"] == "hung_up"
+    run(scenario())
+
+
+def test_logging_out_on_one_gateway_closes_the_sessions_sockets_on_the_other(two_gateways, system):
+    a, b = two_gateways
+
+    async def scenario():
+        member = await Member(a).sign_up()
+        socket_on_a = await member.socket()
+        await socket_on_a.expect("hello")
+        member_on_b = on(b, member)
+        socket_on_b = await member_on_b.socket()
+        await socket_on_b.expect("hello")
+        assert (await member_on_b.request("POST", "/api/logout")).code == 204
+        assert await socket_on_b.closed(timeout_s=2) == 4401
+        bound_s = 3 * system.settings.policy.session_check_interval_s + 2
+        assert await socket_on_a.closed(timeout_s=bound_s) == 4401
+    run(scenario())
+
+
+def test_an_expired_session_closes_its_sockets(system_with):
+    system = system_with(session_ttl_s=2.0)
+
+    async def scenario():
+        member = await Member(system.url).sign_up()
+        socket = await member.socket()
+        await socket.expect("hello")
+        assert await socket.closed(timeout_s=5) == 4401
+        assert (await member.request("GET", "/api/me")).code == 401
+    run(scenario())
