@@ -29,6 +29,32 @@ async def ring(caller_socket, host_sockets, host_id):
     return state["call_id"]
 
 
+class Call:
+    """A call between an upgraded host and a caller, each with one page open."""
+
+    def __init__(self, host, caller, host_page, caller_page, call_id):
+        self.host, self.caller = host, caller
+        self.host_page, self.caller_page, self.id = host_page, caller_page, call_id
+        self.proposal = None
+
+    @classmethod
+    async def answered(cls, system, host_name="Host", caller_name="Caller"):
+        host = await upgraded_host(system, host_name)
+        caller = await Member(system.url).sign_up(caller_name)
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call = cls(host, caller, host_page, caller_page, await ring(caller_page, [host_page], host.id))
+        await host_page.request("accept", call_id=call.id)
+        return call
+
+    async def agree(self, price_cents, length_s):
+        """The host proposes, the caller takes it: running if free, else awaiting payment."""
+        await self.host_page.request("propose", call_id=self.id, price_cents=price_cents, length_s=length_s)
+        self.proposal = (await self.caller_page.expect("call_state", event="proposed"))["proposal"]
+        await self.caller_page.request("pay", call_id=self.id, proposal=self.proposal["proposal"])
+        await self.host_page.expect("call_state", state="running" if price_cents == 0 else "awaiting_payment")
+        return self.proposal
+
+
 def test_a_paid_call_from_ring_to_hang_up(system):
     async def scenario():
         host = await upgraded_host(system)
@@ -188,16 +214,10 @@ def test_no_agreement_in_the_window_ends_the_call_and_nobody_pays(quick_system):
 
 def test_both_sides_read_the_call_log_and_strangers_cannot(system):
     async def scenario():
-        host = await upgraded_host(system, "Logged Host")
-        caller = await Member(system.url).sign_up("Logged Caller")
+        call = await Call.answered(system, "Logged Host", "Logged Caller")
+        host, caller, host_page, caller_page, call_id = call.host, call.caller, call.host_page, call.caller_page, call.id
         stranger = await Member(system.url).sign_up("Stranger")
-        host_page, caller_page = await host.socket(), await caller.socket()
-        call_id = await ring(caller_page, [host_page], host.id)
-        await host_page.request("accept", call_id=call_id)
-        await host_page.request("propose", call_id=call_id, price_cents=900, length_s=300)
-        proposal = (await caller_page.expect("call_state", event="proposed"))["proposal"]
-        await caller_page.request("pay", call_id=call_id, proposal=proposal["proposal"])
-        await caller_page.expect("call_state", state="awaiting_payment")
+        proposal = await call.agree(900, 300)
         tell_call(system, host.id, call_id, PaymentCaptured(1, {"capture_id": "LOG-1", "amount_cents": 900}))
         await caller_page.expect("call_state", state="running")
         await caller_page.request("hang_up", call_id=call_id)
@@ -242,15 +262,9 @@ def test_a_side_away_longer_than_the_grace_ends_the_call_with_the_unused_time_re
     system = quick_system
 
     async def scenario():
-        host = await upgraded_host(system)
-        caller = await Member(system.url).sign_up()
-        host_page, caller_page = await host.socket(), await caller.socket()
-        call_id = await ring(caller_page, [host_page], host.id)
-        await host_page.request("accept", call_id=call_id)
-        await host_page.request("propose", call_id=call_id, price_cents=0, length_s=600)
-        proposal = (await caller_page.expect("call_state", event="proposed"))["proposal"]
-        await caller_page.request("pay", call_id=call_id, proposal=proposal["proposal"])
-        await host_page.expect("call_state", state="running")
+        call = await Call.answered(system)
+        host_page, caller_page, call_id = call.host_page, call.caller_page, call.id
+        await call.agree(0, 600)
         await caller_page.close()
         away = await host_page.expect("call_state", event="peer_left")
         assert away["paused"] and away["grace_deadline_ms"]
@@ -265,15 +279,9 @@ def test_an_unpaid_order_ends_the_call_when_the_payment_window_closes(quick_syst
     system = quick_system
 
     async def scenario():
-        host = await upgraded_host(system)
-        caller = await Member(system.url).sign_up()
-        host_page, caller_page = await host.socket(), await caller.socket()
-        call_id = await ring(caller_page, [host_page], host.id)
-        await host_page.request("accept", call_id=call_id)
-        await host_page.request("propose", call_id=call_id, price_cents=700, length_s=600)
-        proposal = (await caller_page.expect("call_state", event="proposed"))["proposal"]
-        await caller_page.request("pay", call_id=call_id, proposal=proposal["proposal"])
-        await caller_page.expect("call_state", state="awaiting_payment")
+        call = await Call.answered(system)
+        host, caller_page, call_id = call.host, call.caller_page, call.id
+        await call.agree(700, 600)
         ended = await caller_page.expect("call_state", state="ended", timeout_s=5)
         assert ended["end_reason"] == "payment_timeout"
         # A capture arriving after the window is not taken as payment for a call that ended.

@@ -4,9 +4,8 @@ import os
 import signal
 
 from actors.messages import PaymentCaptured
-from tests.client import Member
 from tests.conftest import run, tell_call
-from tests.test_calls_live import ring, upgraded_host
+from tests.test_calls_live import Call
 
 
 def kill_session(system, call_id):
@@ -17,11 +16,8 @@ def kill_session(system, call_id):
 
 def test_a_killed_call_session_is_restored_and_the_call_goes_on(system):
     async def scenario():
-        host = await upgraded_host(system)
-        caller = await Member(system.url).sign_up("Caller")
-        host_page, caller_page = await host.socket(), await caller.socket()
-        call_id = await ring(caller_page, [host_page], host.id)
-        await host_page.request("accept", call_id=call_id)
+        call = await Call.answered(system)
+        host, host_page, caller_page, call_id = call.host, call.host_page, call.caller_page, call.id
         await host_page.request("propose", call_id=call_id, price_cents=2500, length_s=900)
         proposal = (await caller_page.expect("call_state", event="proposed"))["proposal"]
 
