@@ -80,6 +80,16 @@ def node(settings, args):
     run(settings)
 
 
+def paypal_emulator(settings, args):
+    from paypal_emulator.app import run
+    from paypal_emulator.settings import EmulatorSettings
+    processes.require_free(args.host, args.port, "PayPal emulator", "--port")
+    asyncio.run(run(EmulatorSettings(
+        host=args.host, port=args.port, public_url=args.public_url, client_id=args.client_id,
+        client_secret=args.client_secret, webhook_url=args.webhook_url, webhook_id=args.webhook_id,
+        time_scale=args.time_scale, payout_processing_s=args.payout_processing_s)))
+
+
 def mail_outbox(settings, args):
     from interkanect.db import database
     for mail in database(settings).outbox.find().sort("created_at", 1):
@@ -98,12 +108,61 @@ def set_tier(settings, args):
     print(f"{args.email} is now {args.tier}")
 
 
+def fees(settings, args):
+    from actors.fees import check_payment, parse_dollars
+    from actors.terms import Refused, dollars
+    try:
+        payment = check_payment(parse_dollars(args.amount), settings.policy.min_price_cents)
+    except Refused as refused:
+        raise SystemExit(f"error: {refused.message}")
+    if args.json:
+        print(json.dumps(payment.view()))
+    else:
+        print(f"{dollars(payment.amount_cents)}: PayPal keeps {dollars(payment.fee_cents)}, "
+              f"the member earns {dollars(payment.net_cents)}")
+
+
+def payouts_schedule(settings, args):
+    import datetime
+    from actors import payout_calendar
+    try:
+        after = (payout_calendar.parse_moment(args.after) if args.after
+                 else datetime.datetime.now(payout_calendar.LOS_ANGELES))
+    except ValueError as error:
+        raise SystemExit(f"error: --from: {error}")
+    if not 1 <= args.count <= 1000:
+        raise SystemExit("error: --count is between 1 and 1000")
+    instants = payout_calendar.next_payouts(after, args.count)
+    if args.json:
+        print(json.dumps([instant.isoformat() for instant in instants]))
+        return
+    for instant in instants:
+        friday = payout_calendar.friday_on_or_before(instant.date())
+        moved = (f"  (Friday {friday} is {payout_calendar.federal_holiday(friday)})"
+                 if friday != instant.date() else "")
+        print(f"{instant.isoformat()}  {instant:%A}{moved}")
+
+
 def parser():
     top = argparse.ArgumentParser(prog="interkanect", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the whole system: database, actor node, gateway").set_defaults(run=serve)
     commands.add_parser("gateway", help="run one gateway (needs a running actor node)").set_defaults(run=gateway)
     commands.add_parser("node", help="run an actor node").set_defaults(run=node)
+    emulator = commands.add_parser("paypal-emulator", help="run a local PayPal (REST API, checkout page, "
+                                                           "signed webhooks) for development and tests")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8890)
+    emulator.add_argument("--public-url", default="", help="base of the links it hands out (default http://HOST:PORT)")
+    emulator.add_argument("--webhook-url", default="", help="where signed events are posted (default: nowhere)")
+    emulator.add_argument("--webhook-id", default="EMULATORWEBHOOKID", help="the webhook id events are signed for")
+    emulator.add_argument("--client-id", default="emulator-client-id")
+    emulator.add_argument("--client-secret", default="emulator-client-secret")
+    emulator.add_argument("--time-scale", type=float, default=1.0,
+                          help="multiplies PayPal's webhook retry backoff (1 = about 3 days for 25 retries)")
+    emulator.add_argument("--payout-processing-s", type=float, default=2.0,
+                          help="how long a payout batch stays PENDING")
+    emulator.set_defaults(run=paypal_emulator)
     mail = commands.add_parser("mail", help="mail tools").add_subparsers(dest="mail_command", required=True)
     mail.add_parser("outbox", help="print mail kept because no SMTP server is configured").set_defaults(run=mail_outbox)
     members = commands.add_parser("members", help="member administration").add_subparsers(dest="members_command",
@@ -112,6 +171,18 @@ def parser():
     tier.add_argument("email")
     tier.add_argument("tier", help="free or upgraded")
     tier.set_defaults(run=set_tier)
+    fee = commands.add_parser("fees", help="PayPal's fee on a payment or tip, and what the member earns")
+    fee.add_argument("amount", help="in dollars, e.g. 10.00")
+    fee.add_argument("--json", action="store_true", help="print {amount_cents, fee_cents, net_cents}")
+    fee.set_defaults(run=fees)
+    payouts = commands.add_parser("payouts", help="payout tools").add_subparsers(dest="payouts_command", required=True)
+    schedule = payouts.add_parser("schedule", help="the next payout instants (Friday 19:00 Los Angeles, "
+                                                   "or the next business day after a federal holiday)")
+    schedule.add_argument("--from", dest="after", metavar="DATE",
+                          help="YYYY-MM-DD (its 00:00 in Los Angeles) or an ISO datetime with offset; default now")
+    schedule.add_argument("--count", type=int, default=5, help="how many (default 5)")
+    schedule.add_argument("--json", action="store_true", help="print a JSON list of ISO 8601 instants")
+    schedule.set_defaults(run=payouts_schedule)
     return top
 
 
