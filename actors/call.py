@@ -404,6 +404,10 @@ class Call:
             return []
         side.leave(now_s)
         self.note(now_s, "left", side=who)
+        if self.state == RINGING:
+            # The caller's page closed before anyone answered: stop ringing rather than let the
+            # host pick up a call nobody is on.
+            return self.end(now_s, "cancelled", CALLER)
         effects = self.reconcile_clock(now_s)
         return effects + [self.arm("grace_" + who, now_s + self.policy.reconnect_grace_s), Broadcast("peer_left")]
 

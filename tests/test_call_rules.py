@@ -817,3 +817,10 @@ def test_random_sequences_keep_every_rule_of_the_call(host, answer_at_once, sequ
     # Shown by --hypothesis-show-statistics: how far the sequences got.
     note_event(f"rounds started: {len(ledger.started)}")
     note_event(f"end: {session.call.end_reason}")
+
+
+def test_the_callers_page_closing_while_ringing_cancels_the_call():
+    session = Session()
+    effects = session.act("left", CALLER, CALLER_PAGE)
+    assert effects[-1] == Finished("cancelled") and RingHostPages(False, "cancelled") in effects
+    assert session.call.ended_by == CALLER

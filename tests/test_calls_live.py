@@ -306,3 +306,16 @@ def test_participants_get_turn_credentials_for_their_call(system_with):
             assert turn and turn[0]["username"].endswith(":" + call_id)
             assert int(turn[0]["username"].split(":")[0]) > time.time()
     run(scenario())
+
+
+def test_the_host_stops_ringing_when_the_callers_page_closes(system):
+    async def scenario():
+        host = await Member(system.url).sign_up()
+        caller = await Member(system.url).sign_up()
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await caller_page.close()
+        assert (await host_page.expect("ring_stopped", call_id=call_id))["reason"] == "cancelled"
+        request_id = await host_page.request("accept", call_id=call_id)
+        assert (await host_page.expect("error", id=request_id))["code"] in ("wrong_state", "no_such_call")
+    run(scenario())
