@@ -184,13 +184,13 @@ class CallSessionActor(Actor):
         that follows at once (a propose right after accept) finds its negotiation there."""
         internal = (rules.OpenNegotiation, rules.CloseNegotiation, rules.StartTimer)
         now_s = time.time()
-        self.perform([e for e in effects if isinstance(e, internal)], now_s)
-        effects = [e for e in effects if not isinstance(e, internal)]
         self.version += 1
         document = to_document(self.call, now_s)
         document["session_pid"] = os.getpid()  # for operators (and tests) looking for the process
+        # The store's write first: it overlaps with starting a round's actor (a process fork).
         self.send(self.services.store, SaveCall(self.call.call_id, self.version, document))
-        self.queued.append((self.version, effects))
+        self.perform([e for e in effects if isinstance(e, internal)], now_s)
+        self.queued.append((self.version, [e for e in effects if not isinstance(e, internal)]))
 
     def flush(self, version):
         now_s = time.time()

@@ -29,6 +29,7 @@ def serve(settings, args):
     env = dict(os.environ, **config.to_environ(settings))
     me = [sys.executable, "-m", "interkanect.cli"]
     children = processes.Supervisor()
+    actor_sessions = set()
     try:
         if settings.embedded_database:
             secantusd = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or "secantusd-py"
@@ -41,6 +42,7 @@ def serve(settings, args):
         process = children.start("actor node", me + ["node"], env=env)
         processes.wait_until(lambda: processes.port_listening("127.0.0.1", settings.admin_port), 60,
                              "the actor node", process=process)
+        actor_sessions |= processes.actor_system_sessions(settings.admin_port)
         process = children.start("gateway", me + ["gateway"], env=env)
         processes.wait_until(lambda: _healthy(settings), 60, "the gateway", process=process)
         print(f"interKanect is running at {settings.url}  (Ctrl-C stops it)", flush=True)
@@ -54,7 +56,7 @@ def serve(settings, args):
     finally:
         print("stopping…", file=sys.stderr, flush=True)
         children.stop_all()
-        processes.stop_actor_system(settings.admin_port)
+        processes.kill_sessions(actor_sessions | processes.actor_system_sessions(settings.admin_port))
 
 
 def _healthy(settings):

@@ -87,11 +87,12 @@ def _alive(pid):
     return text[text.rindex(")") + 2:].split()[0] != "Z"
 
 
-def stop_actor_system(admin_port):
+def actor_system_sessions(admin_port):
     """Thespian's admin leaves its starter's session (setsid) and forks the actors from there,
     so stopping the node's process group misses them if the node could not shut its system
-    down (killed, or stuck): find the admin by its port and end its whole session."""
-    kill_sessions(session_of(pid) for pid in listening_pids(admin_port))
+    down (killed, or stuck). Note the admin's session once it listens; end it at the stop,
+    even if the admin itself died meanwhile and left actors behind."""
+    return {session_of(pid) for pid in listening_pids(admin_port)} - {None}
 
 
 def port_free(host, port):
@@ -155,7 +156,7 @@ class Supervisor:
                 except subprocess.TimeoutExpired:
                     pass
             # Whatever the child left in its process group goes too (Thespian's actors are
-            # in a session of their own: see stop_actor_system).
+            # in a session of their own: see actor_system_sessions).
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

@@ -65,6 +65,7 @@ class RunningSystem:
     settings: config.Settings
     children: processes.Supervisor
     log_dir: Path
+    actor_sessions: set = dataclasses.field(default_factory=set)
 
     @property
     def url(self):
@@ -101,7 +102,7 @@ class RunningSystem:
 
     def stop(self):
         self.children.stop_all()
-        processes.stop_actor_system(self.settings.admin_port)
+        processes.kill_sessions(self.actor_sessions)
 
 
 def start_system(database_url, log_dir, **overrides):
@@ -120,12 +121,13 @@ def start_system(database_url, log_dir, **overrides):
         node = children.start("node", me + ["node"], env=env, stdout=node_log, stderr=node_log)
         processes.wait_until(lambda: processes.port_listening("127.0.0.1", settings.admin_port), 60,
                              "the actor node", process=node)
+        system.actor_sessions = processes.actor_system_sessions(settings.admin_port)
         gateway_log = open(log_dir / "gateway.log", "ab")
         gateway = children.start("gateway", me + ["gateway"], env=env, stdout=gateway_log, stderr=gateway_log)
         processes.wait_until(lambda: _healthy(system), 60, "the gateway", process=gateway)
     except BaseException:
         children.stop_all()
-        processes.stop_actor_system(settings.admin_port)
+        processes.kill_sessions(system.actor_sessions | processes.actor_system_sessions(settings.admin_port))
         raise
     return system
 

@@ -2,9 +2,12 @@
 offers, answers and candidates travel through the gateway's `signal` frames only."""
 import asyncio
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 TIMEOUT_S = 15
+# No ICE servers: on loopback host candidates suffice, and aiortc's default would reach
+# out to a public STUN server.
+LOOPBACK = RTCConfiguration(iceServers=[])
 
 
 class Peer:
@@ -22,7 +25,7 @@ class Peer:
     async def offer(self):
         """Start (or restart) the media path: a new connection and data channel, offered."""
         await self.close()
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(LOOPBACK)
         self._attach(self.pc.createDataChannel("chat"))
         opened = asyncio.get_running_loop().create_future()
         self.channel.on("open", lambda: opened.done() or opened.set_result(True))
@@ -36,7 +39,7 @@ class Peer:
         """Take the other side's next offer and answer it."""
         offer = await self.socket.expect("signal", call_id=self.call_id, kind="offer", timeout_s=TIMEOUT_S)
         await self.close()
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(LOOPBACK)
         channel_ready = asyncio.get_running_loop().create_future()
 
         @self.pc.on("datachannel")
