@@ -33,6 +33,7 @@ def sign_up(browser, system, name):
     context = browser.new_context()
     page = context.new_page()
     page.goto(system.url + "/signup")
+    page.wait_for_selector("body[data-ready=true]")  # the page's script handles the form
     page.fill("#signup-form [name=email]", f"{name.lower()}-{time.monotonic_ns()}@example.com")
     page.fill("#signup-form [name=display_name]", name)
     page.fill("#signup-form [name=password]", "correct horse battery")

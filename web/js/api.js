@@ -1,6 +1,8 @@
 // The JSON API as the pages use it: every call sends the XSRF token and turns an
 // {error: {code, message}} answer into a thrown ApiError the forms can show.
 
+import { noteServerDate } from "./clock.js";
+
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(message);
@@ -36,12 +38,15 @@ async function call(method, path, { json, body, contentType, signal } = {}) {
     headers["Content-Type"] = contentType;
   }
   let response;
+  const sentAt = Date.now();
   try {
     response = await fetch(path, { method, headers, body, signal, credentials: "same-origin" });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, "network", "cannot reach interKanect; check your connection and try again");
   }
+  // Call deadlines are the server's time: every answer tells us how far our clock is off.
+  noteServerDate(response.headers.get("Date"), sentAt, Date.now());
   if (!response.ok) throw await errorOf(response);
   return isJson(response) ? response.json() : null;  // 204s have no body
 }

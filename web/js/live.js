@@ -29,6 +29,14 @@ export function batches(items, size = WATCH_BATCH_MAX) {
   return out;
 }
 
+/** The server refused a frame (its `error` answer), or no answer came in time. */
+export class FrameError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
 export class LiveConnection {
   /**
    * onSessionEnded: called once when the server says the session is over (4401);
@@ -87,6 +95,34 @@ export class LiveConnection {
     const id = this.nextId++;
     this.socket.send(encode({ ...frame, id }));
     return id;
+  }
+
+  /**
+   * Send `frame` and wait for its answer: resolves with the first frame for which
+   * `answers[type](frame)` is true; rejects with a FrameError for an `error` about this frame
+   * or when nothing came within `timeoutMs`.
+   */
+  request(frame, answers, timeoutMs = 10_000) {
+    const id = this.send(frame);
+    if (id === null) {
+      return Promise.reject(new FrameError("not_connected", "you are not connected right now; try again in a moment"));
+    }
+    return new Promise((resolve, reject) => {
+      const offs = [];
+      const finish = (settle, value) => {
+        clearTimeout(timer);
+        offs.forEach((off) => off());
+        settle(value);
+      };
+      const timer = setTimeout(() => finish(reject, new FrameError("timeout", "interKanect did not answer; try again")),
+        timeoutMs);
+      offs.push(this.on("error", (error) => {
+        if (error.id === id) finish(reject, new FrameError(error.code, error.message));
+      }));
+      for (const [type, accepts] of Object.entries(answers)) {
+        offs.push(this.on(type, (answer) => { if (accepts(answer)) finish(resolve, answer); }));
+      }
+    });
   }
 
   watch(memberIds) {

@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import { LiveConnection } from "./live.js";
 import { sentence } from "./forms.js";
 import { PresenceBoard } from "./presence.js";
+import { IncomingCalls, offerNotifications } from "./incoming.js";
 
 const LIVE_STATE_WORDS = { connecting: "Connecting…", open: "Live", closed: "Reconnecting…", ended: "Offline" };
 
@@ -79,8 +80,10 @@ function openLive(onSessionEnded) {
  * Start the page. Returns {me, live, presence}; for a visitor `me`, `live` and `presence`
  * are null. With `memberOnly`, a visitor is sent to the login page instead.
  * `onSessionEnded` runs when the server ends the session (logged out elsewhere, expired).
+ * A member's every page rings for incoming calls; `askNotifications` offers (politely, on
+ * a button) to turn on system notifications for them.
  */
-export async function startPage({ memberOnly = false, onSessionEnded = goToLogin } = {}) {
+export async function startPage({ memberOnly = false, onSessionEnded = goToLogin, askNotifications = true } = {}) {
   const me = await api.me();
   if (!me && memberOnly) {
     goToLogin();
@@ -89,6 +92,10 @@ export async function startPage({ memberOnly = false, onSessionEnded = goToLogin
   const live = me ? openLive(onSessionEnded) : null;
   document.body.dataset.session = me ? "member" : "visitor";
   drawNav(me, live);
+  if (live) {
+    new IncomingCalls({ me, live });
+    if (askNotifications) offerNotifications();
+  }
   return { me, live, presence: live ? new PresenceBoard(live) : null };
 }
 

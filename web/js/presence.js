@@ -35,6 +35,7 @@ export class PresenceBoard {
   constructor(live) {
     this.live = live;
     this.known = new Map();   // member id → {status, live}: the server's last word on it
+    this.listeners = new Map();  // member id → Set of fn({status, live})
     live.on("presence", (frame) => this.update(frame.member_id, frame.status));
     live.on("hello", (frame) => this.update(frame.member_id, frame.status));
     live.on("state", (state) => { if (state !== "open") this.markStale(); });
@@ -51,6 +52,13 @@ export class PresenceBoard {
     memberIds.forEach((id) => this.known.delete(id));
   }
 
+  /** Call `listener({status, live})` now and whenever this member's dot changes. */
+  onChange(memberId, listener) {
+    if (!this.listeners.has(memberId)) this.listeners.set(memberId, new Set());
+    this.listeners.get(memberId).add(listener);
+    listener(this.known.get(memberId) || { status: "offline", live: false });
+  }
+
   update(memberId, status) {
     this.known.set(memberId, { status, live: true });
     this.paint(memberId);
@@ -65,6 +73,7 @@ export class PresenceBoard {
       text.textContent = this.known.has(memberId) ? capitalised(STATUS_WORDS[status]) : "Checking…";
       text.dataset.status = status;
     }
+    for (const listener of this.listeners.get(memberId) || []) listener({ status, live });
   }
 
   // While disconnected what we show may be out of date: keep it, but say so, until the

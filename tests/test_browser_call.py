@@ -1,0 +1,376 @@
+"""Calls in real Chromium browsers with fake cameras.
+
+A paid call: the caller calls from the host's page, the host's page rings and is answered,
+both pages turn into the call page in place (a caller's page closing while it rings cancels
+the call) and see each other peer to peer, agree terms, are suspended for the payment and
+reconnected when it is captured, survive a refresh, are warned before the end, and end when
+the host does not extend. Then the ring on every page of the host and why it stopped
+(declined, cancelled, busy), a free host's terms with renegotiation, and prices read as exact
+cents.
+
+Screenshots of the main screens go to var/screenshots/ (three of them also to
+docs/screenshots/)."""
+import re
+import shutil
+import time
+
+import pytest
+from bson import ObjectId
+
+from actors.messages import PaymentCaptured
+from tests.conftest import ROOT, start_system, tell_call
+from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
+
+playwright = pytest.importorskip("playwright.sync_api")
+expect = playwright.expect
+
+pytestmark = pytest.mark.browser
+
+VIEWPORT = {"width": 1000, "height": 700}
+PHONE = {"width": 390, "height": 780}
+DOC_SHOTS = ROOT / "docs" / "screenshots"
+FIRST_ROUND = "0:30"        # the paid time runs out within the test, after the 10 s warning
+PRICE = "15"
+STEP_MS = 10_000            # one step of the call (a frame through gateway and actors, a page load)
+MEDIA_MS = 20_000           # a peer connection coming up and frames decoded
+
+
+@pytest.fixture(scope="module")
+def system(database_url, tmp_path_factory):
+    # Lengths of a few seconds are allowed, so a paid round can run out during the test.
+    running = start_system(database_url, tmp_path_factory.mktemp("browser-call"), min_length_s=1)
+    yield running
+    running.stop()
+
+
+def member(browser, system, name):
+    """A new member signed up in a browser of their own (tests.test_browser_presence.sign_up,
+    but filling the form only once the page's script is ready to take it)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.console = []
+    page.on("console", lambda message: page.console.append(f"{message.type}: {message.text}"))
+    page.goto(system.url + "/signup")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
+    page.fill("#signup-form [name=email]", f"{name.split()[0].lower()}-{time.monotonic_ns()}@example.com")
+    page.fill("#signup-form [name=display_name]", name)
+    page.fill("#signup-form [name=password]", "correct horse battery")
+    page.click("#signup-form button[type=submit]")
+    page.wait_for_url("**/account?welcome=1", timeout=STEP_MS)
+    member_id = page.request.get(system.url + "/api/me").json()["member"]["id"]
+    return context, page, member_id
+
+
+def upgrade(system, page, member_id):
+    """An upgraded host with a payout email, entered on the account page as a member would."""
+    page.goto(system.url + "/account")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
+    page.fill("#profile-form [name=payout_email]", "payouts@example.com")
+    page.click("#profile-form button[type=submit]")
+    expect(page.locator("#profile-form [data-form-status]")).to_have_text("Profile saved.", timeout=STEP_MS)
+    system.db.members.update_one({"_id": ObjectId(member_id)}, {"$set": {"tier": "upgraded"}})
+
+
+def open_live(page, url):
+    page.goto(url)
+    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
+    expect(page.locator("#live-state")).to_have_attribute("data-state", "open", timeout=STEP_MS)
+
+
+def shot(page, name, docs=False, full_page=False):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"call-{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    if docs:
+        DOC_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOC_SHOTS / f"{name}.png")
+
+
+def video_flows(page, frames=15, timeout=MEDIA_MS):
+    """Wait until the remote <video> decodes `frames` more frames of one and the same stream."""
+    page.evaluate("window.__ikFrames = null")
+    page.wait_for_function("""(frames) => {
+        const video = document.getElementById('remote-video');
+        if (!video.srcObject || video.readyState < 2) return false;
+        const now = video.getVideoPlaybackQuality().totalVideoFrames;
+        const seen = window.__ikFrames;
+        if (!seen || seen.stream !== video.srcObject) {
+            window.__ikFrames = {stream: video.srcObject, first: now};
+            return false;
+        }
+        return now - seen.first >= frames;
+    }""", arg=frames, timeout=timeout, polling=100)
+
+
+def print_consoles(*pages):
+    """On a failure: what the pages logged (refused frames, media errors)."""
+    for page in pages:
+        print(f"--- console of {page.url} ---", *getattr(page, "console", []), sep="\n")
+
+
+def status(page, state, timeout=STEP_MS):
+    expect(page.locator("#call-status")).to_have_attribute("data-state", state, timeout=timeout)
+
+
+def test_a_paid_call_between_two_browsers(browser, system):
+    host_context, host, host_id = member(browser, system, "Hana Host")
+    caller_context, caller, _ = member(browser, system, "Carl Caller")
+    try:
+        upgrade(system, host, host_id)
+        open_live(host, system.url + "/")   # a new page: the member's actor now knows the tier
+        host.click("#search")                # a first gesture lets the page chirp
+
+        # Calling: the Call button comes alive with the host online.
+        open_live(caller, f"{system.url}/m/{host_id}")
+        call_button = caller.locator("#call-button")
+        expect(call_button).to_be_enabled(timeout=STEP_MS)
+        for page in (host, caller):   # to tell that the call pages below are these pages, not reloads
+            page.evaluate("window.notReloaded = true")
+        call_button.click()
+
+        # The host's page rings: popup with the caller's name, countdown, chirp.
+        popup = host.locator("[data-incoming-call]")
+        expect(popup).to_be_visible(timeout=STEP_MS)
+        expect(popup.locator(".incoming-call__name")).to_have_text("Carl Caller")
+        expect(popup.locator(".incoming-call__left")).to_have_text(re.compile(r"^\d+:\d\d$"))
+        expect(popup).to_have_attribute("data-chirp", "played")
+        expect(host).to_have_title("📞 Incoming call · interKanect")
+        shot(host, "incoming-call", docs=True)
+
+        caller.wait_for_url(f"**/call/*", timeout=STEP_MS)
+        call_id = caller.url.rsplit("/", 1)[1]
+        status(caller, "ringing")
+        expect(caller.locator("#cancel-button")).to_be_visible()
+        assert popup.get_attribute("data-incoming-call") == call_id
+
+        # Accepting (from the keyboard: the popup took the focus) takes the host's page to the
+        # call; both talk terms face to face.
+        expect(popup.get_by_role("button", name="Accept")).to_be_focused()
+        host.keyboard.press("Enter")
+        host.wait_for_url(f"**/call/{call_id}", timeout=STEP_MS)
+        for page in (host, caller):
+            status(page, "negotiating")
+            # Turned into call pages in place: their sockets, the call's connections, stayed open.
+            assert page.evaluate("window.notReloaded") is True
+        for page in (host, caller):
+            video_flows(page)
+
+        # The host offers terms; the caller sees exactly them, with the same fingerprint.
+        expect(host.locator("#price-field")).to_be_visible()
+        host.fill("#price", PRICE)
+        host.fill("#minutes", FIRST_ROUND)
+        host.click("#propose-button")
+        fingerprint = host.locator("#proposal-sent-fingerprint")
+        expect(fingerprint).to_have_text(re.compile(r"^[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$"), timeout=STEP_MS)
+        expect(caller.locator("#approval-terms")).to_be_visible(timeout=STEP_MS)
+        expect(caller.locator("#terms-price")).to_have_text("$15.00")
+        expect(caller.locator("#terms-length")).to_have_text("30 seconds")
+        expect(caller.locator("#terms-fingerprint")).to_have_text(fingerprint.text_content())
+        expect(caller.locator("#pay-button")).to_have_text("Pay $15.00")
+        shot(host, "negotiation-host")
+        shot(caller, "terms-approval", docs=True)
+
+        # Pay: both suspended, media off until the payment is captured.
+        caller.click("#pay-button")
+        for page in (host, caller):
+            status(page, "awaiting_payment")
+            expect(page.locator("#suspended-overlay")).to_be_visible()
+            expect(page.locator("#remote-tile")).to_have_attribute("data-media", "idle")
+            assert page.evaluate("document.getElementById('remote-video').srcObject") is None
+        shot(caller, "suspended")
+
+        tell_call(system, host_id, call_id, PaymentCaptured(1, {"capture_id": "BROWSER-1", "amount_cents": 1500}))
+        for page in (host, caller):
+            status(page, "running")
+            expect(page.locator("#suspended-overlay")).to_be_hidden()
+        for page in (host, caller):
+            video_flows(page)
+        expect(caller.locator("#time-left")).to_have_text(re.compile(r"^0:[0-3]\d$"))
+        shot(caller, "running-call", docs=True)
+        caller.set_viewport_size(PHONE)
+        shot(caller, "running-call-phone", full_page=True)
+        caller.set_viewport_size(VIEWPORT)
+
+        # A refresh re-attaches to the running call and the media comes back; the microphone
+        # the caller muted stays muted.
+        caller.click("#mute-button")
+        expect(caller.locator("#mute-button")).to_have_attribute("aria-pressed", "true")
+        caller.reload()
+        status(caller, "running")
+        for page in (caller, host):
+            video_flows(page)
+        expect(caller.locator("#mute-button")).to_have_attribute("aria-pressed", "true")
+        assert caller.evaluate("document.getElementById('local-video').srcObject.getAudioTracks()[0].enabled") is False
+
+        # Warned before the end; at the end the host is asked, the caller waits for the answer.
+        for page in (host, caller):
+            expect(page.locator("#time-warning")).to_have_text(
+                re.compile(r"^10 seconds left\."), timeout=40_000)
+        for page in (host, caller):
+            status(page, "extension_offered", timeout=10_000 + STEP_MS)
+        expect(host.locator("#extend-heading")).to_have_text("Time is up — extend?")
+        expect(caller.locator("#extend-text")).to_contain_text("Waiting for the host")
+        expect(caller.locator("#extend-actions")).to_be_hidden()
+        shot(host, "extend-prompt")
+        host.click("#extend-no")
+        for page in (host, caller):
+            status(page, "ended")
+            expect(page.locator("#end-reason")).to_have_attribute("data-reason", "completed")
+            expect(page.locator("#end-reason")).to_have_text("The paid time is over and the call was not extended.")
+            expect(page.locator("#hangup-button")).to_be_hidden()
+        expect(caller.locator("#back-link")).to_have_attribute("href", f"/m/{host_id}")
+        shot(caller, "ended")
+
+        stored = system.db.calls.find_one({"_id": call_id})
+        assert stored["end_reason"] == "completed" and [p["capture_id"] for p in stored["payments"]] == ["BROWSER-1"]
+    except Exception:
+        print_consoles(host, caller)
+        raise
+    finally:
+        host_context.close()
+        caller_context.close()
+
+
+def test_every_page_rings_and_hears_why_the_ring_stopped(browser, system):
+    host_context, host, host_id = member(browser, system, "Fay Free")
+    first_context, first, _ = member(browser, system, "First Caller")
+    second_context, second, _ = member(browser, system, "Second Caller")
+    pages = [host, first, second]
+    try:
+        # Notifications are offered on a button, never asked for on load; "Not now" is kept.
+        open_live(host, system.url + "/")
+        expect(host.locator("#notify-offer")).to_be_visible()
+        host.click("#notify-dismiss")
+        expect(host.locator("#notify-offer")).to_have_count(0)
+        open_live(host, f"{system.url}/m/{host_id}")
+        expect(host.locator("#notify-offer")).to_have_count(0)
+        expect(host.locator("#call-actions")).to_be_hidden()   # nobody calls themselves
+        other_tab = host_context.new_page()
+        pages.append(other_tab)
+        open_live(other_tab, system.url + "/account")
+
+        open_live(first, f"{system.url}/m/{host_id}")
+        first.click("#call-button")
+        for page in (host, other_tab):
+            expect(page.locator("[data-incoming-call]")).to_be_visible(timeout=STEP_MS)
+        first.wait_for_url("**/call/*", timeout=STEP_MS)
+        status(first, "ringing")
+        first.set_viewport_size(PHONE)
+        shot(first, "ringing-phone", full_page=True)
+
+        # A free host takes one call at a time: the second caller is told so by the button.
+        open_live(second, f"{system.url}/m/{host_id}")
+        expect(second.locator("#call-button")).to_be_enabled(timeout=STEP_MS)
+        second.click("#call-button")
+        refusal = second.locator("#call-error")
+        expect(refusal).to_have_attribute("data-error-code", "busy", timeout=STEP_MS)
+        expect(refusal).to_contain_text("free hosts take one call at a time")
+        expect(second.locator("#call-button")).to_be_enabled()
+        shot(second, "busy")
+
+        # Declined on one page: it closes there, the other page says why, the caller too.
+        host.locator("[data-incoming-call] [data-action=decline]").click()
+        expect(host.locator("[data-incoming-call]")).to_have_count(0, timeout=STEP_MS)
+        expect(other_tab.locator("[data-incoming-call]")).to_have_attribute("data-reason", "declined", timeout=STEP_MS)
+        expect(other_tab.locator(".incoming-call__text")).to_have_text("Declined.")
+        status(first, "ended")
+        expect(first.locator("#end-reason")).to_have_text("Fay Free declined the call.")
+
+        # The second caller tries again and cancels while it rings: the host's pages say so.
+        second.click("#call-button")
+        second.wait_for_url("**/call/*", timeout=STEP_MS)
+        popups = [page.locator(f'[data-incoming-call="{second.url.rsplit("/", 1)[1]}"]') for page in (host, other_tab)]
+        for popup in popups:
+            expect(popup).to_have_attribute("data-state", "ringing", timeout=STEP_MS)
+        status(second, "ringing")
+        second.click("#cancel-button")
+        for popup in popups:
+            expect(popup).to_have_attribute("data-reason", "cancelled", timeout=STEP_MS)
+            expect(popup.locator(".incoming-call__text")).to_have_text("Second Caller hung up before you answered.")
+        status(second, "ended")
+        expect(second.locator("#end-reason")).to_have_text("You cancelled the call.")
+
+        # An ended call's page, opened again, says how it ended (from the call's history).
+        second.reload()
+        status(second, "ended")
+        expect(second.locator("#end-reason")).to_have_attribute("data-reason", "cancelled")
+    except Exception:
+        print_consoles(*pages)
+        raise
+    finally:
+        for context in (host_context, first_context, second_context):
+            context.close()
+
+
+def test_a_free_host_offers_minutes_only_and_the_caller_renegotiates_then_declines(browser, system):
+    host_context, host, host_id = member(browser, system, "Frida Free")
+    caller_context, caller, _ = member(browser, system, "Curious Caller")
+    try:
+        open_live(host, system.url + "/")
+        open_live(caller, f"{system.url}/m/{host_id}")
+        expect(caller.locator("#call-button")).to_be_enabled(timeout=STEP_MS)
+        caller.click("#call-button")
+        host.locator("[data-incoming-call] [data-action=accept]").click(timeout=STEP_MS)
+        host.wait_for_url("**/call/*", timeout=STEP_MS)
+        caller.wait_for_url(host.url, timeout=STEP_MS)
+        for page in (host, caller):
+            status(page, "negotiating")
+
+        # A free host sets the length only: the price is fixed at free.
+        expect(host.locator("#price-field")).to_be_hidden()
+        expect(host.locator("#terms-hint")).to_contain_text("Free tier")
+        host.fill("#minutes", "90")
+        host.click("#propose-button")
+        expect(host.locator("#minutes-error")).to_have_attribute("data-error-code", "free_tier_length", timeout=STEP_MS)
+        host.fill("#minutes", "ten")
+        host.click("#propose-button")
+        expect(host.locator("#minutes-error")).to_have_attribute("data-error-code", "length_format")
+        host.fill("#minutes", "15")
+        host.click("#propose-button")
+        expect(caller.locator("#terms-price")).to_have_text("Free", timeout=STEP_MS)
+        expect(caller.locator("#terms-length")).to_have_text("15 minutes")
+        expect(caller.locator("#pay-button")).to_have_text("Start the free call")
+
+        # Renegotiate: the terms are set aside and the host is told; then the caller declines.
+        caller.click("#renegotiate-button")
+        expect(caller.locator("#approval-waiting-text")).to_contain_text("You asked to renegotiate", timeout=STEP_MS)
+        expect(host.locator("#terms-hint")).to_have_text(
+            "Curious Caller asked to renegotiate. Offer new terms when you are ready.", timeout=STEP_MS)
+        expect(host.locator("#proposal-sent")).to_be_hidden()
+        host.fill("#minutes", "10")
+        host.click("#propose-button")
+        expect(caller.locator("#terms-length")).to_have_text("10 minutes", timeout=STEP_MS)
+        caller.click("#decline-terms-button")
+        for page in (host, caller):
+            status(page, "ended")
+            expect(page.locator("#end-reason")).to_have_attribute("data-reason", "declined_terms")
+        expect(host.locator("#end-reason")).to_have_text("Curious Caller declined the terms. Nobody was charged.")
+    except Exception:
+        print_consoles(host, caller)
+        raise
+    finally:
+        host_context.close()
+        caller_context.close()
+
+
+def test_prices_and_lengths_are_read_exactly(browser, system):
+    page = browser.new_page()
+    try:
+        page.goto(system.url + "/login")
+        read = page.evaluate("""async () => {
+            const terms = await import('/static/js/terms.js');
+            const attempt = (fn, text) => { try { return fn(text); } catch (error) { return error.code; } };
+            return {
+                cents: ['15', '15.5', '$15.50', '0.29', '.5', '1,250.00', '0', '19.999', 'abc', '-3', '']
+                    .map((text) => attempt(terms.centsFromDollars, text)),
+                seconds: ['10', '2.5', '1:30', '0:05', '1:75', 'ten']
+                    .map((text) => attempt(terms.secondsFromMinutes, text)),
+                prices: [0, 1500, 123456].map(terms.priceText),
+            };
+        }""")
+    finally:
+        page.close()
+    assert read["cents"] == [1500, 1550, 1550, 29, 50, 125000, 0, "price_format", "price_format", "price_format",
+                             "price_format"]
+    assert read["seconds"] == [600, 150, 90, 5, "length_format", "length_format"]
+    assert read["prices"] == ["Free", "$15.00", "$1,234.56"]
