@@ -470,6 +470,7 @@ class Call:
             "remaining_s": round(remaining, 3), "paused": running and not self.clock_running,
             "ends_at_ms": _ms(now_s + remaining) if self.clock_running else None,
             "grace_deadline_ms": _ms(self.grace_deadline_s()), "end_reason": self.end_reason,
+            "ended_by": self.ended_by,
         }
 
 
