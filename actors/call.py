@@ -149,6 +149,7 @@ class Call:
     deadline_s: float = None        # of the ring, negotiation, payment or extension offer
     proposal: Terms = None          # on the table in the current round
     pending: Terms = None           # agreed, awaiting payment
+    order: dict = None              # the PayPal order for the pending terms: {round, order_id, approve_url}
     rounds: list = dataclasses.field(default_factory=list)   # agreed terms, as views
     payments: list = dataclasses.field(default_factory=list)
     paid_s: float = 0.0             # length of every round started (paid or free)
@@ -318,11 +319,24 @@ class Call:
 
     # Payment (messages from the money side) --------------------------------------------
 
+    def order_created(self, round_number, order_id, approve_url, now_s):
+        """The payer can approve now: the caller's page shows PayPal's approval link."""
+        if self.state != AWAITING_PAYMENT or self.pending is None or self.pending.round != round_number:
+            return []
+        self.order = {"round": round_number, "order_id": order_id, "approve_url": approve_url}
+        self.note(now_s, "order_created", round=round_number, order_id=order_id)
+        return [Broadcast("payment_ready")]
+
+    def awaits_order(self, round_number, order_id):
+        """Is this the order the call is waiting on (so capturing it is due)?"""
+        return (self.state == AWAITING_PAYMENT and self.order is not None
+                and self.order["round"] == round_number and self.order["order_id"] == order_id)
+
     def payment_captured(self, round_number, payment, now_s):
         """`payment` describes the capture for the log; a repeat of the same round is a no-op."""
         if self.state != AWAITING_PAYMENT or self.pending is None or self.pending.round != round_number:
             return []
-        terms, self.pending = self.pending, None
+        terms, self.pending, self.order = self.pending, None, None
         self.disarm("payment")
         self.payments.append(dict(payment, round=round_number, at_s=now_s))
         self.note(now_s, "payment_captured", round=round_number, **payment)
@@ -471,6 +485,9 @@ class Call:
             "ends_at_ms": _ms(now_s + remaining) if self.clock_running else None,
             "grace_deadline_ms": _ms(self.grace_deadline_s()), "end_reason": self.end_reason,
             "ended_by": self.ended_by,
+            # Only the payer gets PayPal's approval link.
+            "payment": ({"order_id": self.order["order_id"], "approve_url": self.order["approve_url"]}
+                        if self.order and who == CALLER else None),
         }
 
 

@@ -15,9 +15,9 @@ from actors import call as rules
 from actors import negotiation
 from actors.call_record import from_document, to_document
 from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, CallOver, CallRestore, CallSaved,
-                             CallStart, ConnectionGone, LoadCall, NegotiationFrame, NegotiationOutcome,
-                             NegotiationRefused, NegotiationStart, PaymentCaptured, PaymentFailed, Push, RingPages,
-                             SaveCall, SendMail)
+                             CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, NegotiationFrame,
+                             NegotiationOutcome, NegotiationRefused, NegotiationStart, OrderApproved, OrderCreated,
+                             PaymentCaptured, PaymentFailed, Push, RingPages, SaveCall, SendMail)
 from actors.negotiator import NegotiationActor
 from actors.terms import Refused
 from actors.turn import ice_servers
@@ -65,6 +65,13 @@ class CallSessionActor(Actor):
             self.on_outcome(message.outcome, now_s)
         elif isinstance(message, NegotiationRefused):
             self.refuse(message.connection, message.request_id, Refused(message.code, message.message))
+        elif isinstance(message, OrderCreated):
+            self.commit(self.call.order_created(message.round, message.order_id, message.approve_url, now_s))
+        elif isinstance(message, OrderApproved):
+            if self.call.awaits_order(message.round, message.order_id):
+                call = self.call
+                self.send(self.services.payments, CaptureOrder(call.call_id, message.round, call.host.member_id,
+                                                               call.caller.member_id, message.order_id))
         elif isinstance(message, PaymentCaptured):
             self.commit(self.call.payment_captured(message.round, message.payment, now_s))
         elif isinstance(message, PaymentFailed):
@@ -231,7 +238,9 @@ class CallSessionActor(Actor):
             for member in self.members.values():
                 self.send(member, CallOver(call.call_id))
             self.send(self.myAddress, ActorExitRequest())
-        # rules.AwaitPayment: the money side (PayPal) takes it from the stored call.
+        elif isinstance(effect, rules.AwaitPayment) and self.services.payments is not None:
+            self.send(self.services.payments, CreateOrder(call.call_id, effect.terms.round, call.host.member_id,
+                                                          call.caller.member_id, effect.terms.price_cents))
 
     def open_negotiation(self, round_number, deadline_s, proposal, limits=None):
         self.negotiation = self.createActor(NegotiationActor)

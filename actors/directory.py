@@ -43,11 +43,12 @@ class Directory(Actor):
             self.shards[index] = self.start_shard(index)
 
     def configure(self, settings):
-        store, mailer = self.createActor(CallStore), self.createActor(Mailer)
-        for adapter in (store, mailer):
+        from actors.payments import PaymentsActor  # the PayPal SDK loads only where it is used
+        store, mailer, payments = self.createActor(CallStore), self.createActor(Mailer), self.createActor(PaymentsActor)
+        for adapter in (store, mailer, payments):
             self.send(adapter, Configured(settings))
         self.shards = [self.createActor(MemberShard) for _ in range(settings.member_shards)]
-        self.services = Services(settings, list(self.shards), store, mailer)
+        self.services = Services(settings, list(self.shards), store, mailer, payments)
         for index, shard in enumerate(self.shards):
             self.send(shard, ShardStart(index, self.services))
 

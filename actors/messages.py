@@ -33,6 +33,7 @@ class Services:
     shards: list
     store: Any
     mailer: Any
+    payments: Any = None
 
 
 @dataclasses.dataclass
@@ -330,3 +331,37 @@ class SendMail:
     member_id: str
     subject: str
     body: str
+
+
+# Payments (call session <-> payments adapter; gateway -> call through ToCall).
+
+@dataclasses.dataclass
+class CreateOrder:
+    call_id: str
+    round: int
+    host_id: str
+    caller_id: str
+    amount_cents: int
+
+
+@dataclasses.dataclass
+class OrderCreated:
+    round: int
+    order_id: str
+    approve_url: str
+
+
+@dataclasses.dataclass
+class OrderApproved:
+    """The payer approved (PayPal's return to us, or its webhook): capture it now."""
+    round: int
+    order_id: str
+
+
+@dataclasses.dataclass
+class CaptureOrder:
+    call_id: str
+    round: int
+    host_id: str
+    caller_id: str
+    order_id: str

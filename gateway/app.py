@@ -8,7 +8,7 @@ import pymongo
 import tornado.httpserver
 import tornado.web
 
-from gateway import history, http
+from gateway import history, http, payments
 from gateway.accounts import Accounts
 from gateway.bridge import ActorBridge
 from gateway.hub import Hub
@@ -62,6 +62,7 @@ class Gateway:
             (r"/api/members", http.MembersHandler, a),
             (r"/api/members/" + MEMBER_ID, http.MemberHandler, a),
             (r"/avatars/" + MEMBER_ID, http.AvatarHandler, a),
+            (r"/paypal/return", payments.PayPalReturnHandler, a),
             (r"/api/calls", history.CallsHandler, a),
             (r"/api/calls/([0-9a-f]{24})", history.CallLogHandler, a),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(http.WEB_ROOT)}),

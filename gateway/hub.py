@@ -12,8 +12,8 @@ from collections import defaultdict
 
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
-from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Open, Ping, Presence, Push, Unwatch,
-                             Watch, WhoAmI)
+from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Open, Ping, Presence, Push, ToCall,
+                             Unwatch, Watch, WhoAmI)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,10 @@ class Hub:
     def frame(self, connection, frame):
         self.bridge.send(connection.member, Frame(connection.member_id, connection.conn_id,
                                                   self.address, frame))
+
+    def to_call(self, host_id, call_id, message):
+        """Deliver a message to a call (from PayPal's side), through its host's shard."""
+        self.bridge.tell(self.shard_of(host_id), ToCall(host_id, call_id, message))
 
     def close(self, connection):
         if self.connections.pop(connection.conn_id, None) is None:

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -39,6 +40,9 @@ def serve(settings, args):
                                      env=env, stdout=db_log, stderr=db_log)
             from interkanect.db import ping
             processes.wait_until(lambda: ping(settings), 60, "the database (see var/database.log)", process=process)
+        if settings.paypal_emulated:
+            paypal_log = open(data_dir / "paypal-emulator.log", "ab")
+            start_paypal_emulator(children, settings, env, stdout=paypal_log, stderr=subprocess.STDOUT)
         process = children.start("actor node", me + ["node"], env=env)
         processes.wait_until(lambda: processes.port_listening("127.0.0.1", settings.admin_port), 60,
                              "the actor node", process=process)
@@ -57,6 +61,26 @@ def serve(settings, args):
         print("stopping…", file=sys.stderr, flush=True)
         children.stop_all()
         processes.kill_sessions(actor_sessions | processes.actor_system_sessions(settings.admin_port))
+
+
+def start_paypal_emulator(children, settings, env, **popen_options):
+    """The local PayPal, for a system with no PayPal credentials; its webhooks go to our gateway."""
+    processes.require_free("127.0.0.1", settings.paypal_emulator_port, "PayPal emulator", "IK_PAYPAL_EMULATOR_PORT")
+    process = children.start("PayPal emulator", [
+        sys.executable, "-m", "interkanect.cli", "paypal-emulator", "--port", str(settings.paypal_emulator_port),
+        "--webhook-url", f"{settings.url}paypal/webhook", "--webhook-id", settings.paypal_webhook_id_in_use],
+        env=env, **popen_options)
+    processes.wait_until(lambda: _answers(f"{settings.paypal_url}/emulator/health"), 60, "the PayPal emulator",
+                         process=process)
+    return process
+
+
+def _answers(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
 
 
 def _healthy(settings):

@@ -9,6 +9,10 @@ import tomllib
 from pathlib import Path
 
 CONFIG_FILE_ENV = "IK_CONFIG"
+# What the local PayPal emulator (`interkanect paypal-emulator`) answers to by default.
+EMULATOR_CLIENT_ID = "emulator-client-id"
+EMULATOR_CLIENT_SECRET = "emulator-client-secret"
+EMULATOR_WEBHOOK_ID = "EMULATORWEBHOOKID"
 DEFAULT_CONFIG_FILE = "interkanect.toml"
 
 
@@ -79,7 +83,35 @@ class Settings:
     turn_urls: tuple = ()
     turn_secret: str = ""
     turn_credential_max_lifetime_s: float = 6 * 3600
+    # PayPal: live or sandbox credentials, or none for the local emulator that `serve` starts.
+    paypal_base_url: str = ""          # e.g. https://api-m.sandbox.paypal.com
+    paypal_client_id: str = ""
+    paypal_client_secret: str = ""
+    paypal_webhook_id: str = ""
+    paypal_emulator_port: int = 8889
     policy: Policy = Policy()
+
+    @property
+    def paypal_emulated(self):
+        return not self.paypal_client_id
+
+    @property
+    def paypal_url(self):
+        if self.paypal_emulated:
+            return f"http://127.0.0.1:{self.paypal_emulator_port}"
+        return self.paypal_base_url or "https://api-m.sandbox.paypal.com"
+
+    @property
+    def paypal_client_id_in_use(self):
+        return self.paypal_client_id or EMULATOR_CLIENT_ID
+
+    @property
+    def paypal_client_secret_in_use(self):
+        return self.paypal_client_secret or EMULATOR_CLIENT_SECRET
+
+    @property
+    def paypal_webhook_id_in_use(self):
+        return self.paypal_webhook_id or EMULATOR_WEBHOOK_ID
 
     @property
     def turn(self):

@@ -18,6 +18,7 @@ import pymongo
 import pytest
 
 from interkanect import config, processes
+from interkanect.cli import start_paypal_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,7 +110,8 @@ def start_system(database_url, log_dir, **overrides):
     """An actor node and a gateway on unused ports, with the test policy plus `overrides`."""
     policy_fields = {f.name for f in dataclasses.fields(config.Policy)}
     policy = config.Policy(**{**TEST_POLICY, **{k: v for k, v in overrides.items() if k in policy_fields}})
-    settings = config.Settings(port=free_port(), admin_port=free_port(), mongodb_url=database_url,
+    settings = config.Settings(port=free_port(), admin_port=free_port(), paypal_emulator_port=free_port(),
+                               mongodb_url=database_url,
                                db_name="t" + secrets.token_hex(4), data_dir=str(log_dir), policy=policy,
                                **{k: v for k, v in overrides.items() if k not in policy_fields})
     env = dict(os.environ, **config.to_environ(settings))
@@ -117,6 +119,9 @@ def start_system(database_url, log_dir, **overrides):
     children = processes.Supervisor()
     system = RunningSystem(settings, children, log_dir)
     try:
+        if settings.paypal_emulated:
+            start_paypal_emulator(children, settings, env, stdout=open(log_dir / "paypal.log", "ab"),
+                                  stderr=subprocess.STDOUT)
         node_log = open(log_dir / "node.log", "ab")
         node = children.start("node", me + ["node"], env=env, stdout=node_log, stderr=node_log)
         processes.wait_until(lambda: processes.port_listening("127.0.0.1", settings.admin_port), 60,
