@@ -3,6 +3,7 @@ import asyncio
 import datetime
 import logging
 import signal
+import urllib.parse
 
 import pymongo
 import tornado.httpserver
@@ -12,6 +13,7 @@ from gateway import history, http, payments
 from gateway.accounts import Accounts
 from gateway.bridge import ActorBridge
 from gateway.hub import Hub
+from gateway.paypal_webhooks import WebhookVerifier
 from gateway.ws import CLOSE_SESSION_ENDED, SocketHandler
 from interkanect import db as database
 from interkanect.mail import Mailer
@@ -37,6 +39,9 @@ class Gateway:
         self.mailer = Mailer(settings, self.db)
         self.accounts = Accounts(self.db, settings.policy, self.mailer, settings.url)
         self.hub = Hub(ActorBridge(settings.admin_port, self._on_actor_messages))
+        # The local emulator serves its signing certificate itself; real PayPal from its own hosts.
+        emulator_host = [urllib.parse.urlsplit(settings.paypal_url).netloc] if settings.paypal_emulated else []
+        self.webhooks = WebhookVerifier(settings.paypal_webhook_id_in_use, emulator_host)
         self.server = None
         self.session_watch = None
 
@@ -63,6 +68,7 @@ class Gateway:
             (r"/api/members/" + MEMBER_ID, http.MemberHandler, a),
             (r"/avatars/" + MEMBER_ID, http.AvatarHandler, a),
             (r"/paypal/return", payments.PayPalReturnHandler, a),
+            (r"/paypal/webhook", payments.PayPalWebhookHandler, a),
             (r"/api/calls", history.CallsHandler, a),
             (r"/api/calls/([0-9a-f]{24})", history.CallLogHandler, a),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(http.WEB_ROOT)}),

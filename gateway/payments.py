@@ -2,14 +2,25 @@
 from PayPal's approval page, and (see paypal_webhooks.py) PayPal's webhooks. Both only tell
 the call which order was approved; the call session asks the payments adapter to capture,
 which is idempotent, so the two arriving together capture once."""
+import datetime
 import logging
+import time
 
 import tornado.web
 
 from actors.messages import OrderApproved
-from gateway.accounts import ClientError
+from gateway.paypal_webhooks import WebhookRefused
 
 log = logging.getLogger(__name__)
+
+
+async def tell_call_approved(app, order_id):
+    """Tell the order's call that the payer approved it; False for an order that is not ours."""
+    order = await app.db.orders.find_one({"_id": order_id}) if order_id else None
+    if order is None:
+        return False
+    app.hub.to_call(order["host_id"], order["call_id"], OrderApproved(order["round"], order["_id"]))
+    return order
 
 
 class PayPalReturnHandler(tornado.web.RequestHandler):
@@ -19,11 +30,37 @@ class PayPalReturnHandler(tornado.web.RequestHandler):
         self.app = app
 
     async def get(self):
-        order = await self.app.db.orders.find_one({"_id": self.get_query_argument("token", "")})
-        if order is None:
+        order = await tell_call_approved(self.app, self.get_query_argument("token", ""))
+        if not order:
             raise tornado.web.HTTPError(404, "no such order")
-        self.app.hub.to_call(order["host_id"], order["call_id"], OrderApproved(order["round"], order["_id"]))
         self.redirect(f"/call/{order['call_id']}")
+
+
+class PayPalWebhookHandler(tornado.web.RequestHandler):
+    """PayPal's signed notifications. Any answer but 2xx makes PayPal deliver again (up to 25
+    times over 3 days), so events we do not act on are acknowledged too."""
+
+    def initialize(self, app):
+        self.app = app
+
+    def check_xsrf_cookie(self):
+        pass  # PayPal cannot send our XSRF token: its signature is the proof (checked in post)
+
+    async def post(self):
+        try:
+            event = await self.app.webhooks.verify(self.request.headers, self.request.body, time.time())
+        except WebhookRefused as refused:
+            (log.warning if refused.status >= 500 else log.info)("webhook refused: %s", refused.code)
+            self.set_status(refused.status)
+            self.finish({"error": {"code": refused.code, "message": refused.message}})
+            return
+        # Kept for the record (and the refund review); a repeat delivery is the same document.
+        await self.app.db.webhook_events.update_one(
+            {"_id": event.get("id")}, {"$setOnInsert": {"event_type": event.get("event_type"),
+                                                        "received_at": datetime.datetime.now(datetime.timezone.utc),
+                                                        "resource": event.get("resource")}}, upsert=True)
+        await tell_call_approved(self.app, approved_order_id(event))
+        self.finish({"ok": True})
 
 
 def approved_order_id(event):
