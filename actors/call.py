@@ -12,7 +12,7 @@ paid time recorded.
 import dataclasses
 
 from actors.negotiation import CALLER, HOST
-from actors.terms import FREE, Limits, Refused, Terms
+from actors.terms import FREE, Limits, Refused, Terms, dollars
 
 RINGING = "ringing"
 NEGOTIATING = "negotiating"
@@ -70,6 +70,13 @@ class AwaitPayment:
     """The caller agreed to paid terms: the money side takes the payment for this round."""
     terms: Terms
     deadline_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestTip:
+    """The caller wants to tip: the money side makes a PayPal order for it."""
+    tip: int
+    amount_cents: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +159,7 @@ class Call:
     order: dict = None              # the PayPal order for the pending terms: {round, order_id, approve_url}
     rounds: list = dataclasses.field(default_factory=list)   # agreed terms, as views
     payments: list = dataclasses.field(default_factory=list)
+    tips: list = dataclasses.field(default_factory=list)     # {tip, amount_cents, state, order_id, approve_url}
     paid_s: float = 0.0             # length of every round started (paid or free)
     used_s: float = 0.0             # paid clock consumed up to clock_since_s
     clock_since_s: float = None     # when the running clock last started
@@ -389,6 +397,57 @@ class Call:
         self.note(now_s, "extension", by=HOST)
         return [self.open_round(now_s), Broadcast("extension_negotiation")]
 
+    # Tips ------------------------------------------------------------------------------
+
+    def tip(self, who, amount_cents, now_s):
+        """A tip never suspends the call; it is its own PayPal order, approved by the caller."""
+        if who != CALLER:
+            raise Refused("not_caller", "only the caller can tip")
+        self.require({NEGOTIATING, RUNNING, EXTENSION_OFFERED}, "tip")
+        if self.host_tier == FREE or not self.host_can_charge:
+            raise Refused("no_tips", "this host cannot receive tips")
+        if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) \
+                or not self.policy.min_price_cents <= amount_cents <= self.policy.max_price_cents:
+            raise Refused("tip_out_of_range", f"a tip is between {dollars(self.policy.min_price_cents)} and "
+                                              f"{dollars(self.policy.max_price_cents)}")
+        number = len(self.tips) + 1
+        self.tips.append({"tip": number, "amount_cents": amount_cents, "state": "requested",
+                          "order_id": None, "approve_url": None})
+        self.note(now_s, "tip_requested", tip=number, amount_cents=amount_cents)
+        return [RequestTip(number, amount_cents)]
+
+    def _tip(self, number):
+        return self.tips[number - 1] if 0 < number <= len(self.tips) else None
+
+    def tip_order_created(self, number, order_id, approve_url, now_s):
+        tip = self._tip(number)
+        if tip is None or tip["state"] != "requested" or self.state == ENDED:
+            return []
+        tip.update(state="awaiting_approval", order_id=order_id, approve_url=approve_url)
+        return [Broadcast("tip_ready")]
+
+    def awaits_tip(self, number, order_id):
+        tip = self._tip(number)
+        return tip is not None and tip["state"] == "awaiting_approval" and tip["order_id"] == order_id
+
+    def tip_captured(self, number, payment, now_s):
+        """Booked by the money side already; a repeat changes nothing. A tip captured after the
+        call ended is still the host's: it is shown in the history."""
+        tip = self._tip(number)
+        if tip is None or tip["state"] == "captured":
+            return []
+        tip.update(state="captured", approve_url=None)
+        self.note(now_s, "tip_captured", tip=number, **payment)
+        return [] if self.state == ENDED else [Broadcast("tip_received")]
+
+    def tip_failed(self, number, reason, now_s):
+        tip = self._tip(number)
+        if tip is None or tip["state"] == "captured":
+            return []
+        tip.update(state="failed", approve_url=None)
+        self.note(now_s, "tip_failed", tip=number, reason=reason)
+        return [] if self.state == ENDED else [Broadcast("tip_failed")]
+
     def hang_up(self, who, now_s):
         if self.state == ENDED:
             raise Refused("wrong_state", "the call has already ended")
@@ -488,6 +547,10 @@ class Call:
             # Only the payer gets PayPal's approval link.
             "payment": ({"order_id": self.order["order_id"], "approve_url": self.order["approve_url"]}
                         if self.order and who == CALLER else None),
+            # The host sees tips once the money is in; the caller also sees where to approve theirs.
+            "tips": [{"tip": t["tip"], "amount_cents": t["amount_cents"], "state": t["state"],
+                      "approve_url": t["approve_url"] if who == CALLER else None}
+                     for t in self.tips if who == CALLER or t["state"] == "captured"],
         }
 
 

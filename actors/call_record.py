@@ -32,6 +32,7 @@ def to_document(call, now_s):
         "created_at": _when(call.created_at_s), "answered_at": _when(call.answered_at_s),
         "ended_at": _when(call.ended_at_s), "updated_at": _when(now_s),
         "rounds": call.rounds, "payments": call.payments, "paid_s": call.paid_s,
+        "tips": [{k: tip[k] for k in ("tip", "amount_cents", "state", "order_id")} for tip in call.tips],
         "used_s": round(call.used_s + (now_s - call.clock_since_s if call.clock_running else 0), 3),
         "connected_s": {who: round(getattr(call, who).connected_time(now_s), 3) for who in ("host", "caller")},
         "log": call.log,

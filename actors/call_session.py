@@ -17,7 +17,8 @@ from actors.call_record import from_document, to_document
 from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, CallOver, CallRestore, CallSaved,
                              CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, NegotiationFrame,
                              NegotiationOutcome, NegotiationRefused, NegotiationStart, OrderApproved, OrderCreated,
-                             PaymentCaptured, PaymentFailed, Push, RingPages, SaveCall, SendMail)
+                             PaymentCaptured, PaymentFailed, Push, RingPages, SaveCall, SendMail, TipCaptured,
+                             TipFailed)
 from actors.negotiator import NegotiationActor
 from actors.terms import Refused
 from actors.turn import ice_servers
@@ -65,13 +66,21 @@ class CallSessionActor(Actor):
             self.on_outcome(message.outcome, now_s)
         elif isinstance(message, NegotiationRefused):
             self.refuse(message.connection, message.request_id, Refused(message.code, message.message))
+        elif isinstance(message, OrderCreated) and message.tip:
+            self.commit(self.call.tip_order_created(message.tip, message.order_id, message.approve_url, now_s))
         elif isinstance(message, OrderCreated):
             self.commit(self.call.order_created(message.round, message.order_id, message.approve_url, now_s))
         elif isinstance(message, OrderApproved):
-            if self.call.awaits_order(message.round, message.order_id):
-                call = self.call
+            call = self.call
+            due = (call.awaits_tip(message.tip, message.order_id) if message.tip
+                   else call.awaits_order(message.round, message.order_id))
+            if due:
                 self.send(self.services.payments, CaptureOrder(call.call_id, message.round, call.host.member_id,
-                                                               call.caller.member_id, message.order_id))
+                                                               call.caller.member_id, message.order_id, message.tip))
+        elif isinstance(message, TipCaptured):
+            self.commit(self.call.tip_captured(message.tip, message.payment, now_s))
+        elif isinstance(message, TipFailed):
+            self.commit(self.call.tip_failed(message.tip, message.reason, now_s))
         elif isinstance(message, PaymentCaptured):
             self.commit(self.call.payment_captured(message.round, message.payment, now_s))
         elif isinstance(message, PaymentFailed):
@@ -159,6 +168,8 @@ class CallSessionActor(Actor):
                 self.commit(call.extend(who, frame["yes"], now_s))
             elif kind == "hang_up":
                 self.commit(call.hang_up(who, now_s))
+            elif kind == "tip":
+                self.commit(call.tip(who, frame["amount_cents"], now_s))
             elif kind == "attach_call":
                 self.commit(call.attach(who, connection, now_s))
         except Refused as refused:
@@ -238,6 +249,9 @@ class CallSessionActor(Actor):
             for member in self.members.values():
                 self.send(member, CallOver(call.call_id))
             self.send(self.myAddress, ActorExitRequest())
+        elif isinstance(effect, rules.RequestTip) and self.services.payments is not None:
+            self.send(self.services.payments, CreateOrder(call.call_id, call.round, call.host.member_id,
+                                                          call.caller.member_id, effect.amount_cents, effect.tip))
         elif isinstance(effect, rules.AwaitPayment) and self.services.payments is not None:
             self.send(self.services.payments, CreateOrder(call.call_id, effect.terms.round, call.host.member_id,
                                                           call.caller.member_id, effect.terms.price_cents))

@@ -335,6 +335,8 @@ class SendMail:
 
 # Payments (call session <-> payments adapter; gateway -> call through ToCall).
 
+# `tip` is 0 for the payment of a round, else the number of the tip in the call.
+
 @dataclasses.dataclass
 class CreateOrder:
     call_id: str
@@ -342,6 +344,7 @@ class CreateOrder:
     host_id: str
     caller_id: str
     amount_cents: int
+    tip: int = 0
 
 
 @dataclasses.dataclass
@@ -349,6 +352,7 @@ class OrderCreated:
     round: int
     order_id: str
     approve_url: str
+    tip: int = 0
 
 
 @dataclasses.dataclass
@@ -356,6 +360,7 @@ class OrderApproved:
     """The payer approved (PayPal's return to us, or its webhook): capture it now."""
     round: int
     order_id: str
+    tip: int = 0
 
 
 @dataclasses.dataclass
@@ -365,3 +370,16 @@ class CaptureOrder:
     host_id: str
     caller_id: str
     order_id: str
+    tip: int = 0
+
+
+@dataclasses.dataclass
+class TipCaptured:
+    tip: int
+    payment: dict
+
+
+@dataclasses.dataclass
+class TipFailed:
+    tip: int
+    reason: str

@@ -25,6 +25,7 @@ def summary(call, member_id):
         "rounds": call.get("rounds", []), "paid_s": call.get("paid_s", 0), "used_s": call.get("used_s", 0),
         "payments": call.get("payments", []),
         "paid_cents": sum(p.get("amount_cents", 0) for p in call.get("payments", [])),
+        "tips": [t for t in call.get("tips", []) if t["state"] == "captured"],
     }
 
 

@@ -19,7 +19,8 @@ async def tell_call_approved(app, order_id):
     order = await app.db.orders.find_one({"_id": order_id}) if order_id else None
     if order is None:
         return False
-    app.hub.to_call(order["host_id"], order["call_id"], OrderApproved(order["round"], order["_id"]))
+    app.hub.to_call(order["host_id"], order["call_id"], OrderApproved(order["round"], order["_id"],
+                                                                      order.get("tip", 0)))
     return order
 
 

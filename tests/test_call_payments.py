@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 from tests.conftest import run
-from tests.test_calls_live import Call
+from tests.client import Member
+from tests.test_calls_live import Call, ring
 
 
 class _Form(html.parser.HTMLParser):
@@ -130,4 +131,47 @@ def test_a_forged_webhook_is_refused_and_changes_nothing(system):
         state = system.db.calls.find_one({"_id": call.id})["state"]
         assert state == "awaiting_payment" and system.db.ledger.count_documents({"call_id": call.id}) == 0
         await call.host_page.request("hang_up", call_id=call.id)
+    run(scenario())
+
+
+def test_the_caller_tips_during_the_call_and_the_host_sees_it_arrive(system):
+    async def scenario():
+        call = await Call.answered(system, "Tipped Host", "Generous Caller")
+        await call.agree(0, 600)  # a free call; tips are still welcome on an upgraded host
+        for amount, code in ((50, "tip_out_of_range"), (10**9, "tip_out_of_range")):
+            request_id = await call.caller_page.request("tip", call_id=call.id, amount_cents=amount)
+            assert (await call.caller_page.expect("error", id=request_id))["code"] == code
+        request_id = await call.host_page.request("tip", call_id=call.id, amount_cents=500)
+        assert (await call.host_page.expect("error", id=request_id))["code"] == "not_caller"
+
+        await call.caller_page.request("tip", call_id=call.id, amount_cents=500)
+        ready = await call.caller_page.expect("call_state", event="tip_ready")
+        assert ready["state"] == "running" and ready["media"]  # a tip never suspends the call
+        (tip,) = ready["tips"]
+        assert tip["state"] == "awaiting_approval" and tip["amount_cents"] == 500
+        approve_on_paypal(tip["approve_url"])
+        received = await call.host_page.expect("call_state", event="tip_received")
+        assert received["tips"] == [{"tip": 1, "amount_cents": 500, "state": "captured", "approve_url": None}]
+
+        (booked,) = list(system.db.ledger.find({"call_id": call.id}))
+        moves = {entry["account"]: entry["amount_cents"] for entry in booked["entries"]}
+        # $5.00: fee 3.49% (17.45 → 17) + 49 = 66 cents; a tip is never refunded, so no hold.
+        assert booked["kind"] == "tip" and moves[f"member:{call.host.id}:available"] == 434
+        await call.host_page.request("hang_up", call_id=call.id)
+        listed = (await call.host.request("GET", f"/api/calls/{call.id}")).json()["call"]
+        assert [t["amount_cents"] for t in listed["tips"]] == [500]
+    run(scenario())
+
+
+def test_a_free_host_cannot_be_tipped(system):
+    async def scenario():
+        host = await Member(system.url).sign_up("Free Host")
+        caller = await Member(system.url).sign_up()
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        await caller_page.expect("call_state", state="negotiating")
+        request_id = await caller_page.request("tip", call_id=call_id, amount_cents=500)
+        assert (await caller_page.expect("error", id=request_id))["code"] == "no_tips"
+        await caller_page.request("hang_up", call_id=call_id)
     run(scenario())

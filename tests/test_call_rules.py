@@ -14,7 +14,7 @@ from hypothesis import event as note_event, given, settings, strategies as st
 import schemas
 from actors.call import (AWAITING_PAYMENT, ENDED, EXTENSION_OFFERED, MEDIA_STATES, NEGOTIATING, RINGING, RUNNING,
                          AwaitPayment, Broadcast, Call, CallPolicy, CloseNegotiation, Finished, InCall, MissedCall,
-                         OpenNegotiation, Relay, RingHostPages, Side, StartTimer)
+                         OpenNegotiation, Relay, RequestTip, RingHostPages, Side, StartTimer)
 from actors.negotiation import CALLER, HOST, Agreed, Declined, Negotiation, Proposed, Withdrawn
 from actors.terms import FREE, UPGRADED, Refused
 from interkanect.config import Policy
@@ -824,3 +824,26 @@ def test_the_callers_page_closing_while_ringing_cancels_the_call():
     effects = session.act("left", CALLER, CALLER_PAGE)
     assert effects[-1] == Finished("cancelled") and RingHostPages(False, "cancelled") in effects
     assert session.call.ended_by == CALLER
+
+
+def test_a_tip_is_its_own_payment_and_never_suspends_the_call():
+    session = running(1500, 600)
+    with pytest.raises(Refused) as refused:
+        session.call.tip(HOST, 500, session.now_s)
+    assert refused.value.code == "not_caller"
+    assert session.act("tip", CALLER, 500) == [RequestTip(1, 500)]
+    assert session.call.state == RUNNING and session.call.clock_running
+    assert session.act("tip_order_created", 1, "ORDER-T1", "https://paypal.example/approve") == \
+        [Broadcast("tip_ready")]
+    assert session.view(CALLER)["tips"][0]["approve_url"] and session.view(HOST)["tips"] == []
+    assert session.call.awaits_tip(1, "ORDER-T1") and not session.call.awaits_tip(1, "OTHER")
+    assert session.act("tip_captured", 1, {"capture_id": "T1"}) == [Broadcast("tip_received")]
+    assert session.act("tip_captured", 1, {"capture_id": "T1"}) == []  # told twice: once
+    assert session.view(HOST)["tips"] == [{"tip": 1, "amount_cents": 500, "state": "captured", "approve_url": None}]
+
+
+def test_free_hosts_take_no_tips():
+    session = running(0, 600, tier=FREE, can_charge=False)
+    with pytest.raises(Refused) as refused:
+        session.call.tip(CALLER, 500, session.now_s)
+    assert refused.value.code == "no_tips"
