@@ -2,23 +2,25 @@
 
 A paid call: the caller calls from the host's page, the host's page rings and is answered,
 both pages turn into the call page in place (a caller's page closing while it rings cancels
-the call) and see each other peer to peer, agree terms, are suspended for the payment and
+the call) and see each other peer to peer, agree terms, are suspended for the payment, which
+the caller makes on the PayPal emulator's page in a popup (cancelled once, then approved), are
 reconnected when it is captured, survive a refresh, are warned before the end, and end when
-the host does not extend. Then the ring on every page of the host and why it stopped
-(declined, cancelled, busy), a free host's terms with renegotiation, and prices read as exact
-cents.
+the host does not extend. A caller whose browser blocks the popup pays in the same tab. Then
+the ring on every page of the host and why it stopped (declined, cancelled, busy), a free
+host's terms with renegotiation, and prices read as exact cents.
 
 Screenshots of the main screens go to var/screenshots/ (three of them also to
 docs/screenshots/)."""
+import json
 import re
 import shutil
 import time
+import urllib.request
 
 import pytest
 from bson import ObjectId
 
-from actors.messages import PaymentCaptured
-from tests.conftest import ROOT, start_system, tell_call
+from tests.conftest import ROOT, start_system
 from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -33,6 +35,7 @@ FIRST_ROUND = "0:30"        # the paid time runs out within the test, after the 
 PRICE = "15"
 STEP_MS = 10_000            # one step of the call (a frame through gateway and actors, a page load)
 MEDIA_MS = 20_000           # a peer connection coming up and frames decoded
+CAPTURE_DELAY_S = 3         # PayPal's answer to a capture held back, to see the popup come back first
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +111,26 @@ def print_consoles(*pages):
         print(f"--- console of {page.url} ---", *getattr(page, "console", []), sep="\n")
 
 
+def delay_captures(system, seconds):
+    """The PayPal emulator answers the next capture `seconds` late (it is done at once)."""
+    fault = {"kind": "timeout", "path": "/v2/checkout/orders/*/capture", "method": "POST", "delay_s": seconds}
+    request = urllib.request.Request(system.settings.paypal_url + "/emulator/faults", data=json.dumps(fault).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 201
+
+
+# Every text the payment panel shows, in order (a step may last too short to be seen by polling).
+RECORD_PAYMENT_TEXT = """() => {
+    window.__ikPaymentTexts = [];
+    new MutationObserver((records) => {
+        for (const record of records) {
+            for (const node of record.addedNodes) window.__ikPaymentTexts.push(node.textContent);
+        }
+    }).observe(document.getElementById('payment-text'), {childList: true});
+}"""
+
+
 def status(page, state, timeout=STEP_MS):
     expect(page.locator("#call-status")).to_have_attribute("data-state", state, timeout=timeout)
 
@@ -165,26 +188,92 @@ def test_a_paid_call_between_two_browsers(browser, system):
         expect(caller.locator("#approval-terms")).to_be_visible(timeout=STEP_MS)
         expect(caller.locator("#terms-price")).to_have_text("$15.00")
         expect(caller.locator("#terms-length")).to_have_text("30 seconds")
-        expect(caller.locator("#terms-fingerprint")).to_have_text(fingerprint.text_content())
+        terms = fingerprint.text_content()
+        expect(caller.locator("#terms-fingerprint")).to_have_text(terms)
         expect(caller.locator("#pay-button")).to_have_text("Pay $15.00")
         shot(host, "negotiation-host")
         shot(caller, "terms-approval", docs=True)
 
-        # Pay: both suspended, media off until the payment is captured.
+        # Agreeing suspends both: media off until the payment is captured. The caller's page
+        # prepares the PayPal payment, then offers it; the host waits.
+        caller.evaluate(RECORD_PAYMENT_TEXT)
         caller.click("#pay-button")
         for page in (host, caller):
             status(page, "awaiting_payment")
             expect(page.locator("#suspended-overlay")).to_be_visible()
             expect(page.locator("#remote-tile")).to_have_attribute("data-media", "idle")
             assert page.evaluate("document.getElementById('remote-video').srcObject") is None
+        paypal_button = caller.locator("#paypal-button")
+        expect(paypal_button).to_have_text("Pay $15.00 with PayPal", timeout=STEP_MS)
+        expect(paypal_button).to_be_focused()
+        assert caller.evaluate("window.__ikPaymentTexts")[0] == "Preparing the PayPal payment…"
+        expect(caller.locator("#payment-panel")).to_have_attribute("data-step", "ready")
+        expect(caller.locator("#payment-terms")).to_have_text("$15.00 for 30 seconds")
+        expect(caller.locator("#payment-fingerprint")).to_have_text(terms)
+        expect(host.locator("#payment-panel")).to_have_attribute("data-step", "host")
+        expect(host.locator("#payment-text")).to_have_text("Waiting for the caller to pay…")
+        expect(host.locator("#paypal-button")).to_be_hidden()
         shot(caller, "suspended")
+        shot(host, "suspended-host")
+        caller.set_viewport_size(PHONE)
+        shot(caller, "suspended-phone", full_page=True)
+        caller.set_viewport_size(VIEWPORT)
 
-        tell_call(system, host_id, call_id, PaymentCaptured(1, {"capture_id": "BROWSER-1", "amount_cents": 1500}))
+        # PayPal opens in a popup. The payer closing it brings the button back; cancelling on
+        # PayPal closes it, and nothing is paid.
+        with caller.expect_popup(timeout=STEP_MS) as opened:
+            paypal_button.click()
+        paypal = opened.value
+        expect(paypal.locator("#amount")).to_have_text("$15.00 USD", timeout=STEP_MS)
+        expect(caller.locator("#payment-panel")).to_have_attribute("data-step", "open")
+        expect(paypal_button).to_have_text("Show the PayPal window")
+        shot(paypal, "paypal")
+        paypal.close()
+        expect(caller.locator("#payment-panel")).to_have_attribute("data-step", "ready")
+        expect(paypal_button).to_have_text("Pay $15.00 with PayPal")
+        with caller.expect_popup(timeout=STEP_MS) as opened:
+            paypal_button.click()
+        paypal = opened.value
+        paypal.on("console", lambda message: print(f"paypal popup {message.type}: {message.text}"))
+        with paypal.expect_event("close", timeout=STEP_MS):
+            paypal.click("#cancel")
+        expect(caller.locator("#payment-panel")).to_have_attribute("data-step", "cancelled")
+        expect(caller.locator("#payment-text")).to_have_text(
+            "You cancelled on PayPal; nothing was paid. Pay when you are ready.")
+        status(caller, "awaiting_payment")
+
+        # Approved: PayPal sends the popup to /paypal/return, which captures and goes on to the
+        # call page. There (PayPal's answer to the capture held back a few seconds, to see it)
+        # the popup only tells its opener, which resumes with the call and then closes it.
+        with caller.expect_popup(timeout=STEP_MS) as opened:
+            paypal_button.click()
+        paypal = opened.value
+        paypal.on("console", lambda message: print(f"paypal popup {message.type}: {message.text}"))
+        closed = []
+        paypal.on("close", lambda _: closed.append(True))
+        expect(paypal.locator("#approve")).to_be_visible(timeout=STEP_MS)
+        order_id = re.search(r"[?&]token=([^&]+)", paypal.url).group(1)
+        delay_captures(system, CAPTURE_DELAY_S)
+        paypal.click("#approve")
+        expect(paypal.locator("#paypal-return")).to_have_attribute("data-outcome", "approved", timeout=STEP_MS)
+        assert paypal.url == f"{system.url}/call/{call_id}"
+        expect(caller.locator("#payment-panel")).to_have_attribute("data-step", "approved")
+        expect(caller.locator("#paypal-button")).to_be_hidden()
+        shot(paypal, "paypal-return")
+        shot(caller, "payment-approved")
         for page in (host, caller):
-            status(page, "running")
+            status(page, "running", timeout=CAPTURE_DELAY_S * 1000 + STEP_MS)
+        deadline = time.monotonic() + STEP_MS / 1000
+        while not closed and time.monotonic() < deadline:
+            caller.wait_for_timeout(100)
+        assert closed, "the call page did not close PayPal's popup"
+        for page in (host, caller):
             expect(page.locator("#suspended-overlay")).to_be_hidden()
         for page in (host, caller):
             video_flows(page)
+        for page in (host, caller):   # the popup's page never took the call over
+            expect(page.locator("#call-error")).to_be_hidden()
+            expect(page.locator("#peer-away")).to_be_hidden()
         expect(caller.locator("#time-left")).to_have_text(re.compile(r"^0:[0-3]\d$"))
         shot(caller, "running-call", docs=True)
         caller.set_viewport_size(PHONE)
@@ -222,7 +311,63 @@ def test_a_paid_call_between_two_browsers(browser, system):
         shot(caller, "ended")
 
         stored = system.db.calls.find_one({"_id": call_id})
-        assert stored["end_reason"] == "completed" and [p["capture_id"] for p in stored["payments"]] == ["BROWSER-1"]
+        assert stored["end_reason"] == "completed"
+        assert [(p["order_id"], p["amount_cents"]) for p in stored["payments"]] == [(order_id, 1500)]
+    except Exception:
+        print_consoles(host, caller)
+        raise
+    finally:
+        host_context.close()
+        caller_context.close()
+
+
+def test_a_caller_whose_browser_blocks_popups_pays_in_the_same_tab(browser, system):
+    host_context, host, host_id = member(browser, system, "Paula Payee")
+    caller_context, caller, _ = member(browser, system, "Bob Blocker")
+    try:
+        upgrade(system, host, host_id)
+        caller.add_init_script("window.open = () => null")   # what a blocked popup returns
+        open_live(host, system.url + "/")
+        open_live(caller, f"{system.url}/m/{host_id}")
+        expect(caller.locator("#call-button")).to_be_enabled(timeout=STEP_MS)
+        caller.click("#call-button")
+        host.locator("[data-incoming-call] [data-action=accept]").click(timeout=STEP_MS)
+        host.wait_for_url("**/call/*", timeout=STEP_MS)
+        call_id = host.url.rsplit("/", 1)[1]
+        caller.wait_for_url(host.url, timeout=STEP_MS)
+        status(host, "negotiating")
+        host.fill("#price", "2.50")
+        host.fill("#minutes", "1")
+        host.click("#propose-button")
+        expect(caller.locator("#pay-button")).to_have_text("Pay $2.50", timeout=STEP_MS)
+        caller.click("#pay-button")
+        paypal_button = caller.locator("#paypal-button")
+        expect(paypal_button).to_have_text("Pay $2.50 with PayPal", timeout=STEP_MS)
+
+        # PayPal takes the tab; Cancel brings it back to the call page, which re-attaches.
+        paypal_button.click()
+        expect(caller.locator("#amount")).to_have_text("$2.50 USD", timeout=STEP_MS)
+        caller.click("#cancel")
+        expect(caller).to_have_url(f"{system.url}/call/{call_id}", timeout=STEP_MS)   # its ?token= dropped
+        status(caller, "awaiting_payment")
+        expect(caller.locator("#payment-panel")).to_have_attribute("data-step", "cancelled", timeout=STEP_MS)
+        expect(paypal_button).to_be_visible()
+
+        # Approved: back through /paypal/return to the call page, and the call runs.
+        paypal_button.click()
+        caller.click("#approve", timeout=STEP_MS)
+        caller.wait_for_url(f"**/call/{call_id}", timeout=STEP_MS)
+        for page in (host, caller):
+            status(page, "running")
+            expect(page.locator("#suspended-overlay")).to_be_hidden()
+            expect(page.locator("#call-error")).to_be_hidden()
+        for page in (host, caller):
+            video_flows(page)
+        host.click("#hangup-button")
+        for page in (host, caller):
+            status(page, "ended")
+        stored = system.db.calls.find_one({"_id": call_id})
+        assert [p["amount_cents"] for p in stored["payments"]] == [250]
     except Exception:
         print_consoles(host, caller)
         raise

@@ -7,6 +7,7 @@ import { CallView, otherSide } from "./callui.js";
 import { FormError, handleForm } from "./forms.js";
 import { FrameError } from "./live.js";
 import { pageReady } from "./page.js";
+import { PayPalCheckout } from "./paypal.js";
 import { PeerLink } from "./rtc.js";
 import { centsFromDollars, secondsFromMinutes } from "./terms.js";
 
@@ -65,6 +66,7 @@ export class CallPage {
     this.signals = new Set();       // ids of signal frames: a refusal there is a race, not news
     this.ready = false;
     this.choices = mediaChoices();
+    this.checkout = new PayPalCheckout(callId, (step) => this.view.setPaymentStep(step));
     this.localMedia = openLocalMedia(this.view).then((stream) => this.showLocal(stream));
     this.link = new PeerLink({
       role: null, localMedia: this.localMedia,
@@ -86,7 +88,12 @@ export class CallPage {
     live.on("error", (error) => this.onError(error));
     live.on("state", (connection) => this.onConnection(connection));
     this.bindControls();
-    setInterval(() => this.view.tick(), TICK_MS);
+    // A PayPal popup coming back to /call/<id> leaves the call to this page (pages/call.js).
+    window.interkanectCall = this.callId;
+    setInterval(() => {
+      this.checkout.tick();
+      this.view.tick();
+    }, TICK_MS);
     for (const frame of backlog) {
       if (frame.type === "call_state") this.onState(frame); else this.link.receive(frame);
     }
@@ -108,6 +115,8 @@ export class CallPage {
     this.state = state;
     this.releaseButtons();
     this.view.clearError();
+    this.checkout.update(state);
+    this.view.paymentStep = this.checkout.step;
     this.view.render(state, previous);
     this.link.role = state.role;
     this.syncMedia(state);
@@ -222,6 +231,10 @@ export class CallPage {
     });
     on("cancel-button", (button) => this.act("cancel", {}, button));
     on("pay-button", (button) => this.act("pay", { proposal: this.state?.proposal?.proposal }, button));
+    on("paypal-button", () => {
+      const payment = this.state?.state === "awaiting_payment" ? this.state.payment : null;
+      if (payment) this.checkout.open(payment.approve_url);   // from the click: browsers allow the popup
+    });
     on("renegotiate-button", (button) => this.act("renegotiate", {}, button));
     on("decline-terms-button", (button) => this.act("decline_terms", {}, button));
     on("extend-yes", (button) => this.act("extend", { yes: true }, button));

@@ -60,6 +60,24 @@ export function statusOf(state) {
 }
 
 
+// The payment panel at each step (payment-panel[data-step]); `button`: the PayPal button shows.
+const PAYMENT_WORDS = {
+  host: { heading: "Payment", text: "Waiting for the caller to pay…",
+    hint: (state) => `${state.caller.name} pays with PayPal. `
+      + "You are reconnected as soon as the payment is confirmed." },
+  preparing: { heading: "Payment", text: "Preparing the PayPal payment…" },
+  ready: { heading: "Pay to start", text: "You agreed to these terms. Pay with PayPal to start the paid time.",
+    button: "pay",
+    hint: "PayPal opens in a new window. The call resumes by itself as soon as the payment is confirmed." },
+  open: { heading: "Paying with PayPal", text: "Finish the payment in the PayPal window.", button: "show",
+    hint: "The call resumes by itself as soon as the payment is confirmed." },
+  approved: { heading: "Payment approved", text: "You approved the payment on PayPal. Confirming it…" },
+  unconfirmed: { heading: "Payment", text: "PayPal has not confirmed the payment yet. If you did not finish "
+    + "paying, pay again.", button: "pay" },
+  cancelled: { heading: "Pay to start", text: "You cancelled on PayPal; nothing was paid. Pay when you are ready.",
+    button: "pay" },
+};
+
 function byId(id) {
   return document.getElementById(id);
 }
@@ -69,7 +87,14 @@ function show(id, visible) {
 }
 
 function text(id, words) {
-  byId(id).textContent = words;
+  const node = byId(id);
+  if (node.textContent !== words) node.textContent = words;   // a live region speaks changes only
+}
+
+// Nothing has the focus (its element was hidden, like the Pay button once pressed).
+function lostFocus() {
+  const active = document.activeElement;
+  return !active || active === document.body || active.closest("[hidden]") !== null;
 }
 
 export class CallView {
@@ -78,6 +103,7 @@ export class CallView {
     this.state = null;
     this.lastLeftMs = null;     // paid time left at the previous tick, for the warnings
     this.endedBy = { byMe: false };
+    this.paymentStep = "ready";   // the caller's PayPal payment (js/paypal.js)
     this.tile = byId("remote-tile");
   }
 
@@ -98,6 +124,7 @@ export class CallView {
     }
     this.renderStatus(state);
     PANELS.forEach((id) => show(id, false));
+    if (state.state !== "awaiting_payment") delete byId("payment-panel").dataset.step;
     this.renderAway(state);
     this.renderPanel(state, previous);
     show("suspended-overlay", state.state === "awaiting_payment");
@@ -196,6 +223,12 @@ export class CallView {
     text("pay-button", proposal.price_cents ? `Pay ${priceText(proposal.price_cents)}` : "Start the free call");
   }
 
+  /** What the caller's PayPal payment is at (js/paypal.js), between call_states. */
+  setPaymentStep(step) {
+    this.paymentStep = step;
+    if (this.state?.state === "awaiting_payment") this.renderPayment(this.state);
+  }
+
   renderPayment(state) {
     show("payment-panel", true);
     const terms = state.agreed;
@@ -203,9 +236,28 @@ export class CallView {
       text("payment-terms", termsText(terms));
       text("payment-fingerprint", terms.fingerprint);
     }
-    text("payment-text", state.role === "caller"
-      ? "Complete the payment with PayPal. You are reconnected as soon as it is confirmed."
-      : `${state.caller.name} is paying. You are reconnected as soon as the payment is confirmed.`);
+    const caller = state.role === "caller";
+    const step = !caller ? "host" : state.payment ? this.paymentStep || "ready" : "preparing";
+    const panel = byId("payment-panel");
+    const before = panel.dataset.step;
+    panel.dataset.step = step;
+    const words = PAYMENT_WORDS[step];
+    text("payment-heading", words.heading);
+    text("payment-text", words.text);
+    text("suspended-text", caller
+      ? "Video and sound are off until you have paid; then you are reconnected automatically."
+      : `Video and sound are off until ${state.caller.name}'s payment is confirmed; `
+        + "then you are reconnected automatically.");
+    const button = byId("paypal-button");
+    show("paypal-button", Boolean(words.button));
+    if (words.button && terms) {
+      text("paypal-button", words.button === "show" ? "Show the PayPal window"
+        : `Pay ${priceText(terms.price_cents)} with PayPal`);
+    }
+    show("payment-hint", Boolean(words.hint));
+    if (words.hint) text("payment-hint", typeof words.hint === "function" ? words.hint(state) : words.hint);
+    // The Pay button the caller pressed is gone: the PayPal button takes the focus once it is there.
+    if (words.button && before === "preparing" && lostFocus()) button.focus();
   }
 
   renderRunning(state) {
