@@ -348,7 +348,11 @@ class Call:
         self.disarm("payment")
         self.payments.append(dict(payment, round=round_number, at_s=now_s))
         self.note(now_s, "payment_captured", round=round_number, **payment)
-        return self._start_round(terms, now_s) + [Broadcast("payment_captured")]
+        effects = self._start_round(terms, now_s)
+        if not self.caller.connected:  # back from PayPal soon: the grace starts now
+            self.caller.away_since_s = now_s
+            effects.append(self.arm("grace_" + CALLER, now_s + self.policy.reconnect_grace_s))
+        return effects + [Broadcast("payment_captured")]
 
     def payment_failed(self, round_number, reason, now_s):
         if self.state != AWAITING_PAYMENT or self.pending is None or self.pending.round != round_number:
@@ -482,10 +486,18 @@ class Call:
             # host pick up a call nobody is on.
             return self.end(now_s, "cancelled", CALLER)
         effects = self.reconcile_clock(now_s)
+        if self._paying_elsewhere(who):
+            return effects + [Broadcast("peer_left")]
         return effects + [self.arm("grace_" + who, now_s + self.policy.reconnect_grace_s), Broadcast("peer_left")]
 
+    def _paying_elsewhere(self, who):
+        """A caller whose page left while the call waits for their payment is most likely on
+        PayPal's page in the same tab: the payment window bounds that, not the grace."""
+        return who == CALLER and self.state == AWAITING_PAYMENT
+
     def grace_deadline_s(self):
-        aways = [s.away_since_s for s in (self.host, self.caller) if s.away_since_s is not None]
+        aways = [s.away_since_s for who, s in ((HOST, self.host), (CALLER, self.caller))
+                 if s.away_since_s is not None and not self._paying_elsewhere(who)]
         return min(aways) + self.policy.reconnect_grace_s if aways and self.state != ENDED else None
 
     # Timers ----------------------------------------------------------------------------
@@ -506,6 +518,8 @@ class Call:
             return self.end(now_s, "free_cap_reached")
         if name.startswith("grace_"):
             who = name[len("grace_"):]
+            if self._paying_elsewhere(who):
+                return []  # the payment window decides; a capture restarts the grace
             return self.end(now_s, "away_too_long", who)
         return []
 

@@ -56,7 +56,7 @@ class PaymentsActor(Actor):
         try:
             order_id, approve_url = self.paypal.create_order(
                 request.amount_cents, request_id=f"order-{purpose}", custom_id=purpose,
-                return_url=f"{base}paypal/return", cancel_url=f"{base}call/{request.call_id}")
+                return_url=f"{base}paypal/return", cancel_url=f"{base}call/{request.call_id}?paypal=cancelled")
         except Exception as error:  # PayPal down after every retry, or a refusal
             log.error("no order for %s: %s", purpose, error)
             self.send(call, self.failed(request, "paypal_unavailable"))

@@ -767,8 +767,10 @@ def check(session, ledger):
     if host_view["agreed"] is not None:
         agreed = ledger.agreed[host_view["agreed"]["round"]]
         assert host_view["agreed"] == agreed.view(CALL_ID)
+    # A caller away while the call waits for their payment is at PayPal: no grace runs for them.
     someone_away = call.state != ENDED and any(
-        side.away_since_s is not None for side in (call.host, call.caller))
+        side.away_since_s is not None and not (who == CALLER and call.state == AWAITING_PAYMENT)
+        for who, side in ((HOST, call.host), (CALLER, call.caller)))
     assert (host_view["grace_deadline_ms"] is not None) == someone_away
     assert host_view["media"] == (call.state in MEDIA_STATES)
     assert host_view["paused"] == (call.state == RUNNING and not call.clock_running)
@@ -785,7 +787,7 @@ def check(session, ledger):
         assert abs(live_timer(session, "clock").at_s - (now_s + call.remaining_s(now_s))) < 1e-3
     for who in (HOST, CALLER):
         away_since_s = call.side(who).away_since_s
-        if away_since_s is not None:
+        if away_since_s is not None and not (who == CALLER and call.state == AWAITING_PAYMENT):
             assert live_timer(session, "grace_" + who).at_s == away_since_s + POLICY.reconnect_grace_s
 
 
@@ -847,3 +849,21 @@ def test_free_hosts_take_no_tips():
     with pytest.raises(Refused) as refused:
         session.call.tip(CALLER, 500, session.now_s)
     assert refused.value.code == "no_tips"
+
+
+def test_a_caller_off_to_paypal_in_the_same_tab_is_bounded_by_the_payment_window_not_the_grace():
+    session = answered()
+    session.wait(10)
+    session.propose_and_pay(1500, 600)
+    assert session.call.state == AWAITING_PAYMENT
+    effects = session.act("left", CALLER, CALLER_PAGE)  # the tab went to PayPal
+    assert not any(isinstance(e, StartTimer) and e.name == "grace_caller" for e in effects)
+    assert session.view(HOST)["grace_deadline_ms"] is None
+    session.wait(POLICY.reconnect_grace_s + 60)  # longer than the grace: still waiting for payment
+    assert session.call.state == AWAITING_PAYMENT
+    effects = session.captured_payment(session.call.round)
+    grace = session.last_timer("grace_caller")
+    assert grace.at_s == session.now_s + POLICY.reconnect_grace_s  # back from PayPal: the grace starts now
+    assert session.view(HOST)["paused"]
+    session.act("attach", CALLER, CALLER_PAGE)
+    assert session.view(HOST)["paused"] is False and session.call.clock_running
