@@ -13,6 +13,7 @@ Screenshots of the main screens go to var/screenshots/ (three of them also to
 docs/screenshots/)."""
 import json
 import re
+import os
 import shutil
 import time
 import urllib.request
@@ -84,7 +85,7 @@ def shot(page, name, docs=False, full_page=False):
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"call-{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
-    if docs:
+    if docs and os.environ.get("IK_UPDATE_DOC_SCREENSHOTS"):  # refresh the README's pictures on purpose only
         DOC_SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOC_SHOTS / f"{name}.png")
 
