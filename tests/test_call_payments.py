@@ -2,7 +2,6 @@
 link, approves on PayPal's page, comes back to us, the capture is booked in the ledger once,
 and the call resumes."""
 import base64
-import html.parser
 import json
 import urllib.error
 import urllib.parse
@@ -11,28 +10,16 @@ import urllib.request
 import pytest
 
 from tests.conftest import run
+from tests.test_paypal_emulator import FormParser
 from tests.client import Member
 from tests.test_calls_live import Call, ring
-
-
-class _Form(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.action, self.fields = None, {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form":
-            self.action = attrs["action"]
-        if tag == "input" and attrs.get("name"):
-            self.fields[attrs["name"]] = attrs.get("value", "")
 
 
 def approve_on_paypal(approve_url, payer_email="payer@example.com"):
     """What the payer's browser does: open PayPal's page, press Approve, follow PayPal back to
     our return page and on to the call page. Returns the final URL."""
     with urllib.request.urlopen(approve_url, timeout=10) as page:
-        form = _Form()
+        form = FormParser()
         form.feed(page.read().decode())
     fields = dict(form.fields, payer_email=payer_email, action="approve")
     target = urllib.parse.urljoin(approve_url, form.action)
@@ -82,7 +69,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def approve_and_never_come_back(approve_url):
     """The payer approves on PayPal, then closes the window before PayPal's redirect to us."""
     with urllib.request.urlopen(approve_url, timeout=10) as page:
-        form = _Form()
+        form = FormParser()
         form.feed(page.read().decode())
     fields = dict(form.fields, payer_email="payer@example.com", action="approve")
     target = urllib.parse.urljoin(approve_url, form.action)
