@@ -62,7 +62,7 @@ class Hub:
     def shard_of(self, member_id):
         return self.shards[shard_index(member_id, len(self.shards))]
 
-    async def open(self, connection, timeout_s=10):
+    async def open(self, connection, timeout_s=20):
         """Attach a new websocket to its member's actor; returns the member's status."""
         connection.conn_id = next(self.conn_ids)
         self.connections[connection.conn_id] = connection

@@ -5,9 +5,11 @@ both pages turn into the call page in place (a caller's page closing while it ri
 the call) and see each other peer to peer, agree terms, are suspended for the payment, which
 the caller makes on the PayPal emulator's page in a popup (cancelled once, then approved), are
 reconnected when it is captured, survive a refresh, are warned before the end, and end when
-the host does not extend. A caller whose browser blocks the popup pays in the same tab. Then
-the ring on every page of the host and why it stopped (declined, cancelled, busy), a free
-host's terms with renegotiation, and prices read as exact cents.
+the host does not extend. A caller whose browser blocks the popup pays in the same tab (and
+tips there too). A caller tips during a running call through PayPal's popup, and the host's
+page says so while the video goes on. Then the ring on every page of the host and why it
+stopped (declined, cancelled, busy), a free host's terms with renegotiation, and prices read as
+exact cents.
 
 Screenshots of the main screens go to var/screenshots/ (three of them also to
 docs/screenshots/)."""
@@ -178,6 +180,9 @@ def test_a_paid_call_between_two_browsers(browser, system):
             assert page.evaluate("window.notReloaded") is True
         for page in (host, caller):
             video_flows(page)
+        # The caller can tip this host (upgraded, with a payout email); the host has no Tip button.
+        expect(caller.locator("#tip-button")).to_be_visible(timeout=STEP_MS)
+        expect(host.locator("#tip-button")).to_be_hidden()
 
         # The host offers terms; the caller sees exactly them, with the same fingerprint.
         expect(host.locator("#price-field")).to_be_visible()
@@ -214,6 +219,7 @@ def test_a_paid_call_between_two_browsers(browser, system):
         expect(host.locator("#payment-panel")).to_have_attribute("data-step", "host")
         expect(host.locator("#payment-text")).to_have_text("Waiting for the caller to pay…")
         expect(host.locator("#paypal-button")).to_be_hidden()
+        expect(caller.locator("#tip-button")).to_be_hidden()   # no tips while suspended
         shot(caller, "suspended")
         shot(host, "suspended-host")
         caller.set_viewport_size(PHONE)
@@ -364,11 +370,168 @@ def test_a_caller_whose_browser_blocks_popups_pays_in_the_same_tab(browser, syst
             expect(page.locator("#call-error")).to_be_hidden()
         for page in (host, caller):
             video_flows(page)
+
+        # A tip: the blocked popup does not take the tab to PayPal by itself (that would stop the
+        # video); the caller chooses to approve in this tab, and comes back to the running call.
+        caller.click("#tip-button")
+        dialog = caller.locator("#tip-dialog")
+        expect(dialog).to_have_attribute("data-step", "choose")
+        caller.get_by_role("radio", name="$10").check()
+        caller.click("#tip-send")
+        tip_button = caller.locator("#tip-paypal-button")
+        expect(tip_button).to_have_text("Tip $10.00 with PayPal", timeout=STEP_MS)
+        tip_button.click()
+        expect(dialog).to_have_attribute("data-step", "blocked")
+        expect(caller.locator("#tip-here-button")).to_be_focused()
+        status(caller, "running")
+        caller.click("#tip-here-button")
+        expect(caller.locator("#amount")).to_have_text("$10.00 USD", timeout=STEP_MS)
+        caller.click("#approve")
+        caller.wait_for_url(f"**/call/{call_id}", timeout=STEP_MS)
+        expect(dialog).to_have_attribute("data-step", "sent", timeout=STEP_MS)
+        expect(caller.locator("#tip-heading")).to_have_text("Tip sent — thank you")
+        expect(host.locator('#toasts [data-toast="tip-received"] .toast__text')).to_have_text(
+            "Bob Blocker tipped you $10.00", timeout=STEP_MS)
+        caller.click("#tip-close")
+        for page in (host, caller):
+            status(page, "running")
+            expect(page.locator("#call-error")).to_be_hidden()
+        for page in (host, caller):
+            video_flows(page)
+
         host.click("#hangup-button")
         for page in (host, caller):
             status(page, "ended")
         stored = system.db.calls.find_one({"_id": call_id})
         assert [p["amount_cents"] for p in stored["payments"]] == [250]
+        assert [(t["amount_cents"], t["state"]) for t in stored["tips"]] == [(1000, "captured")]
+    except Exception:
+        print_consoles(host, caller)
+        raise
+    finally:
+        host_context.close()
+        caller_context.close()
+
+
+def test_the_caller_tips_during_the_call_and_the_host_sees_it_arrive(browser, system):
+    host_context, host, host_id = member(browser, system, "Tia Tipped")
+    caller_context, caller, _ = member(browser, system, "Gus Generous")
+    try:
+        upgrade(system, host, host_id)
+        open_live(host, system.url + "/")
+        open_live(caller, f"{system.url}/m/{host_id}")
+        expect(caller.locator("#call-button")).to_be_enabled(timeout=STEP_MS)
+        caller.click("#call-button")
+        host.locator("[data-incoming-call] [data-action=accept]").click(timeout=STEP_MS)
+        host.wait_for_url("**/call/*", timeout=STEP_MS)
+        call_id = host.url.rsplit("/", 1)[1]
+        caller.wait_for_url(host.url, timeout=STEP_MS)
+        # A free call: an upgraded host takes tips all the same.
+        status(host, "negotiating")
+        host.fill("#price", "0")
+        host.fill("#minutes", "10")
+        host.click("#propose-button")
+        expect(caller.locator("#pay-button")).to_have_text("Start the free call", timeout=STEP_MS)
+        caller.click("#pay-button")
+        for page in (host, caller):
+            status(page, "running")
+        for page in (host, caller):
+            video_flows(page)
+            page.evaluate("window.__ikStream = document.getElementById('remote-video').srcObject")
+
+        # The amount dialog: presets, another amount, the minimum; refusals in words.
+        tip_button = caller.locator("#tip-button")
+        expect(tip_button).to_be_visible(timeout=STEP_MS)
+        expect(host.locator("#tip-button")).to_be_hidden()
+        tip_button.click()
+        expect(caller.get_by_role("dialog", name="Tip Tia Tipped")).to_be_visible()
+        dialog = caller.locator("#tip-dialog")   # named after its heading, which follows the tip
+        expect(dialog).to_have_attribute("data-step", "choose")
+        expect(caller.get_by_role("radio", name="$5")).to_be_focused()
+        expect(caller.locator("#tip-minimum")).to_have_text("The smallest tip is $2.00.")
+        shot(caller, "tip-dialog")
+        caller.fill("#tip-amount", "five")
+        caller.click("#tip-send")
+        expect(caller.locator("#tip-amount-error")).to_have_attribute("data-error-code", "tip_format")
+        caller.fill("#tip-amount", "1.50")
+        expect(caller.get_by_role("radio", name="Other")).to_be_checked()
+        expect(caller.locator("#tip-send")).to_have_text("Send a $1.50 tip")
+        caller.click("#tip-send")
+        amount_error = caller.locator("#tip-amount-error")
+        expect(amount_error).to_have_attribute("data-error-code", "tip_out_of_range", timeout=STEP_MS)
+        expect(amount_error).to_contain_text("$2.00")
+        expect(caller.locator("#tip-amount")).to_be_focused()
+        caller.get_by_role("radio", name="$5").check()
+        expect(caller.locator("#tip-send")).to_have_text("Send a $5.00 tip")
+        caller.click("#tip-send")
+
+        # Ready: PayPal's approval of the tip, in a popup, like the call's payment.
+        paypal_button = caller.locator("#tip-paypal-button")
+        expect(paypal_button).to_have_text("Tip $5.00 with PayPal", timeout=STEP_MS)
+        expect(paypal_button).to_be_focused()
+        expect(dialog).to_have_attribute("data-step", "ready")
+        shot(caller, "tip-ready")
+        with caller.expect_popup(timeout=STEP_MS) as opened:   # cancelled once: nothing paid
+            paypal_button.click()
+        paypal = opened.value
+        with paypal.expect_event("close", timeout=STEP_MS):
+            paypal.click("#cancel")
+        expect(dialog).to_have_attribute("data-step", "cancelled")
+        expect(caller.locator("#tip-status")).to_have_text("You cancelled on PayPal; nothing was paid.")
+        with caller.expect_popup(timeout=STEP_MS) as opened:
+            paypal_button.click()
+        paypal = opened.value
+        paypal.on("console", lambda message: print(f"paypal popup {message.type}: {message.text}"))
+        closed = []
+        paypal.on("close", lambda _: closed.append(True))
+        expect(paypal.locator("#amount")).to_have_text("$5.00 USD", timeout=STEP_MS)
+        expect(dialog).to_have_attribute("data-step", "open")
+        expect(paypal_button).to_have_text("Show the PayPal window")
+        delay_captures(system, CAPTURE_DELAY_S)
+        paypal.click("#approve")
+        back = paypal.locator("#paypal-return")
+        expect(back).to_have_attribute("data-purpose", "tip", timeout=STEP_MS)
+        expect(back).to_have_attribute("data-outcome", "approved")
+        expect(back.locator("h1")).to_have_text("Tip approved")
+        expect(dialog).to_have_attribute("data-step", "approved")
+        status(caller, "running")   # the call never waits for a tip
+
+        # Captured: the caller is thanked, the popup closes, the host's page says so.
+        expect(dialog).to_have_attribute("data-step", "sent", timeout=CAPTURE_DELAY_S * 1000 + STEP_MS)
+        expect(caller.locator("#tip-heading")).to_have_text("Tip sent — thank you")
+        expect(caller.locator("#tip-status")).to_have_text("Tia Tipped receives your $5.00 tip.")
+        expect(caller.locator("#tip-close")).to_be_focused()
+        toast = host.locator('#toasts [data-toast="tip-received"]')
+        expect(toast.locator(".toast__text")).to_have_text("Gus Generous tipped you $5.00", timeout=STEP_MS)
+        expect(toast).to_have_attribute("data-tip", "1")
+        expect(host.locator("#toasts")).to_have_attribute("aria-live", "polite")
+        expect(host.locator("#tips-total")).to_have_text("Gus Generous tipped you $5.00 in this call.")
+        shot(caller, "tip-sent")
+        shot(host, "tip-received")
+        deadline = time.monotonic() + STEP_MS / 1000
+        while not closed and time.monotonic() < deadline:
+            caller.wait_for_timeout(100)
+        assert closed, "the call page did not close PayPal's popup"
+        caller.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        expect(tip_button).to_be_focused()
+        expect(caller.locator("#tips-total")).to_have_text("You tipped Tia Tipped $5.00 in this call. Thank you!")
+
+        # The call and its video went on throughout, on the same streams.
+        for page in (host, caller):
+            status(page, "running")
+            expect(page.locator("#suspended-overlay")).to_be_hidden()
+            expect(page.locator("#call-error")).to_be_hidden()
+            expect(page.locator("#peer-away")).to_be_hidden()
+        for page in (host, caller):
+            video_flows(page)
+            assert page.evaluate("document.getElementById('remote-video').srcObject === window.__ikStream")
+
+        host.click("#hangup-button")
+        for page in (host, caller):
+            status(page, "ended")
+        stored = system.db.calls.find_one({"_id": call_id})
+        assert [(t["tip"], t["amount_cents"], t["state"]) for t in stored["tips"]] == [(1, 500, "captured")]
     except Exception:
         print_consoles(host, caller)
         raise
@@ -476,6 +639,7 @@ def test_a_free_host_offers_minutes_only_and_the_caller_renegotiates_then_declin
         expect(caller.locator("#terms-price")).to_have_text("Free", timeout=STEP_MS)
         expect(caller.locator("#terms-length")).to_have_text("15 minutes")
         expect(caller.locator("#pay-button")).to_have_text("Start the free call")
+        expect(caller.locator("#tip-button")).to_be_hidden()   # a free host cannot be tipped
 
         # Renegotiate: the terms are set aside and the host is told; then the caller declines.
         caller.click("#renegotiate-button")

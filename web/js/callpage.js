@@ -10,6 +10,7 @@ import { pageReady } from "./page.js";
 import { PayPalCheckout } from "./paypal.js";
 import { PeerLink } from "./rtc.js";
 import { centsFromDollars, secondsFromMinutes } from "./terms.js";
+import { Tips } from "./tips.js";
 
 // Events after which media must be (re)started by the caller when it is not up.
 const START_MEDIA_EVENTS = new Set(["accepted", "payment_captured", "running", "peer_back", "joined", "restored",
@@ -67,6 +68,7 @@ export class CallPage {
     this.ready = false;
     this.choices = mediaChoices();
     this.checkout = new PayPalCheckout(callId, (step) => this.view.setPaymentStep(step));
+    this.tips = new Tips({ live }, callId);
     this.localMedia = openLocalMedia(this.view).then((stream) => this.showLocal(stream));
     this.link = new PeerLink({
       role: null, localMedia: this.localMedia,
@@ -92,6 +94,7 @@ export class CallPage {
     window.interkanectCall = this.callId;
     setInterval(() => {
       this.checkout.tick();
+      this.tips.tick();
       this.view.tick();
     }, TICK_MS);
     for (const frame of backlog) {
@@ -118,6 +121,7 @@ export class CallPage {
     this.checkout.update(state);
     this.view.paymentStep = this.checkout.step;
     this.view.render(state, previous);
+    this.tips.onState(state);   // a tip never touches the media
     this.link.role = state.role;
     this.syncMedia(state);
     if (state.state === "ended") this.finish();
@@ -243,6 +247,7 @@ export class CallPage {
     on("camera-button", () => this.toggle("camera"));
     on("sound-button", () => this.unmuteRemote());
     this.bindTermsForm();
+    this.tips.bind();
   }
 
   bindTermsForm() {

@@ -1,0 +1,26 @@
+// Short notes in a corner of the page ("Carl tipped you $5.00"): the #toasts region is a polite
+// live region, so screen readers read each note as it comes. A note goes by itself after a
+// while (not while the pointer or the focus is on it) or with its close button.
+
+import { el } from "./dom.js";
+
+const SHOW_MS = 15_000;
+const RECHECK_MS = 2_000;
+
+/** Show `words` as a toast; `dataset` marks it (for styling and tests). Returns its element. */
+export function toast(words, { kind = "info", dataset = {} } = {}) {
+  const region = document.getElementById("toasts");
+  if (!region) return null;
+  const close = el("button", { type: "button", class: "toast__close", "aria-label": "Dismiss" });
+  close.append(el("span", { "aria-hidden": "true" }, "×"));
+  const note = el("div", { class: `toast toast--${kind}`, dataset }, el("p", { class: "toast__text" }, words), close);
+  close.addEventListener("click", () => note.remove());
+  region.append(note);
+  const expire = () => {
+    if (!note.isConnected) return;
+    if (note.matches(":hover, :focus-within")) setTimeout(expire, RECHECK_MS);
+    else note.remove();
+  };
+  setTimeout(expire, SHOW_MS);
+  return note;
+}
