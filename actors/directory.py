@@ -13,6 +13,7 @@ from thespian.actors import Actor, ActorExitRequest, ChildActorExited
 from actors import presence
 from actors.adapters import CallStore, Configured, Mailer
 from actors.member import MemberActor
+from actors.payouts import PAYOUTS_NAME, PayoutScheduler, StartPayouts
 from actors.messages import (Batch, CallRefused, Close, Configure, Frame, GetShards, MemberIdle, MemberStart,
                              Open, Ping, Pong, Presence, RingRequest, Services, Shards, ShardStart, ToCall,
                              Unwatch, Watch, WhoAmI, YouAre)
@@ -47,6 +48,7 @@ class Directory(Actor):
         store, mailer, payments = self.createActor(CallStore), self.createActor(Mailer), self.createActor(PaymentsActor)
         for adapter in (store, mailer, payments):
             self.send(adapter, Configured(settings))
+        self.send(self.createActor(PayoutScheduler, globalName=PAYOUTS_NAME), StartPayouts(settings, mailer))
         self.shards = [self.createActor(MemberShard) for _ in range(settings.member_shards)]
         self.services = Services(settings, list(self.shards), store, mailer, payments)
         for index, shard in enumerate(self.shards):

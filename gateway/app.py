@@ -9,7 +9,7 @@ import pymongo
 import tornado.httpserver
 import tornado.web
 
-from gateway import history, http, payments
+from gateway import earnings, history, http, payments
 from gateway.accounts import Accounts
 from gateway.bridge import ActorBridge
 from gateway.hub import Hub
@@ -71,6 +71,7 @@ class Gateway:
             (r"/paypal/webhook", payments.PayPalWebhookHandler, a),
             (r"/api/calls", history.CallsHandler, a),
             (r"/api/calls/([0-9a-f]{24})", history.CallLogHandler, a),
+            (r"/api/earnings", earnings.EarningsHandler, a),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(http.WEB_ROOT)}),
         ]
         policy = self.settings.policy

@@ -169,6 +169,44 @@ def payouts_schedule(settings, args):
         print(f"{instant.isoformat()}  {instant:%A}{moved}")
 
 
+def payouts_run(settings, args):
+    import datetime
+    from actors import payout_calendar, payout_rules
+    from actors.terms import dollars
+    try:
+        instant = payout_calendar.parse_moment(args.at)
+    except ValueError as error:
+        raise SystemExit(f"error: --at: {error}")
+    if not payout_rules.is_payout_instant(instant):
+        nearest = payout_calendar.next_payouts(instant - datetime.timedelta(days=11), 3)
+        raise SystemExit(f"error: --at {instant.isoformat()} is not a payout instant; near it: "
+                         f"{', '.join(p.isoformat() for p in nearest)} (see `interkanect payouts schedule`)")
+    if not processes.port_listening("127.0.0.1", settings.admin_port):
+        raise SystemExit(f"error: no actor node answers on admin port {settings.admin_port}; the payout runs in its "
+                         f"payout scheduler: start `interkanect node` first (or set IK_ADMIN_PORT)")
+    from actors.payouts import ask_run
+    answer = ask_run(settings, instant, args.timeout_s)
+    if answer is None:
+        raise SystemExit(f"error: no answer from the payout scheduler within {args.timeout_s:g} s; the run goes on "
+                         f"in the node: run this command again to see its result (it pays nothing twice)")
+    if answer.error:
+        raise SystemExit(f"error: the payout of {instant.isoformat()} failed: {answer.error}")
+    report = answer.report
+    if args.json:
+        print(json.dumps(report))
+        return
+    sent = "already sent; " if report["already_sent"] else ""
+    print(f"{report['batch_id']} ({report['payout_at']}): {sent}{report['state']}, {len(report['items'])} members, "
+          f"{dollars(report['paid_cents'])}" + (f", PayPal batch {report['paypal_batch_id']}"
+                                                 if report['paypal_batch_id'] else ""))
+    for skipped in report["skipped"]:
+        print(f"  skipped {skipped['member_id']} ({skipped['reason']}): {dollars(skipped['amount_cents'])} waits")
+    for item in report["returned"]:
+        print(f"  came back ({item['status']}): {dollars(item['amount_cents'])} to {item['member_id']}")
+    if report["error"]:
+        print(f"  PayPal refused the batch: {report['error']}")
+
+
 def parser():
     top = argparse.ArgumentParser(prog="interkanect", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -209,6 +247,13 @@ def parser():
     schedule.add_argument("--count", type=int, default=5, help="how many (default 5)")
     schedule.add_argument("--json", action="store_true", help="print a JSON list of ISO 8601 instants")
     schedule.set_defaults(run=payouts_schedule)
+    run_now = payouts.add_parser("run", help="run the payout of a payout instant now, in the node's payout "
+                                             "scheduler (idempotent: a batch already sent is only followed)")
+    run_now.add_argument("--at", required=True, metavar="ISO_INSTANT",
+                         help="the payout instant, e.g. 2026-11-27T19:00:00-08:00")
+    run_now.add_argument("--json", action="store_true", help="print the run's report as JSON")
+    run_now.add_argument("--timeout-s", type=float, default=50, help="how long to wait for the answer (default 50)")
+    run_now.set_defaults(run=payouts_run)
     return top
 
 

@@ -51,6 +51,8 @@ class Policy:
     max_price_cents: int = 500_000
     min_length_s: int = 60
     max_length_s: int = 8 * 3600
+    # A call's earnings are held from payout this long after it ends: the caller's refund window.
+    earnings_hold_s: float = 24 * 3600
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,289 @@
+"""The payout scheduler: the adapter actor that pays members weekly through PayPal's Payouts API.
+
+A thin shell over `payout_rules.PayoutRun`: it wakes at each payout instant (and, on start,
+catches up with one that passed while no node ran), runs the payout, follows the batch until
+PayPal has settled every item, and answers `RunPayout` from `interkanect payouts run`. All its
+I/O (MongoDB, PayPal, SMTP through the mailer) blocks this actor's own process only.
+`MongoPayoutStore` is the run's view of the database: the ledger (one document per
+transaction, _id = its idempotency key), the `payouts` documents and what decides a release.
+"""
+import dataclasses
+import datetime
+import logging
+
+import pymongo
+from thespian.actors import Actor, WakeupMessage
+
+from actors import ledger, payout_calendar, payout_rules
+from actors.messages import SendMail
+from interkanect.db import object_id
+
+log = logging.getLogger(__name__)
+
+PAYOUTS_NAME = "interkanect-payouts"
+# How long `interkanect payouts run` waits for the scheduler's answer by default.
+RUN_ANSWER_TIMEOUT_S = 50
+# Members and calls are looked up by this many ids per query: SecantusDB's cost of an $in grows
+# faster than its length (3,000 member ids in one query: 10 s; in chunks of 100: 0.9 s).
+LOOKUP_CHUNK = 100
+
+
+@dataclasses.dataclass
+class StartPayouts:
+    """Directory → scheduler, once: the settings and where member mail goes."""
+    settings: object
+    mailer: object
+
+
+@dataclasses.dataclass
+class RunPayout:
+    """Operator → scheduler: run the payout of this instant now (an aware datetime)."""
+    instant: datetime.datetime
+
+
+@dataclasses.dataclass
+class PayoutRan:
+    """Scheduler → operator: the run's report (`Report.view()`), or why there is none."""
+    report: dict = None
+    error: str = None
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class PayoutScheduler(Actor):
+    def __init__(self):
+        super().__init__()
+        self.payouts = None       # payout_rules.PayoutRun
+        self.mailer = None
+        self.payout_token = 0     # wakeupAfter cannot be cancelled: only the latest timer counts
+        self.poll_token = 0
+        self.polls = 0            # looks at batches PayPal is processing since the last send
+
+    def receiveMessage(self, message, sender):
+        now = _now()
+        if isinstance(message, StartPayouts):
+            self.start(message, now)
+        elif isinstance(message, RunPayout):
+            self.send(sender, self.run_asked(message.instant, now))
+        elif isinstance(message, WakeupMessage) and isinstance(message.payload, tuple):
+            if message.payload[0] == "payout":
+                self.payout_due(*message.payload[1:], now)
+            elif message.payload[0] == "poll" and message.payload[1] == self.poll_token:
+                self.follow(now)
+
+    def start(self, message, now):
+        from actors.paypal import PayPalPayouts  # loads only in this actor's process
+        s = message.settings
+        store = MongoPayoutStore(pymongo.MongoClient(s.database_url, tz_aware=True,
+                                                     serverSelectionTimeoutMS=5000)[s.db_name])
+        paypal = PayPalPayouts(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use)
+        self.mailer = message.mailer
+        self.payouts = payout_rules.PayoutRun(store, paypal, self.notify, s.policy.earnings_hold_s, f"{s.url}account")
+        latest = payout_rules.latest_payout_at_or_before(now)
+        try:
+            store.ensure_indexes()
+            missed = store.payout(payout_calendar.payout_batch_id(latest)) is None
+        except Exception:
+            log.exception("payout scheduler: cannot read the payouts yet; trying again in %d s", payout_rules.RETRY_S)
+            self.arm_payout(latest, now + datetime.timedelta(seconds=payout_rules.RETRY_S))
+            return
+        self.follow(now)  # batches a previous node sent and did not see settled
+        if missed:
+            log.info("catching up with the payout of %s", latest.isoformat())
+            self.arm_payout(latest, now)  # at once, through the same path as any payout
+        else:
+            self.arm_payout(payout_calendar.next_payouts(now, 1)[0], None)
+
+    # Timers -------------------------------------------------------------------------------
+
+    def arm_payout(self, instant, due_at):
+        """One live payout timer: for `instant`, acting at `due_at` (the instant itself, or a retry)."""
+        due_at = due_at or instant
+        self.payout_token += 1
+        delay_s = payout_rules.wake_delay_s(_now(), due_at)
+        self.wakeupAfter(datetime.timedelta(seconds=delay_s), payload=("payout", self.payout_token, instant, due_at))
+
+    def arm_poll(self, delay_s):
+        self.poll_token += 1
+        self.wakeupAfter(datetime.timedelta(seconds=delay_s), payload=("poll", self.poll_token))
+
+    def payout_due(self, token, instant, due_at, now):
+        action, instant = payout_rules.payout_wakeup(token, self.payout_token, instant, due_at, now)
+        if action == "sleep":
+            self.arm_payout(instant, due_at)
+        if action != "run":
+            return
+        try:
+            self.after_run(self.payouts.run(instant, now))
+        except Exception:
+            log.exception("payout %s failed; trying again in %d s", instant.isoformat(), payout_rules.RETRY_S)
+            self.arm_payout(instant, now + datetime.timedelta(seconds=payout_rules.RETRY_S))
+            return
+        self.arm_payout(payout_calendar.next_payouts(now, 1)[0], None)
+
+    def follow(self, now):
+        try:
+            returned, processing, still_open = self.payouts.follow(now)
+        except Exception:
+            log.exception("cannot follow the sent payout batches; trying again in %d s", payout_rules.RETRY_S)
+            self.arm_poll(payout_rules.RETRY_S)
+            return
+        if still_open:
+            self.arm_poll(payout_rules.poll_delay_s(self.polls, processing))
+            self.polls += 1
+
+    def after_run(self, report):
+        log.info("payout %s: %s, %d items, %d cents, %d skipped", report.batch_id, report.state, len(report.items),
+                 report.paid_cents, len(report.skipped))
+        if report.state == payout_rules.SENT:
+            self.polls = 0
+            self.arm_poll(payout_rules.poll_delay_s(self.polls, True))
+            self.polls += 1
+
+    # Operator -----------------------------------------------------------------------------
+
+    def run_asked(self, instant, now):
+        if self.payouts is None:
+            return PayoutRan(error="the payout scheduler is not configured yet (is the actor node's directory up?)")
+        if not payout_rules.is_payout_instant(instant):
+            return PayoutRan(error=f"{instant.isoformat()} is not a payout instant")
+        try:
+            report = self.payouts.run(instant, now)
+        except Exception as error:
+            log.exception("payout %s asked by an operator failed", instant.isoformat())
+            return PayoutRan(error=f"{type(error).__name__}: {error}")
+        self.after_run(report)
+        return PayoutRan(report=report.view())
+
+    def notify(self, member_id, subject, body):
+        if self.mailer is None:
+            log.warning("no mailer: %r for member %s not sent", subject, member_id)
+            return
+        self.send(self.mailer, SendMail(member_id, subject, body))
+
+
+def ask_run(settings, instant, timeout_s=RUN_ANSWER_TIMEOUT_S):
+    """From outside the node (the CLI): ask the running scheduler to run this payout now.
+    Returns PayoutRan, or None when no answer came within the timeout."""
+    from thespian.actors import ActorSystem
+    # Joins the running node as an external client; never shut it down (that would stop the node).
+    actors = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": settings.admin_port}, transientUnique=True)
+    scheduler = actors.createActor(PayoutScheduler, globalName=PAYOUTS_NAME)
+    return actors.ask(scheduler, RunPayout(instant), datetime.timedelta(seconds=timeout_s))
+
+
+class MongoPayoutStore:
+    """The payout run's reads and writes (pymongo, blocking)."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def ensure_indexes(self):
+        """What a run and the earnings page look up by. The ledger is shared with the payments
+        adapter: an index someone else made on the same keys is fine, so a conflict only warns."""
+        for collection, keys in (("ledger", "entries.account"), ("ledger", "call_id"), ("payouts", "state"),
+                                 ("payouts", "items.member_id"), ("payouts", "skipped.member_id")):
+            try:
+                self.db[collection].create_index(keys)
+            except pymongo.errors.OperationFailure as conflict:
+                log.warning("index %s.%s not created: %s", collection, keys, conflict)
+
+    # Payouts documents --------------------------------------------------------------------
+
+    def payout(self, batch_id):
+        return self.db.payouts.find_one({"_id": batch_id})
+
+    def payouts_in_state(self, state):
+        return list(self.db.payouts.find({"state": state}).sort("instant", 1))
+
+    def create_payout(self, document):
+        try:
+            self.db.payouts.insert_one(document)
+            return True
+        except pymongo.errors.DuplicateKeyError:
+            return False
+
+    def replan_payout(self, document):
+        """Replace a plan PayPal never had (empty, refused); False if it is no longer one."""
+        found = self.db.payouts.replace_one({"_id": document["_id"], "state": {"$in": list(payout_rules.REPLANNABLE)}},
+                                            document)
+        return found.matched_count == 1
+
+    def update_payout(self, batch_id, fields):
+        self.db.payouts.update_one({"_id": batch_id}, {"$set": fields})
+
+    def claim(self, batch_id, flag):
+        """True for the one caller that sets this flag first (e.g. to mail once)."""
+        return self.db.payouts.update_one({"_id": batch_id, flag: {"$ne": True}},
+                                          {"$set": {flag: True}}).modified_count == 1
+
+    # What decides a release ---------------------------------------------------------------
+
+    def pending_by_call(self):
+        rows = self.db.ledger.aggregate(payout_rules.bucket_balances_pipeline("pending", by_call=True))
+        return {(row["_id"]["call_id"], ledger.parse_member_account(row["_id"]["account"])[0]): row["cents"]
+                for row in rows if row["_id"].get("call_id") and row["cents"] > 0}
+
+    def call_end_times(self, call_ids):
+        calls = self._find_in("calls", "_id", call_ids, {}, {"ended_at": 1})
+        return {call["_id"]: call.get("ended_at") for call in calls}
+
+    def open_refund_calls(self, call_ids):
+        return {request["call_id"] for request in self._find_in(
+            "refund_requests", "call_id", call_ids, {"state": payout_rules.OPEN_REFUND_STATE}, {"call_id": 1})}
+
+    def dispute_keys(self, call_ids):
+        keys = {}
+        kinds = {"kind": {"$in": [ledger.DISPUTE_FREEZE, ledger.DISPUTE_WON, ledger.DISPUTE_LOST]}}
+        for transaction in self._find_in("ledger", "call_id", call_ids, kinds, {"call_id": 1}):
+            keys.setdefault(transaction["call_id"], []).append(transaction["_id"])
+        return keys
+
+    def _find_in(self, collection, field, values, query, projection):
+        values = sorted(values)
+        for start in range(0, len(values), LOOKUP_CHUNK):
+            yield from self.db[collection].find(dict(query, **{field: {"$in": values[start:start + LOOKUP_CHUNK]}}),
+                                                projection)
+
+    # What a batch pays ----------------------------------------------------------------------
+
+    def available_balances(self):
+        return {row["_id"]: row["cents"]
+                for row in self.db.ledger.aggregate(payout_rules.bucket_balances_pipeline("available"))}
+
+    def payout_emails(self, member_ids):
+        ids = [oid for oid in map(object_id, member_ids) if oid is not None]
+        return {str(member["_id"]): member.get("payout_email") or ""
+                for member in self._find_in("members", "_id", ids, {}, {"payout_email": 1})}
+
+    def book_all(self, transactions, now):
+        """Write many transactions in one round trip: {key: "booked" | "repeat" | "conflict"}
+        (a repeat has the same entries under its key, a conflict other ones)."""
+        outcome = {transaction.key: "booked" for transaction in transactions}
+        if not transactions:
+            return outcome
+        try:
+            self.db.ledger.insert_many([dict(t.document(), at=now) for t in transactions], ordered=False)
+        except pymongo.errors.BulkWriteError as failed:
+            if any(error["code"] != 11000 for error in failed.details["writeErrors"]):
+                raise
+            by_key = {transaction.key: transaction for transaction in transactions}
+            for error in failed.details["writeErrors"]:
+                key = transactions[error["index"]].key
+                stored = ledger.Transaction.from_document(self.db.ledger.find_one({"_id": key}))
+                outcome[key] = "repeat" if stored == by_key[key] else "conflict"
+        return outcome
+
+    def book(self, transaction, now):
+        """Write one ledger transaction; False if its key is booked already with the same
+        entries (a repeat), LedgerError if with other ones."""
+        try:
+            self.db.ledger.insert_one(dict(transaction.document(), at=now))
+            return True
+        except pymongo.errors.DuplicateKeyError:
+            stored = ledger.Transaction.from_document(self.db.ledger.find_one({"_id": transaction.key}))
+            if stored != transaction:
+                raise ledger.LedgerError("key_reused", f"{transaction.key} is booked with other entries") from None
+            return False

@@ -1,0 +1,23 @@
+"""A member's earnings: what is held, payable and paid out (sums of their ledger entries, never
+a stored balance), when the next payout runs, and their payouts. Read-only: the payments
+adapter and the payout scheduler write the ledger and the payouts."""
+import datetime
+
+from actors import payout_calendar, payout_rules
+from gateway.http import BaseHandler
+
+# About a year of weekly payouts.
+PAYOUTS_LIMIT = 52
+
+
+class EarningsHandler(BaseHandler):
+    async def get(self):
+        member_id = str(self.require_member()["_id"])
+        db = self.app.db
+        rows = await (await db.ledger.aggregate(payout_rules.member_balances_pipeline(member_id))).to_list()
+        cursor = db.payouts.find({"$or": [{"items.member_id": member_id}, {"skipped.member_id": member_id}]})
+        payouts = [payout_rules.payout_view(document, member_id)
+                   async for document in cursor.sort("instant", -1).limit(PAYOUTS_LIMIT)]
+        next_payout = payout_calendar.next_payouts(datetime.datetime.now(datetime.timezone.utc), 1)[0]
+        self.send_json(dict(payout_rules.member_buckets(rows, member_id), next_payout_at=next_payout.isoformat(),
+                            payouts=payouts))
