@@ -14,10 +14,13 @@ PROFILE = {"name": "M", "tier": "free", "can_charge": False}
 
 
 @pytest.fixture
-def actors():
+def actors(database_url):
     system = ActorSystem("simpleSystemBase", transientUnique=True)
     directory = system.createActor(Directory, globalName=DIRECTORY_NAME)
-    settings = Settings(member_shards=4, mongodb_url="mongodb://127.0.0.1:9/", policy=Policy(member_exit_grace_s=0.05))
+    # The directory also starts the adapters (store, mailer, payments, payout scheduler): give
+    # them a real database, or the scheduler's start-up check blocks this one-thread system.
+    settings = Settings(member_shards=4, mongodb_url=database_url, db_name="member_actors",
+                        policy=Policy(member_exit_grace_s=0.05))
     shards = system.ask(directory, Configure(settings), 5)
     assert isinstance(shards, Shards) and len(shards.addresses) == 4
     me = system.ask(directory, WhoAmI(1), 5)
