@@ -45,7 +45,8 @@ class Serve:
     def __init__(self, data_dir, **env):
         self.port = free_port()
         self.env = dict(os.environ, IK_DATA_DIR=str(data_dir), IK_PORT=str(self.port),
-                        IK_ADMIN_PORT=str(free_port()), IK_DB_PORT=str(free_port()), **env)
+                        IK_ADMIN_PORT=str(free_port()), IK_DB_PORT=str(free_port()),
+                        IK_PAYPAL_EMULATOR_PORT=str(free_port()), **env)
         self.process = None
         self.output = []
 
