@@ -83,6 +83,19 @@ def open_live(page, url):
     expect(page.locator("#live-state")).to_have_attribute("data-state", "open", timeout=STEP_MS)
 
 
+def call_and_accept(system, host, caller, host_id):
+    """Both pages open, the caller presses Call on the host's page, the host accepts the popup;
+    both pages turn into the call page. Returns the call id."""
+    open_live(host, system.url + "/")
+    open_live(caller, f"{system.url}/m/{host_id}")
+    expect(caller.locator("#call-button")).to_be_enabled(timeout=STEP_MS)
+    caller.click("#call-button")
+    host.locator("[data-incoming-call] [data-action=accept]").click(timeout=STEP_MS)
+    host.wait_for_url("**/call/*", timeout=STEP_MS)
+    caller.wait_for_url(host.url, timeout=STEP_MS)
+    return host.url.rsplit("/", 1)[1]
+
+
 def shot(page, name, docs=False, full_page=False):
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"call-{name}.png"
@@ -334,14 +347,7 @@ def test_a_caller_whose_browser_blocks_popups_pays_in_the_same_tab(browser, syst
     try:
         upgrade(system, host, host_id)
         caller.add_init_script("window.open = () => null")   # what a blocked popup returns
-        open_live(host, system.url + "/")
-        open_live(caller, f"{system.url}/m/{host_id}")
-        expect(caller.locator("#call-button")).to_be_enabled(timeout=STEP_MS)
-        caller.click("#call-button")
-        host.locator("[data-incoming-call] [data-action=accept]").click(timeout=STEP_MS)
-        host.wait_for_url("**/call/*", timeout=STEP_MS)
-        call_id = host.url.rsplit("/", 1)[1]
-        caller.wait_for_url(host.url, timeout=STEP_MS)
+        call_id = call_and_accept(system, host, caller, host_id)
         status(host, "negotiating")
         host.fill("#price", "2.50")
         host.fill("#minutes", "1")
@@ -418,14 +424,7 @@ def test_the_caller_tips_during_the_call_and_the_host_sees_it_arrive(browser, sy
     caller_context, caller, _ = member(browser, system, "Gus Generous")
     try:
         upgrade(system, host, host_id)
-        open_live(host, system.url + "/")
-        open_live(caller, f"{system.url}/m/{host_id}")
-        expect(caller.locator("#call-button")).to_be_enabled(timeout=STEP_MS)
-        caller.click("#call-button")
-        host.locator("[data-incoming-call] [data-action=accept]").click(timeout=STEP_MS)
-        host.wait_for_url("**/call/*", timeout=STEP_MS)
-        call_id = host.url.rsplit("/", 1)[1]
-        caller.wait_for_url(host.url, timeout=STEP_MS)
+        call_id = call_and_accept(system, host, caller, host_id)
         # A free call: an upgraded host takes tips all the same.
         status(host, "negotiating")
         host.fill("#price", "0")
@@ -615,13 +614,7 @@ def test_a_free_host_offers_minutes_only_and_the_caller_renegotiates_then_declin
     host_context, host, host_id = member(browser, system, "Frida Free")
     caller_context, caller, _ = member(browser, system, "Curious Caller")
     try:
-        open_live(host, system.url + "/")
-        open_live(caller, f"{system.url}/m/{host_id}")
-        expect(caller.locator("#call-button")).to_be_enabled(timeout=STEP_MS)
-        caller.click("#call-button")
-        host.locator("[data-incoming-call] [data-action=accept]").click(timeout=STEP_MS)
-        host.wait_for_url("**/call/*", timeout=STEP_MS)
-        caller.wait_for_url(host.url, timeout=STEP_MS)
+        call_and_accept(system, host, caller, host_id)
         for page in (host, caller):
             status(page, "negotiating")
 
