@@ -176,7 +176,7 @@ def test_a_paid_call_between_two_browsers(browser, system):
         expect(host).to_have_title("📞 Incoming call · interKanect")
         shot(host, "incoming-call", docs=True)
 
-        caller.wait_for_url(f"**/call/*", timeout=STEP_MS)
+        caller.wait_for_url("**/call/*", timeout=STEP_MS)
         call_id = caller.url.rsplit("/", 1)[1]
         status(caller, "ringing")
         expect(caller.locator("#cancel-button")).to_be_visible()

@@ -222,14 +222,18 @@ def receiver():
 @pytest.fixture(scope="module")
 def emulator(receiver, tmp_path_factory):
     """`interkanect paypal-emulator` as its own process on an unused port."""
+    yield from running_emulator(tmp_path_factory, "--webhook-url", receiver.url, "--webhook-id", WEBHOOK_ID,
+                                "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
+                                "--time-scale", str(TIME_SCALE), "--payout-processing-s", "0.05")
+
+
+def running_emulator(tmp_path_factory, *options):
+    """`interkanect paypal-emulator OPTIONS` on an unused port, until the generator is closed."""
     port = free_port()
     log = open(tmp_path_factory.mktemp("emulator") / "emulator.log", "ab")
     children = processes.Supervisor()
-    process = children.start("PayPal emulator", [
-        sys.executable, "-m", "interkanect.cli", "paypal-emulator", "--port", str(port),
-        "--webhook-url", receiver.url, "--webhook-id", WEBHOOK_ID, "--client-id", CLIENT_ID,
-        "--client-secret", CLIENT_SECRET, "--time-scale", str(TIME_SCALE), "--payout-processing-s", "0.05"],
-        cwd=ROOT, stdout=log, stderr=log)
+    process = children.start("PayPal emulator", [sys.executable, "-m", "interkanect.cli", "paypal-emulator",
+                                                 "--port", str(port), *options], cwd=ROOT, stdout=log, stderr=log)
     running = RunningEmulator(f"http://127.0.0.1:{port}")
     try:
         processes.wait_until(lambda: _up(running), 30, "the PayPal emulator", process=process)

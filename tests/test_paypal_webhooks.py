@@ -6,7 +6,6 @@ import asyncio
 import base64
 import datetime
 import json
-import sys
 import time
 import urllib.parse
 import zlib
@@ -21,9 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from gateway.paypal_webhooks import (REQUIRED_HEADERS, CertificateUnavailable, WebhookRefused, WebhookVerifier,
                                      fetch_certificate)
-from interkanect import processes
-from tests.conftest import ROOT, free_port, run
-from tests.test_paypal_emulator import WEBHOOK_ID, RunningEmulator, _up
+from tests.conftest import free_port, run
+from tests.test_paypal_emulator import WEBHOOK_ID, running_emulator
 
 MAX_AGE_S = 300
 EVENT = {"id": "WH-4RS12345AB678901C-5DE23456FG789012H", "event_version": "1.0", "create_time": "2026-03-06T19:00:00Z",
@@ -38,18 +36,7 @@ RAW = json.dumps(EVENT, separators=(",", ":"), ensure_ascii=False).encode()
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     """`interkanect paypal-emulator` on an unused port; it sends no webhooks, it only signs."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("emulator") / "emulator.log", "ab")
-    children = processes.Supervisor()
-    process = children.start("PayPal emulator", [
-        sys.executable, "-m", "interkanect.cli", "paypal-emulator", "--port", str(port), "--webhook-id", WEBHOOK_ID],
-        cwd=ROOT, stdout=log, stderr=log)
-    running = RunningEmulator(f"http://127.0.0.1:{port}")
-    try:
-        processes.wait_until(lambda: _up(running), 30, "the PayPal emulator", process=process)
-        yield running
-    finally:
-        children.stop_all()
+    yield from running_emulator(tmp_path_factory, "--webhook-id", WEBHOOK_ID)
 
 
 def emulator_host(emulator):

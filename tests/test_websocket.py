@@ -1,6 +1,5 @@
 """The /ws endpoint's guards, each through a real websocket: who may connect, what a bad
 frame gets back, and what closes a socket."""
-import asyncio
 
 import msgpack
 import pytest
