@@ -69,7 +69,6 @@ class Settings:
     db_name: str = "interkanect"
     admin_port: int = 19010
     member_shards: int = 8
-    cookie_secret: str = ""
     tls_cert_file: str = ""
     tls_key_file: str = ""
     smtp_host: str = ""
