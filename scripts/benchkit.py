@@ -212,6 +212,7 @@ class System:
     def _settings(self, policy):
         policy = config.Policy(**dict(dict(flood_rate_per_s=FLOOD_RATE_PER_S, flood_burst=FLOOD_BURST), **policy))
         return config.Settings(port=free_port(), admin_port=free_port(), db_port=self.db_port,
+                               paypal_emulator_port=free_port(),
                                mongodb_url=f"mongodb://127.0.0.1:{self.db_port}/?directConnection=true",
                                db_name="bench", data_dir=str(self.workdir), policy=policy)
 
@@ -239,6 +240,10 @@ class System:
     def start_app(self):
         s = self.settings
         me = [sys.executable, "-m", "interkanect.cli"]
+        if s.paypal_emulated:  # paid calls need PayPal: the local emulator, as `serve` runs it
+            from interkanect.cli import start_paypal_emulator
+            log = open(self.workdir / "paypal.log", "ab")
+            start_paypal_emulator(self.children, s, self.env, stdout=log, stderr=log)
         self.node = self._start(self.children, "node", me + ["node"])
         processes.wait_until(lambda: processes.port_listening("127.0.0.1", s.admin_port), START_TIMEOUT_S,
                              "the actor node", process=self.node)
