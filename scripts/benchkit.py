@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
 
 import msgpack  # noqa: E402
 import pymongo  # noqa: E402
+from thespian.actors import Actor  # noqa: E402
 
 from interkanect import config, processes  # noqa: E402
 
@@ -682,6 +683,15 @@ async def run_roundtrip_worker(system, spec, workdir):
 
 
 # ---------------------------------------------------------------- a whole run
+
+class BareActor(Actor):
+    """An actor that does nothing but answer: the Thespian ceiling the load generator measures.
+    Here rather than in a script run as __main__, so the actor processes can import it by name."""
+
+    def receiveMessage(self, message, sender):
+        if message == "ping":
+            self.send(sender, "pong")
+
 
 def raise_open_files_limit(wanted):
     """Take the hard limit (as `interkanect` does for its children); say so if it is below `wanted`."""

@@ -13,7 +13,11 @@ Phases, in order (each bounded; the run stops by itself):
    exchange video frames for a moment;
 4. signaling: round trips of `signal` frames caller → host's page → back, on every running call;
 5. storm: every page closes at once; all reconnect, each caller and host re-attaching to its call;
-6. end: every call hung up; processes and memory read before and after.
+6. end: every call hung up; processes and memory read before and after;
+7. ceilings (--ceilings): the same machine's bare figures in the same run: a bare Tornado
+   websocket echo holding as many sockets as members were online (memory per socket, round
+   trips with as many at once as calls ran) and bare Thespian actors (multiprocTCPBase, an
+   actor that does nothing: creation rate and memory per actor).
 
 Prints `name=value` lines (units in the names) and `#` lines saying how figures were taken:
 call setup p50/p99 (call sent → the caller's page reads `running`), signaling round trip
@@ -28,8 +32,9 @@ import sys
 import time
 
 from bench_calls import Mailbox, close_pages, upgrade_hosts
-from benchkit import (bring_online, comment, cpu_line, emit, idle_window, insert_accounts, memory_reading,
-                      percentile, progress, raise_open_files_limit, run_bench, sign_up_through_api, system_cpu_watch)
+from benchkit import (WebsocketsClient, bring_online, comment, cpu_line, emit, free_port, idle_window,
+                      insert_accounts, memory_of, memory_reading, percentile, progress, raise_open_files_limit,
+                      run_bench, session_pids, sign_up_through_api, start_echo, system_cpu_watch)
 
 FRAME_TIMEOUT_S = 60          # one expected frame under load on a shared 2-core machine
 PAID_PRICE_CENTS = 1500
@@ -246,6 +251,76 @@ async def end_phase(calls, errors):
     await asyncio.gather(*(errors.guard("end", hang_up(call)) for call in calls))
 
 
+# ---------------------------------------------------------------- the machine's ceilings
+
+def bare_thespian(count):
+    """(actors created per second, PSS kB per actor) for `count` actors that do nothing, in a
+    multiprocTCPBase system of their own (one process per actor, as ours are)."""
+    from thespian.actors import ActorSystem
+    from interkanect import processes
+    admin_port = free_port()
+    system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": admin_port}, transientUnique=True)
+    sessions = processes.actor_system_sessions(admin_port)
+    try:
+        def pss():
+            return memory_of([pid for sid in sessions for pid in session_pids(sid)])["Pss"]
+        before = pss()
+        started = time.monotonic()
+        actors = [system.createActor("benchkit.BareActor") for _ in range(count)]
+        created_s = time.monotonic() - started
+        for actor in actors:  # each really runs: it answers
+            if system.ask(actor, "ping", 30) != "pong":
+                raise RuntimeError("a bare actor did not answer")
+        time.sleep(1)  # let the processes settle before reading memory
+        return count / created_s, (pss() - before) / count
+    finally:
+        system.shutdown()
+        processes.kill_sessions(sessions)
+
+
+async def bare_tornado(system, workdir, sockets, concurrent):
+    """(PSS kB per socket, round-trip samples in ms) of the bare echo with `sockets` open and
+    `concurrent` clients doing the signaling phase's round trips at once."""
+    echo, port = start_echo(system, workdir)
+    url = f"ws://127.0.0.1:{port}/ws"
+    before = memory_of([echo.pid])["Pss"]
+    clients = []
+    for _ in range(sockets):
+        clients.append(await WebsocketsClient.connect(url, None, {}))
+    await asyncio.sleep(1)  # settle before reading memory
+    per_socket_kb = (memory_of([echo.pid])["Pss"] - before) / sockets
+    samples = []
+
+    async def round_trips_of(client):
+        for seq in range(SIGNAL_ROUND_TRIPS):
+            started = time.monotonic()
+            await client.send(b"x" * 120)  # about a relayed candidate frame
+            await client.recv()
+            samples.append(1000 * (time.monotonic() - started))
+    await asyncio.gather(*(round_trips_of(c) for c in clients[:concurrent]))
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    echo.terminate()
+    return per_socket_kb, samples
+
+
+async def ceilings_phase(system, args, workdir, figures):
+    members, calls = figures["members_online"], max(1, figures["calls_running"])
+    progress(f"ceilings: a bare Tornado echo with {members} sockets, {calls} round-tripping at once")
+    per_socket_kb, samples = await bare_tornado(system, workdir, members, calls)
+    emit("bare_tornado_pss_per_socket_kb", per_socket_kb)
+    emit("bare_tornado_rt_p50_ms", percentile(samples, 50))
+    emit("bare_tornado_rt_p99_ms", percentile(samples, 99))
+    if "signal_rt_p99_ms" in figures:
+        emit("signal_rt_p99_ratio", figures["signal_rt_p99_ms"] / percentile(samples, 99))
+    count = min(args.members, args.bare_actors)
+    progress(f"ceilings: {count} bare Thespian actors")
+    per_s, per_actor_kb = await asyncio.get_running_loop().run_in_executor(None, bare_thespian, count)
+    emit("bare_thespian_actors_per_s", per_s)
+    emit("bare_thespian_pss_per_actor_mb", per_actor_kb / 1024)
+    comment("ceilings: measured in this run beside the figures above; the member's memory goal (3 MB) is judged "
+            "against bare_thespian_pss_per_actor_mb, the relay against the bare echo")
+
+
 # ---------------------------------------------------------------- the run
 
 async def load(system, args, workdir):
@@ -267,6 +342,7 @@ async def load(system, args, workdir):
     wall_s, used = watch.stop()
     for failure in failures:
         errors.add("online", failure)
+    figures = {"members_online": len(pages)}
     emit("members_online", len(pages))
     emit("online_s", online_s)
     comment(cpu_line(f"bringing {len(pages)} members online", wall_s, used))
@@ -282,6 +358,7 @@ async def load(system, args, workdir):
     calls = await steady_phase(pairs, args, errors)
     wall_s, used = watch.stop()
     setups = [call.setup_ms for call in calls]
+    figures["calls_running"] = len(calls)
     emit("calls_running", len(calls))
     emit("paid_calls_running", sum(call.paid for call in calls))
     if setups:
@@ -309,6 +386,7 @@ async def load(system, args, workdir):
     progress(f"signaling: {SIGNAL_ROUND_TRIPS} round trips on each of {len(calls)} calls at once")
     samples = await signaling_phase(calls, errors)
     if samples:
+        figures["signal_rt_p99_ms"] = percentile(samples, 99)
         emit("signal_rt_p50_ms", percentile(samples, 50))
         emit("signal_rt_p99_ms", percentile(samples, 99))
     comment("signaling round trip: a `signal` candidate from the caller's page, relayed to the host's page, sent "
@@ -334,6 +412,8 @@ async def load(system, args, workdir):
         emit("node_pss_per_call_mb", (calls_memory["node"]["Pss"] - online_memory["node"]["Pss"]) / 1024 / len(calls))
     emit("gateway_pss_per_member_kb", (online_memory["gateway"]["Pss"] - base["gateway"]["Pss"]) / members)
     emit("node_pss_total_mb", calls_memory["node"]["Pss"] / 1024)
+    if args.ceilings:
+        await ceilings_phase(system, args, workdir, figures)
     emit("errors", sum(errors.by_phase.values()))
     for phase, count in errors.by_phase.items():
         emit(f"errors_{phase}", count)
@@ -349,6 +429,9 @@ def parse_args(argv):
     p.add_argument("--rate", type=float, default=5, help="calls placed per second in the steady phase")
     p.add_argument("--media", type=int, help="of the calls, those with aiortc video (default 4; quick 2)")
     p.add_argument("--no-storm", dest="storm", action="store_false", help="skip the reconnect storm")
+    p.add_argument("--ceilings", action="store_true", help="also measure a bare Tornado echo and bare Thespian "
+                                                           "actors in this run")
+    p.add_argument("--bare-actors", type=int, default=200, help="bare Thespian actors created for the ceilings")
     p.add_argument("--open-window", type=int, default=32, help="pages waiting for their hello at once")
     p.add_argument("--settle-s", type=float, default=3, help="idle seconds before memory is read")
     p.add_argument("--time-limit-s", type=float, help="give up after this long (default 1800; quick 300)")
