@@ -3,14 +3,19 @@
 // it, send the member's choices, and run the peer-to-peer media while the call allows it.
 
 import * as api from "./api.js";
-import { CallView, otherSide } from "./callui.js";
+import { bindRoomTabs, CallView, otherSide } from "./callui.js";
+import { Chat } from "./chat.js";
+import { CheckWords } from "./checkwords.js";
 import { FormError, handleForm } from "./forms.js";
 import { FrameError } from "./live.js";
 import { pageReady } from "./page.js";
 import { PayPalCheckout } from "./paypal.js";
+import { Readiness } from "./readiness.js";
+import { RoomLog } from "./roomlog.js";
 import { PeerLink } from "./rtc.js";
 import { centsFromDollars, secondsFromMinutes } from "./terms.js";
 import { Tips } from "./tips.js";
+import { Whiteboard } from "./whiteboard.js";
 
 // Events after which media must be (re)started by the caller when it is not up.
 const START_MEDIA_EVENTS = new Set(["accepted", "payment_captured", "running", "peer_back", "joined", "restored",
@@ -36,22 +41,34 @@ function mediaChoices() {
   }
 }
 
-/** The camera and microphone; audio only when the camera fails; null when nothing opens. */
+/**
+ * The camera and microphone: {stream, camera, microphone}, each device "ok" or the name of its
+ * error (the readiness check shows them). Audio only when the camera fails, video only when the
+ * microphone fails; stream null when nothing opens.
+ */
 async function openLocalMedia(view) {
   if (!navigator.mediaDevices?.getUserMedia) {
     view.mediaNote(`This browser cannot use a camera or microphone here: ${ONE_WAY}.`);
-    return null;
+    return { stream: null, camera: "NotSupportedError", microphone: "NotSupportedError" };
   }
+  const open = (constraints) => navigator.mediaDevices.getUserMedia(constraints);
   try {
-    return await navigator.mediaDevices.getUserMedia({ audio: true, video: CAMERA });
-  } catch (cameraError) {
+    return { stream: await open({ audio: true, video: CAMERA }), camera: "ok", microphone: "ok" };
+  } catch (bothError) {
     try {
-      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-      view.mediaNote(`Your camera is not available (${cameraError.name}), so you are on audio only.`);
-      return stream;
+      const stream = await open({ audio: true });
+      view.mediaNote(`Your camera is not available (${bothError.name}), so you are on audio only.`);
+      return { stream, camera: bothError.name, microphone: "ok" };
     } catch (microphoneError) {
-      view.mediaNote(`No camera or microphone could be opened (${microphoneError.name}): ${ONE_WAY}.`);
-      return null;
+      try {
+        const stream = await open({ video: CAMERA });
+        view.mediaNote(`Your microphone is not available (${microphoneError.name}): the other side sees you but `
+          + "cannot hear you.");
+        return { stream, camera: "ok", microphone: microphoneError.name };
+      } catch {
+        view.mediaNote(`No camera or microphone could be opened (${microphoneError.name}): ${ONE_WAY}.`);
+        return { stream: null, camera: bothError.name, microphone: microphoneError.name };
+      }
     }
   }
 }
@@ -69,13 +86,26 @@ export class CallPage {
     this.choices = mediaChoices();
     this.checkout = new PayPalCheckout(callId, (step) => this.view.setPaymentStep(step));
     this.tips = new Tips({ live }, callId);
-    this.localMedia = openLocalMedia(this.view).then((stream) => this.showLocal(stream));
+    const media = openLocalMedia(this.view);
+    this.localMedia = media.then(({ stream }) => this.showLocal(stream));
+    // The room: chat, whiteboard and check words ride the connection's data channels.
+    this.chat = new Chat(callId, { onUnread: (count) => this.view.setUnread(count) });
+    this.whiteboard = new Whiteboard(callId, null);
+    this.checkWords = new CheckWords();
+    this.roomLog = new RoomLog(callId, me.display_name);
+    this.readiness = new Readiness({ media, live, onChange: () => this.gatePay() });
     this.link = new PeerLink({
       role: null, localMedia: this.localMedia,
       send: (fields) => this.sendSignal(fields),
       onRemoteStream: (stream) => this.showRemote(stream),
       onState: (mediaState) => this.view.setMediaState(mediaState),
       onStalled: () => this.restartMedia(),
+      onChannels: (channels) => {
+        this.chat.attach(channels?.chat ?? null);
+        this.whiteboard.attach(channels?.whiteboard ?? null);
+        this.checkWords.attach(channels?.checkwords ?? null);
+      },
+      onSecured: (descriptions) => this.checkWords.secured(descriptions),
     });
   }
 
@@ -121,11 +151,33 @@ export class CallPage {
     this.checkout.update(state);
     this.view.paymentStep = this.checkout.step;
     this.view.render(state, previous);
+    this.renderRoom(state);
     this.tips.onState(state);   // a tip never touches the media
     this.link.role = state.role;
     this.syncMedia(state);
     if (state.state === "ended") this.finish();
     this.markReady();
+  }
+
+  // The room follows the call: names, the readiness check while terms are talked, the log.
+  renderRoom(state) {
+    const other = otherSide(state);
+    this.chat.setNames("You", other.name);
+    this.whiteboard.board.author = state.role;
+    this.readiness.show(state.state === "negotiating", state.ice_servers);
+    this.gatePay();
+    if (state.state !== "ringing") this.roomLog.refresh();
+  }
+
+  // The caller's Pay button waits for the readiness check (and for "Pay anyway" after a problem).
+  gatePay() {
+    const button = document.getElementById("pay-button");
+    const held = this.state?.role === "caller" ? this.readiness.payHeldBack() : null;
+    const waiting = [...this.requests.values()].includes(button);
+    button.disabled = waiting || Boolean(held);
+    const note = document.getElementById("pay-held");
+    note.hidden = !held;
+    note.textContent = held || "";
   }
 
   syncMedia(state) {
@@ -149,6 +201,8 @@ export class CallPage {
 
   finish() {
     this.link.close();
+    this.chat.end();
+    this.checkWords.end();
     this.localMedia.then((stream) => stream?.getTracks().forEach((track) => track.stop()));
   }
 
@@ -176,6 +230,7 @@ export class CallPage {
   releaseButtons() {
     for (const button of this.requests.values()) if (button) button.disabled = false;
     this.requests.clear();
+    this.gatePay();
   }
 
   sendSignal(fields) {
@@ -215,6 +270,7 @@ export class CallPage {
     if (call && call.state === "ended") {
       this.finish();
       this.view.renderEndedFromHistory(call);
+      this.roomLog.refresh();
     } else {
       this.view.showError(call ? error : { code: error.code,
         message: "there is no call at this address that you take part in" });
@@ -248,6 +304,14 @@ export class CallPage {
     on("sound-button", () => this.unmuteRemote());
     this.bindTermsForm();
     this.tips.bind();
+    this.chat.bind();
+    this.whiteboard.bind();
+    this.readiness.bind();
+    bindRoomTabs((tab) => {
+      this.chat.setVisible(tab === "tab-chat");
+      if (tab === "tab-board") this.whiteboard.resize();
+      if (tab === "tab-log") this.roomLog.refresh();
+    });
   }
 
   bindTermsForm() {

@@ -129,6 +129,7 @@ export class CallView {
     this.renderPanel(state, previous);
     show("suspended-overlay", state.state === "awaiting_payment");
     show("hangup-button", state.state !== "ended");
+    show("room", !["loading", "ringing"].includes(state.state));   // chat, whiteboard, log: once answered
     if (state.state !== "running") this.hideWarning();
     this.renderPlaceholder();
     this.tick();
@@ -401,6 +402,42 @@ export class CallView {
   connectionLost(lost) {
     show("connection-lost", lost);
   }
+
+  /** Messages from the other side not read yet, on the Chat tab. */
+  setUnread(count) {
+    const badge = byId("chat-unread");
+    badge.hidden = !count;
+    badge.textContent = count ? `${count} new` : "";
+  }
+}
+
+/**
+ * The room's tabs (Chat, Whiteboard, Call log), as the ARIA tabs pattern has them: one tab
+ * in the Tab order, arrows / Home / End move between them. `onShow(tab id)` after each change.
+ */
+export function bindRoomTabs(onShow) {
+  const tabs = [...document.querySelectorAll("#room [role=tab]")];
+  const select = (tab, focus) => {
+    for (const each of tabs) {
+      const on = each === tab;
+      each.setAttribute("aria-selected", String(on));
+      each.tabIndex = on ? 0 : -1;
+      byId(each.getAttribute("aria-controls")).hidden = !on;
+    }
+    if (focus) tab.focus();
+    onShow(tab.id);
+  };
+  const moves = { ArrowRight: 1, ArrowLeft: -1, Home: "first", End: "last" };
+  tabs.forEach((tab, index) => {
+    tab.addEventListener("click", () => select(tab, false));
+    tab.addEventListener("keydown", (event) => {
+      const move = moves[event.key];
+      if (move === undefined) return;
+      event.preventDefault();
+      const next = move === "first" ? 0 : move === "last" ? tabs.length - 1 : (index + move + tabs.length) % tabs.length;
+      select(tabs[next], true);
+    });
+  });
 }
 
 function countdownSpan(toMs) {

@@ -10,6 +10,13 @@ const PENDING_CANDIDATES_MAX = 100;
 // The caller's offer id travels in the answer as this session attribute, so an answer to an
 // older offer (still in flight when the caller started again) is recognised and ignored.
 const OFFER_TAG = "a=x-interkanect-offer:";
+// The room's data channels: negotiated with fixed ids, so both sides create them on every new
+// connection without any extra signaling (the offer carries one m=application section), and the
+// server relays nothing but that SDP. A new connection means new channels: the modules rebind.
+export const DATA_CHANNELS = Object.freeze({ chat: 0, whiteboard: 1, checkwords: 2 });
+// One DTLS certificate per page, reused by every connection it makes: the encryption check words
+// then stay the same across the reconnects of a call (payment, a dropped link) until a refresh.
+const CERTIFICATE = { name: "ECDSA", namedCurve: "P-256" };
 
 /** The ICE username fragment of a session description (its first one: the media is bundled). */
 export function iceUfrag(sdp) {
@@ -46,10 +53,16 @@ export class PeerLink {
    * role: "caller" (offers) or "host" (answers); send(fields): send a signal frame's fields;
    * localMedia: a promise of the local MediaStream (or null without camera and microphone);
    * onRemoteStream(stream | null); onState("idle" | "new" | "connecting" | "connected" |
-   * "disconnected" | "failed" | "closed"); onStalled(): the connection did not come up.
+   * "disconnected" | "failed" | "closed"); onStalled(): the connection did not come up;
+   * onChannels({chat, whiteboard, checkwords} | null): the data channels of a new connection
+   * (null: gone); onSecured({local, remote}): the SDPs of a connection that came up.
    */
-  constructor({ role, send, localMedia, onRemoteStream, onState, onStalled }) {
-    Object.assign(this, { role, send, localMedia, onRemoteStream, onState, onStalled });
+  constructor({ role, send, localMedia, onRemoteStream, onState, onStalled, onChannels = () => {},
+    onSecured = () => {} }) {
+    Object.assign(this, { role, send, localMedia, onRemoteStream, onState, onStalled, onChannels, onSecured });
+    this.certificate = null;
+    RTCPeerConnection.generateCertificate?.(CERTIFICATE).then((certificate) => { this.certificate = certificate; },
+      (error) => console.warn(`interKanect: no reusable DTLS certificate: ${error.message}`));
     this.pc = null;
     this.generation = 0;           // bumped by every start and close: late async steps check it
     this.offerId = null;           // the caller's current offer
@@ -153,6 +166,7 @@ export class PeerLink {
       this.pc.close();
       this.pc = null;
       this.onRemoteStream(null);
+      this.onChannels(null);   // closing the connection closes its channels without a close event
       this.onState("idle");
     }
     this.outgoing = [];
@@ -169,7 +183,8 @@ export class PeerLink {
     this.close();
     if (iceServers) this.iceServers = iceServers;
     const generation = this.generation;
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers || [] });
+    const certificates = this.certificate && this.certificate.expires > Date.now() ? [this.certificate] : undefined;
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers || [], certificates });
     pc.onicecandidate = (event) => {
       if (!event.candidate || !event.candidate.candidate) return;
       const fields = { kind: "candidate", candidate: candidateFields(event.candidate) };
@@ -182,10 +197,15 @@ export class PeerLink {
     pc.onconnectionstatechange = () => {
       if (generation !== this.generation) return;
       this.onState(pc.connectionState);
-      if (pc.connectionState === "connected") clearTimeout(this.watchdog);
+      if (pc.connectionState === "connected") {
+        clearTimeout(this.watchdog);
+        this.onSecured({ local: pc.localDescription?.sdp, remote: pc.remoteDescription?.sdp });
+      }
       if (pc.connectionState === "failed" && this.role === "caller") this.stalled(generation);
     };
     this.pc = pc;
+    this.onChannels(Object.fromEntries(Object.entries(DATA_CHANNELS).map(([label, id]) =>
+      [label, pc.createDataChannel(label, { negotiated: true, id })])));
     this.onState("new");
     return generation;
   }
