@@ -22,7 +22,9 @@ function link(id, href, text) {
   a.id = id;
   a.href = href;
   a.textContent = text;
-  if (location.pathname === href) a.setAttribute("aria-current", "page");
+  // A section's own pages count as it: /history/<call id> is still History.
+  const here = location.pathname;
+  if (here === href || (href !== "/" && here.startsWith(href + "/"))) a.setAttribute("aria-current", "page");
   return a;
 }
 
@@ -62,7 +64,10 @@ function drawNav(me, live) {
   const nav = document.getElementById("site-nav");
   const items = [link("nav-directory", "/", "Directory")];
   if (me) {
-    items.push(liveIndicator(live), link("nav-account", "/account", "Account"), logOutButton(live));
+    items.push(liveIndicator(live), link("nav-history", "/history", "History"),
+      link("nav-earnings", "/earnings", "Earnings"));
+    if (me.operator) items.push(link("nav-operator", "/operator/refunds", "Operator"));
+    items.push(link("nav-account", "/account", "Account"), logOutButton(live));
   } else {
     items.push(link("nav-login", "/login", "Log in"), link("nav-signup", "/signup", "Sign up"));
   }
