@@ -3,7 +3,9 @@ page, the certificate URL, and the /emulator control API), its state, start and 
 import asyncio
 import base64
 import binascii
+import collections
 import datetime
+import fnmatch
 import json
 import logging
 import signal
@@ -14,7 +16,7 @@ import tornado.web
 from paypal_emulator import approval, ids
 from paypal_emulator.delivery import WebhookSender
 from paypal_emulator.disputes import Disputes
-from paypal_emulator.events import timestamp
+from paypal_emulator.events import Event, timestamp
 from paypal_emulator.errors import (ORDERS_API, PAYMENTS_API, PayoutsError, PayPalError, authentication_failure,
                                     internal, invalid)
 from paypal_emulator.faults import FaultError, Faults
@@ -24,9 +26,12 @@ from paypal_emulator.money import AmountError, parse_cents
 from paypal_emulator.orders import Orders
 from paypal_emulator.payments import Payments
 from paypal_emulator.payouts import Payouts
+from paypal_emulator.subscriptions import PRODUCTS_API, SUBSCRIPTIONS_API, Subscriptions, consent_page
 from paypal_emulator.webhooks import AUTH_ALGO, SigningKey, envelope, serialize, verify
 
 log = logging.getLogger(__name__)
+# How many API requests GET /emulator/requests keeps.
+REQUEST_LOG_SIZE = 10_000
 access_log = logging.getLogger("tornado.access")
 
 ID = r"([^/]+)"
@@ -84,7 +89,11 @@ class Emulator:
         self.orders = Orders(self.urls, self.payments, request_ids, merchant)
         self.payouts = Payouts(self.urls, request_ids, settings.payout_item_fee_cents, settings.payout_rules)
         self.disputes = Disputes(self.urls, self.payments)
+        self.subscriptions = Subscriptions(self.urls, request_ids)
+        self._billing_timers = {}  # subscription id -> the timer of its next billing
         self.faults = Faults()
+        # Every API request as it came in (newest last): what a test checks retries against.
+        self.requests = collections.deque(maxlen=REQUEST_LOG_SIZE)
         self.tokens = Tokens(settings.token_ttl_s)
         self.signing_key = SigningKey.generate(clock())
         self.webhooks = None  # needs the running loop: made in start()
@@ -109,7 +118,18 @@ class Emulator:
             (r"/v1/notifications/webhooks-events/" + ID + "/resend", ResendEventHandler, a),
             (r"/v1/notifications/certs/" + ID, CertificateHandler, a),
             (r"/checkoutnow", CheckoutPageHandler, a),
+            (r"/v1/catalogs/products", CreateProductHandler, a),
+            (r"/v1/catalogs/products/" + ID, ProductHandler, a),
+            (r"/v1/billing/plans", PlansHandler, a),
+            (r"/v1/billing/plans/" + ID, PlanHandler, a),
+            (r"/v1/billing/subscriptions", CreateSubscriptionHandler, a),
+            (r"/v1/billing/subscriptions/" + ID, SubscriptionHandler, a),
+            (r"/v1/billing/subscriptions/" + ID + "/cancel", CancelSubscriptionHandler, a),
+            (r"/webapps/billing/subscriptions", SubscriptionConsentHandler, a),
+            (r"/emulator/subscriptions/" + ID + "/advance", AdvanceSubscriptionHandler, a),
+            (r"/emulator/billing-clock", BillingClockHandler, a),
             (r"/emulator/health", HealthHandler, a),
+            (r"/emulator/requests", RequestLogHandler, a),
             (r"/emulator/faults", FaultsHandler, a),
             (r"/emulator/faults/" + ID, FaultHandler, a),
             (r"/emulator/webhook", WebhookConfigHandler, a),
@@ -132,7 +152,7 @@ class Emulator:
             self.server.add_sockets(sockets)
 
     async def stop(self):
-        for timer in self._timers:
+        for timer in self._timers + list(self._billing_timers.values()):
             timer.cancel()
         if self.server:
             self.server.stop()
@@ -158,6 +178,26 @@ class Emulator:
             fault = self.faults.take("payout_item_outcome")
             return fault.outcome if fault else None
         self.emit(self.payouts.process(batch_id, self.clock(), forced_outcome))
+
+    def watch_billing(self, subscription_id):
+        """(Re)arm the timer that bills an ACTIVE subscription at its next billing time."""
+        timer = self._billing_timers.pop(subscription_id, None)
+        if timer:
+            timer.cancel()
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription.status == "ACTIVE" and subscription.next_billing_time:
+            delay_s = max(0.0, (subscription.next_billing_time - self.clock()).total_seconds())
+            self._billing_timers[subscription_id] = asyncio.get_running_loop().call_later(
+                delay_s, self._bill, subscription_id)
+
+    def _bill(self, subscription_id):
+        self._billing_timers.pop(subscription_id, None)
+        try:
+            events = self.subscriptions.bill_due(subscription_id, self.clock())
+        except ValueError:  # cancelled meanwhile
+            return
+        self.emit(events)
+        self.watch_billing(subscription_id)
 
     def verification_status(self, request):
         """POST /v1/notifications/verify-webhook-signature: the CRC is taken over the bytes that
@@ -205,6 +245,9 @@ class ApiHandler(BaseHandler):
         self.answer_delay_s = 0.0
         self.debug_id = ids.debug_id()
         self.set_header("Paypal-Debug-Id", self.debug_id)
+        self.emulator.requests.append({"method": self.request.method, "path": self.request.path,
+                                       "paypal_request_id": self.request.headers.get("PayPal-Request-Id"),
+                                       "at": timestamp(self.now())})
         if self.requires_token and not self.emulator.tokens.valid(self.request.headers.get("Authorization"),
                                                                   self.now()):
             raise authentication_failure()
@@ -493,6 +536,141 @@ class CheckoutPageHandler(BaseHandler):
         self.finish(page)
 
 
+class CreateProductHandler(ApiHandler):
+    api = PRODUCTS_API
+
+    async def post(self):
+        subscriptions = self.emulator.subscriptions
+        product, created = subscriptions.create_product(self.json_body(), self.request_id, self.now())
+        await self.respond(subscriptions.product_json(product), 201 if created else 200)
+
+
+class ProductHandler(ApiHandler):
+    api = PRODUCTS_API
+
+    async def get(self, product_id):
+        subscriptions = self.emulator.subscriptions
+        await self.respond(subscriptions.product_json(subscriptions.product(product_id)))
+
+
+class PlansHandler(ApiHandler):
+    """POST creates a plan (minimal answer unless Prefer: return=representation); GET lists."""
+
+    api = SUBSCRIPTIONS_API
+
+    async def post(self):
+        subscriptions = self.emulator.subscriptions
+        plan, created = subscriptions.create_plan(self.json_body(), self.request_id, self.now())
+        await self.respond(subscriptions.plan_json(plan, full=self.wants_representation), 201 if created else 200)
+
+    async def get(self):
+        subscriptions, argument = self.emulator.subscriptions, self.get_query_argument
+        plan_ids = argument("plan_ids", None)
+        plans, total = subscriptions.list_plans(argument("product_id", None),
+                                                plan_ids.split(",") if plan_ids else None,
+                                                argument("page_size", None), argument("page", None))
+        body = {"plans": [subscriptions.plan_json(plan, full=False) for plan in plans]}
+        if argument("total_required", "false") == "true":
+            size = int(argument("page_size", None) or 10)
+            body.update(total_items=total, total_pages=-(-total // size))
+        body["links"] = [{"href": self.request.full_url(), "rel": "self", "method": "GET"}]
+        await self.respond(body)
+
+
+class PlanHandler(ApiHandler):
+    api = SUBSCRIPTIONS_API
+
+    async def get(self, plan_id):
+        subscriptions = self.emulator.subscriptions
+        await self.respond(subscriptions.plan_json(subscriptions.plan(plan_id)))
+
+
+class CreateSubscriptionHandler(ApiHandler):
+    api = SUBSCRIPTIONS_API
+
+    async def post(self):
+        subscriptions = self.emulator.subscriptions
+        subscription, created = subscriptions.create(self.json_body(allow_empty=True), self.request_id, self.now())
+        if created:
+            self.emulator.emit([Event("BILLING.SUBSCRIPTION.CREATED", "subscription", "Subscription created",
+                                      subscriptions.to_json(subscription))])
+        await self.respond(subscriptions.to_json(subscription, full=self.wants_representation),
+                           201 if created else 200)
+
+
+class SubscriptionHandler(ApiHandler):
+    api = SUBSCRIPTIONS_API
+
+    async def get(self, subscription_id):
+        subscriptions = self.emulator.subscriptions
+        await self.respond(subscriptions.to_json(subscriptions.get(subscription_id)))
+
+
+class CancelSubscriptionHandler(ApiHandler):
+    """POST …/cancel {"reason"}: CANCELLED, 204 with no body."""
+
+    api = SUBSCRIPTIONS_API
+
+    async def post(self, subscription_id):
+        subscriptions = self.emulator.subscriptions
+        subscriptions.get(subscription_id)  # 404 before a body complaint, as PayPal checks the path first
+        events = subscriptions.cancel(subscription_id, self.json_body(allow_empty=True), self.now())
+        self.emulator.watch_billing(subscription_id)
+        self.emulator.emit(events)
+        if self.answer_delay_s:  # faults, as respond() does for answers with a body
+            await asyncio.sleep(self.answer_delay_s)
+        if self.response_lost:
+            self.detach().close()
+            return
+        self.set_status(204)
+        self.finish()
+
+
+class SubscriptionConsentHandler(CheckoutPageHandler):
+    """The payer's consent page behind a subscription's approve link. Approve: ACTIVE, the
+    first cycle billed, and the browser sent to return_url with subscription_id, ba_token and
+    token added; cancel: back to cancel_url, the subscription still APPROVAL_PENDING."""
+
+    def get(self):
+        subscription = self._subscription(self.get_query_argument("ba_token", ""))
+        if subscription.status != "APPROVAL_PENDING":
+            self._page(422, approval.message_page("Not available", f"This subscription is "
+                                                                   f"{subscription.status.lower()}."))
+            return
+        subscriptions = self.emulator.subscriptions
+        self._page(200, consent_page(subscription, subscriptions.plans[subscription.plan_id],
+                                     self.emulator.settings.merchant_email))
+
+    def post(self):
+        subscription = self._subscription(self.get_body_argument("ba_token", ""))
+        action = self.get_body_argument("action", "")
+        back = dict(subscription_id=subscription.id, ba_token=subscription.ba_token, token=subscription.token)
+        if action == "cancel":
+            self._leave(subscription.cancel_url, "Subscription cancelled", "You cancelled; nothing was paid.",
+                        ba_token=subscription.ba_token, token=subscription.token)
+            return
+        if action != "approve":
+            self._page(400, approval.message_page("Bad request", "Choose Agree & Subscribe or Cancel."))
+            return
+        payer_email = self.get_body_argument("payer_email", "") or approval.DEFAULT_PAYER_EMAIL
+        try:
+            events = self.emulator.subscriptions.approve(subscription.id, payer_email, self.now())
+        except ValueError:
+            self._page(422, approval.message_page("Not available", f"This subscription is "
+                                                                   f"{subscription.status.lower()}."))
+            return
+        self.emulator.emit(events)
+        self.emulator.watch_billing(subscription.id)
+        self._leave(subscription.return_url, "Subscribed", "You subscribed; you can close this window.", **back)
+
+    def _subscription(self, ba_token):
+        subscription = self.emulator.subscriptions.by_ba_token(ba_token)
+        if subscription is None:
+            self._page(404, approval.message_page("Not found", "There is no subscription with this token."))
+            raise tornado.web.Finish()
+        return subscription
+
+
 class ControlHandler(BaseHandler):
     """The /emulator control API: plain JSON, errors as {"error": {"code", "message"}}."""
 
@@ -573,6 +751,15 @@ class DeliveriesHandler(ControlHandler):
                                        if event_type in (None, delivery.event_type)]})
 
 
+class RequestLogHandler(ControlHandler):
+    """The API requests received, oldest first (the last REQUEST_LOG_SIZE); ?path= narrows to a glob."""
+
+    def get(self):
+        pattern = self.get_query_argument("path", None)
+        self.send_json({"requests": [entry for entry in self.emulator.requests
+                                     if pattern is None or fnmatch.fnmatchcase(entry["path"], pattern)]})
+
+
 class SignHandler(ControlHandler):
     """PayPal's headers for any body, transmission time and webhook id, signed with this
     emulator's key: what a test needs to forge a stale or replayed delivery that is correctly
@@ -647,6 +834,39 @@ class ReturnPayoutItemHandler(ControlHandler):
             raise ControlError(409, "wrong_state", str(error)) from None
         self.emulator.emit(events)
         self.send_json(payouts.item_json(payouts.item(item_id)))
+
+
+class AdvanceSubscriptionHandler(ControlHandler):
+    """{"to": "next_cycle"}: the next billing time comes now; {"to": "end"}: the subscription
+    runs out (remaining cycles billed, then EXPIRED)."""
+
+    def post(self, subscription_id):
+        to = self.json_body().get("to", "next_cycle")
+        if to not in ("next_cycle", "end"):
+            raise ControlError(400, "invalid_to", 'to is "next_cycle" or "end"')
+        subscriptions = self.emulator.subscriptions
+        try:
+            events = subscriptions.advance(subscription_id, to, self.now())
+        except ValueError as error:
+            raise ControlError(409, "wrong_state", str(error)) from None
+        self.emulator.emit(events)
+        self.emulator.watch_billing(subscription_id)
+        self.send_json(subscriptions.to_json(subscriptions.get(subscription_id)))
+
+
+class BillingClockHandler(ControlHandler):
+    """How long a billing DAY lasts in this emulator ({"day_s": 86400}); a small one makes a
+    monthly plan renew (and a cancelled one run out) in seconds. Applies from the next billing."""
+
+    def get(self):
+        self.send_json({"day_s": self.emulator.subscriptions.day_s})
+
+    def put(self):
+        day_s = self.json_body().get("day_s")
+        if isinstance(day_s, bool) or not isinstance(day_s, (int, float)) or not 0.001 <= day_s <= 86400:
+            raise ControlError(400, "invalid_day_s", "day_s is a number of seconds from 0.001 to 86400")
+        self.emulator.subscriptions.day_s = float(day_s)
+        self.get()
 
 
 async def run(settings):

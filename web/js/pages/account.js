@@ -1,4 +1,5 @@
-// The member's own account (/account): profile, payout email, avatar and tier.
+// The member's own account (/account): profile, payout email, avatar, tier and the upgrade
+// subscription (subscribe on PayPal's page, see when it renews or ends, cancel).
 
 import * as api from "../api.js";
 import { avatar } from "../avatar.js";
@@ -41,6 +42,100 @@ function showPlan(member) {
   charge.textContent = member.can_charge ? "You can host paid calls."
     : member.tier === "upgraded" ? "Add a PayPal payout email to host paid calls and receive tips."
       : "Paid calls and tips come with the upgraded tier and a PayPal payout email.";
+}
+
+const INTERVAL_WORDS = { DAY: "a day", WEEK: "a week", MONTH: "a month", YEAR: "a year" };
+// What PayPal's return (or leaving its page) added to /account?upgrade=…
+const RETURN_NOTES = {
+  cancelled: "You left PayPal without subscribing; nothing was charged.",
+  pending: "PayPal has not confirmed your subscription yet; reload this page in a moment.",
+};
+
+function dollars(cents) {
+  return `$${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, "0")}`;
+}
+
+function priceText(item) {
+  return `${dollars(item.price_cents)} ${INTERVAL_WORDS[item.interval] || ""}`.trim();
+}
+
+function dateText(iso) {
+  return new Date(iso).toLocaleString(undefined, { dateStyle: "long", timeStyle: "short" });
+}
+
+// One sentence on the subscription: renewing, or over with the paid period running on.
+function subscriptionText(subscription, tier) {
+  if (subscription.status === "ACTIVE") {
+    const price = subscription.price_cents ? ` at ${priceText(subscription)}` : "";
+    return `Your upgrade subscription renews on ${dateText(subscription.renews_at)}${price}.`;
+  }
+  const why = { CANCELLED: "cancelled", SUSPENDED: "suspended by PayPal", EXPIRED: "over" }[subscription.status];
+  if (tier === "upgraded" && subscription.ends_at) {
+    return `Your subscription is ${why}: you stay upgraded until ${dateText(subscription.ends_at)}.`;
+  }
+  return `Your subscription is ${why}${subscription.ends_at ? ` since ${dateText(subscription.ends_at)}` : ""}.`;
+}
+
+function showUpgrade(offer, note = "") {
+  const { plan, tier, subscription } = offer;
+  const status = document.getElementById("subscription-status");
+  const text = subscription ? subscriptionText(subscription, tier) : note;
+  status.textContent = text;
+  status.hidden = !text;
+  status.dataset.status = subscription ? subscription.status : "";
+  status.dataset.endsAt = (subscription && subscription.ends_at) || "";
+  const canUpgrade = tier === "free" && Boolean(plan);
+  document.getElementById("upgrade-offer").hidden = !canUpgrade;
+  if (plan) document.getElementById("upgrade-price").textContent = priceText(plan);
+  const upgradeButton = document.getElementById("upgrade-button");
+  upgradeButton.hidden = !canUpgrade;
+  upgradeButton.textContent = plan ? `Upgrade for ${priceText(plan)}` : "Upgrade";
+  document.getElementById("cancel-upgrade-button").hidden = !(subscription && subscription.status === "ACTIVE");
+  document.getElementById("upgrade").hidden = !(canUpgrade || text || tier === "free");
+  if (tier === "free" && !plan && !text) {
+    status.textContent = "Upgrading by subscription is not open yet.";
+    status.hidden = false;
+  }
+}
+
+function showUpgradeError(error) {
+  const message = document.getElementById("upgrade-error");
+  message.textContent = error ? error.message.charAt(0).toUpperCase() + error.message.slice(1) + "." : "";
+  message.dataset.errorCode = error ? error.code : "";
+  message.hidden = !error;
+}
+
+// Run one button's request with the button disabled; API errors show under the tier.
+async function busy(button, action) {
+  button.disabled = true;
+  showUpgradeError(null);
+  try {
+    await action();
+  } catch (error) {
+    if (!(error instanceof api.ApiError)) throw error;
+    showUpgradeError(error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function bindUpgrade(state) {
+  const note = RETURN_NOTES[new URLSearchParams(location.search).get("upgrade")] || "";
+  const refresh = async () => showUpgrade(await api.get("/api/me/upgrade"), note);
+  await refresh();
+  const upgradeButton = document.getElementById("upgrade-button");
+  upgradeButton.addEventListener("click", () => busy(upgradeButton, async () => {
+    // PayPal's consent page, in this tab: PayPal sends the member back to /account.
+    location.assign((await api.post("/api/me/upgrade", {})).approve_url);
+  }));
+  const cancelButton = document.getElementById("cancel-upgrade-button");
+  cancelButton.addEventListener("click", () => busy(cancelButton, async () => {
+    const sure = "Cancel your upgrade subscription? You stay upgraded until the end of the paid period.";
+    if (!window.confirm(sure)) return;
+    state.member = (await api.post("/api/me/upgrade/cancel", {})).member;
+    showMember(state.member);
+    await refresh();
+  }));
 }
 
 function showMember(member, avatarVersion = "") {
@@ -94,6 +189,7 @@ async function main() {
   showMember(me);
   bindProfile(state);
   bindAvatar(state);
+  await bindUpgrade(state);
   document.getElementById("account").hidden = false;
   pageReady();
 }

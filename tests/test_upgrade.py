@@ -1,0 +1,281 @@
+"""Upgrading by PayPal subscription through the real path: the operator's plan made at the
+PayPal emulator by `interkanect upgrade-plan`, members subscribing over HTTP, consenting on the
+emulator's page, coming back (or not: the signed webhook alone upgrades them), renewals booked
+as platform revenue, cancelling, and the end of the paid period."""
+import asyncio
+import datetime
+import html.parser
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.client import Member
+from tests.conftest import run
+
+WAIT_S = 20
+
+
+class FormParser(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.action, self.fields = None, {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.action = attrs["action"]
+        if tag == "input" and attrs.get("name"):
+            self.fields[attrs["name"]] = attrs.get("value", "")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def consent(approve_url, choice="approve"):
+    """The member on PayPal's (the emulator's) consent page: where PayPal sends them back."""
+    with urllib.request.urlopen(approve_url, timeout=5) as page:
+        form = FormParser()
+        form.feed(page.read().decode())
+    fields = dict(form.fields, action=choice)
+    try:
+        urllib.request.build_opener(NoRedirect).open(urllib.parse.urljoin(approve_url, form.action),
+                                                      data=urllib.parse.urlencode(fields).encode(), timeout=5)
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 302, answer.read()
+        return answer.headers["Location"]
+    raise AssertionError("the consent page did not send the member back")
+
+
+def emulator(system, method, path, body=None):
+    request = urllib.request.Request(system.settings.paypal_url + "/emulator" + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.load(answer)
+
+
+async def eventually(check, timeout_s=WAIT_S, what="the condition"):
+    """Poll `check()` (async, truthy when done) with a bound."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        found = await check()
+        if found:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s} s")
+        await asyncio.sleep(0.1)
+
+
+async def me(member):
+    answer = await member.request("GET", "/api/me")
+    assert answer.code == 200, answer.body
+    return answer.json()["member"]
+
+
+def when(text):
+    return datetime.datetime.fromisoformat(text)
+
+
+def sales(system, member_id):
+    return list(system.db.ledger.find({"kind": "subscription", "entries.account": f"subscriber:{member_id}"}))
+
+
+@pytest.fixture(scope="module")
+def plan(system):
+    """The operator's plan: $9.99 a month (made once per test module)."""
+    shown = json.loads(system.cli("upgrade-plan", "show", "--json").stdout)
+    if shown is None:
+        made = system.cli("upgrade-plan", "create", "--price", "9.99", "--json")
+        assert made.returncode == 0, made.stderr
+        shown = json.loads(made.stdout)
+    return shown
+
+
+async def upgraded_member(system, name="Upgrader", come_back=True):
+    member = await Member(system.url).sign_up(name)
+    answer = await member.request("POST", "/api/me/upgrade")
+    assert answer.code == 200, answer.body
+    back = consent(answer.json()["approve_url"])
+    if come_back:
+        path = urllib.parse.urlsplit(back)
+        returned = await member.request("GET", f"{path.path}?{path.query}")
+        assert returned.code == 302 and returned.headers["Location"] == "/account?upgrade=done"
+    return member, back
+
+
+def test_without_a_plan_nobody_can_upgrade_until_the_operator_sets_one(system):
+    async def scenario():
+        member = await Member(system.url).sign_up("Too Early")
+        answer = await member.request("POST", "/api/me/upgrade")
+        assert answer.code == 409 and answer.error_code == "no_upgrade_plan"
+        assert (await member.request("GET", "/api/me/upgrade")).json()["plan"] is None
+        assert (await me(member))["tier"] == "free"
+    run(scenario())
+    assert json.loads(system.cli("upgrade-plan", "show", "--json").stdout) is None
+    assert system.cli("upgrade-plan", "show").returncode != 0
+
+    made = system.cli("upgrade-plan", "create", "--price", "9.99", "--interval", "month")
+    assert made.returncode == 0, made.stderr
+    assert "$9.99 every month" in made.stdout
+    shown = json.loads(system.cli("upgrade-plan", "show", "--json").stdout)
+    assert shown["price_cents"] == 999 and shown["interval"] == "MONTH" and shown["plan_id"].startswith("P-")
+    at_paypal = urllib.request.urlopen(system.settings.paypal_url + "/emulator/health", timeout=5)
+    assert at_paypal.status == 200
+
+
+@pytest.mark.parametrize("args, message", [(["--price", "nine"], "dollars and cents"),
+                                           (["--price", "0"], "more than 0.00"),
+                                           (["--price", "9.999"], "dollars and cents"),
+                                           (["--price", "9.99", "--interval", "FORTNIGHT"], "DAY, WEEK, MONTH")])
+def test_a_bad_plan_is_refused_and_changes_nothing(system, plan, args, message):
+    refused = system.cli("upgrade-plan", "create", *args)
+    assert refused.returncode != 0 and message in refused.stderr
+    assert json.loads(system.cli("upgrade-plan", "show", "--json").stdout)["plan_id"] == plan["plan_id"]
+
+
+def test_a_free_member_upgrades_through_paypal_and_pays_the_platform(system, plan):
+    async def scenario():
+        member = await Member(system.url).sign_up("Soon Upgraded")     # no payout email: not needed
+        offer = (await member.request("GET", "/api/me/upgrade")).json()
+        assert offer["plan"] == {"plan_id": plan["plan_id"], "price_cents": 999, "interval": "MONTH",
+                                 "name": "interKanect Upgraded"}
+        answer = await member.request("POST", "/api/me/upgrade")
+        assert answer.code == 200
+        approve_url = answer.json()["approve_url"]
+        assert approve_url.startswith(system.settings.paypal_url + "/webapps/billing/subscriptions?ba_token=")
+        assert (await me(member))["tier"] == "free"            # nothing changes before PayPal says so
+
+        back = consent(approve_url)
+        assert back.startswith(system.url + "/paypal/subscription-return?subscription_id=I-")
+        path = urllib.parse.urlsplit(back)
+        returned = await member.request("GET", f"{path.path}?{path.query}")
+        assert returned.code == 302 and returned.headers["Location"] == "/account?upgrade=done"
+        again = await member.request("GET", f"{path.path}?{path.query}")   # a reload changes nothing
+        assert again.code == 302
+
+        profile = await me(member)
+        assert profile["tier"] == "upgraded" and profile["can_charge"] is False   # no payout email yet
+        subscription = profile["subscription"]
+        assert subscription["status"] == "ACTIVE" and subscription["price_cents"] == 999
+        assert when(subscription["renews_at"]) - datetime.datetime.now(datetime.timezone.utc) > \
+            datetime.timedelta(days=29)
+        public = (await member.request("GET", f"/api/members/{member.id}")).json()["member"]
+        assert public["tier"] == "upgraded"
+
+        # The first cycle's payment, booked once (return and webhook race; the webhook repeats).
+        booked = await eventually(lambda: asyncio.sleep(0, sales(system, member.id)), what="the first sale booked")
+        assert len(booked) == 1
+        entries = {e["account"]: e["amount_cents"] for e in booked[0]["entries"]}
+        assert entries == {f"subscriber:{member.id}": -999, "paypal:fees": 84, "platform:revenue": 915}
+        assert not any(account.startswith("member:") for account in entries)
+
+        refused = await member.request("POST", "/api/me/upgrade")
+        assert refused.code == 409 and refused.error_code == "already_upgraded"
+    run(scenario())
+
+
+def test_each_renewal_is_booked_and_moves_the_renewal_date(system, plan):
+    async def scenario():
+        member, _ = await upgraded_member(system, "Renewing")
+        first = (await me(member))["subscription"]
+        await eventually(lambda: asyncio.sleep(0, sales(system, member.id)), what="the first sale booked")
+        emulator(system, "POST", f"/subscriptions/{first['id']}/advance", {"to": "next_cycle"})
+        await eventually(lambda: asyncio.sleep(0, len(sales(system, member.id)) == 2), what="the renewal booked")
+
+        async def moved():
+            renews_at = (await me(member))["subscription"]["renews_at"]
+            return when(renews_at) - when(first["renews_at"]) == datetime.timedelta(days=30)
+        await eventually(moved, what="the renewal date moving a month on")
+        assert (await me(member))["tier"] == "upgraded"
+    run(scenario())
+
+
+def test_the_webhook_alone_upgrades_a_member_who_never_comes_back(system, plan):
+    async def scenario():
+        member, _ = await upgraded_member(system, "Tab Closed", come_back=False)
+
+        async def upgraded():
+            return (await me(member))["tier"] == "upgraded"
+        await eventually(upgraded, what="the ACTIVATED webhook upgrading the member")
+    run(scenario())
+
+
+def test_cancelling_keeps_the_member_upgraded_until_the_paid_period_ends(system, plan):
+    async def scenario():
+        member, _ = await upgraded_member(system, "Leaving")
+        active = (await me(member))["subscription"]
+        answer = await member.request("POST", "/api/me/upgrade/cancel")
+        assert answer.code == 200, answer.body
+        profile = answer.json()["member"]
+        assert profile["tier"] == "upgraded"
+        assert profile["subscription"]["status"] == "CANCELLED"
+        assert profile["subscription"]["ends_at"] == active["renews_at"]
+        assert emulator(system, "GET", "/webhooks?event_type=BILLING.SUBSCRIPTION.CANCELLED")["deliveries"]
+
+        again = await member.request("POST", "/api/me/upgrade/cancel")
+        assert again.code == 409 and again.error_code == "no_active_subscription"
+        resubscribe = await member.request("POST", "/api/me/upgrade")
+        assert resubscribe.code == 409 and resubscribe.error_code == "already_upgraded"
+        assert "until" in resubscribe.json()["error"]["message"]
+        assert (await me(member))["subscription"]["ends_at"] == active["renews_at"]  # the webhook changed nothing
+    run(scenario())
+
+
+def test_the_member_is_free_again_once_the_paid_period_is_over(system, plan):
+    emulator(system, "PUT", "/billing-clock", {"day_s": 0.1})    # a month is three seconds
+    try:
+        async def scenario():
+            member, _ = await upgraded_member(system, "Short Month")
+            answer = await member.request("POST", "/api/me/upgrade/cancel")
+            assert answer.code == 200 and answer.json()["member"]["tier"] == "upgraded"
+            ends_at = when(answer.json()["member"]["subscription"]["ends_at"])
+
+            async def free():
+                return (await me(member))["tier"] == "free"
+            await eventually(free, what="the end of the paid period")
+            assert datetime.datetime.now(datetime.timezone.utc) >= ends_at
+            public = (await member.request("GET", f"/api/members/{member.id}")).json()["member"]
+            assert public["tier"] == "free"
+            # Free again: a new subscription may start.
+            assert (await member.request("POST", "/api/me/upgrade")).code == 200
+        run(scenario())
+    finally:
+        emulator(system, "PUT", "/billing-clock", {"day_s": 86400})
+
+
+def test_an_expired_subscription_makes_the_member_free(system, plan):
+    async def scenario():
+        member, _ = await upgraded_member(system, "Expiring")
+        subscription = (await me(member))["subscription"]
+        emulator(system, "POST", f"/subscriptions/{subscription['id']}/advance", {"to": "end"})
+
+        async def free():
+            profile = await me(member)
+            return profile["tier"] == "free" and profile["subscription"]["status"] == "EXPIRED"
+        await eventually(free, what="the EXPIRED webhook ending the upgrade")
+    run(scenario())
+
+
+def test_bad_upgrade_requests_are_refused_and_change_nothing(system, plan):
+    async def scenario():
+        stranger = Member(system.url)
+        answer = await stranger.request("POST", "/api/me/upgrade")
+        assert answer.code == 401 and answer.error_code == "not_logged_in"
+        assert (await stranger.request("GET", "/api/me/upgrade")).code == 401
+        member = await Member(system.url).sign_up("Careful")
+        answer = await member.request("POST", "/api/me/upgrade", xsrf=False)
+        assert answer.code == 403 and answer.error_code == "xsrf"
+        answer = await member.request("POST", "/api/me/upgrade/cancel")
+        assert answer.code == 409 and answer.error_code == "no_active_subscription"
+        answer = await member.request("GET", "/paypal/subscription-return")
+        assert answer.code == 400 and answer.error_code == "missing_subscription_id"
+        answer = await member.request("GET", "/paypal/subscription-return?subscription_id=I-NOSUCHTHING")
+        assert answer.code == 404 and answer.error_code == "no_such_subscription"
+        assert (await me(member))["tier"] == "free" and (await me(member))["subscription"] is None
+        assert system.db.members.find_one({"email": member.email}).get("subscription") is None
+    run(scenario())
