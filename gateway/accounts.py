@@ -81,16 +81,50 @@ def image_type(data):
     return None
 
 
+# A subscription that is over still upgrades its member until the paid period ends (ends_at).
+SUBSCRIPTION_ENDED = ("CANCELLED", "SUSPENDED", "EXPIRED")
+
+
+def effective_tier(member, at=None):
+    """`tier` is what an operator set; an ACTIVE upgrade subscription, or one that ended but
+    whose paid period runs on, upgrades the member too. Read wherever the tier is shown or
+    used, so the end of a paid period needs no job: it is over when its time has passed."""
+    if member.get("tier") == "upgraded":
+        return "upgraded"
+    subscription = member.get("subscription") or {}
+    if subscription.get("status") == "ACTIVE":
+        return "upgraded"
+    ends_at = subscription.get("ends_at")
+    if subscription.get("status") in SUBSCRIPTION_ENDED and ends_at and ends_at > (at or now()):
+        return "upgraded"
+    return "free"
+
+
+def subscription_view(member):
+    """The member's upgrade subscription as their account page shows it, or None."""
+    subscription = member.get("subscription")
+    if not subscription or subscription.get("status") == "APPROVAL_PENDING":
+        return None
+    active = subscription["status"] == "ACTIVE"
+    view = {"id": subscription["id"], "status": subscription["status"],
+            "price_cents": subscription.get("price_cents"), "interval": subscription.get("interval")}
+    when = subscription.get("next_billing_time" if active else "ends_at")
+    view["renews_at" if active else "ends_at"] = when.isoformat() if when else None
+    return view
+
+
 def public_profile(member):
+    tier = effective_tier(member)
     return {"id": str(member["_id"]), "display_name": member["display_name"],
             "headline": member.get("headline", ""), "bio": member.get("bio", ""),
-            "tier": member["tier"], "has_avatar": bool(member.get("avatar_type")),
-            "can_charge": member["tier"] == "upgraded" and bool(member.get("payout_email"))}
+            "tier": tier, "has_avatar": bool(member.get("avatar_type")),
+            "can_charge": tier == "upgraded" and bool(member.get("payout_email"))}
 
 
 def own_profile(member):
     return dict(public_profile(member), email=member["email"],
-                payout_email=member.get("payout_email", ""))
+                payout_email=member.get("payout_email", ""), operator=bool(member.get("operator")),
+                subscription=subscription_view(member))
 
 
 class Accounts:

@@ -9,7 +9,7 @@ import pymongo
 import tornado.httpserver
 import tornado.web
 
-from gateway import earnings, history, http, payments
+from gateway import earnings, history, http, operators, payments, refunds, upgrade
 from gateway.accounts import Accounts
 from gateway.bridge import ActorBridge
 from gateway.hub import Hub
@@ -42,6 +42,8 @@ class Gateway:
         # The local emulator serves its signing certificate itself; real PayPal from its own hosts.
         emulator_host = [urllib.parse.urlsplit(settings.paypal_url).netloc] if settings.paypal_emulated else []
         self.webhooks = WebhookVerifier(settings.paypal_webhook_id_in_use, emulator_host)
+        self.refund_desk = refunds.RefundDesk(self.hub)
+        self.upgrades = upgrade.Upgrades(settings, self.db)
         self.server = None
         self.session_watch = None
 
@@ -52,7 +54,10 @@ class Gateway:
         a = {"app": self}
         pages = [(r"/", "directory.html"), (r"/login", "login.html"), (r"/signup", "signup.html"),
                  (r"/reset", "reset.html"), (r"/account", "account.html"), (r"/m/" + MEMBER_ID, "member.html"),
-                 (r"/call/([0-9a-f]{24})", "call.html")]
+                 (r"/call/([0-9a-f]{24})", "call.html"),
+                 (r"/history", "history.html"), (r"/history/([0-9a-f]{24})", "history.html"),
+                 (r"/earnings", "earnings.html"), (r"/operator/refunds", "operator-refunds.html"),
+                 (r"/operator/members", "operator-members.html")]
         routes = [(path, http.PageHandler, dict(a, page=page)) for path, page in pages]
         routes += [
             (r"/healthz", http.HealthHandler, a),
@@ -72,6 +77,15 @@ class Gateway:
             (r"/api/calls", history.CallsHandler, a),
             (r"/api/calls/([0-9a-f]{24})", history.CallLogHandler, a),
             (r"/api/earnings", earnings.EarningsHandler, a),
+            (r"/api/calls/([0-9a-f]{24})/refund", refunds.CallRefundHandler, a),
+            (r"/api/refunds", refunds.RefundsHandler, a),
+            (r"/api/refunds/([0-9a-f]{24})/notes", refunds.RefundNotesHandler, a),
+            (r"/api/refunds/([0-9a-f]{24})/decision", refunds.RefundDecisionHandler, a),
+            (r"/api/operator/members", operators.OperatorMembersHandler, a),
+            (r"/api/operator/members/" + MEMBER_ID + "/tier", operators.OperatorTierHandler, a),
+            (r"/api/me/upgrade", upgrade.UpgradeHandler, a),
+            (r"/api/me/upgrade/cancel", upgrade.CancelUpgradeHandler, a),
+            (r"/paypal/subscription-return", upgrade.SubscriptionReturnHandler, a),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(http.WEB_ROOT)}),
         ]
         policy = self.settings.policy
@@ -82,6 +96,7 @@ class Gateway:
 
     async def start(self, sockets=None):
         await database.ensure_indexes(self.db)
+        await refunds.ensure_indexes(self.db)
         await self.hub.start()
         ssl_options = None
         if self.settings.tls:

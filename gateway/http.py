@@ -36,6 +36,12 @@ class BaseHandler(tornado.web.RequestHandler):
             raise ClientError(401, "not_logged_in", "log in first")
         return self.member
 
+    def require_operator(self):
+        member = self.require_member()
+        if not member.get("operator"):
+            raise ClientError(403, "not_operator", "only an operator can do this")
+        return member
+
     def check_xsrf_cookie(self):
         # Tornado words its refusals differently (missing, bad format, mismatch); the client
         # needs one typed error whichever it was, answered like every other client fault.

@@ -9,6 +9,7 @@ import time
 import tornado.web
 
 from actors.messages import OrderApproved
+from gateway import disputes
 from gateway.paypal_webhooks import WebhookRefused
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class PayPalWebhookHandler(tornado.web.RequestHandler):
                                                         "received_at": datetime.datetime.now(datetime.timezone.utc),
                                                         "resource": event.get("resource")}}, upsert=True)
         await tell_call_approved(self.app, approved_order_id(event))
+        await disputes.apply(self.app.db, event)
+        await self.app.upgrades.on_webhook(event)
         self.finish({"ok": True})
 
 

@@ -1,0 +1,316 @@
+"""Refund requests, free of I/O: who may ask and when, what an approval refunds (one PayPal
+refund per call payment, its amount minus its fee), the states a request goes through, what
+members and operators see of it, and `Settlement`, which carries an approval's money out over
+injected ports (a store, PayPal, a mail function) so the refunds actor and the tests run the
+same steps.
+
+States. A `refund_requests` document has `state` "open" until its decision's money has moved
+(the hook the payout run reads: an open request holds its call's earnings), then "refunded" or
+"denied", and `decision` None, "approve" or "deny". What members and operators see is one
+state: open, approved (decided, refunds under way), refunded or denied.
+
+Decisions:
+- One request per call (a unique index on call_id): a second is `refund_already_requested`,
+  even after a denial (the decision is final; a caller who disagrees goes to PayPal).
+- Only call payments are refunded (every round, extensions included); tips never. Each is
+  refunded by its own PayPal call for its amount minus the fee PayPal took on it (as booked in
+  the ledger), with PayPal-Request-Id `refund-<request id>-<capture id>`: a retry, a crash or
+  a resumed approval gets PayPal's first refund back instead of a second one.
+- The decision is stored (with the plan, read from the ledger at that moment) before any
+  money moves. Then per capture: PayPal refunds, its refund id is stored, the ledger books
+  `refund:<PayPal refund id>`, the capture is marked booked. A crash anywhere is repaired by
+  settling again; a refund whose ledger key exists is booked already, whatever split between
+  pending and available it was booked with.
+- PayPal not answering, or refusing for now (e.g. TRANSACTION_DISPUTED while a dispute is
+  open), leaves the request "approved": the capture is tried again after Policy.refund_retry_s,
+  doubling per attempt up to a day, and the last error is shown to operators.
+- The decision mail goes to both sides once the decision is final (refunded or denied), at
+  most once (claimed before sending).
+"""
+import dataclasses
+import datetime
+
+from actors import ledger, payout_calendar
+from actors.terms import dollars
+
+OPEN, APPROVED, REFUNDED, DENIED = "open", "approved", "refunded", "denied"
+VIEW_STATES = (OPEN, APPROVED, REFUNDED, DENIED)
+APPROVE, DENY = "approve", "deny"
+DECISIONS = {APPROVE: REFUNDED, DENY: DENIED}
+REASON_MAX_CHARS = 2000
+NOTE_MAX_CHARS = 2000
+# A capture PayPal keeps refusing is tried at most daily.
+MAX_RETRY_S = 24 * 3600
+
+
+class RefundRefused(Exception):
+    """A refund request or decision refused because of what the client sent or the state."""
+
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+# Input ------------------------------------------------------------------------------------------
+
+def _text(value, required_code, too_long_code, what, max_chars, required=True):
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise RefundRefused(400, required_code, f"say {what} (a non-empty text)")
+    if len(value) > max_chars:
+        raise RefundRefused(400, too_long_code, f"{what} has at most {max_chars} characters")
+    return value.strip()
+
+
+def check_reason(reason):
+    return _text(reason, "reason_required", "reason_too_long", "why you ask for a refund", REASON_MAX_CHARS)
+
+
+def check_note(text):
+    return _text(text, "note_required", "note_too_long", "what the note records", NOTE_MAX_CHARS)
+
+
+def check_decision(decision, note):
+    if decision not in DECISIONS:
+        raise RefundRefused(400, "invalid_decision", "decision is \"approve\" or \"deny\"")
+    if note is not None and not isinstance(note, str):
+        raise RefundRefused(400, "invalid_note", "note is a text")
+    return decision, _text(note, "note_required", "note_too_long", "the decision note", NOTE_MAX_CHARS,
+                           required=False)
+
+
+# Who may ask, and when ----------------------------------------------------------------------------
+
+def payment_of(transaction):
+    """A booked capture (a call payment or tip transaction, stored or not) as {capture_id, kind,
+    call_id, amount_cents, fee_cents, host_id, caller_id}."""
+    if not isinstance(transaction, ledger.Transaction):
+        transaction = ledger.Transaction.from_document(transaction)
+    payment = {"capture_id": transaction.key.split(":", 1)[1], "kind": transaction.kind,
+               "call_id": transaction.call_id, "amount_cents": 0, "fee_cents": 0, "host_id": None, "caller_id": None}
+    for entry in transaction.entries:
+        if entry.account.startswith("caller:"):
+            payment.update(amount_cents=-entry.amount_cents, caller_id=entry.account.split(":", 1)[1])
+        elif entry.account == ledger.PAYPAL_FEES:
+            payment["fee_cents"] = entry.amount_cents
+        elif (parsed := ledger.parse_member_account(entry.account)) is not None:
+            payment["host_id"] = parsed[0]
+    return payment
+
+
+def call_payments(transactions):
+    """The call payments of a call from its ledger transactions, tips left out."""
+    payments = [payment_of(t) for t in transactions]
+    return sorted((p for p in payments if p["kind"] == ledger.CALL_PAYMENT), key=lambda p: p["capture_id"])
+
+
+def check_caller(call, member_id):
+    """Refuses unless `member_id` is the caller of `call` (its stored document, or None)."""
+    if call is None or member_id not in (call["host_id"], call["caller_id"]):
+        raise RefundRefused(404, "no_such_call", "you took part in no call with this id")
+    if call["caller_id"] != member_id:
+        raise RefundRefused(403, "not_caller", "only the caller of a call can ask for its refund")
+
+
+def check_eligible(call, payments, now, window_s):
+    """Refuses unless `call` can be refunded at `now`; `payments` are its call payments."""
+    if call.get("state") != "ended" or call.get("ended_at") is None:
+        raise RefundRefused(409, "call_not_ended", "a refund can be asked once the call has ended")
+    if not any(refund_cents(payment) > 0 for payment in payments):
+        raise RefundRefused(409, "nothing_to_refund", "nothing was paid for this call (tips are never refunded)")
+    closes_at = call["ended_at"] + datetime.timedelta(seconds=window_s)
+    if now > closes_at:
+        raise RefundRefused(409, "refund_window_closed", f"a refund can be asked until {window_s / 3600:g} hours "
+                                                         f"after the call ended ({closes_at.isoformat()})")
+
+
+# What an approval refunds -------------------------------------------------------------------------
+
+def refund_cents(payment):
+    """PayPal keeps its fee: the caller gets the rest of each payment back."""
+    return payment["amount_cents"] - payment["fee_cents"]
+
+
+def paypal_request_id(request_id, capture_id):
+    return f"refund-{request_id}-{capture_id}"
+
+
+def plan(request_id, payments):
+    """One item per call payment with something to give back."""
+    return [{"capture_id": p["capture_id"], "amount_cents": p["amount_cents"], "fee_cents": p["fee_cents"],
+             "refund_cents": refund_cents(p), "request_id": paypal_request_id(request_id, p["capture_id"]),
+             "refund_id": None, "booked": False, "attempts": 0, "retry_at": None, "error": None}
+            for p in payments if refund_cents(p) > 0]
+
+
+def totals(items):
+    return {"paid_cents": sum(item["amount_cents"] for item in items),
+            "refund_cents": sum(item["refund_cents"] for item in items)}
+
+
+def retry_delay_s(attempts, base_s):
+    return min(MAX_RETRY_S, base_s * 2 ** max(0, attempts - 1))
+
+
+# Documents and views ------------------------------------------------------------------------------
+
+def new_request(request_id, call, reason, payments, now, review_business_days):
+    items = plan(request_id, payments)
+    return dict({"_id": request_id, "call_id": call["_id"],
+                 "caller": {"id": call["caller_id"], "name": call["caller_name"]},
+                 "host": {"id": call["host_id"], "name": call["host_name"]},
+                 "state": OPEN, "decision": None, "reason": reason, "requested_at": now,
+                 "deadline": payout_calendar.refund_review_deadline(now, review_business_days),
+                 "decided_at": None, "decided_by": None, "decision_note": None, "notes": [], "plan": items,
+                 "mailed_at": None}, **totals(items))
+
+
+def decision_fields(decision, note, operator, payments, request_id, now):
+    """What a decision stores, in one update with the request still undecided. An approval
+    fixes the plan from the ledger as it is now; a denial is final at once."""
+    fields = {"decision": decision, "decision_note": note, "decided_at": now, "decided_by": operator}
+    if decision == APPROVE:
+        items = plan(request_id, payments)
+        fields.update(plan=items, **totals(items))
+    else:
+        fields["state"] = DENIED
+    return fields
+
+
+def view_state(document):
+    if document["state"] == OPEN and document.get("decision") == APPROVE:
+        return APPROVED
+    return document["state"]
+
+
+def state_query(state):
+    """The documents a view state selects (None: all)."""
+    return {OPEN: {"state": OPEN, "decision": None}, APPROVED: {"state": OPEN, "decision": APPROVE},
+            REFUNDED: {"state": REFUNDED}, DENIED: {"state": DENIED}}.get(state)
+
+
+def _iso(value):
+    return value.isoformat() if isinstance(value, datetime.datetime) else None
+
+
+def view(document, operator=False):
+    shown = {"id": document["_id"], "call_id": document["call_id"], "state": view_state(document),
+             "reason": document["reason"], "requested_at": _iso(document["requested_at"]),
+             "deadline": _iso(document["deadline"]), "decided_at": _iso(document.get("decided_at")),
+             "decision_note": document.get("decision_note"), "refund_cents": document["refund_cents"],
+             "paid_cents": document["paid_cents"], "caller": document["caller"], "host": document["host"]}
+    if operator:
+        shown["notes"] = [{"by": note["by"], "text": note["text"], "at": _iso(note["at"])}
+                          for note in document.get("notes", [])]
+        shown["decided_by"] = document.get("decided_by")
+        shown["refunds"] = [{"capture_id": item["capture_id"], "refund_cents": item["refund_cents"],
+                             "refund_id": item.get("refund_id"), "done": bool(item.get("booked")),
+                             "error": item.get("error")} for item in document.get("plan", [])]
+    return shown
+
+
+# Mail --------------------------------------------------------------------------------------------
+
+def requested_mail(document, role):
+    call, amount = document["call_id"], dollars(document["refund_cents"])
+    if role == "caller":
+        return ("We received your refund request",
+                f"We received your request for a refund of your call with {document['host']['name']} "
+                f"(call {call}). If it is approved you get {amount} back (PayPal keeps its processing fee). "
+                f"We decide by {document['deadline']:%A %B %-d, %Y} and tell you by email.")
+    return ("A caller asked for a refund of your call",
+            f"{document['caller']['name']} asked for a refund of your call (call {call}):\n\n"
+            f"{document['reason']}\n\nThe call's earnings are held until we decide, by "
+            f"{document['deadline']:%A %B %-d, %Y}. An operator may contact you to hear your side.")
+
+
+def decision_mail(document, role):
+    amount, call = dollars(document["refund_cents"]), document["call_id"]
+    note = f"\n\nThe reviewer's note: {document['decision_note']}" if document.get("decision_note") else ""
+    other = document["host"]["name"] if role == "caller" else document["caller"]["name"]
+    if document["state"] == REFUNDED:
+        if role == "caller":
+            return ("Your refund was approved",
+                    f"Your refund request for the call with {other} (call {call}) was approved. PayPal is returning "
+                    f"{amount} to you (the whole purchase minus PayPal's processing fee; tips are not "
+                    f"refunded)." + note)
+        return ("A refund of your call was approved",
+                f"The refund request of {other} for your call (call {call}) was approved after review: {amount} of "
+                f"the call's earnings went back to the caller." + note)
+    if role == "caller":
+        return ("Your refund request was declined",
+                f"After review, your refund request for the call with {other} (call {call}) was declined." + note)
+    return ("A refund request on your call was declined",
+            f"After review, the refund request of {other} for your call (call {call}) was declined. The call's "
+            f"earnings are released with the next payout." + note)
+
+
+# Carrying an approval out --------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Outcome:
+    state: str                  # the view state after this settlement
+    retry_at: datetime.datetime = None   # when a capture that did not refund is due again
+
+
+class Settlement:
+    """Moves a decided request's money and mails its decision, over its ports:
+    - store: `request(id)`, `undone()`, `refund_started(id, index, refund_id)`, `refund_failed(id,
+      index, attempts, retry_at, error)`, `refund_booked(id, index)`, `call_pending_cents(call_id,
+      member_id)`, `book(transaction, now)` (False when the key is booked already), `finish(id, now)`,
+      `claim_mail(id, now)`;
+    - paypal: `refund_capture(capture_id, request_id, amount_cents, note_to_payer)` →
+      {"refund_id", "status"}, raising PayPalError (PayPal said no, with its `issue`) or any
+      other error (no usable answer): either way the same request id is safe to send again;
+    - notify(member_id, subject, body).
+    Every step is safe to repeat: settling again after a crash anywhere finishes the job."""
+
+    def __init__(self, store, paypal, notify, retry_s):
+        self.store, self.paypal, self.notify, self.retry_s = store, paypal, notify, retry_s
+
+    def settle(self, request_id, now):
+        document = self.store.request(request_id)
+        if document is None or document.get("decision") is None:
+            return Outcome(view_state(document) if document else None)
+        retry_at = None
+        if document["state"] == OPEN and document["decision"] == APPROVE:
+            left = [self.refund(document, index, item, now) for index, item in enumerate(document["plan"])]
+            waiting = [due for due in left if due is not None]
+            if waiting:
+                retry_at = min(waiting)
+            else:
+                self.store.finish(request_id, now)
+            document = self.store.request(request_id)
+        if document["state"] in (REFUNDED, DENIED) and self.store.claim_mail(request_id, now):
+            for role in ("caller", "host"):
+                self.notify(document[role]["id"], *decision_mail(document, role))
+        return Outcome(view_state(document), retry_at)
+
+    def refund(self, document, index, item, now):
+        """Refund and book one capture; None when done, else when it is due again."""
+        if item.get("booked"):
+            return None
+        refund_id = item.get("refund_id")
+        if refund_id is None:
+            if item.get("retry_at") is not None and now < item["retry_at"]:
+                return item["retry_at"]
+            try:
+                refund = self.paypal.refund_capture(item["capture_id"], item["request_id"], item["refund_cents"],
+                                                    f"Refund of interKanect call {document['call_id']}")
+                if refund["status"] not in ("COMPLETED", "PENDING"):
+                    raise RuntimeError(f"PayPal's refund {refund['refund_id']} is {refund['status']}")
+            except Exception as error:  # refused or unanswered: the same request id is safe to send again
+                attempts = item.get("attempts", 0) + 1
+                retry_at = now + datetime.timedelta(seconds=retry_delay_s(attempts, self.retry_s))
+                issue = getattr(error, "issue", "") or type(error).__name__
+                self.store.refund_failed(document["_id"], index, attempts, retry_at, f"{issue}: {error}"[:500])
+                return retry_at
+            refund_id = refund["refund_id"]
+            self.store.refund_started(document["_id"], index, refund_id)
+        host_id, caller_id = document["host"]["id"], document["caller"]["id"]
+        pending_cents = self.store.call_pending_cents(document["call_id"], host_id)
+        self.store.book(ledger.refund_transaction(document["call_id"], host_id, caller_id, refund_id,
+                                                  item["refund_cents"], pending_cents), now)
+        self.store.refund_booked(document["_id"], index)
+        return None

@@ -1,0 +1,182 @@
+"""The refunds actor: the adapter that carries out refund decisions through PayPal's capture
+refund API and books them in the ledger (a thin shell over `refund_rules.Settlement`).
+
+An actor, like the payout scheduler, because PayPal's SDK blocks: its calls then block this
+actor's own process only, never the gateway's loop or a member's mailbox. One per convention,
+by global name: the directory creates and starts it, a gateway reaches it by the same name.
+Operators' decisions are stored by the gateway before it tells this actor (`SettleRefund`), so
+nothing depends on the message arriving: on start and every `Policy.refund_retry_s` (a cheap
+query when nothing is left), the actor settles every decided request whose money has not all
+moved (and is due) or whose decision mail has not gone.
+"""
+import dataclasses
+import datetime
+import logging
+
+import pymongo
+from thespian.actors import Actor, WakeupMessage
+
+from actors import ledger, refund_rules
+from actors.messages import SendMail
+
+log = logging.getLogger(__name__)
+
+REFUNDS_NAME = "interkanect-refunds"
+
+
+@dataclasses.dataclass
+class StartRefunds:
+    """Directory → refunds actor, once: the settings and where member mail goes."""
+    settings: object
+    mailer: object
+
+
+@dataclasses.dataclass
+class SettleRefund:
+    """Gateway → refunds actor: this request was just decided; move its money now."""
+    req_id: int
+    refund_id: str
+
+
+@dataclasses.dataclass
+class RefundSettled:
+    """Refunds actor → gateway: the request's view state now, or why it could not be settled."""
+    req_id: int
+    state: str = None
+    error: str = None
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class RefundsActor(Actor):
+    def __init__(self):
+        super().__init__()
+        self.settlement = None
+        self.mailer = None
+        self.retry_s = None
+        self.sweep_token = 0    # wakeupAfter cannot be cancelled: only the latest timer counts
+        self.sweep_at = None
+
+    def receiveMessage(self, message, sender):
+        if isinstance(message, StartRefunds):
+            self.start(message)
+        elif isinstance(message, SettleRefund):
+            self.send(sender, self.settle_asked(message))
+        elif isinstance(message, WakeupMessage) and message.payload == ("sweep", self.sweep_token):
+            self.sweep_at = None
+            self.sweep()
+
+    def start(self, message):
+        from actors.paypal import PayPal  # the SDK loads only in this actor's process
+        s = message.settings
+        db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
+        self.mailer, self.retry_s = message.mailer, s.policy.refund_retry_s
+        self.settlement = refund_rules.Settlement(
+            MongoRefundStore(db), PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use),
+            self.notify, self.retry_s)
+        self.sweep()  # decisions a previous node stored and did not finish
+
+    def settle_asked(self, message):
+        if self.settlement is None:
+            return RefundSettled(message.req_id, error="the refunds actor is not configured yet")
+        try:
+            outcome = self.settlement.settle(message.refund_id, _now())
+        except Exception as error:
+            log.exception("settling refund request %s failed; the sweep tries again", message.refund_id)
+            self.arm_sweep(_now() + datetime.timedelta(seconds=self.retry_s))
+            return RefundSettled(message.req_id, error=f"{type(error).__name__}: {error}")
+        if outcome.retry_at is not None:
+            self.arm_sweep(outcome.retry_at)
+        return RefundSettled(message.req_id, state=outcome.state)
+
+    def sweep(self):
+        now = _now()
+        try:
+            undone = self.settlement.store.undone()
+        except Exception:
+            log.exception("cannot read undone refund requests; trying again in %g s", self.retry_s)
+            self.arm_sweep(now + datetime.timedelta(seconds=self.retry_s))
+            return
+        for request_id in undone:
+            try:
+                outcome = self.settlement.settle(request_id, now)
+            except Exception:
+                log.exception("settling refund request %s failed; trying again in %g s", request_id, self.retry_s)
+                self.arm_sweep(now + datetime.timedelta(seconds=self.retry_s))
+                continue
+            if outcome.retry_at is not None:
+                self.arm_sweep(outcome.retry_at)
+        # Always again: a gateway may have stored a decision and died before telling us.
+        self.arm_sweep(now + datetime.timedelta(seconds=self.retry_s))
+
+    def arm_sweep(self, due_at):
+        """One live sweep timer, at the earliest time anything is due."""
+        if self.sweep_at is not None and self.sweep_at <= due_at:
+            return
+        self.sweep_token += 1
+        self.sweep_at = due_at
+        delay_s = max(0.0, (due_at - _now()).total_seconds())
+        self.wakeupAfter(datetime.timedelta(seconds=delay_s), payload=("sweep", self.sweep_token))
+
+    def notify(self, member_id, subject, body):
+        self.send(self.mailer, SendMail(member_id, subject, body))
+
+
+class MongoRefundStore:
+    """The settlement's reads and writes (pymongo, blocking). Plan items are addressed by index:
+    the plan is fixed when the request is approved."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def request(self, request_id):
+        return self.db.refund_requests.find_one({"_id": request_id})
+
+    def undone(self):
+        """Decided requests whose money or mail is still to go."""
+        found = self.db.refund_requests.find({"decision": {"$ne": None}, "$or": [
+            {"state": refund_rules.OPEN}, {"mailed_at": None}]}, {"_id": 1}).sort("decided_at", 1)
+        return [document["_id"] for document in found]
+
+    def _set(self, request_id, fields):
+        self.db.refund_requests.update_one({"_id": request_id}, {"$set": fields})
+
+    def refund_started(self, request_id, index, refund_id):
+        self._set(request_id, {f"plan.{index}.refund_id": refund_id, f"plan.{index}.error": None})
+
+    def refund_failed(self, request_id, index, attempts, retry_at, error):
+        log.warning("refund of request %s, capture %d not done (attempt %d): %s", request_id, index, attempts, error)
+        self._set(request_id, {f"plan.{index}.attempts": attempts, f"plan.{index}.retry_at": retry_at,
+                               f"plan.{index}.error": error})
+
+    def refund_booked(self, request_id, index):
+        self._set(request_id, {f"plan.{index}.booked": True})
+
+    def finish(self, request_id, now):
+        self.db.refund_requests.update_one({"_id": request_id, "state": refund_rules.OPEN,
+                                            "decision": refund_rules.APPROVE},
+                                           {"$set": {"state": refund_rules.REFUNDED, "refunded_at": now}})
+
+    def claim_mail(self, request_id, now):
+        """True for the one settlement that mails the decision (at most once)."""
+        return self.db.refund_requests.update_one({"_id": request_id, "mailed_at": None},
+                                                  {"$set": {"mailed_at": now}}).modified_count == 1
+
+    def call_pending_cents(self, call_id, member_id):
+        account = ledger.pending(member_id)
+        rows = list(self.db.ledger.aggregate([
+            {"$match": {"call_id": call_id, "entries.account": account}}, {"$unwind": "$entries"},
+            {"$match": {"entries.account": account}},
+            {"$group": {"_id": None, "cents": {"$sum": "$entries.amount_cents"}}}]))
+        return rows[0]["cents"] if rows else 0
+
+    def book(self, transaction, now):
+        """False when the key is booked already: a refund is booked once, whatever split between
+        pending and available its first booking took."""
+        try:
+            self.db.ledger.insert_one(dict(transaction.document(), at=now))
+            return True
+        except pymongo.errors.DuplicateKeyError:
+            return False

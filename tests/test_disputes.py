@@ -1,0 +1,117 @@
+"""PayPal disputes through the whole system: the emulator's buyer opens and PayPal resolves a
+dispute on a paid call, its signed CUSTOMER.DISPUTE.* webhooks reach the gateway, and the
+ledger freezes the call's earnings, then unfreezes them (won) or gives the caller the money
+back (lost), once, whatever duplicates, replays and reorderings PayPal delivers."""
+import json
+import urllib.request
+
+from actors import ledger
+from tests.client import Member
+from tests.conftest import run
+from tests.test_payouts import wait_for
+from tests.test_refunds import emulator_fault, paid_call
+
+
+def control(system, method, path, body=None):
+    request = urllib.request.Request(system.settings.paypal_url + "/emulator" + path, method=method,
+                                     data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.load(answer)
+
+
+def capture_of(db, call_id):
+    (payment,) = db.ledger.find({"call_id": call_id, "kind": ledger.CALL_PAYMENT})
+    return payment["_id"].split(":", 1)[1]
+
+
+def balances(db, call):
+    host = call.host.id
+    moves = ledger.balances(ledger.Entry(e["account"], e["amount_cents"])
+                            for t in db.ledger.find({"call_id": call.id}) for e in t["entries"])
+    return {name: moves.get(account, 0) for name, account in (
+        ("caller", f"caller:{call.caller.id}"), ("pending", ledger.pending(host)),
+        ("available", ledger.available(host)), ("frozen", ledger.frozen(host)))}
+
+
+def dispute_keys(db, call_id):
+    return sorted(t["_id"] for t in db.ledger.find({"call_id": call_id, "kind": {"$regex": "^dispute"}}))
+
+
+def deliver(system, event):
+    """A delivery signed by PayPal (the emulator's key), as a replay or an event it never sends."""
+    raw = json.dumps(event)
+    headers = control(system, "POST", "/webhooks/sign", {"body": raw})["headers"]
+    request = urllib.request.Request(system.url + "/paypal/webhook", data=raw.encode(),
+                                     headers=dict(headers, **{"Content-Type": "application/json"}))
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.status
+
+
+def acknowledged(system, event_type, resource_id, count):
+    deliveries = control(system, "GET", f"/webhooks?event_type={event_type}")["deliveries"]
+    return len([d for d in deliveries if d["resource_id"] == resource_id and d["status"] == "SUCCESS"]) >= count
+
+
+def test_a_dispute_freezes_the_calls_earnings_once_and_a_won_dispute_gives_them_back(system):
+    db = system.db
+
+    async def scenario():
+        return await paid_call(system, [1500], caller=await Member(system.url).sign_up("Disputing Dee"), length_s=600)
+    call = run(scenario())
+    capture_id = capture_of(db, call.id)
+    assert balances(db, call) == {"caller": -1500, "pending": 1399, "available": 0, "frozen": 0}
+
+    emulator_fault(system, {"kind": "webhook_duplicate"})   # CUSTOMER.DISPUTE.CREATED comes twice
+    dispute = control(system, "POST", "/disputes", {"capture_id": capture_id})
+    dispute_id = dispute["dispute_id"]
+    wait_for(lambda: acknowledged(system, "CUSTOMER.DISPUTE.CREATED", dispute_id, 2), "both deliveries taken")
+    assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze"]
+    assert balances(db, call) == {"caller": -1500, "pending": 0, "available": 0, "frozen": 1399}
+
+    # A replayed creation and an update PayPal sends later change nothing more.
+    assert deliver(system, {"id": "WH-REPLAY-1", "event_type": "CUSTOMER.DISPUTE.CREATED", "resource": dispute}) == 200
+    assert deliver(system, {"id": "WH-UPDATE-1", "event_type": "CUSTOMER.DISPUTE.UPDATED",
+                            "resource": dict(dispute, status="WAITING_FOR_SELLER_RESPONSE")}) == 200
+    assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze"]
+
+    resolved = control(system, "POST", f"/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_SELLER_FAVOUR"})
+    booked = wait_for(lambda: db.ledger.find_one({"_id": f"dispute:{dispute_id}:resolved"}), "the resolution")
+    assert booked["kind"] == ledger.DISPUTE_WON
+    assert balances(db, call) == {"caller": -1500, "pending": 1399, "available": 0, "frozen": 0}
+    # The resolution, and then the creation, delivered once more: nothing moves again.
+    replayed = {"id": "WH-REPLAY-2", "event_type": "CUSTOMER.DISPUTE.RESOLVED", "resource": resolved}
+    assert deliver(system, replayed) == 200
+    assert deliver(system, {"id": "WH-REPLAY-3", "event_type": "CUSTOMER.DISPUTE.CREATED", "resource": dispute}) == 200
+    assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze", f"dispute:{dispute_id}:resolved"]
+    assert balances(db, call) == {"caller": -1500, "pending": 1399, "available": 0, "frozen": 0}
+
+
+def test_a_lost_dispute_whose_resolution_arrives_first_gives_the_caller_the_money_back_once(system):
+    db = system.db
+
+    async def scenario():
+        return await paid_call(system, [1500], caller=await Member(system.url).sign_up("Chargeback Chad"), length_s=600)
+    call = run(scenario())
+    capture_id = capture_of(db, call.id)
+    # PayPal holds the creation and the resolution, then delivers them in reverse order.
+    emulator_fault(system, {"kind": "webhook_out_of_order", "count": 2, "hold_s": 5})
+    dispute_id = control(system, "POST", "/disputes", {"capture_id": capture_id})["dispute_id"]
+    control(system, "POST", f"/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_BUYER_FAVOUR"})
+    wait_for(lambda: acknowledged(system, "CUSTOMER.DISPUTE.CREATED", dispute_id, 1)
+             and acknowledged(system, "CUSTOMER.DISPUTE.RESOLVED", dispute_id, 1), "both deliveries taken")
+    assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze", f"dispute:{dispute_id}:resolved"]
+    assert db.ledger.find_one({"_id": f"dispute:{dispute_id}:resolved"})["kind"] == ledger.DISPUTE_LOST
+    # PayPal gave the caller the gross back: the 13.99 earned and 1.01 more, owed by the member.
+    assert balances(db, call) == {"caller": 0, "pending": 0, "available": -101, "frozen": 0}
+
+
+def test_a_dispute_on_a_capture_that_is_not_ours_is_acknowledged_and_books_nothing(system):
+    db = system.db
+    before = db.ledger.count_documents({})
+    event = {"id": "WH-STRANGER", "event_type": "CUSTOMER.DISPUTE.CREATED",
+             "resource": {"dispute_id": "PP-D-STRANGER", "status": "OPEN",
+                          "dispute_amount": {"currency_code": "USD", "value": "9.00"},
+                          "disputed_transactions": [{"seller_transaction_id": "NOT-OURS"}]}}
+    assert deliver(system, event) == 200
+    assert deliver(system, dict(event, id="WH-EMPTY", resource={})) == 200
+    assert db.ledger.count_documents({}) == before

@@ -1,0 +1,290 @@
+"""Refunds through the whole system: the caller asks within the window, an operator reviews
+(notes, decision), PayPal refunds every call payment of the call (extensions included, tips
+never) minus its fee, once, whatever PayPal's faults; the ledger books one refund per capture;
+both sides are mailed; a refund after the payout leaves a debt that later earnings repay."""
+import datetime
+import json
+import urllib.request
+
+import pytest
+
+from actors import fees, ledger, payout_calendar, refund_rules
+from tests.client import Member
+from tests.conftest import run, start_system
+from tests.test_call_payments import approve_on_paypal
+from tests.test_calls_live import Call, ring, upgraded_host
+from tests.test_payouts import paypal_api, run_payout, wait_for
+
+UTC = datetime.timezone.utc
+PAID_LENGTH_S = 2   # the test policy's shortest paid length, so an extension comes quickly
+
+
+@pytest.fixture(scope="module")
+def refund_system(database_url, tmp_path_factory):
+    """No earnings hold (a call is payable at once), short paid lengths, quick refund retries."""
+    running = start_system(database_url, tmp_path_factory.mktemp("system"), earnings_hold_s=0,
+                           min_length_s=PAID_LENGTH_S, refund_retry_s=1)
+    yield running
+    running.stop()
+
+
+def net(cents):
+    return fees.breakdown(cents).net_cents
+
+
+async def operator(system, name="Olga Operator"):
+    member = await Member(system.url).sign_up(name)
+    answer = system.cli("members", "set-operator", member.email)
+    assert answer.returncode == 0, answer.stderr
+    assert (await member.request("GET", "/api/me")).json()["member"]["operator"] is True
+    return member
+
+
+async def pay_round(call, price_cents, length_s):
+    await call.agree(price_cents, length_s)
+    ready = await call.caller_page.expect("call_state", event="payment_ready")
+    approve_on_paypal(ready["payment"]["approve_url"])
+    await call.host_page.expect("call_state", state="running", event="payment_captured")
+
+
+async def paid_call(system, prices, tip_cents=0, host=None, caller=None, length_s=PAID_LENGTH_S):
+    """A call whose caller pays each price in turn (the first round, then extensions), tips if
+    asked, and the host hangs up. Returns the Call."""
+    host = host or await upgraded_host(system, "Hana Host")
+    caller = caller or await Member(system.url).sign_up("Carl Caller")
+    host_page, caller_page = await host.socket(), await caller.socket()
+    call = Call(host, caller, host_page, caller_page, await ring(caller_page, [host_page], host.id))
+    await host_page.request("accept", call_id=call.id)
+    for number, price in enumerate(prices):
+        if number:
+            await host_page.expect("call_state", event="extension_offer", timeout_s=15)
+            await host_page.request("extend", call_id=call.id, yes=True)
+            await call.caller_page.expect("call_state", state="negotiating")
+        await pay_round(call, price, length_s)
+    if tip_cents:
+        await caller_page.request("tip", call_id=call.id, amount_cents=tip_cents)
+        approve_on_paypal((await caller_page.expect("call_state", event="tip_ready"))["tips"][-1]["approve_url"])
+        await host_page.expect("call_state", event="tip_received")
+    await host_page.request("hang_up", call_id=call.id)
+    await caller_page.expect("call_state", state="ended")
+    await host_page.close(), await caller_page.close()
+    wait_for(lambda: system.db.calls.find_one({"_id": call.id, "ended_at": {"$ne": None}}), "the call stored")
+    return call
+
+
+def refunds_of(db, call_id):
+    return sorted(db.ledger.find({"call_id": call_id, "kind": ledger.REFUND}), key=lambda t: t["_id"])
+
+
+def mail_subjects(db, member):
+    return [m["subject"] for m in db.outbox.find({"to": member.email}).sort("created_at", 1)]
+
+
+def paypal_total_refunded(system, refund_id):
+    status, refund = paypal_api(system.settings.paypal_url, "GET", f"/v2/payments/refunds/{refund_id}")
+    assert status == 200, refund
+    return refund["seller_payable_breakdown"]["total_refunded_amount"]["value"]
+
+
+def emulator_fault(system, fault):
+    request = urllib.request.Request(system.settings.paypal_url + "/emulator/faults", method="POST",
+                                     data=json.dumps(fault).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 201
+
+
+def test_an_approved_refund_returns_every_call_payment_minus_its_fee_once_and_tells_both_sides(refund_system):
+    system, db = refund_system, refund_system.db
+
+    async def scenario():
+        call = await paid_call(system, [1500, 2000], tip_cents=500)
+        caller, host = call.caller, call.host
+        stranger, olga = await Member(system.url).sign_up("Stranger"), await operator(system)
+        path = f"/api/calls/{call.id}/refund"
+
+        # Who may ask, and with what.
+        assert (await Member(system.url).request("POST", path, {"reason": "x"})).error_code == "not_logged_in"
+        assert (await stranger.request("POST", path, {"reason": "x"})).error_code == "no_such_call"
+        assert (await host.request("POST", path, {"reason": "x"})).error_code == "not_caller"
+        for body, code in (({}, "reason_required"), ({"reason": "   "}, "reason_required"),
+                           ({"reason": "x" * 2001}, "reason_too_long")):
+            answer = await caller.request("POST", path, body)
+            assert (answer.code, answer.error_code) == (400, code)
+        assert (await caller.request("GET", path)).error_code == "no_refund_request"
+        assert db.refund_requests.count_documents({"call_id": call.id}) == 0
+
+        asked = await caller.request("POST", path, {"reason": "The video froze for most of the call."})
+        assert asked.code == 201, asked.body
+        view = asked.json()
+        assert view["state"] == "open" and view["paid_cents"] == 3500          # the tip is not part of it
+        assert view["refund_cents"] == net(1500) + net(2000) and "notes" not in view
+        assert view["caller"] == {"id": caller.id, "name": "Carl Caller"} and view["host"]["id"] == host.id
+        deadline = datetime.datetime.fromisoformat(view["deadline"])
+        assert deadline == payout_calendar.refund_review_deadline(datetime.datetime.fromisoformat(view["requested_at"]))
+        again = await caller.request("POST", path, {"reason": "again"})
+        assert (again.code, again.error_code) == (409, "refund_already_requested")
+        assert (await host.request("GET", path)).json()["id"] == view["id"]
+        assert (await stranger.request("GET", path)).error_code == "no_such_call"
+        wait_for(lambda: "A caller asked for a refund of your call" in mail_subjects(db, host), "the host told")
+
+        # The review queue is the operators'.
+        assert (await Member(system.url).request("GET", "/api/refunds")).code == 401
+        refused = await caller.request("GET", "/api/refunds")
+        assert (refused.code, refused.error_code) == (403, "not_operator")
+        queue = (await olga.request("GET", "/api/refunds")).json()["refunds"]
+        assert view["id"] in [r["id"] for r in queue]
+        assert [r["deadline"] for r in queue] == sorted(r["deadline"] for r in queue)
+        assert (await olga.request("GET", "/api/refunds?state=later")).error_code == "invalid_state"
+        log = await olga.request("GET", f"/api/calls/{call.id}")   # the evidence: the call's log
+        assert log.code == 200 and len(log.json()["call"]["payments"]) == 2
+        notes = f"/api/refunds/{view['id']}/notes"
+        assert (await olga.request("POST", notes, {"text": " "})).error_code == "note_required"
+        assert (await host.request("POST", notes, {"text": "my side"})).error_code == "not_operator"
+        noted = await olga.request("POST", notes, {"text": "Called Hana: the caller's network dropped."})
+        assert noted.code == 201
+        assert [(n["by"]["name"], n["text"]) for n in noted.json()["notes"]] == [
+            ("Olga Operator", "Called Hana: the caller's network dropped.")]
+
+        decision = f"/api/refunds/{view['id']}/decision"
+        assert (await olga.request("POST", decision, {"decision": "refund"})).error_code == "invalid_decision"
+        assert (await caller.request("POST", decision, {"decision": "approve"})).error_code == "not_operator"
+        assert db.refund_requests.find_one({"_id": view["id"]})["decision"] is None
+        # PayPal refunds the first capture and the answer is lost: the retry gets the same refund.
+        emulator_fault(system, {"kind": "lost_response", "path": "/v2/payments/captures/*/refund", "method": "POST"})
+        decided = await olga.request("POST", decision, {"decision": "approve", "note": "Network trouble, not hers."})
+        assert decided.code == 200, decided.body
+        if decided.json()["state"] == "approved":  # PayPal was slow: the refunds actor goes on
+            wait_for(lambda: db.refund_requests.find_one({"_id": view["id"], "state": "refunded"}), "refunded")
+        twice = await olga.request("POST", decision, {"decision": "deny"})
+        assert (twice.code, twice.error_code) == (409, "already_decided")
+        final = (await caller.request("GET", path)).json()
+        assert final["state"] == "refunded" and final["decision_note"] == "Network trouble, not hers."
+        assert final["decided_at"] and "notes" not in final
+        return call, view
+    call, view = run(scenario())
+
+    refunds = refunds_of(db, call.id)
+    assert len(refunds) == 2
+    caller_account, host_pending = f"caller:{call.caller.id}", f"member:{call.host.id}:pending"
+    back = sorted(e["amount_cents"] for t in refunds for e in t["entries"] if e["account"] == caller_account)
+    assert back == sorted([net(1500), net(2000)])
+    for refund in refunds:   # one PayPal refund per capture: its total refunded is just this one
+        refund_id = refund["_id"].split(":", 1)[1]
+        cents = next(e["amount_cents"] for e in refund["entries"] if e["account"] == caller_account)
+        assert paypal_total_refunded(system, refund_id) == f"{cents // 100}.{cents % 100:02d}"
+    balances = ledger.balances(ledger.Transaction.from_document(t).entries[i]
+                               for t in db.ledger.find({"call_id": call.id})
+                               for i in range(len(t["entries"])))
+    assert balances[host_pending] == 0 and balances[f"member:{call.host.id}:available"] == net(500)  # the tip stays
+    assert balances[caller_account] == -3500 - 500 + net(1500) + net(2000)
+    wait_for(lambda: "Your refund was approved" in mail_subjects(db, call.caller), "the caller told")
+    wait_for(lambda: "A refund of your call was approved" in mail_subjects(db, call.host), "the host told")
+    assert mail_subjects(db, call.caller).count("Your refund was approved") == 1
+
+
+def test_a_refund_is_asked_only_after_the_call_within_the_window_and_for_a_payment(refund_system):
+    system, db = refund_system, refund_system.db
+
+    async def scenario():
+        # A free call: nothing to refund (and while it runs, it has not ended).
+        call = await Call.answered(system, "Free Talker", "Free Caller")
+        await call.agree(0, 600)
+        path = f"/api/calls/{call.id}/refund"
+        running = await call.caller.request("POST", path, {"reason": "too short"})
+        assert (running.code, running.error_code) == (409, "call_not_ended")
+        await call.host_page.request("hang_up", call_id=call.id)
+        await call.caller_page.expect("call_state", state="ended")
+        wait_for(lambda: db.calls.find_one({"_id": call.id, "ended_at": {"$ne": None}}), "the call stored")
+        free = await call.caller.request("POST", path, {"reason": "too short"})
+        assert (free.code, free.error_code) == (409, "nothing_to_refund")
+
+        # A paid call ended 24 hours and a second ago: too late.
+        paid = await paid_call(system, [1000])
+        ended = db.calls.find_one({"_id": paid.id})["ended_at"]
+        db.calls.update_one({"_id": paid.id}, {"$set": {"ended_at": ended - datetime.timedelta(hours=24, seconds=1)}})
+        late = await paid.caller.request("POST", f"/api/calls/{paid.id}/refund", {"reason": "too short"})
+        assert (late.code, late.error_code) == (409, "refund_window_closed")
+        assert db.refund_requests.count_documents({"call_id": {"$in": [call.id, paid.id]}}) == 0
+    run(scenario())
+
+
+def test_paypal_down_at_the_decision_leaves_it_approved_until_the_refunds_actor_finishes_it_once(refund_system):
+    system, db = refund_system, refund_system.db
+
+    async def scenario():
+        call, olga = await paid_call(system, [1200]), await operator(system, "Otto Operator")
+        view = (await call.caller.request("POST", f"/api/calls/{call.id}/refund", {"reason": "no show"})).json()
+        # Every attempt of the decision's refund call fails (the SDK tries 5 times).
+        emulator_fault(system, {"kind": "error", "path": "/v2/payments/captures/*/refund", "method": "POST",
+                                "status": 503, "count": 5})
+        decided = (await olga.request("POST", f"/api/refunds/{view['id']}/decision", {"decision": "approve"})).json()
+        assert decided["state"] == "approved"
+        assert refunds_of(db, call.id) == []
+        listed = (await olga.request("GET", "/api/refunds?state=approved")).json()["refunds"]
+        assert view["id"] in [r["id"] for r in listed]
+        wait_for(lambda: db.refund_requests.find_one({"_id": view["id"], "state": "refunded"}),
+                 "the refunds actor to finish the approval", timeout_s=30)
+        (refund,) = refunds_of(db, call.id)
+        assert paypal_total_refunded(system, refund["_id"].split(":", 1)[1]) == "11.09"   # once: $12.00 - $0.91
+        shown = (await olga.request("GET", f"/api/calls/{call.id}/refund")).json()
+        assert shown["refunds"][0]["done"] is True and shown["refunds"][0]["error"] is None
+    run(scenario())
+
+
+def test_a_denied_request_moves_no_money_and_tells_both_sides(refund_system):
+    system, db = refund_system, refund_system.db
+
+    async def scenario():
+        call, olga = await paid_call(system, [1000]), await operator(system, "Ona Operator")
+        view = (await call.caller.request("POST", f"/api/calls/{call.id}/refund", {"reason": "meh"})).json()
+        denied = await olga.request("POST", f"/api/refunds/{view['id']}/decision",
+                                    {"decision": "deny", "note": "The call ran its full length."})
+        assert denied.code == 200 and denied.json()["state"] == "denied"
+        assert db.refund_requests.find_one({"_id": view["id"]})["state"] == "denied"   # payouts no longer hold it
+        wait_for(lambda: "Your refund request was declined" in mail_subjects(db, call.caller), "the caller told")
+        wait_for(lambda: "A refund request on your call was declined" in mail_subjects(db, call.host), "host told")
+        assert refunds_of(db, call.id) == []
+        listed = (await olga.request("GET", "/api/refunds?state=denied")).json()["refunds"]
+        assert [r["id"] for r in listed if r["id"] == view["id"]] == [view["id"]]
+    run(scenario())
+
+
+def test_a_refund_after_the_payout_leaves_a_debt_that_the_next_earnings_repay(refund_system):
+    system, db = refund_system, refund_system.db
+    first_payout, next_payout = payout_calendar.next_payouts(datetime.datetime.now(UTC), 2)
+
+    async def scenario():
+        host, caller = await upgraded_host(system, "Paid Pat"), await Member(system.url).sign_up("Refunded Rae")
+        olga = await operator(system, "Oz Operator")
+        call = await paid_call(system, [1500], host=host, caller=caller)
+        report = run_payout(system, first_payout)
+        assert {i["member_id"]: i["amount_cents"] for i in report["items"]}[host.id] == net(1500)
+        view = (await caller.request("POST", f"/api/calls/{call.id}/refund", {"reason": "wrong expert"})).json()
+        await olga.request("POST", f"/api/refunds/{view['id']}/decision", {"decision": "approve"})
+        wait_for(lambda: db.refund_requests.find_one({"_id": view["id"], "state": "refunded"}), "refunded")
+        earnings = (await host.request("GET", "/api/earnings")).json()
+        assert earnings["available_cents"] == -net(1500) and earnings["paid_out_cents"] == net(1500)
+        # The next call's earnings first repay the refund; only the rest is paid out.
+        await paid_call(system, [2000], host=host, caller=caller)
+        report = run_payout(system, next_payout)
+        assert {i["member_id"]: i["amount_cents"] for i in report["items"]}[host.id] == net(2000) - net(1500)
+        earnings = (await host.request("GET", "/api/earnings")).json()
+        assert earnings["available_cents"] == 0 and earnings["paid_out_cents"] == net(2000)
+    run(scenario())
+
+
+def test_a_decision_stored_by_a_gateway_that_died_before_telling_the_refunds_actor_is_carried_out(refund_system):
+    system, db = refund_system, refund_system.db
+
+    async def scenario():
+        call = await paid_call(system, [1800])
+        return call, (await call.caller.request("POST", f"/api/calls/{call.id}/refund", {"reason": "lag"})).json()
+    call, view = run(scenario())
+    # What the decision handler stores first; its process dies before the actor hears of it.
+    payments = refund_rules.call_payments(db.ledger.find({"call_id": call.id}))
+    db.refund_requests.update_one({"_id": view["id"], "decision": None}, {"$set": refund_rules.decision_fields(
+        "approve", None, {"id": "op", "name": "Gone Gateway"}, payments, view["id"], datetime.datetime.now(UTC))})
+    wait_for(lambda: db.refund_requests.find_one({"_id": view["id"], "state": "refunded"}),
+             "the refunds actor's sweep to carry it out", timeout_s=20)
+    assert [t["entries"][-1]["amount_cents"] for t in refunds_of(db, call.id)] == [net(1800)]
+    wait_for(lambda: "Your refund was approved" in mail_subjects(db, call.caller), "the caller told")
