@@ -80,6 +80,15 @@ class RequestTip:
 
 
 @dataclasses.dataclass(frozen=True)
+class RefundLatePayment:
+    """A round's payment was captured when the call could no longer use it: the money side
+    gives it back to the caller in full."""
+    round: int
+    order_id: str
+    capture_id: str
+
+
+@dataclasses.dataclass(frozen=True)
 class InCall:
     active: bool
 
@@ -341,9 +350,11 @@ class Call:
                 and self.order["round"] == round_number and self.order["order_id"] == order_id)
 
     def payment_captured(self, round_number, payment, now_s):
-        """`payment` describes the capture for the log; a repeat of the same round is a no-op."""
+        """`payment` describes the capture for the log; a repeat of the same round is a no-op.
+        A capture the call cannot use (it is over: the payment window ran out as the payer
+        approved, or the capture cleared late) is refunded, once."""
         if self.state != AWAITING_PAYMENT or self.pending is None or self.pending.round != round_number:
-            return []
+            return self._late_payment(round_number, payment, now_s)
         terms, self.pending, self.order = self.pending, None, None
         self.disarm("payment")
         self.payments.append(dict(payment, round=round_number, at_s=now_s))
@@ -353,6 +364,16 @@ class Call:
             self.caller.away_since_s = now_s
             effects.append(self.arm("grace_" + CALLER, now_s + self.policy.reconnect_grace_s))
         return effects + [Broadcast("payment_captured")]
+
+    def _late_payment(self, round_number, payment, now_s):
+        capture_id = payment.get("capture_id")
+        known = [p.get("capture_id") for p in self.payments] + [
+            entry.get("capture_id") for entry in self.log if entry["event"] == "payment_late"]
+        if capture_id is None or capture_id in known:
+            return []  # a repeat of a capture the call used (or is refunding already)
+        self.note(now_s, "payment_late", round=round_number, capture_id=capture_id,
+                  amount_cents=payment.get("amount_cents"))
+        return [RefundLatePayment(round_number, payment.get("order_id"), capture_id)]
 
     def payment_failed(self, round_number, reason, now_s):
         if self.state != AWAITING_PAYMENT or self.pending is None or self.pending.round != round_number:

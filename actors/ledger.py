@@ -6,14 +6,18 @@ is the in-memory model of the stored ledger that the database adapter mirrors.
 Accounts are buckets, and a balance is the money in a bucket (no debit/credit sign flipping):
 - `caller:<id>`              the payer's side: goes negative by what they paid, back up by refunds
 - `paypal:fees`              what PayPal kept (processing and dispute fees)
+- `platform:costs`           the platform's own money spent (PayPal's fee on a late capture refunded whole)
 - `member:<id>:pending`      a call's net earnings while held (refund window, open request)
 - `member:<id>:available`    earnings the next payout pays (negative: the member owes it back)
 - `member:<id>:frozen`       earnings held by an open PayPal dispute
 - `member:<id>:paid_out`     what the Payouts API sent to the member's PayPal account
+- `subscriber:<id>`          a member paying for their upgrade: negative by what they paid
+- `platform:revenue`         what the platform earned (upgrade subscriptions, net of PayPal's fee)
 The money the platform holds at PayPal is not a separate account: it is the sum of every
 member's pending, available and frozen (`held_at_paypal_cents`), and it always equals captures
 - fees (processing and dispute) - refunds - payouts + returned payouts - dispute reversals.
-That is the figure to reconcile against PayPal's balance.
+That is the figure to reconcile against PayPal's balance (plus the platform's own money there,
+`platform:revenue` + `platform:costs`).
 
 Decisions:
 - A call payment's net goes to pending; it is released to available by one `release`
@@ -34,6 +38,12 @@ Decisions:
   item, whatever status reported it (RETURNED, FAILED, BLOCKED, CANCELED ...). An UNCLAIMED
   item can still be claimed for 30 days: book it back only once the money is back (RETURNED,
   or after cancelling the unclaimed item), or a late claim would pay it twice.
+- A call payment captured after its call was over is refunded whole (gross) to the caller: the
+  member's pending net goes back and the platform pays PayPal's kept fee from `platform:costs`
+  (the caller got nothing, the member delivered nothing; the race is the platform's).
+- A subscription payment (one PAYMENT.SALE.COMPLETED per billing cycle of a member's upgrade)
+  is platform revenue: it never touches a member's earnings buckets, so nothing holds or pays
+  it out. Keyed by PayPal's sale id.
 - Idempotency keys name the money movement, not the message that told us about it: a
   capture is `capture:<capture id>` whether the capture response or the webhook came first.
   The same key again with the same content is a no-op; with other content it is an error.
@@ -52,8 +62,19 @@ DISPUTE_WON = "dispute_won"
 DISPUTE_LOST = "dispute_lost"
 KINDS = frozenset({CALL_PAYMENT, TIP, RELEASE, REFUND, PAYOUT, PAYOUT_RETURNED, DISPUTE_FREEZE, DISPUTE_WON,
                    DISPUTE_LOST})
+# A capture that completed after its call was over, returned whole to the caller.
+LATE_CAPTURE_REFUND = "late_capture_refund"
+KINDS = KINDS | {LATE_CAPTURE_REFUND}
+# One billing cycle of a member's upgrade subscription, paid.
+SUBSCRIPTION = "subscription"
+KINDS = KINDS | {SUBSCRIPTION}
 
 PAYPAL_FEES = "paypal:fees"
+# The platform's own money: what it pays out of its pocket (PayPal's fee on a late capture it
+# refunds in full). Negative: spent.
+PLATFORM_COSTS = "platform:costs"
+# What the platform earned: upgrade subscriptions, net of PayPal's fee.
+PLATFORM_REVENUE = "platform:revenue"
 # Member buckets whose money still sits in the platform's PayPal account.
 HELD = ("pending", "available", "frozen")
 
@@ -97,6 +118,10 @@ def paid_out(member_id):
 
 def caller(caller_id):
     return f"caller:{_id(caller_id)}"
+
+
+def subscriber(member_id):
+    return f"subscriber:{_id(member_id)}"
 
 
 def parse_member_account(account):
@@ -210,6 +235,20 @@ def refund_transaction(call_id, member_id, caller_id, refund_id, refund_cents, c
     return Transaction(f"refund:{_id(refund_id)}", REFUND, entries, call_id)
 
 
+def late_capture_refund_transaction(call_id, member_id, caller_id, capture_id, amount_cents, fee_cents):
+    """A call payment captured after its call was over (approval racing the payment window, a
+    PENDING capture that cleared later) goes back to the caller whole: nothing was delivered.
+    The member gives back the net they were credited (it is still pending: the call never ran
+    on it); PayPal keeps its fee, so the platform pays that out of its own pocket. Keyed by
+    the capture: it can happen once per capture."""
+    _positive(amount_cents, "amount")
+    if isinstance(fee_cents, bool) or not isinstance(fee_cents, int) or not 0 <= fee_cents <= amount_cents:
+        raise LedgerError("invalid_fee", f"a fee of {fee_cents!r} cents cannot be taken from {amount_cents}")
+    entries = _moves((amount_cents - fee_cents, pending(member_id), caller(caller_id)),
+                     (fee_cents, PLATFORM_COSTS, caller(caller_id)))
+    return Transaction(f"capture:{_id(capture_id)}:late-refund", LATE_CAPTURE_REFUND, entries, call_id)
+
+
 def payout_transaction(batch_id, amounts_by_member):
     """One payout batch sent: each member's amount leaves available for their PayPal account."""
     moves = [(_positive(cents, "payout"), available(member_id), paid_out(member_id))
@@ -250,6 +289,19 @@ def dispute_lost_transaction(call_id, member_id, caller_id, dispute_id, reversed
                      (reversed_cents - frozen_cents, available(member_id), caller(caller_id)),
                      (dispute_fee_cents, available(member_id), PAYPAL_FEES))
     return Transaction(f"dispute:{_id(dispute_id)}:resolved", DISPUTE_LOST, entries, call_id)
+
+
+def subscription_transaction(member_id, sale_id, amount_cents, fee_cents):
+    """One billing cycle of a member's upgrade paid: the gross out of the member as a
+    subscriber, PayPal's fee to PayPal, the rest the platform's revenue."""
+    _positive(amount_cents, "amount")
+    if isinstance(fee_cents, bool) or not isinstance(fee_cents, int) or not 0 <= fee_cents <= amount_cents:
+        raise LedgerError("invalid_fee", f"a fee of {fee_cents!r} cents cannot be taken from {amount_cents}")
+    entries = tuple(Entry(account, cents) for account, cents in ((subscriber(member_id), -amount_cents),
+                                                                 (PAYPAL_FEES, fee_cents),
+                                                                 (PLATFORM_REVENUE, amount_cents - fee_cents))
+                    if cents)
+    return Transaction(f"sale:{_id(sale_id)}", SUBSCRIPTION, entries)
 
 
 # Balances ---------------------------------------------------------------------------------

@@ -6,23 +6,83 @@ once the payer has approved (we learn that from PayPal's return to our site or f
 webhook, whichever comes first: both reach the session, and the capture's request id makes
 the second one return the first capture). A completed capture is written to the ledger,
 keyed by the capture id, before the session is told, so a repeat books nothing twice.
+
+What happens to a capture after that, the order document records (`capture_state`):
+- pending: PayPal has not cleared it (e.g. an eCheck); followed here until it clears or is
+  denied, whether or not the call is still there to hear of it.
+- booked: a call payment in the ledger, not yet known to be used by its call. The stored call
+  decides (its session stores a change before acting on it): the capture among its payments,
+  it is used; the call over without it (approval racing the payment window, a capture that
+  cleared after the call ended), it goes back to the caller in full (late capture).
+- used, refunding, refunded, refund_refused (left to an operator), declined.
+
+Mail: each booking inserts, in the same database transaction, the mails it sends (the caller's
+receipt, the member's earnings notice; a late capture's refund notice), keyed by the ledger
+key, so a capture confirmed twice or retried mails once. A call payment's mails are held until
+the call is known to use it (a late capture sends only the refund notice). Sent mails are
+marked; a crash between sending and marking sends that one mail again at the next start.
 """
 import datetime
 import logging
+import random
+import smtplib
+import time
 
 import pymongo
-from thespian.actors import Actor
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from thespian.actors import Actor, WakeupMessage
 
-from actors import fees, ledger
+from actors import fees, ledger, receipts
 from actors.adapters import Configured
-from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCaptured, PaymentFailed, TipCaptured,
-                             TipFailed)
+from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCaptured, PaymentFailed,
+                             RefundLateCapture, TipCaptured, TipFailed)
 from actors.paypal import PayPal, PayPalError
+from interkanect import mail
+from interkanect.db import object_id
 
 log = logging.getLogger(__name__)
 
 # PayPal's word that the payer's money will not come: the call ends.
 FINAL_REFUSALS = {"INSTRUMENT_DECLINED", "PAYER_ACTION_REQUIRED", "ORDER_ALREADY_CAPTURED"}
+
+# A capture's states at PayPal that mean the payer's money came (a refund since does not undo
+# that: a repeated capture request answers the capture's latest state).
+MONEY_IN = {"COMPLETED", "REFUNDED", "PARTIALLY_REFUNDED"}
+# Capture states on the order document.
+PENDING, BOOKED, USED = "pending", "booked", "used"
+REFUNDING, REFUNDED, REFUND_REFUSED, DECLINED = "refunding", "refunded", "refund_refused", "declined"
+# Mail states.
+HELD, READY, SENT, CANCELLED, UNDELIVERABLE = "held", "ready", "sent", "cancelled", "undeliverable"
+
+# The session answers a capture within milliseconds; the stored call is read again after this
+# only when it had not decided yet (a session ending as the capture came may never answer).
+SETTLE_CHECK_S = 2.0
+# A PENDING capture (an eCheck clears in days) is read from PayPal from 5 s on, doubling to 10 min.
+FOLLOW_FIRST_S = 5.0
+FOLLOW_MAX_S = 600.0
+# PayPal unreachable for a late refund after every retry: asked again after this.
+REFUND_RETRY_S = 60.0
+# A database write is retried this long (a restart, a primary stepping down) before the
+# message is handed back to Thespian (one more delivery, then the sender is told).
+DB_RETRY_S = 120.0
+# Mail server down: the ready mails are tried again after this.
+MAIL_RETRY_S = 30.0
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def transient(error):
+    """A database error worth retrying: no connection, or one the server labels retryable."""
+    return isinstance(error, ConnectionFailure) or (
+        isinstance(error, PyMongoError) and any(error.has_error_label(label) for label in (
+            "TransientTransactionError", "RetryableWriteError", "UnknownTransactionCommitResult")))
+
+
+def mail_row(key, role, member_id, subject, body, capture_id, state):
+    return {"_id": f"{key}:{role}", "member_id": member_id, "subject": subject, "body": body,
+            "capture_id": capture_id, "state": state}
 
 
 class PaymentsActor(Actor):
@@ -30,17 +90,60 @@ class PaymentsActor(Actor):
         super().__init__()
         self.settings = None
         self.paypal = None
+        self.client = None
         self.db = None
+        self.callers = {}        # order id → the call waiting on its PENDING capture (this process only)
+        self.scheduled = set()   # wakeups armed and not yet fired: (kind, order id)
 
     def receiveMessage(self, message, sender):
         if isinstance(message, Configured):
-            s = self.settings = message.settings
-            self.paypal = PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use)
-            self.db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
+            self.configure(message.settings)
         elif isinstance(message, CreateOrder):
             self.create(message, sender)
         elif isinstance(message, CaptureOrder):
             self.capture(message, sender)
+        elif isinstance(message, RefundLateCapture):
+            self.settle(message.order_id)
+        elif isinstance(message, WakeupMessage):
+            self.woken(message.payload)
+
+    def configure(self, settings):
+        s = self.settings = settings
+        self.paypal = PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use,
+                             timeout_s=s.paypal_timeout_s)
+        self.client = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)
+        self.db = self.client[s.db_name]
+        self.resume()
+
+    def resume(self):
+        """After a (re)start: carry on with every capture still on its way, send unsent mail."""
+        self.retrying("index orders", lambda: self.db.orders.create_index("capture_state", sparse=True))
+        self.retrying("index mails", lambda: self.db.money_mails.create_index("state"))
+        for order in self.db.orders.find({"capture_state": {"$in": [PENDING, BOOKED, REFUNDING]}}, {"capture_state": 1}):
+            if order["capture_state"] == PENDING:
+                self.later("follow", order["_id"], FOLLOW_FIRST_S)
+            else:
+                self.settle(order["_id"])
+        self.deliver()
+
+    # Wakeups ----------------------------------------------------------------------------
+
+    def later(self, kind, order_id, delay_s):
+        if (kind, order_id) not in self.scheduled:
+            self.scheduled.add((kind, order_id))
+            self.wakeupAfter(delay_s, payload=(kind, order_id, delay_s))
+
+    def woken(self, payload):
+        kind, order_id, delay_s = payload
+        self.scheduled.discard((kind, order_id))
+        if kind == "settle":
+            self.settle(order_id)
+        elif kind == "follow":
+            self.follow(order_id, delay_s)
+        elif kind == "mail":
+            self.deliver()
+
+    # Orders ---------------------------------------------------------------------------
 
     @staticmethod
     def purpose(request):
@@ -62,11 +165,14 @@ class PaymentsActor(Actor):
             self.send(call, self.failed(request, "paypal_unavailable"))
             return
         # Our return page and the webhook find the call from the order.
-        self.db.orders.replace_one({"_id": order_id}, {
-            "_id": order_id, "call_id": request.call_id, "round": request.round, "tip": request.tip,
-            "host_id": request.host_id, "caller_id": request.caller_id, "amount_cents": request.amount_cents,
-            "created_at": datetime.datetime.now(datetime.timezone.utc)}, upsert=True)
+        document = {"_id": order_id, "call_id": request.call_id, "round": request.round, "tip": request.tip,
+                    "host_id": request.host_id, "caller_id": request.caller_id,
+                    "amount_cents": request.amount_cents, "terms": request.terms, "created_at": utc_now()}
+        self.retrying(f"store order {order_id}", lambda: self.db.orders.update_one(
+            {"_id": order_id}, {"$setOnInsert": document}, upsert=True))
         self.send(call, OrderCreated(request.round, order_id, approve_url, request.tip))
+
+    # Captures -------------------------------------------------------------------------
 
     def capture(self, request, call):
         try:
@@ -80,23 +186,198 @@ class PaymentsActor(Actor):
         except Exception as error:
             log.error("capture of order %s failed after retries: %s", request.order_id, error)
             return  # the webhook or the payer's return will ask again; the window bounds it
-        if captured["status"] == "DECLINED":
-            self.send(call, self.failed(request, "declined"))
-        elif captured["status"] == "COMPLETED":
-            self.book(request, captured)
-            payment = {"capture_id": captured["capture_id"], "amount_cents": captured["amount_cents"],
-                       "fee_cents": captured["fee_cents"], "order_id": request.order_id}
-            self.send(call, TipCaptured(request.tip, payment) if request.tip else PaymentCaptured(request.round, payment))
-        # PENDING: money not in hand; PAYMENT.CAPTURE.COMPLETED will bring the call back here.
+        self.captured(request, captured, call)
+
+    def captured(self, request, captured, call):
+        """Act on a capture's state as PayPal reports it (from the capture or a later read)."""
+        order_id, status = request.order_id, captured["status"]
+        if status in MONEY_IN:
+            payment = self.book(request, captured)
+            if call is not None:
+                self.send(call, TipCaptured(request.tip, payment) if request.tip
+                          else PaymentCaptured(request.round, payment))
+            if not request.tip:
+                self.settle(order_id)
+            self.deliver()
+        elif status == "PENDING":
+            # Money not in hand: PAYMENT.CAPTURE.COMPLETED brings a live call back here; this
+            # follows it anyway, since the call may be over by then.
+            self.retrying(f"mark {order_id} pending", lambda: self.db.orders.update_one(
+                {"_id": order_id, "capture_state": {"$exists": False}},
+                {"$set": {"capture_state": PENDING, "capture_id": captured["capture_id"]}}))
+            if call is not None:
+                self.callers[order_id] = call
+            self.later("follow", order_id, FOLLOW_FIRST_S)
+        elif status in ("DECLINED", "FAILED"):  # refused at once, or a pending one denied
+            self.retrying(f"mark {order_id} declined", lambda: self.db.orders.update_one(
+                {"_id": order_id, "capture_state": {"$in": [None, PENDING]}},
+                {"$set": {"capture_state": DECLINED, "capture_id": captured["capture_id"]}}))
+            if call is not None:
+                self.send(call, self.failed(request, "declined"))
+        else:
+            log.warning("capture %s of order %s is %s: left as it is", captured["capture_id"], order_id, status)
+
+    def follow(self, order_id, delay_s):
+        """Read a PENDING capture from PayPal: cleared, it is booked (and settled); denied, the
+        call hears it; still pending, read again later."""
+        order = self.db.orders.find_one({"_id": order_id})
+        if order is None or order.get("capture_state") != PENDING:
+            return  # the call's capture request found it cleared first
+        try:
+            captured = self.paypal.get_capture(order["capture_id"])
+        except Exception as error:
+            log.warning("cannot read pending capture %s: %s", order["capture_id"], error)
+            captured = {"status": "PENDING"}
+        if captured["status"] == "PENDING":
+            self.later("follow", order_id, min(delay_s * 2, FOLLOW_MAX_S))
+            return
+        request = CaptureOrder(order["call_id"], order["round"], order["host_id"], order["caller_id"], order_id,
+                               order.get("tip", 0))
+        self.captured(request, captured, self.callers.pop(order_id, None))
+
+    def names(self, *member_ids):
+        found = {str(m["_id"]): m.get("display_name") or "an interKanect member" for m in self.db.members.find(
+            {"_id": {"$in": [object_id(i) for i in member_ids]}}, {"display_name": 1})}
+        return [found.get(i, "an interKanect member") for i in member_ids]
 
     def book(self, request, captured):
+        """Write the capture to the ledger with its mails; the payment as the call logs it."""
         split = fees.breakdown(captured["amount_cents"], captured["fee_cents"])
-        captured["fee_cents"] = split.fee_cents
+        capture_id = captured["capture_id"]
         builder = ledger.tip_transaction if request.tip else ledger.capture_transaction
-        transaction = builder(request.call_id, request.host_id, request.caller_id, captured["capture_id"],
+        transaction = builder(request.call_id, request.host_id, request.caller_id, capture_id,
                               split.amount_cents, split.fee_cents)
+        order = self.db.orders.find_one({"_id": request.order_id}) or {}
+        host_name, caller_name = self.names(request.host_id, request.caller_id)
+        policy, now = self.settings.policy, utc_now()
+        if request.tip:
+            receipt = receipts.tip_receipt(host_name, request.call_id, capture_id, split.amount_cents, now)
+        else:
+            refund_window_s = getattr(policy, "refund_window_s", policy.earnings_hold_s)
+            receipt = receipts.payment_receipt(host_name, request.call_id, order.get("terms"), capture_id,
+                                               split.amount_cents, now, refund_window_s)
+        notice = receipts.earnings_notice(caller_name, request.call_id, capture_id, split.amount_cents,
+                                          split.fee_cents, request.tip, policy.earnings_hold_s)
+        # A tip is the host's whatever happens to the call; a call payment waits for its call.
+        state = READY if request.tip else HELD
+        mails = [mail_row(transaction.key, "receipt", request.caller_id, *receipt, capture_id, state),
+                 mail_row(transaction.key, "earnings", request.host_id, *notice, capture_id, state)]
+        self.write(transaction, mails, order_update=(request.order_id, {
+            "capture_state": USED if request.tip else BOOKED, "capture_id": capture_id,
+            "captured_cents": split.amount_cents, "fee_cents": split.fee_cents}))
+        return {"capture_id": capture_id, "amount_cents": split.amount_cents, "fee_cents": split.fee_cents,
+                "order_id": request.order_id}
+
+    # A call payment's fate -------------------------------------------------------------
+
+    def settle(self, order_id):
+        """Is this booked call payment used by its call? The stored call says: among its
+        payments, yes (its mails go); the call over without it, it goes back to the caller;
+        otherwise the call has not decided yet: ask again shortly."""
+        order = self.db.orders.find_one({"_id": order_id})
+        if order is None or order.get("capture_state") not in (BOOKED, REFUNDING):
+            return
+        call = self.db.calls.find_one({"_id": order["call_id"]}, {"state": 1, "payments": 1})
+        if call is not None and any(p.get("capture_id") == order["capture_id"] for p in call.get("payments", [])):
+            self.retrying(f"release mails of {order['capture_id']}", lambda: self.db.money_mails.update_many(
+                {"capture_id": order["capture_id"], "state": HELD}, {"$set": {"state": READY}}))
+            self.retrying(f"mark {order_id} used", lambda: self.db.orders.update_one(
+                {"_id": order_id, "capture_state": BOOKED}, {"$set": {"capture_state": USED}}))
+            self.deliver()
+        elif call is None or call["state"] == "ended":
+            self.refund_late(order)
+        else:
+            self.later("settle", order_id, SETTLE_CHECK_S)
+
+    def refund_late(self, order):
+        """Give a capture the call never used back to the caller, all of it, once: PayPal's
+        refund is asked with a request id derived from the capture, the ledger keyed by it."""
+        order_id, capture_id = order["_id"], order["capture_id"]
+        self.retrying(f"mark {order_id} refunding", lambda: self.db.orders.update_one(
+            {"_id": order_id, "capture_state": BOOKED}, {"$set": {"capture_state": REFUNDING}}))
         try:
-            self.db.ledger.insert_one(dict(transaction.document(),
-                                           at=datetime.datetime.now(datetime.timezone.utc)))
-        except pymongo.errors.DuplicateKeyError:
-            pass  # booked already (a retried capture, or the webhook came first)
+            refund = self.paypal.refund_capture(
+                capture_id, request_id=f"late-refund-{capture_id}",
+                note_to_payer="The call was over before your payment completed: refunded in full.")
+        except PayPalError as refusal:  # e.g. CAPTURE_FULLY_REFUNDED by hand: an operator looks
+            log.error("late capture %s of call %s cannot be refunded: %s", capture_id, order["call_id"], refusal)
+            self.retrying(f"mark {order_id} refused", lambda: self.db.orders.update_one(
+                {"_id": order_id}, {"$set": {"capture_state": REFUND_REFUSED, "refund_refusal": refusal.issue}}))
+            return
+        except Exception as error:
+            log.warning("late capture %s: PayPal refund failed for now: %s", capture_id, error)
+            self.later("settle", order_id, REFUND_RETRY_S)
+            return
+        transaction = ledger.late_capture_refund_transaction(order["call_id"], order["host_id"], order["caller_id"],
+                                                             capture_id, order["captured_cents"], order["fee_cents"])
+        (host_name,) = self.names(order["host_id"])
+        notice = receipts.late_capture_refund(host_name, order["call_id"], capture_id, order["captured_cents"],
+                                              refund["refund_id"])
+        self.write(transaction, [mail_row(transaction.key, "refund", order["caller_id"], *notice, capture_id, READY)],
+                   cancel_held_of=capture_id,
+                   order_update=(order_id, {"capture_state": REFUNDED, "refund_id": refund["refund_id"]}))
+        log.info("late capture %s of call %s refunded in full (%s)", capture_id, order["call_id"], refund["refund_id"])
+        self.deliver()
+
+    # The database ----------------------------------------------------------------------
+
+    def write(self, transaction, mails=(), cancel_held_of=None, order_update=None):
+        """One ledger transaction, the mails it sends and the order's new state, in one database
+        transaction: all or nothing. False when the key was booked already (nothing written)."""
+        now = utc_now()
+
+        def body(session):
+            self.db.ledger.insert_one(dict(transaction.document(), at=now), session=session)
+            if cancel_held_of:
+                self.db.money_mails.update_many({"capture_id": cancel_held_of, "state": HELD},
+                                                {"$set": {"state": CANCELLED}}, session=session)
+            if mails:
+                self.db.money_mails.insert_many([dict(row, created_at=now) for row in mails], session=session)
+            if order_update:
+                self.db.orders.update_one({"_id": order_update[0]}, {"$set": order_update[1]}, session=session)
+
+        def attempt():
+            with self.client.start_session() as session:
+                try:
+                    session.with_transaction(body)
+                except DuplicateKeyError:
+                    stored = self.db.ledger.find_one({"_id": transaction.key})
+                    if stored is None:
+                        raise  # a mail row, not the booking: mails and ledger disagree
+                    if ledger.Transaction.from_document(stored) != transaction:
+                        log.error("%s is booked with other entries; kept as it was", transaction.key)
+                    return False  # booked already (a retried capture, the webhook first)
+            return True
+        return self.retrying(f"book {transaction.key}", attempt)
+
+    def retrying(self, what, function):
+        """Run a database operation, retrying transient failures (the server restarting or
+        briefly unreachable) with backoff and jitter for up to DB_RETRY_S."""
+        give_up_at, delay_s = time.monotonic() + DB_RETRY_S, 0.2
+        while True:
+            try:
+                return function()
+            except PyMongoError as error:
+                if not transient(error) or time.monotonic() > give_up_at:
+                    raise
+                log.warning("database unavailable to %s (retrying): %s", what, error)
+            time.sleep(delay_s * random.uniform(0.5, 1.5))
+            delay_s = min(delay_s * 2, 5.0)
+
+    # Mail ------------------------------------------------------------------------------
+
+    def deliver(self):
+        """Send every ready money mail, oldest first; a mail server down is tried again later."""
+        try:
+            rows = list(self.db.money_mails.find({"state": READY}).sort("created_at", 1))
+            for row in rows:
+                member = self.db.members.find_one({"_id": object_id(row["member_id"])}, {"email": 1})
+                if member is None:
+                    log.warning("no member %s for mail %s", row["member_id"], row["_id"])
+                    self.db.money_mails.update_one({"_id": row["_id"]}, {"$set": {"state": UNDELIVERABLE}})
+                    continue
+                mail.send_now(self.settings, self.db, member["email"], row["subject"], row["body"])
+                self.db.money_mails.update_one({"_id": row["_id"]}, {"$set": {"state": SENT, "sent_at": utc_now()}})
+        except (OSError, smtplib.SMTPException, PyMongoError) as error:
+            log.warning("money mail not sent for now (again in %ss): %s", MAIL_RETRY_S, error)
+            self.later("mail", None, MAIL_RETRY_S)

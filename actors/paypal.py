@@ -28,6 +28,8 @@ from paypalserversdk.models.payment_source import PaymentSource
 from paypalserversdk.models.paypal_wallet import PaypalWallet
 from paypalserversdk.models.paypal_wallet_experience_context import PaypalWalletExperienceContext
 from paypalserversdk.models.purchase_unit_request import PurchaseUnitRequest
+from paypalserversdk.models.money import Money
+from paypalserversdk.models.refund_request import RefundRequest
 from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 
 log = logging.getLogger(__name__)
@@ -67,11 +69,11 @@ def value_to_cents(value):
 
 
 class PayPal:
-    def __init__(self, base_url, client_id, client_secret):
+    def __init__(self, base_url, client_id, client_secret, timeout_s=TIMEOUT_S):
         credentials = ClientCredentialsAuthCredentials(o_auth_client_id=client_id, o_auth_client_secret=client_secret)
         environment = Environment.PRODUCTION if "api-m.paypal.com" in base_url else Environment.SANDBOX
         self.sdk = PaypalServersdkClient(config=_BaseUrlConfiguration(
-            base_url, timeout=TIMEOUT_S, environment=environment, client_credentials_auth_credentials=credentials))
+            base_url, timeout=timeout_s, environment=environment, client_credentials_auth_credentials=credentials))
 
     def _call(self, what, function):
         """Retry transient failures (5xx, timeouts, lost answers) with backoff and jitter; the
@@ -113,6 +115,30 @@ class PayPal:
         return {"status": capture.status, "capture_id": capture.id,
                 "amount_cents": value_to_cents(capture.amount.value),
                 "fee_cents": value_to_cents(fee.value) if fee is not None else None}
+
+    def get_capture(self, capture_id):
+        """A capture's current state, as capture() reports it (plus its order id): how a PENDING
+        capture is followed until it clears or is denied."""
+        capture = self._call("read capture", lambda: self.sdk.payments.get_captured_payment({"capture_id": capture_id}))
+        breakdown = getattr(capture, "seller_receivable_breakdown", None)
+        fee = getattr(breakdown, "paypal_fee", None) if breakdown else None
+        related = getattr(getattr(capture, "supplementary_data", None), "related_ids", None)
+        return {"status": capture.status, "capture_id": capture.id, "amount_cents": value_to_cents(capture.amount.value),
+                "fee_cents": value_to_cents(fee.value) if fee is not None else None,
+                "order_id": getattr(related, "order_id", None)}
+
+    def refund_capture(self, capture_id, request_id, amount_cents=None, note_to_payer=None):
+        """Refund a capture, in full (amount_cents None) or in part: {"refund_id", "status",
+        "amount_cents"}. The request id makes a retry (or a second ask) return the first refund."""
+        body = RefundRequest(**{k: v for k, v in (
+            ("amount", Money(currency_code="USD", value=cents_to_value(amount_cents)) if amount_cents else None),
+            ("note_to_payer", note_to_payer)) if v is not None})
+        refund = self._call("refund", lambda: self.sdk.payments.refund_captured_payment(
+            {"capture_id": capture_id, "body": body, "paypal_request_id": request_id,
+             "prefer": "return=representation"}))
+        amount = getattr(refund, "amount", None)
+        return {"refund_id": refund.id, "status": refund.status,
+                "amount_cents": value_to_cents(amount.value) if amount is not None else amount_cents}
 
 
 # Payouts, over PayPal's REST API (paypal-server-sdk has no Payouts) ----------------------------

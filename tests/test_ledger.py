@@ -144,6 +144,28 @@ def test_the_same_key_with_other_entries_is_refused():
     assert ledger.balance(PAYPAL_FEES) == 84
 
 
+
+def test_a_late_capture_goes_back_to_the_caller_whole_and_the_platform_pays_the_fee():
+    from actors.ledger import PLATFORM_COSTS, late_capture_refund_transaction
+    ledger = Ledger()
+    payment = paid_call(ledger, capture_id="LATE1", amount_cents=1500)      # fee 101, net 1399
+    returned = late_capture_refund_transaction(CALL, MEMBER, CALLER, "LATE1", 1500, payment.fee_cents)
+    assert ledger.apply(returned) is True
+    assert ledger.apply(late_capture_refund_transaction(CALL, MEMBER, CALLER, "LATE1", 1500, 101)) is False
+    totals = ledger.balances()
+    assert totals[caller(CALLER)] == 0                                      # paid 15.00, got 15.00 back
+    assert member_view(ledger) == {"pending": 0, "available": 0, "frozen": 0, "paid_out": 0}
+    assert totals[PAYPAL_FEES] == 101 and totals[PLATFORM_COSTS] == -101     # PayPal kept it; we paid it
+    assert held_at_paypal_cents(totals) == 0 and sum(totals.values()) == 0
+    assert returned.key == "capture:LATE1:late-refund" and returned.call_id == CALL
+
+
+@pytest.mark.parametrize("amount, fee", [(0, 0), (1000, 1001), (1000, -1), (1000, 8.4), (True, 0)])
+def test_a_late_capture_refund_refuses_amounts_that_make_no_sense(amount, fee):
+    from actors.ledger import late_capture_refund_transaction
+    with pytest.raises(LedgerError):
+        late_capture_refund_transaction(CALL, MEMBER, CALLER, "LATE1", amount, fee)
+
 # --- what a transaction may be -----------------------------------------------------------------
 
 @pytest.mark.parametrize("entries, code", [
@@ -367,3 +389,28 @@ class MoneyEvents(RuleBasedStateMachine):
 
 TestMoneyEvents = MoneyEvents.TestCase
 TestMoneyEvents.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
+
+
+# --- a member's upgrade subscription ---------------------------------------------------------------
+
+def test_a_subscription_payment_is_platform_revenue_and_never_a_members_earnings():
+    from actors.ledger import PLATFORM_REVENUE, subscriber, subscription_transaction
+    ledger = Ledger()
+    paid_call(ledger)                                                       # the member also earns as a host
+    before = member_view(ledger)
+    cycle = subscription_transaction(MEMBER, "80021663DE681814L", 999, 84)  # $9.99, fee 0.35 + 0.49
+    assert ledger.apply(cycle) is True
+    assert ledger.apply(subscription_transaction(MEMBER, "80021663DE681814L", 999, 84)) is False  # webhook again
+    totals = ledger.balances()
+    assert totals[subscriber(MEMBER)] == -999 and totals[PLATFORM_REVENUE] == 915
+    assert member_view(ledger) == before and payout_amounts(totals) == {}  # nothing of it is held or paid out
+    assert held_at_paypal_cents(totals) == 916 and sum(totals.values()) == 0
+    assert cycle.key == "sale:80021663DE681814L" and cycle.kind == "subscription" and cycle.call_id is None
+
+
+@pytest.mark.parametrize("amount, fee, sale", [(0, 0, "S1"), (999, 1000, "S1"), (999, -1, "S1"), (9.99, 0, "S1"),
+                                               (999, 84, ""), (999, 84, "a:b")])
+def test_a_subscription_payment_refuses_amounts_and_ids_that_make_no_sense(amount, fee, sale):
+    from actors.ledger import subscription_transaction
+    with pytest.raises(LedgerError):
+        subscription_transaction(MEMBER, sale, amount, fee)

@@ -1,0 +1,86 @@
+"""The mails money sends: the caller's receipt for each captured call payment and tip, the
+member's earnings notice for each capture, and the caller's notice of a late capture refunded.
+Pure: each function takes what the mail says and returns (subject, body).
+
+Decisions:
+- The receipt shows what the caller paid, to whom, for which call and terms (with the terms'
+  fingerprint both sides saw when they agreed); PayPal's fee is the member's business and is
+  not on it. The earnings notice shows gross, fee and net and when the net becomes payable.
+- Times are printed in UTC with the zone named: the platform does not know the reader's zone.
+"""
+import datetime
+
+from actors.terms import dollars
+
+
+def _when(at):
+    return at.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _length(length_s):
+    minutes, seconds = divmod(int(length_s), 60)
+    text = f"{minutes} minute{'' if minutes == 1 else 's'}"
+    return text + (f" {seconds} s" if seconds else "")
+
+
+def _hours(seconds):
+    hours = seconds / 3600
+    return f"{hours:g} hour{'' if hours == 1 else 's'}"
+
+
+def payment_receipt(host_name, call_id, terms, capture_id, amount_cents, at, refund_window_s):
+    """To the caller: a call payment was captured."""
+    return (f"Receipt: {dollars(amount_cents)} for your call with {host_name}", "\n".join([
+        f"You paid {dollars(amount_cents)} for a call with {host_name} on interKanect.", "",
+        f"Call:               {call_id}" + (f" (round {terms['round']})" if terms else ""),
+        *([f"Terms:              {_length(terms['length_s'])} for {dollars(terms['price_cents'])}",
+           f"Terms fingerprint:  {terms['fingerprint']} (as both of you saw it when you agreed)"] if terms else []),
+        f"Amount:             {dollars(amount_cents)} USD",
+        f"PayPal transaction: {capture_id}",
+        f"Date:               {_when(at)}", "",
+        f"You can ask for a refund within {_hours(refund_window_s)} after the call ends, from the call's page.",
+        "interKanect never asks for your password by email."]))
+
+
+def tip_receipt(host_name, call_id, capture_id, amount_cents, at):
+    """To the caller: a tip was captured (tips are not refunded)."""
+    return (f"Receipt: your {dollars(amount_cents)} tip to {host_name}", "\n".join([
+        f"You tipped {host_name} {dollars(amount_cents)} during your call on interKanect. Thank you!", "",
+        f"Call:               {call_id}",
+        f"Amount:             {dollars(amount_cents)} USD",
+        f"PayPal transaction: {capture_id}",
+        f"Date:               {_when(at)}", "",
+        "Tips are a gift to the host and are not refunded.",
+        "interKanect never asks for your password by email."]))
+
+
+def earnings_notice(caller_name, call_id, capture_id, amount_cents, fee_cents, tip, hold_s):
+    """To the member: what a capture earned them and when it becomes payable."""
+    net_cents = amount_cents - fee_cents
+    what = "a tip" if tip else "a call payment"
+    payable = ("It is available now and goes out with the next weekly payout (Fridays, 19:00 Los Angeles "
+               "time; the next business day after a U.S. federal holiday)." if tip else
+               f"It becomes payable {_hours(hold_s)} after the call ends and goes out with the first weekly "
+               f"payout after that (Fridays, 19:00 Los Angeles time; the next business day after a U.S. federal "
+               f"holiday). If the caller asks for a refund within that time, it waits for the decision.")
+    return (f"You earned {dollars(net_cents)} from {caller_name}", "\n".join([
+        f"{caller_name} paid you {what} on interKanect.", "",
+        f"Call:               {call_id}",
+        f"Paid:               {dollars(amount_cents)}",
+        f"PayPal fee:         {dollars(fee_cents)}",
+        f"Your earnings:      {dollars(net_cents)}",
+        f"PayPal transaction: {capture_id}", "",
+        payable]))
+
+
+def late_capture_refund(host_name, call_id, capture_id, amount_cents, refund_id):
+    """To the caller: their payment completed after the call was over and went back in full."""
+    return (f"Refunded: {dollars(amount_cents)} for your call with {host_name}", "\n".join([
+        f"Your payment of {dollars(amount_cents)} for a call with {host_name} completed after the call was "
+        f"over, so the call could not go on with it.",
+        f"We refunded all of it ({dollars(amount_cents)}) to your PayPal account; PayPal's fee is on us.", "",
+        f"Call:               {call_id}",
+        f"PayPal transaction: {capture_id}",
+        f"PayPal refund:      {refund_id}", "",
+        "PayPal shows the refund in your account within a few days.",
+        "interKanect never asks for your password by email."]))

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Money benchmark on loopback: a real SecantusDB, actor node, gateway and the PayPal emulator.
+
+- webhooks/s end to end: N calls wait for payment on real PayPal orders the payer approved
+  (never coming back to us); then N signed CHECKOUT.ORDER.APPROVED deliveries (signed by the
+  emulator's /emulator/webhooks/sign) are POSTed to the gateway at once, and the clock runs
+  until every call's ledger transaction exists and every caller's page has been told
+  (verified → the call → capture at PayPal → ledger → call resumed), against raw two-insert
+  transactions/s on the same database in the same run (the ledger's write is one such
+  transaction), ratio printed;
+- a payout run for M members (ledger seeded directly: one available balance each) through
+  the real PayoutScheduler and the emulator's Payouts API: wall time and the peak memory
+  (VmHWM) of the node process that grew most (the scheduler's).
+
+Prints `name=value` lines and `#` lines that say how the figures were taken.
+
+    .venv/bin/python scripts/bench_money.py [--calls N] [--members M]
+"""
+import argparse
+import asyncio
+import datetime
+import json
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from benchkit import comment, emit, progress, run_bench, session_pids
+
+import pymongo
+from bson import ObjectId
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from actors import ledger, payout_calendar
+from tests.client import Member
+from tests.test_call_payments import approve_and_never_come_back
+from tests.test_calls_live import ring
+
+TRANSACTIONS = 300          # raw two-insert transactions timed
+SEED_CHUNK = 1000
+FRAME_TIMEOUT_S = 60
+
+
+class Target:
+    """What the tests' helpers need of a system: its URL and database."""
+
+    def __init__(self, system):
+        self.url, self.settings = system.url, system.settings
+        self.db = pymongo.MongoClient(system.settings.database_url, tz_aware=True)[system.settings.db_name]
+
+
+def control(system, path, body=None, method=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(system.settings.paypal_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.load(answer)
+
+
+async def awaiting_call(target, index):
+    """An upgraded host and a caller, a call agreed at $15.00, the payer approved on PayPal."""
+    host = await Member(target.url).sign_up(f"Bench Host {index}")
+    await host.request("PATCH", "/api/me", {"payout_email": f"host{index}@example.com"})
+    target.db.members.update_one({"_id": ObjectId(host.id)}, {"$set": {"tier": "upgraded"}})
+    caller = await Member(target.url).sign_up(f"Bench Caller {index}")
+    host_page, caller_page = await host.socket(), await caller.socket()
+    call_id = await ring(caller_page, [host_page], host.id)
+    await host_page.request("accept", call_id=call_id)
+    await host_page.request("propose", call_id=call_id, price_cents=1500, length_s=600)
+    proposal = (await caller_page.expect("call_state", event="proposed", timeout_s=FRAME_TIMEOUT_S))["proposal"]
+    await caller_page.request("pay", call_id=call_id, proposal=proposal["proposal"])
+    ready = await caller_page.expect("call_state", event="payment_ready", timeout_s=FRAME_TIMEOUT_S)
+    await asyncio.to_thread(approve_and_never_come_back, ready["payment"]["approve_url"])
+    return call_id, ready["payment"]["order_id"], caller_page, host_page
+
+
+def signed_approval(system, order_id, index):
+    event = {"id": f"WH-BENCH-{index:06d}-{order_id}", "event_version": "1.0",
+             "create_time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "resource_type": "checkout-order", "event_type": "CHECKOUT.ORDER.APPROVED",
+             "summary": "An order has been approved by buyer",
+             "resource": {"id": order_id, "status": "APPROVED", "intent": "CAPTURE"}, "links": []}
+    body = json.dumps(event, separators=(",", ":"))
+    return body, control(system, "/emulator/webhooks/sign", {"body": body})["headers"]
+
+
+async def webhooks_per_s(system, target, calls):
+    progress(f"setting up {calls} calls awaiting payment on approved PayPal orders")
+    control(system, "/emulator/webhook", {"url": ""}, method="PUT")   # only our deliveries reach the gateway
+    waiting = []
+    for index in range(calls):
+        waiting.append(await awaiting_call(target, index))
+    deliveries = [signed_approval(system, order_id, i) for i, (_, order_id, _, _) in enumerate(waiting)]
+    client = AsyncHTTPClient(max_clients=calls)
+    progress(f"posting {calls} signed webhooks at once")
+    started = time.monotonic()
+    answers = await asyncio.gather(*(client.fetch(HTTPRequest(
+        f"{system.url}/paypal/webhook", method="POST", body=body, headers=dict(headers, **{
+            "Content-Type": "application/json"}), request_timeout=120), raise_error=False)
+        for body, headers in deliveries))
+    acknowledged_s = time.monotonic() - started
+    await asyncio.gather(*(page.expect("call_state", event="payment_captured", timeout_s=FRAME_TIMEOUT_S)
+                           for _, _, page, _ in waiting))
+    elapsed_s = time.monotonic() - started
+    call_ids = [call_id for call_id, _, _, _ in waiting]
+    booked = target.db.ledger.count_documents({"call_id": {"$in": call_ids}, "kind": "call_payment"})
+    if booked != calls or any(answer.code != 200 for answer in answers):
+        raise SystemExit(f"error: {booked} of {calls} calls booked; answers {[a.code for a in answers]}")
+    comment(f"{calls} webhooks acknowledged (200) within {acknowledged_s:.2f} s; every call resumed and booked "
+            f"within {elapsed_s:.2f} s of the first POST")
+    for _, _, caller_page, host_page in waiting:
+        await caller_page.close()
+        await host_page.close()
+    return calls / elapsed_s
+
+
+def two_insert_transactions_per_s(system):
+    client = pymongo.MongoClient(system.settings.database_url, tz_aware=True)
+    db = client[system.settings.db_name]
+    started = time.monotonic()
+    for index in range(TRANSACTIONS):
+        with client.start_session() as session:
+            session.with_transaction(lambda s, i=index: (
+                db.bench_ledger.insert_one({"_id": f"t{i}", "entries": [1, -1]}, session=s),
+                db.bench_mails.insert_one({"_id": f"t{i}:mail", "state": "held"}, session=s)))
+    return TRANSACTIONS / (time.monotonic() - started)
+
+
+def vm_hwm_kb(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def seed_balances(target, members):
+    """`members` upgraded members with a payout email and one available balance each ($9.16:
+    a $10.00 tip, fee 84 cents), written straight to the database."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for start in range(0, members, SEED_CHUNK):
+        ids = [ObjectId() for _ in range(start, min(start + SEED_CHUNK, members))]
+        target.db.members.insert_many([{"_id": oid, "email": f"seed{oid}@example.com", "display_name": "Seeded",
+                                        "payout_email": f"payee{oid}@example.com", "tier": "upgraded",
+                                        "created_at": now} for oid in ids])
+        target.db.ledger.insert_many([dict(ledger.tip_transaction(f"seed{oid}", str(oid), "seedcaller", f"SEED{oid}",
+                                                                  1000, 84).document(), at=now) for oid in ids])
+
+
+def payout_run(system, target, members):
+    from actors.payouts import ask_run
+    progress(f"seeding {members} members with an available balance")
+    seed_balances(target, members)
+    instant = payout_calendar.next_payouts(datetime.datetime.now(payout_calendar.LOS_ANGELES)
+                                           - datetime.timedelta(days=8), 1)[0]
+    pids = system.node_pids()
+    before = {pid: vm_hwm_kb(pid) for pid in pids}
+    progress(f"running the payout of {instant.isoformat()}")
+    started = time.monotonic()
+    answer = ask_run(system.settings, instant, timeout_s=900)
+    elapsed_s = time.monotonic() - started
+    if answer is None or answer.error:
+        raise SystemExit(f"error: the payout run failed: {answer and answer.error}")
+    report = answer.report
+    after = {pid: vm_hwm_kb(pid) for pid in session_pids(system.actor_sid) + [system.node.pid]}
+    grown = max(after, key=lambda pid: after[pid] - before.get(pid, 0))
+    comment(f"payout {report.get('batch_id')}: {report.get('state')}, {len(report.get('items', []))} items, "
+            f"{report.get('paid_cents')} cents; the process that grew most (pid {grown}) went from "
+            f"{before.get(grown, 0)} kB to {after[grown]} kB peak")
+    return elapsed_s, after[grown], len(report.get("items", []))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--members", type=int, default=10_000)
+    args = parser.parse_args(argv)
+
+    async def bench(system, workdir):
+        target = Target(system)
+        rate = await webhooks_per_s(system, target, args.calls)
+        emit("webhooks_end_to_end_per_s", rate)
+        raw = two_insert_transactions_per_s(system)
+        emit("raw_two_insert_transactions_per_s", raw)
+        emit("webhooks_vs_raw_transactions_ratio", rate / raw)
+        elapsed_s, peak_kb, items = await asyncio.to_thread(payout_run, system, target, args.members)
+        emit("payout_members", items)
+        emit("payout_run_s", elapsed_s)
+        emit("payout_peak_memory_mb", peak_kb / 1024)
+
+    return run_bench("bench-money", "money benchmark: webhooks end to end, raw transactions, a payout run",
+                     bench, time_limit_s=1800)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

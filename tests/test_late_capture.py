@@ -1,0 +1,141 @@
+"""A call payment captured after its call was over goes back to the caller in full, once, and
+the caller is told by email: the payer's approval racing the payment window (PayPal answers the
+capture late), and a PENDING capture that clears after the call ended
+(PAYMENT.CAPTURE.COMPLETED for a call that is gone). Through the real path: gateway, node,
+payments adapter, the PayPal emulator's fault switches, SecantusDB."""
+import asyncio
+import json
+import time
+import urllib.request
+
+from actors import call as rules
+from actors.call import Call, CallPolicy, Side
+from actors.paypal import PayPal
+from actors.terms import Terms
+from tests.conftest import run
+from tests.test_call_payments import approve_on_paypal
+from tests.test_calls_live import Call as LiveCall
+
+POLICY = CallPolicy(ring_timeout_s=60, negotiation_window_s=300, extension_offer_s=60, payment_window_s=600,
+                    free_tier_cap_s=1200, reconnect_grace_s=120, min_price_cents=200, max_price_cents=500000,
+                    min_length_s=60, max_length_s=28800)
+
+
+# The rule: a capture the call cannot use is refunded, once ---------------------------------------
+
+def awaiting_payment(now_s=0.0):
+    call, _ = Call.ring("c" * 24, Side("h", "Host"), Side("k", "Caller"), "upgraded", True, POLICY, "page", now_s)
+    call.accept("host-page", now_s)
+    call.agreed(Terms(1, 1, 1500, 600, now_s), now_s)
+    return call
+
+
+def test_a_capture_after_the_payment_window_is_refunded_once_and_a_used_one_never():
+    call = awaiting_payment()
+    call.timer("payment", call.timers["payment"], 600.0)
+    assert call.state == rules.ENDED and call.end_reason == "payment_timeout"
+    payment = {"capture_id": "CAP1", "amount_cents": 1500, "fee_cents": 101, "order_id": "ORDER1"}
+    assert call.payment_captured(1, payment, 601.0) == [rules.RefundLatePayment(1, "ORDER1", "CAP1")]
+    assert call.payment_captured(1, payment, 602.0) == []      # the webhook's repeat: already on its way back
+    assert [e["event"] for e in call.log].count("payment_late") == 1
+
+    used = awaiting_payment()
+    used.payment_captured(1, payment, 1.0)
+    used.hang_up("host", 2.0)
+    assert used.payment_captured(1, payment, 3.0) == []         # the call ran on it: a repeat, nothing more
+
+
+# Through the system ---------------------------------------------------------------------------
+
+def arm(system, fault):
+    request = urllib.request.Request(system.settings.paypal_url + "/emulator/faults", data=json.dumps(fault).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 201
+
+
+def control(system, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(system.settings.paypal_url + path, data=data, method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.load(answer)
+
+
+async def until(condition, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+    return found
+
+
+def paypal(system):
+    s = system.settings
+    return PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use)
+
+
+async def assert_refunded_once(system, call):
+    """The capture went back whole, once; the caller was told, once; the host was mailed nothing."""
+    db = system.db
+    refund = await until(lambda: db.ledger.find_one({"call_id": call.id, "kind": "late_capture_refund"}), 30,
+                         "the late capture's refund in the ledger")
+    (captured,) = db.ledger.find({"call_id": call.id, "kind": "call_payment"})
+    capture_id = captured["_id"].split(":")[1]
+    assert refund["_id"] == f"capture:{capture_id}:late-refund"
+    totals = {}
+    for transaction in db.ledger.find({"call_id": call.id}):
+        for entry in transaction["entries"]:
+            totals[entry["account"]] = totals.get(entry["account"], 0) + entry["amount_cents"]
+    assert totals[f"caller:{call.caller.id}"] == 0 and totals[f"member:{call.host.id}:pending"] == 0
+    assert totals["paypal:fees"] == 101 and totals["platform:costs"] == -101
+    assert paypal(system).get_capture(capture_id)["status"] == "REFUNDED"
+    await until(lambda: db.outbox.count_documents({"to": call.caller.email}) == 1, 10, "the refund mail")
+    (mail,) = db.outbox.find({"to": call.caller.email})
+    assert mail["subject"] == "Refunded: $15.00 for your call with Late Host"
+    assert capture_id in mail["body"] and "PayPal's fee is on us" in mail["body"]
+    # Asked again (the session's word and the stored call's both lead here): nothing more.
+    await asyncio.sleep(3 * 2.0)  # two settle checks of the payments adapter
+    refunds = control(system, "/emulator/webhooks?event_type=PAYMENT.CAPTURE.REFUNDED")["deliveries"]
+    assert len(refunds) == 1
+    assert db.ledger.count_documents({"call_id": call.id}) == 2
+    assert db.outbox.count_documents({"to": {"$in": [call.caller.email, call.host.email]}}) == 1
+    assert db.orders.find_one({"call_id": call.id})["capture_state"] == "refunded"
+    assert db.calls.find_one({"_id": call.id})["payments"] == []
+
+
+def test_an_approval_racing_the_payment_window_is_refunded_in_full(system_with):
+    system = system_with(payment_window_s=3)
+
+    async def scenario():
+        call = await LiveCall.answered(system, "Late Host", "Late Caller")
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        # PayPal captures at once but answers 6 s later: by then the window is over.
+        arm(system, {"kind": "timeout", "path": "/v2/checkout/orders/*/capture", "method": "POST", "delay_s": 6})
+        approve_on_paypal(ready["payment"]["approve_url"])
+        ended = await call.caller_page.expect("call_state", state="ended", timeout_s=10)
+        assert ended["end_reason"] == "payment_timeout"
+        await assert_refunded_once(system, call)
+    run(scenario())
+
+
+def test_a_pending_capture_that_clears_after_the_call_ended_is_refunded_in_full(system_with):
+    system = system_with(payment_window_s=3)
+
+    async def scenario():
+        call = await LiveCall.answered(system, "Late Host", "Pending Caller")
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        arm(system, {"kind": "capture_outcome", "outcome": "PENDING"})
+        approve_on_paypal(ready["payment"]["approve_url"])
+        ended = await call.caller_page.expect("call_state", state="ended", timeout_s=10)
+        assert ended["end_reason"] == "payment_timeout"
+        order = await until(lambda: system.db.orders.find_one({"call_id": call.id, "capture_state": "pending"}), 10,
+                            "the pending capture")
+        assert system.db.ledger.count_documents({"call_id": call.id}) == 0   # no money in hand yet
+        # The eCheck clears: PAYMENT.CAPTURE.COMPLETED, for a call that is over.
+        control(system, f"/emulator/captures/{order['capture_id']}/complete", {})
+        await assert_refunded_once(system, call)
+    run(scenario())

@@ -1,0 +1,99 @@
+"""Receipts and earnings notices over SMTP (aiosmtpd on loopback): a real paid call and a tip
+through the PayPal emulator, each capture confirmed twice (the payer's return and PayPal's
+webhook, then the return followed again), and exactly one receipt and one earnings notice
+per capture."""
+import asyncio
+import json
+import time
+import urllib.request
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.client import Member
+from tests.conftest import free_port, run
+from tests.test_accounts import RecordingSMTP
+from tests.test_call_payments import approve_on_paypal
+from tests.test_calls_live import Call
+
+
+@pytest.fixture
+def smtp_server():
+    controller = Controller(RecordingSMTP(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+async def until(condition, timeout_s=20, what="the condition"):
+    """Poll `condition` until true, for at most `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def deliveries(system, event_type=None):
+    query = f"?event_type={event_type}" if event_type else ""
+    with urllib.request.urlopen(f"{system.settings.paypal_url}/emulator/webhooks{query}", timeout=5) as answer:
+        return json.load(answer)["deliveries"]
+
+
+def mails_to(handler, address):
+    return [message for recipients, message in handler.messages if address in recipients]
+
+
+def body_of(message):
+    return message.get_payload(decode=True).decode()
+
+
+def test_each_capture_mails_one_receipt_and_one_earnings_notice(system_with, smtp_server):
+    system = system_with(smtp_host="127.0.0.1", smtp_port=smtp_server.port)
+    handler = smtp_server.handler
+
+    async def scenario():
+        call = await Call.answered(system, "Mona Host", "Carl Caller")
+        terms = await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        approve_on_paypal(ready["payment"]["approve_url"])   # return + CHECKOUT.ORDER.APPROVED: two asks
+        await call.host_page.expect("call_state", state="running", event="payment_captured")
+
+        await call.caller_page.request("tip", call_id=call.id, amount_cents=500)
+        tip_ready = await call.caller_page.expect("call_state", event="tip_ready")
+        approve_on_paypal(tip_ready["tips"][0]["approve_url"])
+        await call.host_page.expect("call_state", event="tip_received")
+
+        # Confirmed again: PayPal's return followed once more for each order.
+        for order in system.db.orders.find({"call_id": call.id}):
+            with urllib.request.urlopen(f"{system.url}/paypal/return?token={order['_id']}", timeout=10):
+                pass
+        # Every webhook PayPal sent (approvals, captures) has been taken by the gateway...
+        await until(lambda: len(deliveries(system)) >= 4 and all(d["status"] == "SUCCESS" for d in deliveries(system)),
+                    what="PayPal's webhooks to be delivered")
+        # ... and every mail those captures make has gone out.
+        await until(lambda: system.db.money_mails.count_documents({"state": "sent"}) == 4
+                    and len(handler.messages) == 4, what="four mails over SMTP")
+        await call.host_page.request("hang_up", call_id=call.id)
+        await call.caller_page.expect("call_state", state="ended")
+
+        assert system.db.ledger.count_documents({"call_id": call.id}) == 2
+        assert system.db.money_mails.count_documents({}) == 4 and system.db.outbox.count_documents({}) == 0
+        payment_receipt, tip_receipt = sorted(mails_to(handler, call.caller.email), key=lambda m: "tip" in m["Subject"])
+        assert payment_receipt["Subject"] == "Receipt: $15.00 for your call with Mona Host"
+        text = body_of(payment_receipt)
+        for shown in (call.id, "10 minutes for $15.00", terms["fingerprint"], "$15.00 USD", "24 hours after the call"):
+            assert shown in text
+        assert "fee" not in text.lower() and "$1.01" not in text          # PayPal's fee is not the caller's business
+        assert tip_receipt["Subject"] == "Receipt: your $5.00 tip to Mona Host"
+        assert "not refunded" in body_of(tip_receipt)
+
+        payment_notice, tip_notice = sorted(mails_to(handler, call.host.email), key=lambda m: "$4.34" in m["Subject"])
+        assert payment_notice["Subject"] == "You earned $13.99 from Carl Caller"
+        text = body_of(payment_notice)
+        for shown in ("Paid:               $15.00", "PayPal fee:         $1.01", "Your earnings:      $13.99",
+                      "payable 24 hours after the call ends", "asks for a refund"):
+            assert shown in text
+        assert tip_notice["Subject"] == "You earned $4.34 from Carl Caller"
+        assert "PayPal fee:         $0.66" in body_of(tip_notice) and "available now" in body_of(tip_notice)
+    run(scenario())

@@ -1,0 +1,236 @@
+"""PayPal and the database failing in the ways they do, each through the real payments adapter
+(gateway, actor node, SecantusDB, the PayPal emulator's fault switches): whatever fails and
+however often PayPal tells us, one order, one capture, one ledger transaction, one resumed
+call, one set of mails."""
+import asyncio
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from interkanect import config, processes
+from tests.conftest import free_port, run, start_system
+from tests.test_call_payments import approve_and_never_come_back, approve_on_paypal
+from tests.test_calls_live import Call
+from tests.test_late_capture import arm, control, paypal, until
+
+
+def requests_to(system, path):
+    with urllib.request.urlopen(f"{system.settings.paypal_url}/emulator/requests?path={path}", timeout=5) as answer:
+        return json.load(answer)["requests"]
+
+
+def put_webhook_url(system, url):
+    request = urllib.request.Request(system.settings.paypal_url + "/emulator/webhook", method="PUT",
+                                     data=json.dumps({"url": url}).encode(), headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+def captures_at_paypal(system, order_id):
+    order = paypal(system).sdk.orders.get_order({"id": order_id}).body
+    return [capture.id for unit in order.purchase_units for capture in (unit.payments.captures or [])]
+
+
+def booked_once(system, call):
+    """One ledger transaction, one payment in the call, one resume in its log, two mails."""
+    db = system.db
+    assert db.ledger.count_documents({"call_id": call.id}) == 1
+    stored = db.calls.find_one({"_id": call.id})
+    assert len(stored["payments"]) == 1
+    assert [entry["event"] for entry in stored["log"]].count("payment_captured") == 1
+    (order,) = db.orders.find({"call_id": call.id})
+    assert captures_at_paypal(system, order["_id"]) == [stored["payments"][0]["capture_id"]]
+    return order
+
+
+async def mails_settled(system, call):
+    """The capture's receipt and earnings notice went out, once each."""
+    capture = await until(lambda: system.db.ledger.find_one({"call_id": call.id}), 15, "the booking")
+    mails = {"capture_id": capture["_id"].split(":")[1]}
+    await until(lambda: system.db.money_mails.count_documents(dict(mails, state="sent")) == 2, 15, "the two mails")
+    assert system.db.money_mails.count_documents(mails) == 2
+    assert system.db.outbox.count_documents({"to": {"$in": [call.host.email, call.caller.email]}}) == 2
+
+
+def test_a_5xx_on_order_create_is_retried_with_the_same_request_id_into_one_order(system):
+    async def scenario():
+        call = await Call.answered(system)
+        arm(system, {"kind": "error", "path": "/v2/checkout/orders", "method": "POST", "status": 503})
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        creates = [r for r in requests_to(system, "/v2/checkout/orders") if r["method"] == "POST"
+                   and r["paypal_request_id"].startswith(f"order-{call.id}")]
+        assert [r["paypal_request_id"] for r in creates] == [f"order-{call.id}-1"] * 2   # refused, then made
+        assert [o["_id"] for o in system.db.orders.find({"call_id": call.id})] == [ready["payment"]["order_id"]]
+        approve_on_paypal(ready["payment"]["approve_url"])
+        await call.host_page.expect("call_state", state="running", event="payment_captured")
+        booked_once(system, call)
+        await call.host_page.request("hang_up", call_id=call.id)
+    run(scenario())
+
+
+def test_a_capture_that_times_out_is_asked_again_and_captured_once(system_with):
+    system = system_with(paypal_timeout_s=2)
+
+    async def scenario():
+        call = await Call.answered(system)
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        # PayPal captures at once and answers after 5 s: our 2 s timeout fires first.
+        arm(system, {"kind": "timeout", "path": "/v2/checkout/orders/*/capture", "method": "POST", "delay_s": 5})
+        approve_on_paypal(ready["payment"]["approve_url"])
+        await call.host_page.expect("call_state", state="running", event="payment_captured", timeout_s=20)
+        order = booked_once(system, call)
+        asked = requests_to(system, f"/v2/checkout/orders/{order['_id']}/capture")
+        assert len(asked) >= 2 and {r["paypal_request_id"] for r in asked} == {f"capture-{call.id}-1"}
+        await mails_settled(system, call)
+        await call.host_page.request("hang_up", call_id=call.id)
+    run(scenario())
+
+
+def test_a_capture_answer_lost_after_the_commit_is_retried_into_one_capture_and_one_resume(system):
+    async def scenario():
+        call = await Call.answered(system)
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        arm(system, {"kind": "lost_response", "path": "/v2/checkout/orders/*/capture", "method": "POST"})
+        approve_on_paypal(ready["payment"]["approve_url"])
+        await call.caller_page.expect("call_state", state="running", event="payment_captured", timeout_s=15)
+        await mails_settled(system, call)
+        order = booked_once(system, call)
+        assert len(requests_to(system, f"/v2/checkout/orders/{order['_id']}/capture")) >= 2
+        await call.host_page.request("hang_up", call_id=call.id)
+        ended = await call.caller_page.expect("call_state", state="ended")
+        assert ended["end_reason"] == "hung_up"
+    run(scenario())
+
+
+def test_duplicated_webhooks_and_a_capture_event_before_the_approval_book_once(system):
+    async def scenario():
+        call = await Call.answered(system)
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        # The next two events (the approval, then the capture) are each sent twice, held, and
+        # delivered in reverse: PAYMENT.CAPTURE.COMPLETED before CHECKOUT.ORDER.APPROVED.
+        arm(system, {"kind": "webhook_duplicate", "count": 2})
+        arm(system, {"kind": "webhook_out_of_order", "count": 2, "hold_s": 10})
+        order_id = ready["payment"]["order_id"]
+        approve_on_paypal(ready["payment"]["approve_url"])
+        await call.host_page.expect("call_state", state="running", event="payment_captured")
+
+        capture_id = system.db.ledger.find_one({"call_id": call.id})["_id"].split(":")[1]
+
+        def delivered():
+            ours = [d for d in control(system, "/emulator/webhooks")["deliveries"]
+                    if d["resource_id"] in (order_id, capture_id)]
+            return len(ours) == 4 and all(d["status"] == "SUCCESS" for d in ours)
+        await until(delivered, 20, "four deliveries of two events")
+        mine = list(system.db.webhook_events.find({"resource.id": {"$in": [order_id, capture_id]}}))
+        assert sorted(e["event_type"] for e in mine) == ["CHECKOUT.ORDER.APPROVED", "PAYMENT.CAPTURE.COMPLETED"]
+        completed, approved = sorted(mine, key=lambda e: e["received_at"])
+        assert completed["event_type"] == "PAYMENT.CAPTURE.COMPLETED"     # it came first
+        booked_once(system, call)
+        await mails_settled(system, call)
+        await call.host_page.request("hang_up", call_id=call.id)
+    run(scenario())
+
+
+def test_the_same_webhook_posted_twice_at_once_has_one_effect(system):
+    async def scenario():
+        call = await Call.answered(system)
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        order_id = ready["payment"]["order_id"]
+        put_webhook_url(system, "")  # PayPal's own deliveries off: only ours reach the gateway
+        try:
+            approve_and_never_come_back(ready["payment"]["approve_url"])
+        finally:
+            put_webhook_url(system, f"{system.url}/paypal/webhook")
+        event = {"id": "WH-" + secrets.token_hex(8).upper(), "event_version": "1.0",
+                 "create_time": "2026-11-26T10:00:00Z", "resource_type": "checkout-order",
+                 "event_type": "CHECKOUT.ORDER.APPROVED", "summary": "An order has been approved by buyer",
+                 "resource": {"id": order_id, "status": "APPROVED", "intent": "CAPTURE"}, "links": []}
+        body = json.dumps(event, separators=(",", ":"))
+        headers = control(system, "/emulator/webhooks/sign", {"body": body})["headers"]
+        request = HTTPRequest(f"{system.url}/paypal/webhook", method="POST", body=body,
+                              headers=dict(headers, **{"Content-Type": "application/json"}))
+        client = AsyncHTTPClient()
+        answers = await asyncio.gather(*(client.fetch(request, raise_error=False) for _ in range(2)))
+        assert [answer.code for answer in answers] == [200, 200]
+        await call.host_page.expect("call_state", state="running", event="payment_captured")
+        await mails_settled(system, call)
+        booked_once(system, call)
+        assert system.db.webhook_events.count_documents({"_id": event["id"]}) == 1
+        await call.host_page.request("hang_up", call_id=call.id)
+    run(scenario())
+
+
+# The database restarting between the capture and its booking -------------------------------
+
+class Database:
+    """A SecantusDB server of this test's own, which it can stop and start again on the same
+    port and files (the session's shared database must stay up for the other tests)."""
+
+    def __init__(self, storage):
+        self.port, self.storage, self.process = free_port(), storage, None
+        self.url = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self):
+        secantusd = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or "secantusd-py"
+        log = open(self.storage / "server.log", "ab")
+        self.process = subprocess.Popen([secantusd, "--host", "127.0.0.1", "--port", str(self.port),
+                                         "--storage-path", str(self.storage / "data")], stdout=log, stderr=log)
+        from interkanect.db import ping
+        processes.wait_until(lambda: ping(config.Settings(mongodb_url=self.url)), 60, "SecantusDB",
+                             process=self.process)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+@pytest.fixture
+def own_database(tmp_path):
+    database = Database(tmp_path)
+    database.start()
+    yield database
+    database.stop()
+
+
+@pytest.fixture
+def system_on_own_database(own_database, tmp_path_factory):
+    running = start_system(own_database.url, tmp_path_factory.mktemp("system"))
+    yield running
+    running.stop()
+
+
+def test_a_database_restart_between_capture_and_booking_books_once(system_on_own_database, own_database):
+    system = system_on_own_database
+
+    async def scenario():
+        call = await Call.answered(system)
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        order_id = ready["payment"]["order_id"]
+        # PayPal captures at once and answers after 4 s; meanwhile the database goes away.
+        arm(system, {"kind": "timeout", "path": "/v2/checkout/orders/*/capture", "method": "POST", "delay_s": 4})
+        put_webhook_url(system, "")  # the payer's return alone asks for the capture
+        approve_on_paypal(ready["payment"]["approve_url"])
+        await until(lambda: requests_to(system, f"/v2/checkout/orders/{order_id}/capture"), 10, "the capture request")
+        await asyncio.to_thread(own_database.stop)
+        await asyncio.sleep(8)    # the answer came at 4 s; the booking has been failing since
+        assert captures_at_paypal(system, order_id)   # the money is in at PayPal, not yet in our books
+        await asyncio.to_thread(own_database.start)
+        await call.host_page.expect("call_state", state="running", event="payment_captured", timeout_s=60)
+        booked_once(system, call)
+        await mails_settled(system, call)
+        put_webhook_url(system, f"{system.url}/paypal/webhook")
+        await call.host_page.request("hang_up", call_id=call.id)
+    run(scenario())
