@@ -17,13 +17,18 @@ from actors.call_record import from_document, to_document
 from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, CallOver, CallRestore, CallSaved,
                              CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, NegotiationFrame,
                              NegotiationOutcome, NegotiationRefused, NegotiationStart, OrderApproved, OrderCreated,
-                             PaymentCaptured, PaymentFailed, Push, RingPages, SaveCall, SendMail, TipCaptured,
-                             TipFailed)
+                             PaymentCaptured, PaymentFailed, Push, RefundLateCapture, RingPages, SaveCall, SendMail,
+                             TipCaptured, TipFailed)
+from actors.messages import MemberBack, ShardsMoved, ToMember
 from actors.negotiator import NegotiationActor
+from actors.shards import shard_index
 from actors.terms import Refused
 from actors.turn import ice_servers
 
 log = logging.getLogger(__name__)
+
+# How long an ended call's session still answers frames ("the call has ended") before it exits.
+FINISHED_LINGER_S = 2
 
 NEGOTIATION_FRAMES = {"propose", "pay", "renegotiate", "decline_terms"}
 
@@ -39,6 +44,7 @@ class CallSessionActor(Actor):
         self.version = 0
         self.queued = []           # (version, effects) waiting for the store
         self.finished = False
+        self.loading_frames = []   # (CallFrame or MemberBack, sender) that came while the call was loading
 
     # Messages --------------------------------------------------------------------------
 
@@ -52,12 +58,22 @@ class CallSessionActor(Actor):
             self.send(self.services.store, LoadCall(message.call_id))
         elif isinstance(message, CallLoaded):
             self.restore(message, now_s)
+        elif isinstance(message, ShardsMoved):
+            if self.services is not None:
+                self.services.shards = message.addresses
         elif self.call is None:
-            return  # still loading; the sender's page will retry or re-attach
+            if isinstance(message, (CallFrame, MemberBack)):
+                self.loading_frames.append((message, sender))  # a re-attach racing the restore: after it
+            return  # still loading
         elif isinstance(message, CallSaved):
             self.flush(message.version)
         elif isinstance(message, CallFrame):
+            who = self.role(message.member_id)
+            if who:
+                self.members[who] = sender  # the member actor as it is now (it may have been recreated)
             self.on_frame(message, now_s)
+        elif isinstance(message, MemberBack):
+            self.member_back(message)
         elif isinstance(message, ConnectionGone):
             who = self.role(message.member_id)
             if who:
@@ -85,6 +101,8 @@ class CallSessionActor(Actor):
             self.commit(self.call.payment_captured(message.round, message.payment, now_s))
         elif isinstance(message, PaymentFailed):
             self.commit(self.call.payment_failed(message.round, message.reason, now_s))
+        elif isinstance(message, WakeupMessage) and message.payload[0] == "finished":
+            self.send(self.myAddress, ActorExitRequest())
         elif isinstance(message, WakeupMessage):
             name, token = message.payload
             self.commit(self.call.timer(name, token, now_s))
@@ -111,7 +129,10 @@ class CallSessionActor(Actor):
             return
         self.call = from_document(message.document)
         self.version = message.document.get("version", 0)
-        self.send(self.members["caller"], CallJoined(self.call.call_id, self.myAddress))
+        self.tell_member("caller", CallJoined(self.call.call_id, self.myAddress))
+        if self.call.answered_at_s is not None and self.call.state != rules.ENDED:
+            for who in rules.SIDES:  # a member actor recreated with its node counts the call again
+                self.tell_member(who, CallActive(self.call.call_id, True))
         # Deadlines are data: re-arm every timer that may still fire, with its current token.
         effects = [rules.StartTimer(name, self.deadline_of(name), token) for name, token in self.call.timers.items()
                    if self.deadline_of(name) is not None]
@@ -120,6 +141,9 @@ class CallSessionActor(Actor):
         if self.call.state == rules.ENDED:
             effects.append(rules.Finished(self.call.end_reason))
         self.commit(effects + [rules.Broadcast("restored")])
+        for frame, sender in self.loading_frames:
+            self.receiveMessage(frame, sender)
+        self.loading_frames.clear()
 
     def deadline_of(self, name):
         call = self.call
@@ -237,8 +261,8 @@ class CallSessionActor(Actor):
                 self.send(self.negotiation, ActorExitRequest())
                 self.negotiation = None
         elif isinstance(effect, rules.InCall):
-            for member in self.members.values():
-                self.send(member, CallActive(call.call_id, effect.active))
+            for who in rules.SIDES:
+                self.tell_member(who, CallActive(call.call_id, effect.active))
         elif isinstance(effect, rules.MissedCall):
             self.send(self.services.mailer, SendMail(call.host.member_id, f"Missed call from {call.caller.name}", (
                 f"{call.caller.name} called you on interKanect and nobody answered within "
@@ -246,15 +270,41 @@ class CallSessionActor(Actor):
                 f"page of yours is open; keep one open to take calls.\n")))
         elif isinstance(effect, rules.Finished) and not self.finished:
             self.finished = True
-            for member in self.members.values():
-                self.send(member, CallOver(call.call_id))
-            self.send(self.myAddress, ActorExitRequest())
+            for who in rules.SIDES:
+                self.tell_member(who, CallOver(call.call_id))
+            # Linger: a frame already on its way (an accept racing the caller's hang-up) is
+            # refused as too late instead of vanishing with this process.
+            self.wakeupAfter(FINISHED_LINGER_S, payload=("finished", 0))
         elif isinstance(effect, rules.RequestTip) and self.services.payments is not None:
             self.send(self.services.payments, CreateOrder(call.call_id, call.round, call.host.member_id,
                                                           call.caller.member_id, effect.amount_cents, effect.tip))
         elif isinstance(effect, rules.AwaitPayment) and self.services.payments is not None:
             self.send(self.services.payments, CreateOrder(call.call_id, effect.terms.round, call.host.member_id,
-                                                          call.caller.member_id, effect.terms.price_cents))
+                                                          call.caller.member_id, effect.terms.price_cents,
+                                                          terms=effect.terms.view(call.call_id)))
+        elif isinstance(effect, rules.RefundLatePayment) and self.services.payments is not None:
+            self.send(self.services.payments, RefundLateCapture(call.call_id, effect.round, effect.order_id,
+                                                                effect.capture_id))
+
+    def tell_member(self, who, message):
+        """To a participant's member actor; through its shard while its address is unknown
+        (after a node was lost, until its new member actor says MemberBack)."""
+        address = self.members.get(who)
+        if address is not None:
+            self.send(address, message)
+            return
+        member_id = self.call.side(who).member_id
+        shards = self.services.shards
+        self.send(shards[shard_index(member_id, len(shards))], ToMember(member_id, message))
+
+    def member_back(self, message):
+        who = self.role(message.member_id)
+        if who is None:
+            return
+        self.members[who] = message.member
+        self.send(message.member, CallJoined(self.call.call_id, self.myAddress))
+        if self.call.answered_at_s is not None and self.call.state != rules.ENDED:
+            self.send(message.member, CallActive(self.call.call_id, True))
 
     def open_negotiation(self, round_number, deadline_s, proposal, limits=None):
         self.negotiation = self.createActor(NegotiationActor)

@@ -17,6 +17,7 @@ from actors.shards import shard_index
 from actors.messages import (Attached, Batch, CallActive, CallFrame, CallJoined, CallOver, CallRefused, CallRestore,
                              CallStart, Close, ConnectionGone, Frame, MemberIdle, MemberStart, Open, Presence, Push,
                              RingPages, RingRequest, ToCall, Unwatch, Watch)
+from actors.messages import BridgeLost, MemberBack, RecoverCalls, ShardsMoved
 from actors.terms import FREE
 
 
@@ -31,6 +32,8 @@ class MemberActor(Actor):
         self.placed = {}           # call_id → (connection, request id) of a call this member placed
         self.hosting = {}          # call_id → caller member address, for calls this member hosts
         self.outbox = defaultdict(list)  # BridgeRef → [(conn_ids, frame)]
+        self.active = set()        # call_ids counted as in progress (a restored session may say so again)
+        self.early_frames = defaultdict(list)  # call_id → CallFrames that came before its session's address
 
     def receiveMessage(self, message, sender):
         if isinstance(message, MemberStart):
@@ -75,6 +78,9 @@ class MemberActor(Actor):
             return self.place_call(connection, frame)
         elif self.calls.get(frame["call_id"]) is not None:
             self.send(self.calls[frame["call_id"]], CallFrame(self.rules.member_id, connection, frame))
+        elif frame["call_id"] in self.calls:
+            # Its session is on its way (placed, or restored after a node was lost): CallJoined sends these.
+            self.early_frames[frame["call_id"]].append(CallFrame(self.rules.member_id, connection, frame))
         else:
             self.error(connection, frame["id"], "no_such_call", "you take part in no call with this id")
         return []
@@ -100,18 +106,24 @@ class MemberActor(Actor):
             self.ring(message)
         elif isinstance(message, CallRefused):
             self.calls.pop(message.call_id, None)
+            self.early_frames.pop(message.call_id, None)
             connection, request_id = self.placed.pop(message.call_id, (message.connection, None))
             self.error(connection, request_id, message.code, message.message)
             self.perform(self.rules.release_call())
         elif isinstance(message, CallJoined):
+            if message.call_id not in self.calls:  # a restored call this actor did not know
+                self.perform(self.rules.hold_call())
             self.calls[message.call_id] = message.call
+            for early in self.early_frames.pop(message.call_id, []):
+                self.send(message.call, early)
             self.placed.pop(message.call_id, None)
         elif isinstance(message, RingPages):
             for connection in self.rules.connections:
                 self.push(connection, message.frame)
         elif isinstance(message, CallActive):
-            self.perform(self.rules.call_started() if message.active else self.rules.call_ended())
+            self.call_active(message.call_id, message.active)
         elif isinstance(message, CallOver):
+            self.early_frames.pop(message.call_id, None)
             if self.calls.pop(message.call_id, "gone") != "gone":
                 self.hosting.pop(message.call_id, None)
                 self.perform(self.rules.release_call())
@@ -120,6 +132,15 @@ class MemberActor(Actor):
                 self.send(self.calls[message.call_id], message.message)
         elif isinstance(message, ChildActorExited):
             self.restart_call(message.childAddress)
+        elif isinstance(message, RecoverCalls):
+            self.recover(message.calls)
+        elif isinstance(message, BridgeLost):
+            self.bridge_lost(message.bridge)
+        elif isinstance(message, ShardsMoved):
+            self.services.shards = message.addresses
+            for call_id, call in self.calls.items():
+                if call is not None and call_id in self.hosting:
+                    self.send(call, message)
 
     def ring(self, request):
         refusal = None
@@ -147,6 +168,42 @@ class MemberActor(Actor):
                 self.calls[call_id] = replacement
                 self.send(replacement, CallRestore(call_id, self.myAddress, self.hosting[call_id], self.services))
                 return
+
+    def call_active(self, call_id, active):
+        """Count each call once for the red dot: a restored session says so again."""
+        if active and call_id not in self.active:
+            self.active.add(call_id)
+            self.perform(self.rules.call_started())
+        elif not active and call_id in self.active:
+            self.active.discard(call_id)
+            self.perform(self.rules.call_ended())
+
+    def recover(self, calls):
+        """Calls whose actors died with their node: a host restores the session from the store;
+        a caller tells the (restored or surviving) session where it is now."""
+        for call_id, role, other_id in calls:
+            if self.calls.get(call_id) is not None:
+                continue  # known already: a surviving or restored session reached us first
+            if call_id not in self.calls:
+                self.perform(self.rules.hold_call())
+            if role == "host":
+                self.hosting[call_id] = None  # the caller's member announces itself (MemberBack)
+                self.calls[call_id] = self.createActor(CallSessionActor)
+                self.send(self.calls[call_id], CallRestore(call_id, self.myAddress, None, self.services))
+            else:
+                self.calls[call_id] = None
+                shards = self.services.shards
+                self.send(shards[shard_index(other_id, len(shards))],
+                          ToCall(other_id, call_id, MemberBack(call_id, self.rules.member_id, self.myAddress)))
+
+    def bridge_lost(self, bridge):
+        """A gateway fell silent: its pages are gone, for presence and for calls (their grace starts)."""
+        for connection in [c for c in self.rules.connections if c[0] == bridge]:
+            for call in self.calls.values():
+                if call is not None:
+                    self.send(call, ConnectionGone(self.rules.member_id, connection))
+        self.outbox.pop(bridge, None)
+        self.perform(self.rules.close_bridge(bridge))
 
     # Effects ---------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ class GetShards:
 class Shards:
     req_id: int
     addresses: list
+    heartbeat_s: float = 0  # how often a bridge tells each shard it is alive (policy bridge_heartbeat_s)
 
 
 @dataclasses.dataclass
@@ -155,6 +156,7 @@ class ShardStart:
     """Directory → new shard: its index and the services its members use."""
     index: int
     services: Any
+    recovered: bool = False  # replaces a lost shard: bring back its members' live calls from the store
 
 
 @dataclasses.dataclass
@@ -345,6 +347,7 @@ class CreateOrder:
     caller_id: str
     amount_cents: int
     tip: int = 0
+    terms: dict = None      # the agreed terms' view (with fingerprint), printed on the receipt
 
 
 @dataclasses.dataclass
@@ -383,3 +386,74 @@ class TipCaptured:
 class TipFailed:
     tip: int
     reason: str
+
+
+@dataclasses.dataclass
+class RefundLateCapture:
+    """Call session → payments: this round's capture came when the call could no longer use it
+    (it is over): give it back to the caller in full."""
+    call_id: str
+    round: int
+    order_id: str
+    capture_id: str
+
+
+# Several nodes and failure (docs/operating.md).
+
+@dataclasses.dataclass
+class Heartbeat:
+    """Bridge → every shard, each policy bridge_heartbeat_s: this gateway is alive."""
+    bridge: Any             # BridgeRef
+
+
+@dataclasses.dataclass
+class BridgeLost:
+    """Shard → its members: that gateway fell silent; its connections are gone."""
+    bridge: Any
+
+
+@dataclasses.dataclass
+class Resync:
+    """Shard → a bridge it had given up on: attach your connections and watches here again."""
+    index: int
+
+
+@dataclasses.dataclass
+class ShardsMoved:
+    """Directory → shards → members → call sessions: the shard addresses now (a lost one replaced)."""
+    addresses: list
+
+
+@dataclasses.dataclass
+class ToMember:
+    """To a member actor through its shard, for a sender that does not know its address."""
+    member_id: str
+    message: Any
+
+
+@dataclasses.dataclass
+class MemberBack:
+    """A participant's (new) member actor → the call session: send what concerns this call here."""
+    call_id: str
+    member_id: str
+    member: Any
+
+
+@dataclasses.dataclass
+class RecoverCalls:
+    """Recovered shard → member: live calls of this member whose actors were lost with their node.
+    `calls` is [(call_id, role, other_member_id)], role "host" or "caller"."""
+    calls: list
+
+
+@dataclasses.dataclass
+class FindLiveCalls:
+    """Recovered shard → its call finder: calls not ended whose host or caller hashes to the shard."""
+    shard_index: int
+    shard_count: int
+    settings: Any = None
+
+
+@dataclasses.dataclass
+class LiveCalls:
+    calls: Any              # [{"_id", "host_id", "caller_id"}], or None when the store did not answer

@@ -4,6 +4,11 @@ The hub attaches each websocket to its member's actor (through the member's shar
 forwards frames to that actor, counts how many of its sockets watch each member so a
 shard hears of a gateway once however many of its viewers look, and delivers what
 actors send back.
+
+It also keeps the link alive: every `heartbeat_s` it tells each shard this gateway lives
+(a silent gateway's connections are closed by the shards) and asks the directory for the
+shard addresses; a shard started again elsewhere (its node was lost) gets this gateway's
+connections and watches attached again (docs/operating.md).
 """
 import asyncio
 import itertools
@@ -12,8 +17,8 @@ from collections import defaultdict
 
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
-from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Open, Ping, Presence, Push, ToCall,
-                             Unwatch, Watch, WhoAmI)
+from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Heartbeat, Open, Ping, Presence, Push,
+                             Resync, Shards, ToCall, Unwatch, Watch, WhoAmI)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,8 @@ class Hub:
         self.attaching = {}                   # conn_id → future of Attached
         self.viewers = defaultdict(set)       # member_id → conn_ids watching it
         self.statuses = {}                    # member_id → last known status, while watched
+        self.heartbeat_s = 1.0                # the directory says (policy bridge_heartbeat_s)
+        self.keeper = None                    # the heartbeat task
 
     async def start(self, timeout_s=30):
         await self.bridge.start()
@@ -43,21 +50,63 @@ class Hub:
         self.address = BridgeRef.of((await self.bridge.request(self.directory, WhoAmI)).address)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while not self.shards:  # the node configures the directory; wait until it has
-            self.shards = (await self.bridge.request(self.directory, GetShards)).addresses
+            answer = await self.bridge.request(self.directory, GetShards)
+            self.shards, self.heartbeat_s = answer.addresses, answer.heartbeat_s or self.heartbeat_s
             if not self.shards:
                 if asyncio.get_running_loop().time() > deadline:
                     raise Unavailable("the actor node never configured the member directory")
                 await asyncio.sleep(0.1)
+        self.keeper = asyncio.get_running_loop().create_task(self.keep_alive())
 
     def stop(self):
+        if self.keeper is not None:
+            self.keeper.cancel()
         self.bridge.stop()
+
+    async def keep_alive(self):
+        """Heartbeats to every shard, and the shard addresses from the directory, each interval."""
+        while True:
+            for shard in self.shards:
+                self.bridge.tell(shard, Heartbeat(self.address))
+            try:
+                answer = await self.bridge.request(self.directory, GetShards, max(2.0, 2 * self.heartbeat_s))
+                self.shards_now(answer.addresses)
+            except asyncio.TimeoutError:
+                log.warning("the member directory did not answer a heartbeat; asking again")
+            except Exception:  # a bug here must not stop the heartbeats: shards would drop our pages
+                log.exception("hub heartbeat failed; going on")
+            await asyncio.sleep(self.heartbeat_s)
+
+    def shards_now(self, addresses):
+        if len(addresses) != len(self.shards):
+            return  # a directory being configured; shard counts never change while running
+        moved = {index for index, (old, new) in enumerate(zip(self.shards, addresses)) if str(old) != str(new)}
+        if moved:
+            log.warning("member shards %s started again elsewhere; attaching their members again", sorted(moved))
+            self.shards = list(addresses)
+            self.resync(moved)
+
+    def resync(self, indexes):
+        """Attach again, on the shards `indexes`, every open connection and every watch: their
+        member actors are new (node lost) or forgot this gateway (it was silent too long)."""
+        count = len(self.shards)
+        for connection in self.connections.values():
+            index = shard_index(connection.member_id, count)
+            if index in indexes and connection.conn_id not in self.attaching:
+                self.bridge.send(self.shards[index], Open(connection.member_id, connection.conn_id, self.address,
+                                                          connection.profile))
+        for member_id in self.viewers:
+            index = shard_index(member_id, count)
+            if index in indexes:
+                self.bridge.send(self.shards[index], Watch(member_id, self.address))
 
     async def health(self, timeout_s=2):
         try:
             pong = await self.bridge.request(self.directory, Ping, timeout_s)
         except asyncio.TimeoutError:
             return {"ok": False, "error": "the member directory did not answer"}
-        return {"ok": True, "shards": pong.detail["shards"], "connections": len(self.connections)}
+        return {"ok": True, "shards": pong.detail["shards"], "connections": len(self.connections),
+                "nodes": pong.detail.get("nodes", []), "placement": pong.detail.get("placement", {})}
 
     def shard_of(self, member_id):
         return self.shards[shard_index(member_id, len(self.shards))]
@@ -141,6 +190,12 @@ class Hub:
                 future = self.attaching.get(message.conn_id)
                 if future is not None and not future.done():
                     future.set_result(message)
+                elif message.conn_id in self.connections:  # attached again (resync)
+                    self.connections[message.conn_id].member = message.member
+            elif isinstance(message, Resync):
+                self.resync({message.index})
+            elif isinstance(message, Shards):
+                self.shards_now(message.addresses)  # the directory moved shards (a node was lost)
             else:
                 log.warning("unexpected message from the actors: %r", message)
 

@@ -101,7 +101,17 @@ def gateway(settings, args):
 
 
 def node(settings, args):
+    import dataclasses
+    from actors.convention import parse_join
     from actors.node import run
+    chosen = {"join": args.join, "admin_port": args.admin_port, "node_name": args.name,
+              "member_nodes": args.member_nodes, "hosts_members": False if args.no_members else None}
+    settings = dataclasses.replace(settings, **{k: v for k, v in chosen.items() if v is not None})
+    if settings.join:
+        try:
+            parse_join(settings.join)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}")
     processes.require_free("127.0.0.1", settings.admin_port, "actor node admin", "IK_ADMIN_PORT")
     run(settings)
 
@@ -132,6 +142,57 @@ def set_tier(settings, args):
     if result.matched_count == 0:
         raise SystemExit(f"error: no member has the email {args.email}")
     print(f"{args.email} is now {args.tier}")
+
+
+def upgrade_plan_create(settings, args):
+    """Create the upgrade's product (once) and a plan at PayPal; every gateway offers it."""
+    from gateway import upgrade
+    from interkanect.db import async_database
+    try:
+        price_cents = upgrade.parse_price_cents(args.price)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}")
+    interval = args.interval.upper()
+    if interval not in upgrade.INTERVALS:
+        raise SystemExit(f"error: the interval is one of {', '.join(upgrade.INTERVALS)}")
+
+    async def create():
+        paypal = upgrade.PayPalSubscriptions(settings.paypal_url, settings.paypal_client_id_in_use,
+                                             settings.paypal_client_secret_in_use)
+        try:
+            return await upgrade.create_plan(async_database(settings), paypal, price_cents, interval)
+        except (upgrade.PayPalRefused, upgrade.PayPalUnavailable) as error:
+            raise SystemExit(f"error: PayPal did not create the plan: {error}")
+    plan = asyncio.run(create())
+    print_upgrade_plan(plan, args.json)
+
+
+def upgrade_plan_show(settings, args):
+    from gateway.upgrade import PLAN_ID
+    from interkanect.db import database
+    plan = database(settings).platform.find_one({"_id": PLAN_ID})
+    if plan is None and not args.json:
+        raise SystemExit("no upgrade plan: create one with `interkanect upgrade-plan create --price 9.99`")
+    print_upgrade_plan(plan, args.json)
+
+
+def print_upgrade_plan(plan, as_json):
+    from gateway.upgrade import plan_view
+    if as_json:
+        print(json.dumps(dict(plan_view(plan), product_id=plan["product_id"],
+                              created_at=plan["created_at"].isoformat()) if plan else None))
+        return
+    print(f"upgrade plan {plan['plan_id']} (product {plan['product_id']}): "
+          f"${plan['price_cents'] // 100}.{plan['price_cents'] % 100:02d} every {plan['interval'].lower()}")
+
+
+def set_operator(settings, args):
+    from interkanect.db import database
+    result = database(settings).members.update_one({"email": args.email.strip().lower()},
+                                                   {"$set": {"operator": not args.off}})
+    if result.matched_count == 0:
+        raise SystemExit(f"error: no member has the email {args.email}")
+    print(f"{args.email} is {'no longer' if args.off else 'now'} an operator")
 
 
 def fees(settings, args):
@@ -212,7 +273,17 @@ def parser():
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the whole system: database, actor node, gateway").set_defaults(run=serve)
     commands.add_parser("gateway", help="run one gateway (needs a running actor node)").set_defaults(run=gateway)
-    commands.add_parser("node", help="run an actor node").set_defaults(run=node)
+    actor_node = commands.add_parser("node", help="run an actor node: the convention leader (runs the directory), "
+                                                  "or with --join one more node for member shards")
+    actor_node.add_argument("--join", metavar="HOST:PORT", help="join the convention led by the node whose admin "
+                                                              "port is HOST:PORT (default IK_JOIN; empty: lead)")
+    actor_node.add_argument("--admin-port", type=int, help="this node's Thespian admin port (default IK_ADMIN_PORT)")
+    actor_node.add_argument("--name", help="this node's name in the convention (default hostname:admin-port)")
+    actor_node.add_argument("--no-members", action="store_true", help="host no member shards here")
+    actor_node.add_argument("--member-nodes", type=int, metavar="N",
+                            help="leader: spread the shards once N member-hosting nodes are in (default "
+                                 "IK_MEMBER_NODES, 1; after IK_NODE_WAIT_S with those present)")
+    actor_node.set_defaults(run=node)
     emulator = commands.add_parser("paypal-emulator", help="run a local PayPal (REST API, checkout page, "
                                                            "signed webhooks) for development and tests")
     emulator.add_argument("--host", default="127.0.0.1")
@@ -235,6 +306,21 @@ def parser():
     tier.add_argument("email")
     tier.add_argument("tier", help="free or upgraded")
     tier.set_defaults(run=set_tier)
+    operator = members.add_parser("set-operator", help="let a member review refunds and set tiers (operator)")
+    operator.add_argument("email")
+    operator.add_argument("--off", action="store_true", help="take the operator role away")
+    operator.set_defaults(run=set_operator)
+    plans = commands.add_parser("upgrade-plan", help="the PayPal subscription plan members upgrade with")
+    plans = plans.add_subparsers(dest="upgrade_plan_command", required=True)
+    create = plans.add_parser("create", help="create the plan at PayPal and offer it to members (members "
+                                             "subscribed before keep theirs)")
+    create.add_argument("--price", required=True, help="in dollars per interval, e.g. 9.99")
+    create.add_argument("--interval", default="MONTH", help="DAY, WEEK, MONTH (default) or YEAR")
+    create.add_argument("--json", action="store_true", help="print the plan as JSON")
+    create.set_defaults(run=upgrade_plan_create)
+    show = plans.add_parser("show", help="the plan members are offered")
+    show.add_argument("--json", action="store_true", help="print the plan as JSON (null when there is none)")
+    show.set_defaults(run=upgrade_plan_show)
     fee = commands.add_parser("fees", help="PayPal's fee on a payment or tip, and what the member earns")
     fee.add_argument("amount", help="in dollars, e.g. 10.00")
     fee.add_argument("--json", action="store_true", help="print {amount_cents, fee_cents, net_cents}")

@@ -53,6 +53,24 @@ class Policy:
     max_length_s: int = 8 * 3600
     # A call's earnings are held from payout this long after it ends: the caller's refund window.
     earnings_hold_s: float = 24 * 3600
+    # Multi-node liveness (docs/operating.md). A joined actor node checks in with the leader every
+    # convention_checkin_s; after convention_missed_checkins silent periods it is declared dead
+    # and its member shards start on a surviving node (Thespian's default: 7m22s x 3).
+    convention_checkin_s: float = 2
+    convention_missed_checkins: int = 3
+    # Each gateway's bridge tells every member shard it is alive this often; after
+    # bridge_missed_heartbeats silent intervals its connections are closed (presence, calls).
+    bridge_heartbeat_s: float = 1
+    bridge_missed_heartbeats: int = 3
+    # How long the leader waits for `member_nodes` member-hosting nodes before placing shards.
+    node_wait_s: float = 60
+    # The caller may ask for a refund this long after the call ends.
+    refund_window_s: float = 24 * 3600
+    # Operators decide a refund request within this many U.S. business days of it.
+    refund_review_business_days: int = 7
+    # An approved refund that PayPal did not complete (down, refused for now) is tried again
+    # after this, doubling per attempt up to a day; a restarted node resumes it at once.
+    refund_retry_s: float = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +87,12 @@ class Settings:
     db_name: str = "interkanect"
     admin_port: int = 19010
     member_shards: int = 8
+    # Actor nodes (docs/operating.md): empty `join` makes this node the convention leader (it runs
+    # the directory); HOST:PORT joins that leader. `node_name` defaults to hostname:admin_port.
+    join: str = ""
+    node_name: str = ""
+    hosts_members: bool = True        # member shards (members and their calls) may live here
+    member_nodes: int = 1             # the leader spreads shards once this many such nodes are in
     tls_cert_file: str = ""
     tls_key_file: str = ""
     smtp_host: str = ""
@@ -90,6 +114,8 @@ class Settings:
     paypal_client_secret: str = ""
     paypal_webhook_id: str = ""
     paypal_emulator_port: int = 8889
+    # How long one PayPal API request may take before it is retried (same PayPal-Request-Id).
+    paypal_timeout_s: float = 15
     policy: Policy = Policy()
 
     @property

@@ -13,7 +13,9 @@ INDEXES = {
     "outbox": [([("created_at", 1)], {})],
     # Read by every gateway for the last few seconds only; a day is plenty to keep.
     "session_revocations": [([("at", 1)], {"expireAfterSeconds": 24 * 3600})],
-    "calls": [([("host_id", 1), ("created_at", -1)], {}), ([("caller_id", 1), ("created_at", -1)], {})],
+    # By state: a node's recovery looks up the live calls of the shards it restarts.
+    "calls": [([("host_id", 1), ("created_at", -1)], {}), ([("caller_id", 1), ("created_at", -1)], {}),
+              ([("state", 1)], {})],
 }
 
 CLIENT_OPTIONS = {"serverSelectionTimeoutMS": 5000, "tz_aware": True}

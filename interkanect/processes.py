@@ -63,10 +63,11 @@ def listening_pids(port):
     return found
 
 
-def kill_sessions(sessions, timeout_s=5):
-    """SIGTERM, then SIGKILL, every process of these sessions (never our own)."""
+def kill_sessions(sessions, timeout_s=5, signals=(signal.SIGTERM, signal.SIGKILL)):
+    """SIGTERM, then SIGKILL, every process of these sessions (never our own). With
+    signals=(SIGKILL,) a whole actor node dies at once, as when its machine is lost."""
     sessions = set(sessions) - {None, os.getsid(0)}
-    for signum in (signal.SIGTERM, signal.SIGKILL):
+    for signum in signals:
         members = [pid for pid in _pids() if session_of(pid) in sessions]
         for pid in members:
             try:
