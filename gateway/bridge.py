@@ -20,8 +20,13 @@ from actors.messages import Batch
 log = logging.getLogger(__name__)
 
 # How long the thread listens before looking at the outbound queue again: the worst-case
-# extra latency of a frame going to an actor when nothing comes back meanwhile.
+# extra latency of a frame going to an actor when nothing comes back meanwhile. Each listen
+# costs Thespian a pass over every socket the bridge holds (one per member actor it talks
+# to), so an idle bridge polling every 2 ms with 1,000 members online used 60-80% of a core
+# (scripts/loadgen.py): while nothing moves the slice doubles up to IDLE_LISTEN_SLICE_S, and
+# the first frame in or out brings it back to LISTEN_SLICE_S.
 LISTEN_SLICE_S = 0.002
+IDLE_LISTEN_SLICE_S = 0.016
 
 
 class ActorBridge:
@@ -36,6 +41,7 @@ class ActorBridge:
         self.stopping = threading.Event()
         self.thread = None
         self.address = None
+        self.slice_s = LISTEN_SLICE_S  # how long the next listen waits (see IDLE_LISTEN_SLICE_S)
 
     def start(self):
         self.loop = asyncio.get_running_loop()
@@ -114,14 +120,16 @@ class ActorBridge:
                 log.exception("leaving the actor context")
 
     def _exchange(self, context):
-        self._send_queued(context)
+        sent = self._send_queued(context)
         received = []
-        message = context.listen(LISTEN_SLICE_S)
+        message = context.listen(self.slice_s)
         while message is not None:
             received.append(message)
             message = context.listen(0)
         if received:
             self.loop.call_soon_threadsafe(self._resolve_or_forward, received)
+        busy = sent or received or not self.outbound.empty()
+        self.slice_s = LISTEN_SLICE_S if busy else min(2 * self.slice_s, IDLE_LISTEN_SLICE_S)
 
     def _send_queued(self, context):
         batches = defaultdict(list)  # str(address) → events; addresses are not hashable
@@ -144,6 +152,7 @@ class ActorBridge:
                 self._tell(context, address, item)
         for key, events in batches.items():
             self._tell(context, addresses[key], Batch(events))
+        return bool(singles or batches)
 
     def _call(self, context, function, future):
         try:
