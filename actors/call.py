@@ -586,7 +586,18 @@ class Call:
             "tips": [{"tip": t["tip"], "amount_cents": t["amount_cents"], "state": t["state"],
                       "approve_url": t["approve_url"] if who == CALLER else None}
                      for t in self.tips if who == CALLER or t["state"] == "captured"],
+            "limits": self.limits_view(),
         }
+
+    def limits_view(self):
+        """The policy's bounds the page words its forms with (the tip dialog's minimum, hints);
+        the server still checks every proposal and tip itself."""
+        p = self.policy
+        return {"min_price_cents": p.min_price_cents, "max_price_cents": p.max_price_cents,
+                "min_length_s": p.min_length_s, "max_length_s": p.max_length_s,
+                "free_tier_cap_s": int(p.free_tier_cap_s),
+                # A tip is bounded like a price: below it PayPal's fee would eat most of it.
+                "tip_min_cents": p.min_price_cents, "tip_max_cents": p.max_price_cents}
 
 
 def _ms(seconds):

@@ -12,9 +12,9 @@ import { PayPalApproval, orderOfApproveUrl, pendingArrival } from "./paypal.js";
 import { centsFromDollars, priceText } from "./terms.js";
 import { toast } from "./toasts.js";
 
-// The server's smallest tip is its smallest price (Policy.min_price_cents, $2.00 by default).
-// No API tells it, so this only words the hint: the server's refusal has the last word.
-export const MIN_TIP_CENTS = 200;
+// A tip's bounds come with every call_state (`limits.tip_min_cents` / `tip_max_cents`, the
+// server's policy): the dialog says the minimum and refuses an amount outside them before
+// asking PayPal for anything. The server checks again and its refusal has the last word.
 // States in which the caller can tip.
 const TIP_STATES = new Set(["negotiating", "running", "extension_offered"]);
 const SEND_TIMEOUT_MS = 30_000;   // PayPal making the order can take a few retries
@@ -88,7 +88,6 @@ export class Tips {
     });
     this.form.addEventListener("change", () => this.sayAmount());
     handleForm(this.form, (values) => this.send(values));
-    setText(byId("tip-minimum"), `The smallest tip is ${priceText(MIN_TIP_CENTS)}.`);
   }
 
   tick() {
@@ -100,6 +99,7 @@ export class Tips {
   onState(state) {
     const first = this.state === null;
     this.state = state;
+    setText(byId("tip-minimum"), `The smallest tip is ${priceText(state.limits.tip_min_cents)}.`);
     if (state.role === "host") {
       this.tellHost(state, first);
     } else {
@@ -248,8 +248,17 @@ export class Tips {
     setText(byId("tip-send"), words);
   }
 
+  /** The server's bounds, checked here so that a doomed tip does not wait for an answer. */
+  checkBounds(cents, values) {
+    const { tip_min_cents: min, tip_max_cents: max } = this.state.limits;
+    if (cents >= min && cents <= max) return;
+    throw new FormError("tip_out_of_range", `a tip is between ${priceText(min)} and ${priceText(max)}`,
+      values["tip-preset"] === "other" ? "tip-amount" : null);
+  }
+
   async send(values) {
     const cents = this.amountOf(values);
+    this.checkBounds(cents, values);
     const state = this.state;
     const before = state.tips.length;
     this.waitingAfter = before;
