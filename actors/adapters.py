@@ -1,15 +1,25 @@
 """I/O adapters: actors that do the blocking work (database writes, mail) so that member
-and call actors never block their mailbox. Each runs in its own process."""
+and call actors never block their mailbox. Each runs in its own process.
+
+While the database does not answer (a restart, a primary stepping down) their work waits
+here, in arrival order, and is tried again every `DATABASE_RETRY_S`: nothing is dropped,
+and a call session hears `CallSaved` only once its change is really stored (it acts after).
+"""
+import itertools
 import logging
 
 import pymongo
-from thespian.actors import Actor
+from thespian.actors import Actor, WakeupMessage
 
 from actors.messages import CallLoaded, CallSaved, LoadCall, SaveCall, SendMail
 from interkanect import mail
 from interkanect.db import object_id
 
 log = logging.getLogger(__name__)
+
+# Short enough that a call resumes about a second after its database is back; each try
+# while it is down costs serverSelectionTimeoutMS (5 s) of this adapter's time anyway.
+DATABASE_RETRY_S = 1.0
 
 
 class Configured:
@@ -19,21 +29,87 @@ class Configured:
         self.settings = settings
 
 
-class CallStore(Actor):
-    """Writes call documents (newest version wins) and reads them back for a restart."""
+class WaitsForDatabase(Actor):
+    """An adapter whose work survives the database going away: each piece of work is kept,
+    in order, until it is done; the first one that finds the database down stops the round
+    and a wakeup starts the next. A newer piece of work under the same key replaces an older
+    one not yet done (the newest version of a call is all that needs writing)."""
 
     def __init__(self):
         super().__init__()
+        self.settings = None
         self.db = None
+        self.work = {}              # key → (message, sender), oldest first
+        self.waiting = False        # the database was down: the next round starts at the wakeup
+        self.keys = itertools.count()
 
     def receiveMessage(self, message, sender):
         if isinstance(message, Configured):
-            s = message.settings
+            self.settings = message.settings
+            s = self.settings
             self.db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
-        elif isinstance(message, SaveCall):
+            self.run()
+        elif isinstance(message, WakeupMessage) and message.payload == "retry":
+            self.waiting = False
+            self.run()
+        elif self.accepts(message):
+            key = self.key(message, sender)
+            kept = self.work.get(key)
+            if kept is None or self.newer(message, kept[0]):
+                self.work[key] = (message, sender)
+            if not self.waiting:
+                self.run()
+
+    def run(self):
+        """Do the work in order until it is all done or the database does not answer."""
+        while self.work and self.db is not None:
+            key = next(iter(self.work))
+            message, sender = self.work[key]
+            try:
+                self.do(message, sender)
+            except pymongo.errors.ConnectionFailure as error:  # down, restarting, no primary: wait
+                log.warning("%s: the database does not answer (%s); %d pieces of work wait, next try in %.0f s",
+                            type(self).__name__, type(error).__name__, len(self.work), DATABASE_RETRY_S)
+                self.waiting = True
+                self.wakeupAfter(DATABASE_RETRY_S, payload="retry")
+                return
+            except Exception:
+                # A fault of this piece of work, not of the database: it would block all the rest.
+                log.exception("%s could not do %r; dropped", type(self).__name__, message)
+            del self.work[key]  # done (or dropped); nothing newer can have come meanwhile: one mailbox
+
+    def accepts(self, message):
+        raise NotImplementedError
+
+    def key(self, message, sender):
+        return next(self.keys)
+
+    def newer(self, message, kept):
+        return True
+
+    def do(self, message, sender):
+        raise NotImplementedError
+
+
+class CallStore(WaitsForDatabase):
+    """Writes call documents (newest version wins) and reads them back for a restart."""
+
+    def accepts(self, message):
+        return isinstance(message, (SaveCall, LoadCall))
+
+    def key(self, message, sender):
+        if isinstance(message, SaveCall):  # one session's versions only grow: keep its newest
+            return ("save", message.call_id, str(sender))
+        return next(self.keys)
+
+    def newer(self, message, kept):
+        return message.version > kept.version
+
+    def do(self, message, sender):
+        if isinstance(message, SaveCall):
             self.save(message)
             self.send(sender, CallSaved(message.call_id, message.version))
-        elif isinstance(message, LoadCall):
+        else:
             self.send(sender, CallLoaded(message.call_id, self.db.calls.find_one({"_id": message.call_id})))
 
     def save(self, message):
@@ -43,25 +119,18 @@ class CallStore(Actor):
             self.db.calls.replace_one({"_id": message.call_id, "version": {"$lt": message.version}}, document,
                                       upsert=True)
         except pymongo.errors.DuplicateKeyError:
-            pass  # a newer version is stored already
+            pass  # this version or a newer one is stored already (a retry of a write that got through)
 
 
-class Mailer(Actor):
+class Mailer(WaitsForDatabase):
     """Sends mail to a member by id: over SMTP when configured, else into the outbox."""
 
-    def __init__(self):
-        super().__init__()
-        self.settings = None
-        self.db = None
+    def accepts(self, message):
+        return isinstance(message, SendMail)
 
-    def receiveMessage(self, message, sender):
-        if isinstance(message, Configured):
-            self.settings = message.settings
-            s = self.settings
-            self.db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
-        elif isinstance(message, SendMail):
-            member = self.db.members.find_one({"_id": object_id(message.member_id)})
-            if member is None:
-                log.warning("no member %s to mail %r to", message.member_id, message.subject)
-                return
-            mail.send_now(self.settings, self.db, member["email"], message.subject, message.body)
+    def do(self, message, sender):
+        member = self.db.members.find_one({"_id": object_id(message.member_id)})
+        if member is None:
+            log.warning("no member %s to mail %r to", message.member_id, message.subject)
+            return
+        mail.send_now(self.settings, self.db, member["email"], message.subject, message.body)

@@ -17,7 +17,7 @@ from actors.shards import shard_index
 from actors.messages import (Attached, Batch, CallActive, CallFrame, CallJoined, CallOver, CallRefused, CallRestore,
                              CallStart, Close, ConnectionGone, Frame, MemberIdle, MemberStart, Open, Presence, Push,
                              RingPages, RingRequest, ToCall, Unwatch, Watch)
-from actors.messages import BridgeLost, MemberBack, RecoverCalls, ShardsMoved
+from actors.messages import BridgeLost, MemberBack, ProfileChanged, RecoverCalls, ShardsMoved
 from actors.terms import FREE
 
 
@@ -136,6 +136,10 @@ class MemberActor(Actor):
             self.recover(message.calls)
         elif isinstance(message, BridgeLost):
             self.bridge_lost(message.bridge)
+        elif isinstance(message, ProfileChanged):
+            # Tier, payout email or name changed while pages are open: the next ring uses it
+            # (a call already started keeps the terms' limits it rang with).
+            self.profile = message.profile
         elif isinstance(message, ShardsMoved):
             self.services.shards = message.addresses
             for call_id, call in self.calls.items():

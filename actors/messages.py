@@ -432,6 +432,15 @@ class ToMember:
 
 
 @dataclasses.dataclass
+class ProfileChanged:
+    """Gateway → a live member actor (in a ToMember, through its shard): the member's profile
+    changed (tier, payout email, name); same shape as Open's `profile`. A member with no actor
+    reads the fresh profile at its next Open."""
+    member_id: str
+    profile: dict
+
+
+@dataclasses.dataclass
 class MemberBack:
     """A participant's (new) member actor → the call session: send what concerns this call here."""
     call_id: str

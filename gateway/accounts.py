@@ -121,6 +121,12 @@ def public_profile(member):
             "can_charge": tier == "upgraded" and bool(member.get("payout_email"))}
 
 
+def actor_profile(member):
+    """What the member's actor needs of them to ring and host (Open's and ProfileChanged's `profile`)."""
+    public = public_profile(member)
+    return {"name": public["display_name"], "tier": public["tier"], "can_charge": public["can_charge"]}
+
+
 def own_profile(member):
     return dict(public_profile(member), email=member["email"],
                 payout_email=member.get("payout_email", ""), operator=bool(member.get("operator")),

@@ -10,7 +10,7 @@ import tornado.httpserver
 import tornado.web
 
 from gateway import earnings, history, http, operators, payments, refunds, upgrade
-from gateway.accounts import Accounts
+from gateway.accounts import Accounts, actor_profile
 from gateway.bridge import ActorBridge
 from gateway.hub import Hub
 from gateway.paypal_webhooks import WebhookVerifier
@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 MEMBER_ID = r"([0-9a-f]{24})"
 access_log = logging.getLogger("tornado.access")
+# How often a gateway asks whether its database answers; while it does not, requests that
+# need it are refused at once with 503 (http.py) and call changes with `unavailable` (hub.py).
+DATABASE_CHECK_S = 1.0
 
 
 def log_request(handler):
@@ -38,14 +41,16 @@ class Gateway:
         self.db = database.async_database(settings)
         self.mailer = Mailer(settings, self.db)
         self.accounts = Accounts(self.db, settings.policy, self.mailer, settings.url)
-        self.hub = Hub(ActorBridge(settings.admin_port, self._on_actor_messages))
+        self.database_up = True       # the last check's answer (see _watch_database)
+        self.hub = Hub(ActorBridge(settings.admin_port, self._on_actor_messages), lambda: self.database_up)
         # The local emulator serves its signing certificate itself; real PayPal from its own hosts.
         emulator_host = [urllib.parse.urlsplit(settings.paypal_url).netloc] if settings.paypal_emulated else []
         self.webhooks = WebhookVerifier(settings.paypal_webhook_id_in_use, emulator_host)
         self.refund_desk = refunds.RefundDesk(self.hub)
-        self.upgrades = upgrade.Upgrades(settings, self.db)
+        self.upgrades = upgrade.Upgrades(settings, self.db, member_changed=self.member_changed)
         self.server = None
         self.session_watch = None
+        self.database_watch = None
 
     def _on_actor_messages(self, messages):
         self.hub.on_messages(messages)
@@ -108,15 +113,39 @@ class Gateway:
         else:
             self.server.add_sockets(sockets)
         self.session_watch = asyncio.create_task(self._watch_sessions())
+        self.database_watch = asyncio.create_task(self._watch_database())
 
     async def stop(self):
-        if self.session_watch:
-            self.session_watch.cancel()
+        for task in (self.session_watch, self.database_watch):
+            if task:
+                task.cancel()
         if self.server:
             self.server.stop()
             await self.server.close_all_connections()
         self.hub.stop()
         await self.db.client.close()
+
+    def member_changed(self, member):
+        """A member document changed (tier, payout email, name, subscription): their live actor hears it."""
+        if member is not None:
+            self.hub.profile_changed(str(member["_id"]), actor_profile(member))
+
+    async def _watch_database(self):
+        """Keep `database_up`: down only when pymongo finds no server (a slow answer is not an
+        outage), up again at the first answer."""
+        while True:
+            try:
+                await self.db.command("ping")
+                up = True
+            except pymongo.errors.ConnectionFailure:
+                up = False
+            except pymongo.errors.PyMongoError:
+                log.exception("database check failed")
+                up = True  # it answered, if with an error: not an outage
+            if up != self.database_up:
+                log.warning("the database %s", "answers again" if up else "does not answer")
+            self.database_up = up
+            await asyncio.sleep(DATABASE_CHECK_S)
 
     def close_session_sockets(self, session_id):
         for connection in self.hub.connections_of_sessions().get(session_id, []):

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import pymongo
 import tornado.web
 
 from gateway.accounts import ClientError, own_profile, public_profile
@@ -18,6 +19,12 @@ SESSION_COOKIE = "ik_session"
 # sender gets a clear 413 instead of a dropped connection: a phone photo is a few megabytes.
 AVATAR_DRAIN_BYTES = 32 * 1024 * 1024
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+# Told to clients while the database does not answer (a restart takes seconds).
+DATABASE_RETRY_AFTER_S = 5
+
+
+class DatabaseUnavailable(Exception):
+    """The gateway knows its database is not answering: refuse at once instead of waiting for it."""
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -25,6 +32,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self.app = app
 
     async def prepare(self):
+        if not self.app.database_up:
+            raise DatabaseUnavailable()
         found = await self.app.accounts.session(self.get_cookie(SESSION_COOKIE))
         self.session_id, self.member, _ = found if found else (None, None, None)
 
@@ -77,6 +86,13 @@ class BaseHandler(tornado.web.RequestHandler):
                 self.set_header("Retry-After", str(error.retry_after_s))
             self.send_json({"error": {"code": error.code, "message": error.message}}, error.status)
             return
+        if isinstance(error, (DatabaseUnavailable, pymongo.errors.ConnectionFailure)):
+            # Not a fault of ours or the client's: it passes once the database is back.
+            log.warning("%s %s refused: the database is not answering", self.request.method, self.request.path)
+            self.set_header("Retry-After", str(DATABASE_RETRY_AFTER_S))
+            self.send_json({"error": {"code": "database_unavailable",
+                                      "message": "the database is not answering; try again in a few seconds"}}, 503)
+            return
         super()._handle_request_exception(error)
 
     def write_error(self, status_code, **kwargs):
@@ -104,6 +120,10 @@ class PageHandler(BaseHandler):
     def initialize(self, app, page):
         super().initialize(app)
         self.page = page
+
+    async def prepare(self):
+        # Static: it asks the API who is logged in, so it loads (and says why) while the database is down.
+        self.session_id, self.member = None, None
 
     def get(self, *args):
         self.xsrf_token  # sets the _xsrf cookie the page's scripts echo back
@@ -158,6 +178,7 @@ class MeHandler(BaseHandler):
 
     async def patch(self):
         member = await self.app.accounts.update_profile(self.require_member(), self.json_body())
+        self.app.member_changed(member)  # a payout email added or removed changes what they may charge
         self.send_json({"member": own_profile(member)})
 
 

@@ -19,10 +19,13 @@ from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
 from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Heartbeat, Open, Ping, Presence, Push,
                              Resync, Shards, ToCall, Unwatch, Watch, WhoAmI)
+from actors.messages import ProfileChanged, ToMember
 
 log = logging.getLogger(__name__)
 
 MAX_WATCHED_PER_CONNECTION = 2000
+# Frames that change nothing stored: answered (ping) or relayed (signal) with the database down.
+STORELESS_FRAMES = frozenset({"ping", "signal"})
 
 
 class Unavailable(Exception):
@@ -30,8 +33,9 @@ class Unavailable(Exception):
 
 
 class Hub:
-    def __init__(self, bridge):
+    def __init__(self, bridge, database_answers=lambda: True):
         self.bridge = bridge
+        self.database_answers = database_answers  # a call's every change is stored before it acts
         self.address = None
         self.directory = None
         self.shards = []
@@ -129,12 +133,33 @@ class Hub:
         return attached.status
 
     def frame(self, connection, frame):
+        if frame["type"] not in STORELESS_FRAMES and not self.database_answers():
+            # Refused here, with no effect, rather than held by the call for as long as the outage lasts.
+            connection.send_frame({"type": "error", "id": frame.get("id"), "code": "unavailable",
+                                   "message": "the database is not answering; the call goes on, "
+                                              "try this again in a few seconds"})
+            return
         self.bridge.send(connection.member, Frame(connection.member_id, connection.conn_id,
                                                   self.address, frame))
 
     def to_call(self, host_id, call_id, message):
         """Deliver a message to a call (from PayPal's side), through its host's shard."""
         self.bridge.tell(self.shard_of(host_id), ToCall(host_id, call_id, message))
+
+    def profile_changed(self, member_id, profile):
+        """The member's tier, payout email or name changed: their live actor (if any) uses it now,
+        and this gateway's pages attach with it again after a resync."""
+        actor = None
+        for connection in self.connections.values():
+            if connection.member_id == member_id:
+                connection.profile = profile
+                actor = connection.member or actor
+        if actor is not None:
+            # Straight to the actor, the way this gateway's frames go: a call placed from the page
+            # right after the change (a new name) cannot overtake it.
+            self.bridge.tell(actor, ProfileChanged(member_id, profile))
+        else:  # the shard passes it on only if the actor exists
+            self.bridge.tell(self.shard_of(member_id), ToMember(member_id, ProfileChanged(member_id, profile)))
 
     def close(self, connection):
         if self.connections.pop(connection.conn_id, None) is None:

@@ -42,4 +42,5 @@ class OperatorTierHandler(BaseHandler):
             {"_id": object_id(member_id)}, {"$set": {"tier": tier}}, return_document=pymongo.ReturnDocument.AFTER)
         if member is None:
             raise ClientError(404, "no_such_member", "no member has this id")
+        self.app.member_changed(member)  # an online host can be called on the new terms at once
         self.send_json(member_row(member))

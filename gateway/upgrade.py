@@ -8,7 +8,8 @@ How the tier follows the subscription (see accounts.effective_tier): the member 
 upgrades, and a CANCELLED, SUSPENDED or EXPIRED one keeps upgrading until `ends_at` (the paid
 period's end, PayPal's next_billing_time before it stopped). Nothing runs at that instant: every
 read of the tier compares with the clock. The member actor learns the tier when a page opens
-(as with an operator's change): PayPal's return lands on a fresh /account page.
+and whenever the subscription changes (`member_changed`, pushed to a live member actor); the
+lazy end of a paid period reaches it at the next page open.
 
 PayPal calls go over its REST API with Tornado's AsyncHTTPClient, never blocking the loop
 (paypal-server-sdk covers plans and subscriptions but blocks, and has no catalog products).
@@ -248,9 +249,10 @@ def is_duplicate(current, resource):
 # The flow --------------------------------------------------------------------------------------
 
 class Upgrades:
-    def __init__(self, settings, db, paypal=None):
+    def __init__(self, settings, db, paypal=None, member_changed=None):
         self.settings = settings
         self.db = db
+        self.member_changed = member_changed or (lambda member: None)  # the gateway tells the member's actor
         self.paypal = paypal or PayPalSubscriptions(settings.paypal_url, settings.paypal_client_id_in_use,
                                                     settings.paypal_client_secret_in_use)
 
@@ -315,6 +317,7 @@ class Upgrades:
             return_document=pymongo.ReturnDocument.AFTER)
         if found is None and attempts > 1:  # changed meanwhile: read again and decide again
             return await self.follow(resource, attempts - 1)
+        self.member_changed(found)
         return found
 
     async def returned(self, subscription_id):

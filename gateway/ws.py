@@ -8,11 +8,12 @@ import logging
 import time
 
 import msgpack
+import pymongo.errors
 import tornado.web
 import tornado.websocket
 
 import schemas
-from gateway.accounts import public_profile
+from gateway.accounts import actor_profile
 from gateway.http import SESSION_COOKIE
 from gateway.hub import Unavailable
 
@@ -60,9 +61,7 @@ class Connection:
     def __init__(self, socket, member, session_id, session_expires_at):
         self.socket = socket
         self.member_id = str(member["_id"])
-        public = public_profile(member)
-        # What the member's actor needs to know of them (read at each page open).
-        self.profile = {"name": public["display_name"], "tier": public["tier"], "can_charge": public["can_charge"]}
+        self.profile = actor_profile(member)  # what the member's actor needs of them (read at each page open)
         self.session_id = session_id
         self.session_expires_at = session_expires_at
         self.conn_id = None
@@ -87,7 +86,13 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         # missing Origin or one whose host matches whatever the scheme.
         if not self.check_origin(self.request.headers.get("Origin", "")):
             raise tornado.web.HTTPError(403, "this origin may not open a socket")
-        found = await self.app.accounts.session(self.get_cookie(SESSION_COOKIE))
+        # The session is in the database: while it is not answering, say so (the page retries).
+        if not self.app.database_up:
+            raise tornado.web.HTTPError(503, "the database is not answering; try again shortly")
+        try:
+            found = await self.app.accounts.session(self.get_cookie(SESSION_COOKIE))
+        except pymongo.errors.ConnectionFailure:
+            raise tornado.web.HTTPError(503, "the database is not answering; try again shortly") from None
         if found is None:
             raise tornado.web.HTTPError(401, "log in first")
         self.session_id, self.member_doc, self.session_expires_at = found

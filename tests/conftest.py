@@ -177,3 +177,43 @@ def tell_call(system, host_id, call_id, message):
     directory = actors.createActor(Directory, globalName=DIRECTORY_NAME)
     shards = actors.ask(directory, GetShards(1), 10).addresses
     actors.tell(shards[shard_index(host_id, len(shards))], ToCall(host_id, call_id, message))
+
+
+# A database of a test's own, to stop and start again ----------------------------------------
+
+class Database:
+    """A SecantusDB server of this test's own, which it can stop and start again on the same
+    port and files (the session's shared database must stay up for the other tests)."""
+
+    def __init__(self, storage):
+        self.port, self.storage, self.process = free_port(), storage, None
+        self.url = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self):
+        secantusd = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or "secantusd-py"
+        log = open(self.storage / "server.log", "ab")
+        self.process = subprocess.Popen([secantusd, "--host", "127.0.0.1", "--port", str(self.port),
+                                         "--storage-path", str(self.storage / "data")], stdout=log, stderr=log)
+        from interkanect.db import ping
+        processes.wait_until(lambda: ping(config.Settings(mongodb_url=self.url)), 60, "SecantusDB",
+                             process=self.process)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+@pytest.fixture
+def own_database(tmp_path):
+    database = Database(tmp_path)
+    database.start()
+    yield database
+    database.stop()
+
+
+@pytest.fixture
+def system_on_own_database(own_database, tmp_path_factory):
+    running = start_system(own_database.url, tmp_path_factory.mktemp("system"))
+    yield running
+    running.stop()

@@ -5,17 +5,11 @@ call, one set of mails."""
 import asyncio
 import json
 import secrets
-import shutil
-import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
-import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from interkanect import config, processes
-from tests.conftest import free_port, run, start_system
+from tests.conftest import run
 from tests.test_call_payments import approve_and_never_come_back, approve_on_paypal
 from tests.test_calls_live import Call
 from tests.test_late_capture import arm, control, paypal, until
@@ -172,44 +166,6 @@ def test_the_same_webhook_posted_twice_at_once_has_one_effect(system):
 
 
 # The database restarting between the capture and its booking -------------------------------
-
-class Database:
-    """A SecantusDB server of this test's own, which it can stop and start again on the same
-    port and files (the session's shared database must stay up for the other tests)."""
-
-    def __init__(self, storage):
-        self.port, self.storage, self.process = free_port(), storage, None
-        self.url = f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
-
-    def start(self):
-        secantusd = shutil.which("secantusd-py", path=str(Path(sys.executable).parent)) or "secantusd-py"
-        log = open(self.storage / "server.log", "ab")
-        self.process = subprocess.Popen([secantusd, "--host", "127.0.0.1", "--port", str(self.port),
-                                         "--storage-path", str(self.storage / "data")], stdout=log, stderr=log)
-        from interkanect.db import ping
-        processes.wait_until(lambda: ping(config.Settings(mongodb_url=self.url)), 60, "SecantusDB",
-                             process=self.process)
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
-
-
-@pytest.fixture
-def own_database(tmp_path):
-    database = Database(tmp_path)
-    database.start()
-    yield database
-    database.stop()
-
-
-@pytest.fixture
-def system_on_own_database(own_database, tmp_path_factory):
-    running = start_system(own_database.url, tmp_path_factory.mktemp("system"))
-    yield running
-    running.stop()
-
 
 def test_a_database_restart_between_capture_and_booking_books_once(system_on_own_database, own_database):
     system = system_on_own_database
