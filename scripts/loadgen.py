@@ -28,6 +28,7 @@ p50/p99, errors per phase, node processes and memory per member and per call, th
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import time
 
@@ -259,7 +260,13 @@ def bare_thespian(count):
     from thespian.actors import ActorSystem
     from interkanect import processes
     admin_port = free_port()
-    system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": admin_port}, transientUnique=True)
+    # The admin forks from this process: it must not inherit the benchmark's SIGTERM handler,
+    # or its stop prints a KeyboardInterrupt.
+    handler = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": admin_port}, transientUnique=True)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
     sessions = processes.actor_system_sessions(admin_port)
     try:
         def pss():
