@@ -321,7 +321,7 @@ async def ceilings_phase(system, args, workdir, figures):
         emit("signal_rt_p99_ratio", figures["signal_rt_p99_ms"] / percentile(samples, 99))
     count = min(args.members, args.bare_actors)
     progress(f"ceilings: {count} bare Thespian actors")
-    per_s, per_actor_kb = await asyncio.get_running_loop().run_in_executor(None, bare_thespian, count)
+    per_s, per_actor_kb = bare_thespian(count)  # in this thread: it sets a signal handler while forking
     emit("bare_thespian_actors_per_s", per_s)
     emit("bare_thespian_pss_per_actor_mb", per_actor_kb / 1024)
     comment("ceilings: measured in this run beside the figures above; the member's memory goal (3 MB) is judged "

@@ -20,7 +20,7 @@ from tests.test_gateways import on
 
 SHARDS = 8
 # Detection bounds: the convention declares a node dead after 3 missed 2 s check-ins, a shard
-# gives up on a gateway after 3 missed 1 s heartbeats; the rest is margin for a shared machine.
+# gives up on a gateway after 5 missed 1 s heartbeats; the rest is margin for a shared machine.
 NODE_LOSS_BOUND_S = 40
 GATEWAY_LOSS_BOUND_S = 15
 

@@ -179,7 +179,8 @@ export class CallView {
     show("price-field", canCharge);
     const caller = state.caller.name;
     text("terms-hint", !canCharge && me.tier !== "upgraded"
-      ? "Free tier: calls are free, and a session lasts at most 20 minutes, talk included. Set the length and offer it."
+      ? `Free tier: calls are free, and a session lasts at most ${lengthWords(state.limits.free_tier_cap_s)}, `
+        + "talk included. Set the length and offer it."
       : !canCharge ? "Add a PayPal payout email in your account to charge; until then your calls are free."
         : `Agree on a price and length with ${caller} out loud, then offer them here. `
           + `${caller} pays before the paid time starts.`);
