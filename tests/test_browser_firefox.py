@@ -1,0 +1,210 @@
+"""The app in Firefox (Debian's firefox-esr over Marionette, see tests/firefox.py), next to
+Chromium: a member logs in and watches another member's status dot come and go live, and a
+Firefox caller calls a Chromium host — the ring, free terms agreed, video decoded on both
+sides peer to peer, a chat line each way over the data channel, and the hang-up."""
+import asyncio
+import os
+import re
+import time
+
+import pytest
+
+from tests import firefox
+from tests.client import PASSWORD, Member
+from tests.test_browser_call import STEP_MS, MEDIA_MS, member, open_live, print_consoles, status, upgrade, video_flows
+from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
+
+playwright = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("marionette_driver")
+expect = playwright.expect
+
+pytestmark = pytest.mark.browser
+
+STEP_S = STEP_MS / 1000
+MEDIA_S = MEDIA_MS / 1000
+PRESENCE_BOUND_S = 1      # the product promise: a dot follows its member within a second
+
+# The remote <video> has shown `arguments[0]` more frames of one and the same stream. Firefox's
+# getVideoPlaybackQuality() counts no frames of a MediaStream (it stays 0 while the video plays),
+# so frames are counted with requestVideoFrameCallback, which both engines call per frame shown.
+VIDEO_FLOWS = """
+    const video = document.getElementById('remote-video');
+    if (!video.srcObject || video.readyState < 2) return false;
+    const seen = window.__ikFrames;
+    if (seen && seen.stream === video.srcObject) return seen.frames >= arguments[0] ? seen.frames : false;
+    const counter = {stream: video.srcObject, frames: 0};
+    const tick = () => {
+        if (window.__ikFrames !== counter) return;   // a newer count took over
+        counter.frames += 1;
+        video.requestVideoFrameCallback(tick);
+    };
+    window.__ikFrames = counter;
+    video.requestVideoFrameCallback(tick);
+    return false;
+"""
+
+# What the call page's remote <video> holds, for a failure's report.
+REMOTE_VIDEO_STATE = """
+    const video = document.getElementById('remote-video');
+    const stream = video && video.srcObject;
+    return video && {readyState: video.readyState, paused: video.paused, muted: video.muted,
+        frames: window.__ikFrames && window.__ikFrames.frames, size: [video.videoWidth, video.videoHeight],
+        tracks: stream ? stream.getTracks().map((t) => [t.kind, t.readyState, t.muted, t.enabled]) : null,
+        tile: document.getElementById('remote-tile').dataset.media};
+"""
+
+
+@pytest.fixture
+def start_firefox(tmp_path):
+    """start_firefox(name) -> a running Firefox with a profile of its own (and its log beside it
+    in tmp_path); every one is killed after the test."""
+    if not firefox.installed():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's firefox-esr (.ci/run does)")
+        pytest.skip("Debian's firefox-esr is not installed (apt-get install firefox-esr)")
+    started = []
+
+    def start(name):
+        started.append(firefox.Firefox(tmp_path / name, name=name))
+        started[-1].start()
+        return started[-1]
+    yield start
+    for running in started:
+        running.quit()
+
+
+def ready(ff, url):
+    """Open `url` and wait until the page is drawn and its live socket is open."""
+    ff.navigate(url)
+    ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+    ff.attribute_is("#live-state", "data-state", "open", timeout_s=STEP_S)
+
+
+def firefox_video_flows(ff, frames=15):
+    ff.run("window.__ikFrames = null")
+    return ff.wait_for(VIDEO_FLOWS, frames, timeout_s=MEDIA_S, what=f"{frames} remote video frames")
+
+
+def dot_status(member_id):
+    return f'.status-dot[data-member-id="{member_id}"]'
+
+
+def test_a_member_logs_in_in_firefox_and_sees_a_dot_go_live_and_out(system, start_firefox, tmp_path):
+    async def scenario():
+        viewer = await Member(system.url).sign_up("Fiona Firefox")
+        other = await Member(system.url).sign_up("Oscar Other")
+        ff = await asyncio.to_thread(start_firefox, "viewer")
+
+        def log_in():
+            ff.navigate(system.url + "/login")
+            ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+            ff.type("#login-form [name=email]", viewer.email)
+            ff.type("#login-form [name=password]", PASSWORD)
+            ff.click("#login-form button[type=submit]")
+            ff.wait_for("return location.pathname === '/'", timeout_s=STEP_S, what="the directory after logging in")
+            ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+            ff.attribute_is("body", "data-session", "member")
+            ff.attribute_is("#live-state", "data-state", "open", timeout_s=STEP_S)
+            ff.wait_for("return document.querySelector(`[data-member-card='${arguments[0]}']`)", other.id,
+                        what="Oscar's card in the directory")
+            ff.attribute_is(dot_status(other.id), "data-live", "true", timeout_s=STEP_S)
+            ff.attribute_is(dot_status(other.id), "data-status", "offline")
+        await asyncio.to_thread(log_in)
+
+        socket = await other.socket()     # Oscar opens a page: online
+        await socket.expect("hello")
+        await asyncio.to_thread(ff.attribute_is, dot_status(other.id), "data-status", "online", PRESENCE_BOUND_S)
+        assert await asyncio.to_thread(ff.attribute, dot_status(other.id), "aria-label") == "online"
+        await asyncio.to_thread(ff.screenshot, SHOTS / "firefox-directory.png")
+        await socket.close()              # and closes it: offline again
+        await asyncio.to_thread(ff.attribute_is, dot_status(other.id), "data-status", "offline",
+                                PRESENCE_BOUND_S + system.settings.policy.member_exit_grace_s)
+    try:
+        asyncio.run(scenario())
+    except Exception:
+        for log in tmp_path.glob("*.log"):
+            print(f"--- {log.name} ---", log.read_text(errors="replace")[-6000:], sep="\n")
+        raise
+
+
+def test_a_firefox_caller_and_a_chromium_host_see_each_other_and_chat(browser, system, start_firefox):  # noqa: F811
+    host_context, host, host_id = member(browser, system, "Chloe Chromium")
+    ff = start_firefox("caller")
+    try:
+        upgrade(system, host, host_id)
+        open_live(host, system.url + "/")   # a new page: the member's actor now knows the tier
+
+        # The caller signs up in Firefox and calls from the host's page.
+        ff.navigate(system.url + "/signup")
+        ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+        ff.type("#signup-form [name=email]", f"felix-{time.monotonic_ns()}@example.com")
+        ff.type("#signup-form [name=display_name]", "Felix Firefox")
+        ff.type("#signup-form [name=password]", PASSWORD)
+        ff.click("#signup-form button[type=submit]")
+        ff.wait_for("return location.pathname === '/account'", timeout_s=STEP_S, what="the account page")
+        ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+        ready(ff, f"{system.url}/m/{host_id}")
+        ff.click("#call-button")
+
+        # Chromium rings with Firefox's name; the host accepts; both are on the call page.
+        popup = host.locator("[data-incoming-call]")
+        expect(popup.locator(".incoming-call__name")).to_have_text("Felix Firefox", timeout=STEP_MS)
+        popup.locator("[data-action=accept]").click()
+        host.wait_for_url("**/call/*", timeout=STEP_MS)
+        call_id = host.url.rsplit("/", 1)[1]
+        ff.wait_for("return location.pathname === arguments[0]", f"/call/{call_id}", timeout_s=STEP_S,
+                    what="the call page")
+        status(host, "negotiating")
+        ff.attribute_is("#call-status", "data-state", "negotiating", timeout_s=STEP_S)
+
+        # Face to face while they talk terms: each decodes the other's camera.
+        video_flows(host)
+        firefox_video_flows(ff)
+
+        # The upgraded host offers a free call; Firefox sees exactly those terms and starts it.
+        host.fill("#price", "0")
+        host.fill("#minutes", "5")
+        host.click("#propose-button")
+        fingerprint = host.locator("#proposal-sent-fingerprint")
+        expect(fingerprint).to_have_text(re.compile(r"^[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$"), timeout=STEP_MS)
+        ff.text_is("#terms-price", "Free", timeout_s=STEP_S)
+        ff.text_is("#terms-length", "5 minutes")
+        ff.text_is("#terms-fingerprint", fingerprint.text_content())
+        ff.text_is("#pay-button", "Start the free call")
+        ff.click("#pay-button")
+        status(host, "running")
+        ff.attribute_is("#call-status", "data-state", "running", timeout_s=STEP_S)
+        video_flows(host)
+        firefox_video_flows(ff)
+        ff.screenshot(SHOTS / "firefox-call.png")
+
+        # Both engines read the same check words off the encrypted connection's fingerprints, and
+        # each sees the other's view mirror its own.
+        expect(host.locator("#checkwords")).to_have_attribute("data-state", "match", timeout=STEP_MS)
+        ff.attribute_is("#checkwords", "data-state", "match", timeout_s=STEP_S)
+        words = host.locator("#checkwords-words").get_attribute("data-words")
+        assert words and ff.attribute("#checkwords-words", "data-words") == words
+
+        # A chat line each way over the call's data channel.
+        ff.attribute_is("#chat-panel", "data-channel", "open", timeout_s=STEP_S)
+        expect(host.locator("#chat-panel")).to_have_attribute("data-channel", "open", timeout=STEP_MS)
+        ff.type("#chat-input", "Hello from Firefox")
+        ff.click("#chat-send")
+        expect(host.locator('#chat-log [data-from="them"] .chat__text')).to_have_text(["Hello from Firefox"],
+                                                                                        timeout=STEP_MS)
+        ff.attribute_is('#chat-log [data-from="me"]', "data-status", "delivered", timeout_s=STEP_S)
+        host.fill("#chat-input", "Hello from Chromium")
+        host.press("#chat-input", "Enter")
+        ff.text_is('#chat-log [data-from="them"] .chat__text', "Hello from Chromium", timeout_s=STEP_S)
+
+        # Firefox hangs up; both pages end.
+        ff.click("#hangup-button")
+        status(host, "ended")
+        ff.attribute_is("#call-status", "data-state", "ended", timeout_s=STEP_S)
+    except Exception:
+        print_consoles(host)
+        print(f"--- {ff.name} ---", ff.log(), sep="\n")
+        print("--- Firefox's remote video ---", ff.run(REMOTE_VIDEO_STATE), sep="\n")
+        raise
+    finally:
+        host_context.close()
