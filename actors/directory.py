@@ -91,9 +91,11 @@ class Directory(Actor):
         return Shards(req_id, list(self.shards), self.settings.policy.bridge_heartbeat_s if self.settings else 0)
 
     def configure(self, settings):
-        from actors.payments import PaymentsActor  # the PayPal SDK loads only where it is used
         self.settings = settings
-        store, mailer, payments = self.createActor(CallStore), self.createActor(Mailer), self.createActor(PaymentsActor)
+        # By name, so the PayPal SDK is imported in the payments actor's process only: imported
+        # here, every shard and member forked after it would carry it (README, Performance).
+        store, mailer = self.createActor(CallStore), self.createActor(Mailer)
+        payments = self.createActor("actors.payments.PaymentsActor")
         self.adapters = (store, mailer, payments)
         for adapter in (store, mailer, payments):
             self.send(adapter, Configured(settings))
