@@ -6,6 +6,7 @@ outlives a killed parent.
 """
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -104,6 +105,29 @@ def port_free(host, port):
         except OSError:
             return False
     return True
+
+
+# Ports handed out below Linux's ephemeral range (32768-60999): a port picked by binding to 0
+# comes from that range, and between the pick and its use an actor process's or a client's
+# own ephemeral socket could take it (it happened: a gateway found its port held by an actor
+# of the node started just before). For tests and benchmarks, which start many processes.
+PORT_RANGE = (20000, 32768)
+_handed_out = set()
+
+
+def free_port():
+    for _ in range(1000):
+        port = random.randrange(*PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 def require_free(host, port, what, variable):

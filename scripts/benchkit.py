@@ -18,12 +18,10 @@ import functools
 import json
 import math
 import os
-import random
 import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -187,27 +185,7 @@ def percentile(values, p):
 
 # ---------------------------------------------------------------- the system under test
 
-# Ports handed out below Linux's ephemeral range (32768-60999): a port picked by binding to 0
-# comes from that range, and between the pick and its use an actor process's or a client's
-# own ephemeral socket could take it (it happened: a gateway found its port held by an actor
-# of the node started just before).
-PORT_RANGE = (20000, 32768)
-_handed_out = set()
-
-
-def free_port():
-    for _ in range(1000):
-        port = random.randrange(*PORT_RANGE)
-        if port in _handed_out:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free port in {PORT_RANGE}")
+free_port = processes.free_port
 
 
 class System:

@@ -4,10 +4,8 @@ with everything they started."""
 import asyncio
 import dataclasses
 import os
-import random
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -28,27 +26,7 @@ TEST_POLICY = dict(member_exit_grace_s=0.5, session_check_interval_s=0.2, ws_pin
                    ws_ping_timeout_s=5)
 
 
-# Ports handed out below Linux's ephemeral range (32768-60999): a port picked by binding to 0
-# comes from that range, and between the pick and its use an actor process's or a client's
-# own ephemeral socket could take it (it happened: a gateway found its port held by an actor
-# of the node started just before).
-PORT_RANGE = (20000, 32768)
-_handed_out = set()
-
-
-def free_port():
-    for _ in range(1000):
-        port = random.randrange(*PORT_RANGE)
-        if port in _handed_out:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free port in {PORT_RANGE}")
+free_port = processes.free_port
 
 
 def run(coroutine):
