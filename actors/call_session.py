@@ -1,4 +1,4 @@
-"""The call session actor: one per call, a child of the host's member actor.
+"""The call session actor: one per call, a child of the host's member shard.
 
 A thin shell over call.Call. Every change of the call is stored (through the CallStore
 actor) before its effects are carried out, so a replacement session started from the
@@ -12,7 +12,7 @@ import time
 from thespian.actors import Actor, ActorExitRequest, ChildActorExited, WakeupMessage
 
 from actors import call as rules
-from actors import negotiation
+from actors import lifelines, negotiation
 from actors.call_record import from_document, to_document
 from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, CallOver, CallRestore, CallSaved,
                              CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, NegotiationFrame,
@@ -36,10 +36,10 @@ NEGOTIATION_FRAMES = {"propose", "pay", "renegotiate", "decline_terms"}
 class CallSessionActor(Actor):
     def __init__(self):
         super().__init__()
+        lifelines.die_with_parent()  # with its creator, whose replacement restores it
         self.call = None
         self.settings = None
         self.services = None
-        self.members = {}          # "host" / "caller" → member actor address
         self.negotiation = None    # the current round's actor
         self.version = 0
         self.queued = []           # (version, effects) waiting for the store
@@ -54,7 +54,6 @@ class CallSessionActor(Actor):
             self.start(message, now_s)
         elif isinstance(message, CallRestore):
             self.services = message.services
-            self.members = {"host": message.host_member, "caller": message.caller_member}
             self.send(self.services.store, LoadCall(message.call_id))
         elif isinstance(message, CallLoaded):
             self.restore(message, now_s)
@@ -68,9 +67,6 @@ class CallSessionActor(Actor):
         elif isinstance(message, CallSaved):
             self.flush(message.version)
         elif isinstance(message, CallFrame):
-            who = self.role(message.member_id)
-            if who:
-                self.members[who] = sender  # the member actor as it is now (it may have been recreated)
             self.on_frame(message, now_s)
         elif isinstance(message, MemberBack):
             self.member_back(message)
@@ -113,13 +109,12 @@ class CallSessionActor(Actor):
 
     def start(self, message, now_s):
         self.services = message.services
-        self.members = {"host": message.host_member, "caller": message.caller_member}
         host, caller = message.host, message.caller
         policy = rules.CallPolicy.of(self.services.settings.policy)
         self.call, effects = rules.Call.ring(
             message.call_id, rules.Side(host["id"], host["name"]), rules.Side(caller["id"], caller["name"]),
             host["tier"], host["can_charge"], policy, message.connection, now_s)
-        self.send(message.caller_member, CallJoined(message.call_id, self.myAddress))
+        self.tell_member("caller", CallJoined(message.call_id, self.myAddress))
         self.commit(effects)
 
     def restore(self, message, now_s):
@@ -131,7 +126,7 @@ class CallSessionActor(Actor):
         self.version = message.document.get("version", 0)
         self.tell_member("caller", CallJoined(self.call.call_id, self.myAddress))
         if self.call.answered_at_s is not None and self.call.state != rules.ENDED:
-            for who in rules.SIDES:  # a member actor recreated with its node counts the call again
+            for who in rules.SIDES:  # a member brought back with its shard counts the call again
                 self.tell_member(who, CallActive(self.call.call_id, True))
         # Deadlines are data: re-arm every timer that may still fire, with its current token.
         effects = [rules.StartTimer(name, self.deadline_of(name), token) for name, token in self.call.timers.items()
@@ -253,7 +248,7 @@ class CallSessionActor(Actor):
         elif isinstance(effect, rules.StartTimer):
             self.wakeupAfter(max(0.0, effect.at_s - now_s), payload=(effect.name, effect.token))
         elif isinstance(effect, rules.RingHostPages):
-            self.send(self.members["host"], RingPages(call.call_id, self.ring_frame(effect)))
+            self.tell_member("host", RingPages(call.call_id, self.ring_frame(effect)))
         elif isinstance(effect, rules.OpenNegotiation):
             self.open_negotiation(effect.round, effect.deadline_s, None, effect.limits)
         elif isinstance(effect, rules.CloseNegotiation):
@@ -287,12 +282,7 @@ class CallSessionActor(Actor):
                                                                 effect.capture_id))
 
     def tell_member(self, who, message):
-        """To a participant's member actor; through its shard while its address is unknown
-        (after a node was lost, until its new member actor says MemberBack)."""
-        address = self.members.get(who)
-        if address is not None:
-            self.send(address, message)
-            return
+        """To a participant, through the shard that hosts them (wherever it runs now)."""
         member_id = self.call.side(who).member_id
         shards = self.services.shards
         self.send(shards[shard_index(member_id, len(shards))], ToMember(member_id, message))
@@ -301,10 +291,9 @@ class CallSessionActor(Actor):
         who = self.role(message.member_id)
         if who is None:
             return
-        self.members[who] = message.member
-        self.send(message.member, CallJoined(self.call.call_id, self.myAddress))
+        self.tell_member(who, CallJoined(self.call.call_id, self.myAddress))
         if self.call.answered_at_s is not None and self.call.state != rules.ENDED:
-            self.send(message.member, CallActive(self.call.call_id, True))
+            self.tell_member(who, CallActive(self.call.call_id, True))
 
     def open_negotiation(self, round_number, deadline_s, proposal, limits=None):
         self.negotiation = self.createActor(NegotiationActor)

@@ -1,107 +1,95 @@
-"""The member actor: one per online member, holding their connections, status and watchers,
+"""One online member, hosted inside its shard actor: their connections, status and watchers,
 and the calls they take part in.
 
-A thin shell over `presence.MemberPresence`: it turns messages and timers into rule calls
-and carries out the effects the rules return. As a host it rings and creates the call
-session actors (its children, restarted from the store if one dies); as either side it
-forwards its pages' call frames to the right session.
+A member is not a process of its own: a process costs 3–4 MB before it holds anything, and
+the product's budget is 3 MB per online member (README, Performance; docs/architecture.md).
+So a member is a plain object that its shard (actors/member_shard.py) feeds with the shard's
+messages and timers, one at a time, the way Thespian feeds an actor; it acts through the
+shard (`send`, `createActor`, `wakeupAfter`). Its rules are `presence.MemberPresence`; its
+calls are call session actors, children of the shard, restarted from the store if one dies.
+Anything addressed to a member goes to its shard with the member id (`ToMember`), so nobody
+holds a member's address and a shard started again elsewhere is reached by its new one.
 """
 import secrets
 from collections import defaultdict
 
-from thespian.actors import Actor, ChildActorExited, WakeupMessage
-
 from actors import presence
-from actors.call_session import CallSessionActor
-from actors.shards import shard_index
-from actors.messages import (Attached, Batch, CallActive, CallFrame, CallJoined, CallOver, CallRefused, CallRestore,
-                             CallStart, Close, ConnectionGone, Frame, MemberIdle, MemberStart, Open, Presence, Push,
-                             RingPages, RingRequest, ToCall, Unwatch, Watch)
-from actors.messages import BridgeLost, MemberBack, ProfileChanged, RecoverCalls, ShardsMoved
+from actors.messages import (Attached, CallActive, CallFrame, CallJoined, CallOver, CallRefused, CallRestore,
+                             CallStart, Close, ConnectionGone, Frame, Open, Presence, RingPages, RingRequest, ToCall,
+                             Unwatch, Watch)
+from actors.messages import MemberBack, ProfileChanged, RecoverCalls
 from actors.terms import FREE
 
 
-class MemberActor(Actor):
-    def __init__(self):
-        super().__init__()
-        self.rules = None
-        self.shard = None
-        self.services = None
+class Member:
+    def __init__(self, member_id, shard, watchers, incarnation):
+        self.shard = shard         # the MemberShard actor hosting this member
+        self.incarnation = incarnation  # tells this member's timers from a former one's (same id)
+        self.rules = presence.MemberPresence(member_id, shard.services.settings.policy.member_exit_grace_s,
+                                             watchers=set(watchers))
         self.profile = {}
         self.calls = {}            # call_id → call session address (None until it is known)
         self.placed = {}           # call_id → (connection, request id) of a call this member placed
-        self.hosting = {}          # call_id → caller member address, for calls this member hosts
-        self.outbox = defaultdict(list)  # BridgeRef → [(conn_ids, frame)]
+        self.hosting = set()       # call_ids of the calls this member hosts
         self.active = set()        # call_ids counted as in progress (a restored session may say so again)
         self.early_frames = defaultdict(list)  # call_id → CallFrames that came before its session's address
 
-    def receiveMessage(self, message, sender):
-        if isinstance(message, MemberStart):
-            self.shard = sender
-            self.services = message.services
-            self.rules = presence.MemberPresence(message.member_id, self.services.settings.policy.member_exit_grace_s,
-                                                 watchers=set(message.watchers))
-        elif isinstance(message, Batch):
-            for event in message.events:
-                self.perform(self.on_event(event))
-        elif isinstance(message, WakeupMessage) and message.payload[0] == "exit":
-            self.perform(self.rules.exit_timer(message.payload[1]))
-        else:
-            self.on_call_message(message, sender)
-        self.flush()
+    @property
+    def member_id(self):
+        return self.rules.member_id
 
     # Pages and watchers ----------------------------------------------------------------
 
     def on_event(self, event):
         if isinstance(event, Open):
             self.profile = event.profile
-            return self.rules.open((event.bridge, event.conn_id))
-        if isinstance(event, Close):
+            self.perform(self.rules.open((event.bridge, event.conn_id)))
+        elif isinstance(event, Close):
             connection = (event.bridge, event.conn_id)
             for call in self.calls.values():
                 if call is not None:
-                    self.send(call, ConnectionGone(self.rules.member_id, connection))
-            return self.rules.close(connection)
-        if isinstance(event, Watch):
-            return self.rules.watch(event.bridge)
-        if isinstance(event, Unwatch):
-            return self.rules.unwatch(event.bridge)
-        if isinstance(event, Frame):
-            return self.on_frame(event)
-        return []
+                    self.shard.send(call, ConnectionGone(self.member_id, connection))
+            self.perform(self.rules.close(connection))
+        elif isinstance(event, Watch):
+            self.perform(self.rules.watch(event.bridge))
+        elif isinstance(event, Unwatch):
+            self.perform(self.rules.unwatch(event.bridge))
+        elif isinstance(event, Frame):
+            self.on_frame(event)
 
     def on_frame(self, event):
         frame, connection = event.frame, (event.bridge, event.conn_id)
         if frame["type"] == "ping":
-            self.push(connection, {"type": "pong", "id": frame["id"]})
+            self.shard.push(connection, {"type": "pong", "id": frame["id"]})
         elif frame["type"] == "call":
-            return self.place_call(connection, frame)
+            self.place_call(connection, frame)
         elif self.calls.get(frame["call_id"]) is not None:
-            self.send(self.calls[frame["call_id"]], CallFrame(self.rules.member_id, connection, frame))
+            self.shard.send(self.calls[frame["call_id"]], CallFrame(self.member_id, connection, frame))
         elif frame["call_id"] in self.calls:
             # Its session is on its way (placed, or restored after a node was lost): CallJoined sends these.
-            self.early_frames[frame["call_id"]].append(CallFrame(self.rules.member_id, connection, frame))
+            self.early_frames[frame["call_id"]].append(CallFrame(self.member_id, connection, frame))
         else:
             self.error(connection, frame["id"], "no_such_call", "you take part in no call with this id")
-        return []
+
+    def exit_timer(self, token):
+        self.perform(self.rules.exit_timer(token))
 
     # Calls -----------------------------------------------------------------------------
 
     def place_call(self, connection, frame):
         host_id = frame["member_id"]
-        if host_id == self.rules.member_id:
+        if host_id == self.member_id:
             self.error(connection, frame["id"], "self_call", "you cannot call yourself")
-            return []
+            return
         call_id = secrets.token_hex(12)
         self.calls[call_id] = None
         self.placed[call_id] = (connection, frame["id"])
-        shards = self.services.shards
-        caller = {"id": self.rules.member_id, "name": self.profile.get("name", "")}
-        self.send(shards[shard_index(host_id, len(shards))],
-                  RingRequest(call_id, host_id, caller, self.myAddress, connection))
-        return self.rules.hold_call()
+        caller = {"id": self.member_id, "name": self.profile.get("name", "")}
+        self.shard.to_member(host_id, RingRequest(call_id, host_id, caller, connection))
+        self.perform(self.rules.hold_call())
 
-    def on_call_message(self, message, sender):
+    def on_message(self, message):
+        """What the shard got for this member (in a ToMember, or a message naming it)."""
         if isinstance(message, RingRequest):
             self.ring(message)
         elif isinstance(message, CallRefused):
@@ -111,40 +99,31 @@ class MemberActor(Actor):
             self.error(connection, request_id, message.code, message.message)
             self.perform(self.rules.release_call())
         elif isinstance(message, CallJoined):
-            if message.call_id not in self.calls:  # a restored call this actor did not know
+            if message.call_id not in self.calls:  # a restored call this member did not know
                 self.perform(self.rules.hold_call())
             self.calls[message.call_id] = message.call
             for early in self.early_frames.pop(message.call_id, []):
-                self.send(message.call, early)
+                self.shard.send(message.call, early)
             self.placed.pop(message.call_id, None)
         elif isinstance(message, RingPages):
             for connection in self.rules.connections:
-                self.push(connection, message.frame)
+                self.shard.push(connection, message.frame)
         elif isinstance(message, CallActive):
             self.call_active(message.call_id, message.active)
         elif isinstance(message, CallOver):
             self.early_frames.pop(message.call_id, None)
             if self.calls.pop(message.call_id, "gone") != "gone":
-                self.hosting.pop(message.call_id, None)
+                self.hosting.discard(message.call_id)
                 self.perform(self.rules.release_call())
         elif isinstance(message, ToCall):
             if self.calls.get(message.call_id) is not None:
-                self.send(self.calls[message.call_id], message.message)
-        elif isinstance(message, ChildActorExited):
-            self.restart_call(message.childAddress)
+                self.shard.send(self.calls[message.call_id], message.message)
         elif isinstance(message, RecoverCalls):
             self.recover(message.calls)
-        elif isinstance(message, BridgeLost):
-            self.bridge_lost(message.bridge)
         elif isinstance(message, ProfileChanged):
             # Tier, payout email or name changed while pages are open: the next ring uses it
             # (a call already started keeps the terms' limits it rang with).
             self.profile = message.profile
-        elif isinstance(message, ShardsMoved):
-            self.services.shards = message.addresses
-            for call_id, call in self.calls.items():
-                if call is not None and call_id in self.hosting:
-                    self.send(call, message)
 
     def ring(self, request):
         refusal = None
@@ -153,24 +132,23 @@ class MemberActor(Actor):
         elif self.profile.get("tier") == FREE and self.hosting:
             refusal = ("busy", "this member is in a call; free hosts take one call at a time")
         if refusal:
-            self.send(request.caller_member, CallRefused(request.call_id, request.connection, *refusal))
+            self.shard.to_member(request.caller["id"], CallRefused(request.call_id, request.connection, *refusal))
             return
-        call = self.createActor(CallSessionActor)
-        host = {"id": self.rules.member_id, "name": self.profile.get("name", ""),
+        call = self.shard.create_call(self.member_id)
+        host = {"id": self.member_id, "name": self.profile.get("name", ""),
                 "tier": self.profile.get("tier", FREE), "can_charge": bool(self.profile.get("can_charge"))}
-        self.send(call, CallStart(request.call_id, host, request.caller, self.myAddress, request.caller_member,
-                                  request.connection, self.services))
+        self.shard.send(call, CallStart(request.call_id, host, request.caller, request.connection,
+                                        self.shard.services))
         self.calls[request.call_id] = call
-        self.hosting[request.call_id] = request.caller_member
+        self.hosting.add(request.call_id)
         self.perform(self.rules.hold_call())
 
     def restart_call(self, address):
         """A call session died before its call was over: a new one carries on from the store."""
         for call_id, call in self.calls.items():
             if call == address and call_id in self.hosting:
-                replacement = self.createActor(CallSessionActor)
-                self.calls[call_id] = replacement
-                self.send(replacement, CallRestore(call_id, self.myAddress, self.hosting[call_id], self.services))
+                self.calls[call_id] = self.shard.create_call(self.member_id)
+                self.shard.send(self.calls[call_id], CallRestore(call_id, self.shard.services))
                 return
 
     def call_active(self, call_id, active):
@@ -183,58 +161,48 @@ class MemberActor(Actor):
             self.perform(self.rules.call_ended())
 
     def recover(self, calls):
-        """Calls whose actors died with their node: a host restores the session from the store;
-        a caller tells the (restored or surviving) session where it is now."""
+        """Calls whose shard died with its node: a host restores the session from the store;
+        a caller tells the (restored or surviving) session it is back."""
         for call_id, role, other_id in calls:
             if self.calls.get(call_id) is not None:
                 continue  # known already: a surviving or restored session reached us first
             if call_id not in self.calls:
                 self.perform(self.rules.hold_call())
             if role == "host":
-                self.hosting[call_id] = None  # the caller's member announces itself (MemberBack)
-                self.calls[call_id] = self.createActor(CallSessionActor)
-                self.send(self.calls[call_id], CallRestore(call_id, self.myAddress, None, self.services))
+                self.hosting.add(call_id)
+                self.calls[call_id] = self.shard.create_call(self.member_id)
+                self.shard.send(self.calls[call_id], CallRestore(call_id, self.shard.services))
             else:
                 self.calls[call_id] = None
-                shards = self.services.shards
-                self.send(shards[shard_index(other_id, len(shards))],
-                          ToCall(other_id, call_id, MemberBack(call_id, self.rules.member_id, self.myAddress)))
+                self.shard.to_member(other_id, ToCall(other_id, call_id, MemberBack(call_id, self.member_id)))
 
     def bridge_lost(self, bridge):
         """A gateway fell silent: its pages are gone, for presence and for calls (their grace starts)."""
         for connection in [c for c in self.rules.connections if c[0] == bridge]:
             for call in self.calls.values():
                 if call is not None:
-                    self.send(call, ConnectionGone(self.rules.member_id, connection))
-        self.outbox.pop(bridge, None)
+                    self.shard.send(call, ConnectionGone(self.member_id, connection))
+        self.shard.forget_pushes(bridge)
         self.perform(self.rules.close_bridge(bridge))
 
     # Effects ---------------------------------------------------------------------------
 
-    def push(self, connection, frame):
-        bridge, conn_id = connection
-        self.outbox[bridge].append(([conn_id], frame))
-
     def error(self, connection, request_id, code, message):
-        self.push(connection, {"type": "error", "id": request_id, "code": code, "message": message})
+        self.shard.push(connection, {"type": "error", "id": request_id, "code": code, "message": message})
 
     def perform(self, effects):
-        rules = self.rules
+        rules, shard = self.rules, self.shard
         for effect in effects:
             if isinstance(effect, presence.Welcome):
                 bridge, conn_id = effect.connection
-                self.send(bridge.address, Attached(rules.member_id, conn_id, self.myAddress, effect.status))
+                # Frames for this connection go to the shard, which hands them to this member.
+                shard.send(bridge.address, Attached(rules.member_id, conn_id, shard.myAddress, effect.status))
             elif isinstance(effect, presence.Broadcast):
                 for watcher in rules.watchers:
-                    self.send(watcher.address, Presence(rules.member_id, effect.status))
+                    shard.send(watcher.address, Presence(rules.member_id, effect.status))
             elif isinstance(effect, presence.Tell):
-                self.send(effect.watcher.address, Presence(rules.member_id, effect.status))
+                shard.send(effect.watcher.address, Presence(rules.member_id, effect.status))
             elif isinstance(effect, presence.StartExitTimer):
-                self.wakeupAfter(effect.delay_s, payload=("exit", effect.token))
+                shard.wakeupAfter(effect.delay_s, payload=("exit", rules.member_id, self.incarnation, effect.token))
             elif isinstance(effect, presence.RequestExit):
-                self.send(self.shard, MemberIdle(rules.member_id, effect.opens_seen))
-
-    def flush(self):
-        for bridge, items in self.outbox.items():
-            self.send(bridge.address, Push(items))
-        self.outbox.clear()
+                shard.retire(rules.member_id)

@@ -122,7 +122,7 @@ class Batch:
 
 @dataclasses.dataclass
 class Attached:
-    """The member actor now holds this connection; frames for it go to `member`."""
+    """The member now holds this connection; frames for it go to `member` (its shard)."""
     member_id: str
     conn_id: int
     member: Any
@@ -142,14 +142,7 @@ class Presence:
     status: str
 
 
-# Member → shard.
-
-@dataclasses.dataclass
-class MemberIdle:
-    """The member has had no connection for the exit grace; it may go if nothing is in flight."""
-    member_id: str
-    opens_seen: int
-
+# Directory → shard.
 
 @dataclasses.dataclass
 class ShardStart:
@@ -157,14 +150,6 @@ class ShardStart:
     index: int
     services: Any
     recovered: bool = False  # replaces a lost shard: bring back its members' live calls from the store
-
-
-@dataclasses.dataclass
-class MemberStart:
-    """Shard → new member actor: who it is, the services, and the current watchers."""
-    member_id: str
-    services: Any
-    watchers: set
 
 
 # Calls. A connection is (BridgeRef, conn_id); a call id is 24 hex digits.
@@ -175,7 +160,6 @@ class RingRequest:
     call_id: str
     host_id: str
     caller: dict            # {"id", "name"}
-    caller_member: Any      # the caller's member actor
     connection: tuple       # the caller's page that placed the call
 
 
@@ -191,22 +175,18 @@ class CallRefused:
 
 @dataclasses.dataclass
 class CallStart:
-    """Host's member → new call session."""
+    """Host's member (through its shard) → new call session."""
     call_id: str
     host: dict              # {"id", "name", "tier", "can_charge"}
     caller: dict
-    host_member: Any
-    caller_member: Any
     connection: tuple       # the caller's page
     services: Any
 
 
 @dataclasses.dataclass
 class CallRestore:
-    """Host's member → replacement call session: carry on from the stored call."""
+    """Host's member (through its shard) → replacement call session: carry on from the stored call."""
     call_id: str
-    host_member: Any
-    caller_member: Any
     services: Any
 
 
@@ -407,12 +387,6 @@ class Heartbeat:
 
 
 @dataclasses.dataclass
-class BridgeLost:
-    """Shard → its members: that gateway fell silent; its connections are gone."""
-    bridge: Any
-
-
-@dataclasses.dataclass
 class Resync:
     """Shard → a bridge it had given up on: attach your connections and watches here again."""
     index: int
@@ -420,32 +394,31 @@ class Resync:
 
 @dataclasses.dataclass
 class ShardsMoved:
-    """Directory → shards → members → call sessions: the shard addresses now (a lost one replaced)."""
+    """Directory → shards → their call sessions: the shard addresses now (a lost one replaced)."""
     addresses: list
 
 
 @dataclasses.dataclass
 class ToMember:
-    """To a member actor through its shard, for a sender that does not know its address."""
+    """To a member, through the shard that hosts it (actors/member.py): members have no address."""
     member_id: str
     message: Any
 
 
 @dataclasses.dataclass
 class ProfileChanged:
-    """Gateway → a live member actor (in a ToMember, through its shard): the member's profile
-    changed (tier, payout email, name); same shape as Open's `profile`. A member with no actor
-    reads the fresh profile at its next Open."""
+    """Gateway → a live member, through its shard: the member's profile changed (tier, payout
+    email, name); same shape as Open's `profile`. A member not online reads the fresh profile
+    at its next Open."""
     member_id: str
     profile: dict
 
 
 @dataclasses.dataclass
 class MemberBack:
-    """A participant's (new) member actor → the call session: send what concerns this call here."""
+    """A participant's member, restored with its shard → the call session: it is back."""
     call_id: str
     member_id: str
-    member: Any
 
 
 @dataclasses.dataclass

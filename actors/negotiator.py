@@ -7,6 +7,7 @@ import time
 
 from thespian.actors import Actor, WakeupMessage
 
+from actors import lifelines
 from actors.messages import NegotiationFrame, NegotiationOutcome, NegotiationRefused, NegotiationStart
 from actors.negotiation import Negotiation
 from actors.terms import Refused
@@ -15,6 +16,7 @@ from actors.terms import Refused
 class NegotiationActor(Actor):
     def __init__(self):
         super().__init__()
+        lifelines.die_with_parent()  # with its creator, whose replacement restores it
         self.rules = None
         self.call = None
 

@@ -10,7 +10,7 @@ import threading
 
 from thespian.actors import ActorSystem
 
-from actors import convention, process_memory, transport_tuning
+from actors import convention, lifelines, process_memory, transport_tuning
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.messages import Configure, Shards
 
@@ -21,6 +21,7 @@ def start(settings):
     # All before the system forks its admin and actors, which inherit them.
     transport_tuning.install()
     process_memory.install()
+    lifelines.install()
     convention.install_timers(settings.policy)
     system = ActorSystem("multiprocTCPBase", capabilities=convention.capabilities(settings), transientUnique=True)
     if settings.join:

@@ -1,6 +1,6 @@
 """Presence rules of one member: which pages are open, their status, who watches it.
 
-Pure: methods take the time and return the effects for the member actor to carry out.
+Pure: methods take the time and return the effects for the member (actors/member.py) to carry out.
 A member is online while at least one of their pages is open, in_call while online and
 in a call; the actor lingers for an exit grace after the last page closes.
 """

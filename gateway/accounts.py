@@ -122,7 +122,7 @@ def public_profile(member):
 
 
 def actor_profile(member):
-    """What the member's actor needs of them to ring and host (Open's and ProfileChanged's `profile`)."""
+    """What the member's shard needs of them to ring and host (Open's and ProfileChanged's `profile`)."""
     public = public_profile(member)
     return {"name": public["display_name"], "tier": public["tier"], "can_charge": public["can_charge"]}
 

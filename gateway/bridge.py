@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # How long the thread listens before looking at the outbound queue again: the worst-case
 # extra latency of a frame going to an actor when nothing comes back meanwhile. Each listen
-# costs Thespian a pass over every socket the bridge holds (one per member actor it talks
+# costs Thespian a pass over every socket the bridge holds (one per actor it talks
 # to), so an idle bridge polling every 2 ms with 1,000 members online used 60-80% of a core
 # (scripts/loadgen.py): while nothing moves the slice doubles up to IDLE_LISTEN_SLICE_S, and
 # the first frame in or out brings it back to LISTEN_SLICE_S.

@@ -1,6 +1,6 @@
 """This gateway's open connections and what they follow, on the asyncio loop.
 
-The hub attaches each websocket to its member's actor (through the member's shard),
+The hub attaches each websocket to its member (hosted by the member's shard),
 forwards frames to that actor, counts how many of its sockets watch each member so a
 shard hears of a gateway once however many of its viewers look, and delivers what
 actors send back.
@@ -92,7 +92,7 @@ class Hub:
 
     def resync(self, indexes):
         """Attach again, on the shards `indexes`, every open connection and every watch: their
-        member actors are new (node lost) or forgot this gateway (it was silent too long)."""
+        shards are new (their node or process was lost) or forgot this gateway (it was silent too long)."""
         count = len(self.shards)
         for connection in self.connections.values():
             index = shard_index(connection.member_id, count)
@@ -116,7 +116,7 @@ class Hub:
         return self.shards[shard_index(member_id, len(self.shards))]
 
     async def open(self, connection, timeout_s=20):
-        """Attach a new websocket to its member's actor; returns the member's status."""
+        """Attach a new websocket to its member, in the member's shard; returns the member's status."""
         connection.conn_id = next(self.conn_ids)
         self.connections[connection.conn_id] = connection
         future = asyncio.get_running_loop().create_future()

@@ -7,8 +7,8 @@ How the tier follows the subscription (see accounts.effective_tier): the member 
 `subscription` {id, status, plan_id, price_cents, interval, next_billing_time, ends_at}; ACTIVE
 upgrades, and a CANCELLED, SUSPENDED or EXPIRED one keeps upgrading until `ends_at` (the paid
 period's end, PayPal's next_billing_time before it stopped). Nothing runs at that instant: every
-read of the tier compares with the clock. The member actor learns the tier when a page opens
-and whenever the subscription changes (`member_changed`, pushed to a live member actor); the
+read of the tier compares with the clock. The member's shard learns the tier when a page opens
+and whenever the subscription changes (`member_changed`, pushed to a live member); the
 lazy end of a paid period reaches it at the next page open.
 
 PayPal calls go over its REST API with Tornado's AsyncHTTPClient, never blocking the loop
@@ -252,7 +252,7 @@ class Upgrades:
     def __init__(self, settings, db, paypal=None, member_changed=None):
         self.settings = settings
         self.db = db
-        self.member_changed = member_changed or (lambda member: None)  # the gateway tells the member's actor
+        self.member_changed = member_changed or (lambda member: None)  # the gateway tells the member's shard
         self.paypal = paypal or PayPalSubscriptions(settings.paypal_url, settings.paypal_client_id_in_use,
                                                     settings.paypal_client_secret_in_use)
 

@@ -61,11 +61,11 @@ class Connection:
     def __init__(self, socket, member, session_id, session_expires_at):
         self.socket = socket
         self.member_id = str(member["_id"])
-        self.profile = actor_profile(member)  # what the member's actor needs of them (read at each page open)
+        self.profile = actor_profile(member)  # what the member's shard needs of them (read at each page open)
         self.session_id = session_id
         self.session_expires_at = session_expires_at
         self.conn_id = None
-        self.member = None       # the member actor's address once attached
+        self.member = None       # the address of the member's shard once attached
         self.watching = set()
 
     def send_frame(self, frame):

@@ -15,11 +15,13 @@ import time
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent():
+def die_with_parent(signum=signal.SIGTERM):
+    """Have the kernel send `signum` to this process when its parent dies. False where it cannot
+    (not Linux): the parent's own stop() still cleans up."""
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
     except OSError:
-        pass  # not Linux: the parent's stop() still cleans up
+        return False
 
 
 def raise_open_file_limit():
@@ -34,12 +36,30 @@ def _pids():
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
-def session_of(pid):
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command's name (state, ppid, pgrp, session, ...),
+    or None once the process is gone."""
     try:
         text = open(f"/proc/{pid}/stat").read()
     except OSError:
         return None
-    return int(text[text.rindex(")") + 2:].split()[3])
+    return text[text.rindex(")") + 2:].split()
+
+
+def session_of(pid):
+    stat = _stat(pid)
+    return int(stat[3]) if stat else None
+
+
+def parent_of(pid):
+    stat = _stat(pid)
+    return int(stat[1]) if stat else None
+
+
+def alive(pid):
+    """Running (a zombie nobody reaped yet is not)."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
 
 
 def listening_pids(port):
@@ -77,16 +97,8 @@ def kill_sessions(sessions, timeout_s=5, signals=(signal.SIGTERM, signal.SIGKILL
                 pass
         deadline = time.monotonic() + timeout_s
         while members and time.monotonic() < deadline:
-            members = [pid for pid in members if session_of(pid) in sessions and _alive(pid)]
+            members = [pid for pid in members if session_of(pid) in sessions and alive(pid)]
             time.sleep(0.05)
-
-
-def _alive(pid):
-    try:
-        text = open(f"/proc/{pid}/stat").read()
-    except OSError:
-        return False
-    return text[text.rindex(")") + 2:].split()[0] != "Z"
 
 
 def actor_system_sessions(admin_port):
@@ -159,7 +171,7 @@ class Supervisor:
         self.children = []  # (name, Popen), in start order
 
     def start(self, name, argv, env=None, **popen_options):
-        process = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_die_with_parent,
+        process = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=die_with_parent,
                                    **popen_options)
         self.children.append((name, process))
         return process

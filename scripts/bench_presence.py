@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Presence and gateway↔actor benchmark on loopback: a real SecantusDB, actor node
 (multiprocTCPBase) and gateway, a thousand members online, and the figures the design's
-promises rest on (presence fan-out, memory per member and per socket, member actor
-creation rate, round trips through a member actor against a bare Tornado echo).
+promises rest on (presence fan-out, memory per member and per socket, how fast members come
+online, round trips through a member's shard against a bare Tornado echo).
 
 Prints `name=value` lines (units in the names) and `#` lines that say how the figures
 were taken. Starts every process it needs and stops them all; every wait is bounded.
@@ -25,19 +25,19 @@ SIGNUP_SAMPLES = 2            # sign-ups through the real API, to time Argon2 an
 ROUNDTRIP_WARMUP_S = 1
 
 
-# ---------------------------------------------------------------- 3. member actors created per second
+# ---------------------------------------------------------------- 3. members brought online per second
 
 def report_creation(pages, first_open, hellos, wall_s, used, depth_cpu):
     emit("members_brought_online", len(hellos))
-    emit("member_actors_created_per_s", len(hellos) / (hellos[-1] - first_open))
+    emit("members_online_per_s", len(hellos) / (hellos[-1] - first_open))
     edge = min(100, len(hellos) // 2)
     if edge >= 10:
-        emit(f"member_actors_created_per_s_first_{edge}", edge / (hellos[edge - 1] - first_open))
-        emit(f"member_actors_created_per_s_last_{edge}", edge / (hellos[-1] - hellos[-edge - 1]))
+        emit(f"members_online_per_s_first_{edge}", edge / (hellos[edge - 1] - first_open))
+        emit(f"members_online_per_s_last_{edge}", edge / (hellos[-1] - hellos[-edge - 1]))
     emit("member_open_upgrade_p50_ms", percentile([p.upgrade_ms for p in pages], 50))
     emit("member_open_attach_p50_ms", percentile([p.attach_ms for p in pages], 50))
     emit("member_open_attach_p99_ms", percentile([p.attach_ms for p in pages], 99))
-    comment(cpu_line("member creation", wall_s, used))
+    comment(cpu_line("members coming online", wall_s, used))
     comment("  node CPU by depth below the Thespian admin: " + ", ".join(
         f"{name} {100 * s / wall_s:.0f}%" for name, s in depth_cpu.items()))
 

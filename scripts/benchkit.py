@@ -459,7 +459,7 @@ class Page:
             raise OpenFailed(f"first frame is {frame!r}")
         page = cls(account, ws)
         page.upgrade_ms = 1000 * (upgraded - started)              # HTTP upgrade, session looked up
-        page.attach_ms = 1000 * (time.monotonic() - upgraded)      # Open → shard → member actor → hello
+        page.attach_ms = 1000 * (time.monotonic() - upgraded)      # Open → shard (member) → hello
         page.reader = asyncio.create_task(page._read())
         return page
 

@@ -6,7 +6,7 @@ signaling, hang up. Some calls carry aiortc peers sending real video. Then a bur
 member's page drops at once and reconnects, re-attaching to its call.
 
 Phases, in order (each bounded; the run stops by itself):
-1. online: N members open a page (hello from their member actor);
+1. online: N members open a page (hello from their member, in its shard);
 2. steady: M calls placed at --rate calls/s, half paid through PayPal (the emulator), the rest
    free terms; each kept running;
 3. media: --media of the running calls connect aiortc peers through the relayed signaling and

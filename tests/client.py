@@ -140,7 +140,12 @@ class Socket:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            frame = await self.frame(max(0.01, deadline - loop.time()))
+            try:
+                frame = await self.frame(max(0.01, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                # Say what did come instead: a failing test shows what the server said.
+                raise asyncio.TimeoutError(f"no {frame_type} frame with {fields} in {timeout_s} s; "
+                                           f"unread: {self.unread[-5:]}") from None
             if matches(frame):
                 return frame
             self.unread.append(frame)

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from interkanect.processes import alive
 from tests.client import Member
 from tests.conftest import free_port, run
 
@@ -31,14 +32,6 @@ def descendants(pid):
             found.append(child)
             todo.append(child)
     return found
-
-
-def alive(pid):
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class Serve:

@@ -1,0 +1,243 @@
+"""A member shard: the actor that hosts the online members whose ids hash to it.
+
+Each member is a `member.Member` object living here, not a process: a Thespian actor process
+costs 3–4 MB before it holds anything, over the product's 3 MB per online member (README,
+Performance). The shard gives its members what an actor has, one message at a time: events
+from the gateways (Batch), messages for them (ToMember, from other shards and call sessions),
+their timers, and a way to act (`send`, `createActor` through `create_call`, `wakeupAfter`).
+Messages between members of the same shard are queued and handled after the current one, as
+a mailbox would, never in the middle of it. A member whose handler fails is logged and left
+as it was; the shard and its other members go on.
+
+A shard also keeps who watches each of its members, online or not, so a viewer of an offline
+member is told the moment that member opens a page; it closes the connections of a gateway
+whose heartbeats stopped; started in place of one lost with its node, it brings its members'
+live calls back from the store.
+"""
+import itertools
+import logging
+import time
+from collections import defaultdict, deque
+
+from thespian.actors import Actor, ChildActorExited, WakeupMessage
+
+from actors import convention, presence
+from actors.call_session import CallSessionActor
+from actors.liveness import BridgeLiveness
+from actors.member import Member
+from actors.messages import (Batch, CallRefused, Heartbeat, LiveCalls, Open, Presence, ProfileChanged,
+                             Push, RecoverCalls, Resync, RingRequest, ShardsMoved, ShardStart, ToCall, ToMember,
+                             Unwatch, Watch)
+from actors.messages import FindLiveCalls
+from actors.recovery import CallFinder
+from actors.shards import shard_index
+
+log = logging.getLogger(__name__)
+
+# A recovered shard whose store query failed asks again after this (a replica set election
+# takes seconds); the calls wait, their deadlines are data.
+RECOVERY_RETRY_S = 2
+
+
+class MemberShard(Actor):
+    # Placed only on member-hosting nodes, on the very node the directory asks for.
+    actorSystemCapabilityCheck = staticmethod(convention.hosts_shard)
+
+    def __init__(self):
+        super().__init__()
+        self.services = None
+        self.index = None
+        self.members = {}                 # member_id → Member, while online or in a call
+        self.incarnations = itertools.count(1)
+        self.watchers = defaultdict(set)  # member_id → bridges watching it
+        self.calls = []                   # [(call session address, its host's member_id)]
+        self.bridges = None               # BridgeLiveness: which gateways still send heartbeats
+        self.ticking = False
+        self.early = []                   # batches that came before ShardStart
+        self.local = deque()              # (member_id, message) between members of this shard
+        self.outbox = defaultdict(list)   # BridgeRef → [(conn_ids, frame)], sent once per message
+
+    def receiveMessage(self, message, sender):
+        if isinstance(message, ShardStart):
+            self.start(message)
+        elif isinstance(message, Batch) and self.services is None:
+            self.early.append(message)  # a gateway told of this new shard before its start arrived
+        elif isinstance(message, Batch):
+            self.route(message.events)
+        elif isinstance(message, ToMember):
+            self.deliver(message.member_id, message.message)
+        elif isinstance(message, ProfileChanged):  # a gateway's, straight here like its frames
+            self.deliver(message.member_id, message)
+        elif isinstance(message, ToCall):
+            self.deliver(message.host_id, message)
+        elif isinstance(message, WakeupMessage):
+            self.timer(message.payload)
+        elif isinstance(message, Heartbeat):
+            self.heartbeat(message.bridge)
+        elif isinstance(message, ShardsMoved):
+            self.services.shards = message.addresses  # the members share this services object
+            for call, _ in self.calls:
+                self.send(call, message)
+        elif isinstance(message, LiveCalls) and message.calls is None:
+            self.wakeupAfter(RECOVERY_RETRY_S, payload="recover")  # the store did not answer: ask again
+        elif isinstance(message, LiveCalls):
+            self.recover(message.calls)
+        elif isinstance(message, ChildActorExited):
+            self.call_exited(message.childAddress)
+        while self.local:
+            self.deliver(*self.local.popleft())
+        self.flush()
+
+    def start(self, message):
+        self.services, self.index = message.services, message.index
+        policy = self.services.settings.policy
+        self.bridges = BridgeLiveness(policy.bridge_heartbeat_s * policy.bridge_missed_heartbeats)
+        if message.recovered:
+            # This shard replaces one lost with its node: the calls of its members died there too.
+            self.find_live_calls()
+        for batch in self.early:
+            self.route(batch.events)
+        self.early.clear()
+
+    def timer(self, payload):
+        if payload == "liveness":
+            self.check_bridges()
+        elif payload == "recover":
+            self.find_live_calls()
+        elif payload[0] == "exit":
+            _, member_id, incarnation, token = payload
+            member = self.members.get(member_id)
+            if member is not None and member.incarnation == incarnation:
+                self.guarded(member, member.exit_timer, token)
+
+    # What members use ------------------------------------------------------------------
+
+    def to_member(self, member_id, message):
+        """A message for a member, wherever its shard runs; for one of ours, after this message."""
+        shards = self.services.shards
+        index = shard_index(member_id, len(shards))
+        if index == self.index:
+            self.local.append((member_id, message))
+        else:
+            self.send(shards[index], ToMember(member_id, message))
+
+    def create_call(self, host_id):
+        """A call session for a call `host_id` hosts; its exit is reported here."""
+        call = self.createActor(CallSessionActor)
+        # A list: addresses are not hashable, and a new child's is a local one until Thespian
+        # resolves it (equal to the real one, but not the same string).
+        self.calls.append((call, host_id))
+        return call
+
+    def push(self, connection, frame):
+        bridge, conn_id = connection
+        self.outbox[bridge].append(([conn_id], frame))
+
+    def forget_pushes(self, bridge):
+        self.outbox.pop(bridge, None)
+
+    def retire(self, member_id):
+        """The member has had no page and no call for its exit grace: it goes."""
+        self.members.pop(member_id, None)
+
+    # Members ---------------------------------------------------------------------------
+
+    def member(self, member_id):
+        """The member, brought online if it was not."""
+        if member_id not in self.members:
+            self.members[member_id] = Member(member_id, self, self.watchers.get(member_id, ()),
+                                             next(self.incarnations))
+        return self.members[member_id]
+
+    def guarded(self, member, handler, argument):
+        """One member's bug must not stop the others: logged, and that message dropped."""
+        try:
+            handler(argument)
+        except Exception:
+            log.exception("shard %s: member %s failed on %r", self.index, member.member_id, argument)
+
+    def deliver(self, member_id, message):
+        member = self.members.get(member_id)
+        if member is not None:
+            self.guarded(member, member.on_message, message)
+        elif isinstance(message, RingRequest):
+            self.to_member(message.caller["id"], CallRefused(message.call_id, message.connection, "offline",
+                                                             "this member is offline; try again when their dot is green"))
+        # Anything else for a member no longer here concerned a page or call that is gone.
+
+    def route(self, events):
+        for event in events:
+            member_id = event.member_id
+            if isinstance(event, Watch):
+                self.watchers[member_id].add(event.bridge)
+                if member_id not in self.members:
+                    self.send(event.bridge.address, Presence(member_id, presence.OFFLINE))
+                    continue
+            elif isinstance(event, Unwatch):
+                self.watchers[member_id].discard(event.bridge)
+                if not self.watchers[member_id]:
+                    del self.watchers[member_id]
+            elif isinstance(event, Open):
+                self.member(member_id)
+            member = self.members.get(member_id)
+            if member is not None:  # else a Close or Frame of a member gone already: nothing holds it
+                self.guarded(member, member.on_event, event)
+
+    def call_exited(self, address):
+        """A call session exited: over (its member let it go), or died (its member restarts it)."""
+        host_id = next((host for call, host in self.calls if call == address), None)
+        self.calls = [(call, host) for call, host in self.calls if call != address]
+        member = self.members.get(host_id)
+        if member is not None:
+            self.guarded(member, member.restart_call, address)
+
+    def flush(self):
+        for bridge, items in self.outbox.items():
+            self.send(bridge.address, Push(items))
+        self.outbox.clear()
+
+    # Gateways --------------------------------------------------------------------------
+
+    def heartbeat(self, bridge):
+        if self.bridges is None:
+            return  # not started yet; the next heartbeat counts
+        if self.bridges.heard(bridge, time.time()):
+            self.send(bridge.address, Resync(self.index))  # we gave it up too soon: attach again
+        if not self.ticking:
+            self.ticking = True
+            self.wakeupAfter(self.services.settings.policy.bridge_heartbeat_s, payload="liveness")
+
+    def check_bridges(self):
+        self.ticking = False
+        for bridge in self.bridges.silent(time.time()):
+            log.warning("shard %d: gateway bridge %s fell silent; closing its connections", self.index, bridge.key)
+            for member_id in list(self.watchers):
+                self.watchers[member_id].discard(bridge)
+                if not self.watchers[member_id]:
+                    del self.watchers[member_id]
+            for member in list(self.members.values()):
+                self.guarded(member, member.bridge_lost, bridge)
+        if self.bridges.watching:
+            self.ticking = True
+            self.wakeupAfter(self.services.settings.policy.bridge_heartbeat_s, payload="liveness")
+
+    # Recovery --------------------------------------------------------------------------
+
+    def find_live_calls(self):
+        self.send(self.createActor(CallFinder), FindLiveCalls(self.index, len(self.services.shards),
+                                                              self.services.settings))
+
+    def recover(self, calls):
+        """Bring back the members of live calls (even with no page open: a call's deadlines and
+        money must not wait for a page); each restores its calls from the store."""
+        count = len(self.services.shards)
+        mine = defaultdict(list)
+        for call in calls:
+            if shard_index(call["host_id"], count) == self.index:
+                mine[call["host_id"]].append((call["_id"], "host", call["caller_id"]))
+            if shard_index(call["caller_id"], count) == self.index:
+                mine[call["caller_id"]].append((call["_id"], "caller", call["host_id"]))
+        log.info("shard %d recovers %d live calls of %d members", self.index, len(calls), len(mine))
+        for member_id, member_calls in mine.items():
+            member = self.member(member_id)
+            self.guarded(member, member.on_message, RecoverCalls(member_calls))
