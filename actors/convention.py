@@ -8,7 +8,7 @@ import os
 import socket
 from datetime import timedelta
 
-# Capability names, read by MemberShard.actorSystemCapabilityCheck and the directory.
+# Capability names, read by the directory's and MemberShard's actorSystemCapabilityCheck.
 NODE = "interkanect.node"          # this node's name, unique in the convention
 MEMBERS = "interkanect.members"    # True when member shards (members, their calls) may live here
 LEADER = "interkanect.leader"      # True on the node that runs the directory
@@ -64,3 +64,10 @@ def hosts_shard(capabilities, requirements):
         return False
     wanted = (requirements or {}).get(NODE)
     return wanted is None or wanted == capabilities.get(NODE)
+
+
+def runs_directory(capabilities, requirements):
+    """The directory's placement check: the leader only. A gateway attached to a joined node's
+    admin (on that node's machine) asks for the directory by its global name there; that admin
+    cannot host it, so Thespian passes the request to the leader, which answers with its own."""
+    return capabilities.get(LEADER, True)  # a system with no such capability is a single node

@@ -27,6 +27,7 @@ DIRECTORY_NAME = "interkanect-directory"
 class Directory(Actor):
     """Runs on the convention leader. Places the shards over the member-hosting nodes, starts
     them again elsewhere when their node is lost, and tells everyone the new addresses."""
+    actorSystemCapabilityCheck = staticmethod(convention.runs_directory)
 
     def __init__(self):
         super().__init__()

@@ -229,8 +229,10 @@ async def storm_phase(system, accounts, mailboxes, calls, args, errors):
     """Every page drops at once; every member reconnects, and both sides of each call re-attach.
     Returns (seconds until all are back, the new mailboxes by member id)."""
     await close_pages(mailboxes)
+    watch = system_cpu_watch(system)
     started = time.monotonic()
     pages, failures, *_ = await bring_online(system, accounts, args.open_window)
+    emit("storm_pages_back_s", time.monotonic() - started)
     for failure in failures:
         errors.add("storm", failure)
     by_member = {page.account.member_id: Mailbox(page) for page in pages}
@@ -242,7 +244,10 @@ async def storm_phase(system, accounts, mailboxes, calls, args, errors):
             await mailbox.expect("call_state", timeout_s=FRAME_TIMEOUT_S, call_id=call.call_id)
             setattr(call, side, mailbox)
     await asyncio.gather(*(errors.guard("storm", reattach(call)) for call in calls))
-    return time.monotonic() - started, by_member
+    storm_s = time.monotonic() - started
+    wall_s, used = watch.stop()
+    comment(cpu_line("the reconnect storm", wall_s, used))
+    return storm_s, by_member
 
 
 async def end_phase(calls, errors):

@@ -1,7 +1,8 @@
 """A whole deployment on loopback for multi-node tests: a convention of actor nodes (a leader
 and nodes that --join it, each on its own admin port and in its own process session), any
-number of gateways (separate processes talking to the leader), the PayPal emulator and a
-database. Every process it starts, actor sessions included, is killed at stop."""
+number of gateways (separate processes, each attached to a node's admin as on that node's
+machine: the first to the leader's, the next to the last joined node's), the PayPal emulator
+and a database. Every process it starts, actor sessions included, is killed at stop."""
 import dataclasses
 import os
 import secrets
@@ -91,9 +92,12 @@ class Cluster:
         return node
 
     def add_gateway(self):
-        """A gateway process on the leader and the database; waits until it answers /healthz.
-        The first one serves the deployment's URL (PayPal's returns and webhooks go there)."""
-        settings = dataclasses.replace(self.settings, port=self.settings.port if not self.gateways else free_port())
+        """A gateway process; waits until it answers /healthz. The first one serves the
+        deployment's URL (PayPal's returns and webhooks go there) and talks to the leader's
+        admin; the second to the last joined node's, as a gateway on that node's machine would."""
+        node = self.nodes[-len(self.gateways) % len(self.nodes)]
+        settings = dataclasses.replace(self.settings, port=self.settings.port if not self.gateways else free_port(),
+                                       admin_port=node.admin_port)
         process = self.children.start("gateway", ME + ["gateway"], env=self.environ(settings),
                                       stdout=self.log(f"gateway-{settings.port}"), stderr=subprocess.STDOUT)
         gateway = Gateway(RunningSystem(settings, self.children, self.log_dir), process)

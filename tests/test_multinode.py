@@ -82,6 +82,12 @@ async def answered_call(cluster, host_node, caller_node):
 def test_members_on_different_nodes_and_gateways_call_each_other(cluster):
     async def scenario():
         assert set(cluster.placement().values()) == {"leader", "node-1", "node-2"}
+        # Gateway B talks to node-2's admin only (as on node-2's machine), yet finds the
+        # leader's directory: it reports the same placement.
+        b = cluster.gateways[1].system
+        assert b.settings.admin_port == cluster.node("node-2").admin_port != cluster.node("leader").admin_port
+        status, health = b.health()
+        assert status == 200 and health["actors"]["placement"] == {str(i): n for i, n in cluster.placement().items()}
         call = await answered_call(cluster, "node-1", "node-2")
         for page in (call.host_page, call.caller_page):
             await page.expect("call_state", state="negotiating")
