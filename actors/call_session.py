@@ -8,6 +8,7 @@ changes nothing and is relayed at once.
 import logging
 import os
 import time
+from collections import defaultdict
 
 from thespian.actors import Actor, ActorExitRequest, ChildActorExited, WakeupMessage
 
@@ -45,10 +46,19 @@ class CallSessionActor(Actor):
         self.queued = []           # (version, effects) waiting for the store
         self.finished = False
         self.loading_frames = []   # (CallFrame or MemberBack, sender) that came while the call was loading
+        self.outbox = defaultdict(list)  # BridgeRef → [(conn_ids, frame)], sent after each message
 
     # Messages --------------------------------------------------------------------------
 
     def receiveMessage(self, message, sender):
+        self.on_message(message, sender)
+        # One Push per gateway for all this message produced (a broadcast to two pages on one
+        # gateway is one message, not two): fewer messages through the gateway's bridge.
+        for bridge, items in self.outbox.items():
+            self.send(bridge.address, Push(items))
+        self.outbox.clear()
+
+    def on_message(self, message, sender):
         now_s = time.time()
         if isinstance(message, CallStart):
             self.start(message, now_s)
@@ -137,7 +147,7 @@ class CallSessionActor(Actor):
             effects.append(rules.Finished(self.call.end_reason))
         self.commit(effects + [rules.Broadcast("restored")])
         for frame, sender in self.loading_frames:
-            self.receiveMessage(frame, sender)
+            self.on_message(frame, sender)
         self.loading_frames.clear()
 
     def deadline_of(self, name):
@@ -325,7 +335,7 @@ class CallSessionActor(Actor):
         if connection is None:
             return
         bridge, conn_id = connection
-        self.send(bridge.address, Push([([conn_id], frame)]))
+        self.outbox[bridge].append(([conn_id], frame))
 
     def refuse(self, connection, request_id, refused):
         self.push(connection, {"type": "error", "id": request_id if isinstance(request_id, int) else None,
