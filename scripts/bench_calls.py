@@ -285,11 +285,9 @@ def cpu_per(label, used, count, unit):
 # ---------------------------------------------------------------- aiortc peers
 
 def loopback_peers():
-    """tests.peers, with no ICE server: aiortc's default is Google's public STUN server, and
-    this benchmark stays on this machine (host candidates are all it needs)."""
-    from aiortc import RTCConfiguration, RTCPeerConnection
+    """tests.peers: its peers have no ICE server (aiortc's default is Google's public STUN
+    server), so this benchmark stays on this machine (host candidates are all it needs)."""
     from tests import peers
-    peers.RTCPeerConnection = functools.partial(RTCPeerConnection, RTCConfiguration(iceServers=[]))
     return peers
 
 

@@ -131,7 +131,7 @@ def report_presence(samples, lost, initial_missing, viewers, toggles, members_on
     emit("presence_frames_lost", lost)
     emit("presence_initial_frames_missing", initial_missing)
     comment(f"presence: {viewers} viewer sockets (pages of online members) watch one more member, which "
-            f"opens and closes a page {toggles} times (+1 cold open creating its actor) with "
+            f"opens and closes a page {toggles} times (+1 cold open bringing it online in its shard) with "
             f"{members_online} members online; a sample is one viewer's delay from the member's connect() "
             f"call (or close() call) to that viewer reading the presence frame, client-side reads included")
     comment(cpu_line("presence toggling", wall_s, used))
@@ -176,7 +176,7 @@ def report_roundtrips(results, clients, lib):
     emit("roundtrip_p99_ms", median("members", "p99_ms"))
     emit("bare_tornado_echo_p50_ms", median("echo", "p50_ms"))
     comment(f"round trips: {clients} clients ({lib} library) in one client process, each sending a ping and "
-            f"awaiting its answer; 'members' = {clients} different members (one actor each), 'one_member' = "
+            f"awaiting its answer; 'members' = {clients} different members (in their shards), 'one_member' = "
             f"{clients} pages of one member; median of {len(results['echo'])} run(s) of each; figures per kind:")
     for kind, runs in results.items():
         comment(f"  {kind}: " + ", ".join(f"{r['per_s']:.0f}/s" for r in runs))
@@ -232,12 +232,12 @@ async def bench(system, args, workdir):
 
 
 def actor_cpu_by_depth(system, before, depths_before):
-    names = {0: "node+admin", 1: "directory+logger", 2: "shards", 3: "members"}
+    names = {0: "node+admin", 1: "directory+logger", 2: "shards and adapters", 3: "calls and the rest"}
     depths = {**depths_before, **system.actor_depths()}
     after = cpu_snapshot(system.node_pids())
     out = {name: 0.0 for name in names.values()}
     for pid, cpu in after.items():
-        name = names.get(depths.get(pid, 0), "members")
+        name = names.get(depths.get(pid, 0), "calls and the rest")
         out[name] += cpu - before.get(pid, 0.0)
     return out
 

@@ -1,7 +1,8 @@
-"""A call session actor killed mid-call is recreated from the store and the call goes on,
-with nothing paid for twice."""
+"""A call session killed mid-call, or the member shard that hosts it, is recreated from the
+store and the call goes on, with nothing paid for twice."""
 import os
 import signal
+import time
 
 from actors.messages import PaymentCaptured
 from interkanect import processes
@@ -60,10 +61,12 @@ def test_a_killed_member_shard_takes_its_sessions_and_the_call_comes_back_from_t
 
         session = system.db.calls.find_one({"_id": call_id})["session_pid"]
         shard = processes.parent_of(session)
+        killed_at = time.monotonic()
         os.kill(shard, signal.SIGKILL)
         for page in (host_page, caller_page):
             restored = await page.expect("call_state", event="restored", timeout_s=20)
             assert restored["state"] == "running" and restored["remaining_s"] <= running["remaining_s"]
+        print(f"\nshard killed -> call restored on both pages: {time.monotonic() - killed_at:.1f} s")
         assert not processes.alive(session), "the old session died with its shard"
         assert system.db.calls.find_one({"_id": call_id})["session_pid"] != session
 
