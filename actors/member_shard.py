@@ -89,7 +89,7 @@ class MemberShard(Actor):
         self.flush()
 
     def start(self, message):
-        self.services, self.index = message.services, message.index
+        self.services, self.index = message.services, self.position(message)
         policy = self.services.settings.policy
         self.bridges = BridgeLiveness(policy.bridge_heartbeat_s * policy.bridge_missed_heartbeats)
         if message.recovered:
@@ -98,6 +98,17 @@ class MemberShard(Actor):
         for batch in self.early:
             self.route(batch.events)
         self.early.clear()
+
+    def position(self, start):
+        """This shard's index: where its own address is in the shard list. The gateways route
+        by that list, so it is the truth even if a start message reached the wrong shard
+        (Thespian resolving several remote creations at once under load)."""
+        for index, address in enumerate(start.services.shards):
+            if address == self.myAddress:
+                if index != start.index:
+                    log.warning("shard started as %d is %d in the shard list; it serves %d", start.index, index, index)
+                return index
+        return start.index
 
     def timer(self, payload):
         if payload == "liveness":
@@ -116,7 +127,7 @@ class MemberShard(Actor):
         """A message for a member, wherever its shard runs; for one of ours, after this message."""
         shards = self.services.shards
         index = shard_index(member_id, len(shards))
-        if index == self.index:
+        if shards[index] == self.myAddress:
             self.local.append((member_id, message))
         else:
             self.send(shards[index], ToMember(member_id, message))
