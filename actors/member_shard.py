@@ -53,16 +53,24 @@ class MemberShard(Actor):
         self.calls = []                   # [(call session address, its host's member_id)]
         self.bridges = None               # BridgeLiveness: which gateways still send heartbeats
         self.ticking = False
-        self.early = []                   # batches that came before ShardStart
+        self.early = []                   # messages that came before ShardStart
         self.local = deque()              # (member_id, message) between members of this shard
         self.outbox = defaultdict(list)   # BridgeRef → [(conn_ids, frame)], sent once per message
 
     def receiveMessage(self, message, sender):
         if isinstance(message, ShardStart):
             self.start(message)
-        elif isinstance(message, Batch) and self.services is None:
-            self.early.append(message)  # a gateway told of this new shard before its start arrived
-        elif isinstance(message, Batch):
+        elif self.services is None:
+            # A gateway or another shard told of this new shard before its start arrived.
+            self.early.append(message)
+        else:
+            self.handle(message)
+        while self.local:
+            self.deliver(*self.local.popleft())
+        self.flush()
+
+    def handle(self, message):
+        if isinstance(message, Batch):
             self.route(message.events)
         elif isinstance(message, ToMember):
             self.deliver(message.member_id, message.message)
@@ -84,9 +92,6 @@ class MemberShard(Actor):
             self.recover(message.calls)
         elif isinstance(message, ChildActorExited):
             self.call_exited(message.childAddress)
-        while self.local:
-            self.deliver(*self.local.popleft())
-        self.flush()
 
     def start(self, message):
         self.services, self.index = message.services, self.position(message)
@@ -95,8 +100,8 @@ class MemberShard(Actor):
         if message.recovered:
             # This shard replaces one lost with its node: the calls of its members died there too.
             self.find_live_calls()
-        for batch in self.early:
-            self.route(batch.events)
+        for early in self.early:
+            self.handle(early)
         self.early.clear()
 
     def position(self, start):

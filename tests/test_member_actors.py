@@ -1,4 +1,4 @@
-"""The directory, shards and member actors on simpleSystemBase: the test is the gateway."""
+"""The directory, shards and the members they host, on simpleSystemBase: the test is the gateway."""
 import pymongo
 import pytest
 from thespian.actors import ActorSystem
@@ -132,3 +132,25 @@ def test_a_member_whose_handler_fails_leaves_the_others_and_itself_working(actor
     assert receive(system, Push).items == [([2], {"type": "pong", "id": 7})]
     system.tell(shard, Batch([Frame(first, 1, me, {"type": "ping", "id": 8})]))
     assert receive(system, Push).items == [([1], {"type": "pong", "id": 8})]
+
+
+def test_messages_before_a_shards_start_are_handled_once_it_starts(database_url):
+    """A shard started again (its node or process lost) can hear from gateways and other
+    shards before the directory's start: what came early is handled after it, in order."""
+    from actors.member_shard import MemberShard
+    from actors.messages import RingRequest, Services, ShardStart, ToMember
+    system = ActorSystem("simpleSystemBase", transientUnique=True)
+    try:
+        me = BridgeRef.of(system.ask(system.createActor(Directory), WhoAmI(1), 5).address)
+        shard = system.createActor(MemberShard)
+        caller, absent = same_shard_ids(2, shard_count=1)
+        system.tell(shard, Batch([Open(caller, 1, me, PROFILE)]))
+        system.tell(shard, ToMember(absent, RingRequest("c" * 24, absent, {"id": caller, "name": "C"}, (me, 1))))
+        assert system.listen(0.2) is None  # nothing happens before the start
+        settings = Settings(member_shards=1, mongodb_url=database_url, db_name="member_actors_early")
+        system.tell(shard, ShardStart(0, Services(settings, [shard], None, None)))
+        assert receive(system, Attached, conn_id=1).status == "online"
+        refused = receive(system, Push)
+        assert refused.items[0][1]["code"] == "offline" and refused.items[0][0] == [1]
+    finally:
+        system.shutdown()
