@@ -2,7 +2,7 @@
 and the calls they take part in.
 
 A member is not a process of its own: a process costs 3–4 MB before it holds anything, and
-the product's budget is 3 MB per online member (README, Performance; docs/architecture.md).
+the product's budget is 3 MB per online member (README: Decisions, Performance).
 So a member is a plain object that its shard (actors/member_shard.py) feeds with the shard's
 messages and timers, one at a time, the way Thespian feeds an actor; it acts through the
 shard (`send`, `createActor`, `wakeupAfter`). Its rules are `presence.MemberPresence`; its

@@ -1,7 +1,7 @@
 """Private memory of the actor processes a node forks.
 
 Thespian's multiprocTCPBase forks every actor from the process that creates it (members from
-their shard, call sessions from their member), so a new actor starts out sharing every page
+the directory, call sessions from their host's shard), so a new actor starts out sharing every page
 of its parent and costs only the pages written after the fork (copy-on-write), by it or by
 its parent. `install()` runs in the node's process before the actor system starts, so the
 admin and every actor of the node inherit it. Figures: README.md, "Performance".

@@ -126,7 +126,7 @@ class Hub:
         try:
             attached = await asyncio.wait_for(future, timeout_s)
         except asyncio.TimeoutError:
-            raise Unavailable("the member's actor did not answer") from None
+            raise Unavailable("the member's shard did not answer") from None
         finally:
             self.attaching.pop(connection.conn_id, None)
         connection.member = attached.member

@@ -27,7 +27,7 @@ class Policy:
     payment_window_s: float = 10 * 60
     free_tier_cap_s: float = 20 * 60
     reconnect_grace_s: float = 2 * 60
-    # A member actor outlives its last page by this much, so a refresh finds it warm.
+    # A member stays in its shard this long after their last page, so a refresh finds it warm.
     member_exit_grace_s: float = 30
     session_ttl_s: float = 30 * 24 * 3600
     reset_token_ttl_s: float = 3600

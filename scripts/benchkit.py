@@ -441,7 +441,7 @@ class Page:
 
     @classmethod
     async def open(cls, system, account):
-        """Open a page and wait for its `hello` (the member's actor holds it then)."""
+        """Open a page and wait for its `hello` (the member's shard holds it then)."""
         import websockets
         started = time.monotonic()
         ws = await websockets.connect(

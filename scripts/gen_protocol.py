@@ -33,7 +33,7 @@ open. The socket is closed only for abuse or end of session:
 | --- | --- |
 | 1008 | the client sent frames faster than its allowance (flood) |
 | 1009 | a frame over 64 KiB |
-| 1011 | the member's actor could not be reached; reconnect |
+| 1011 | the member's shard could not be reached; reconnect |
 | 4401 | the session ended (logged out anywhere, expired, or the password was reset); log in again |
 
 The server pings every `ws_ping_interval_s` and closes a peer that does not answer.

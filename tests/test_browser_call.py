@@ -156,7 +156,7 @@ def test_a_paid_call_between_two_browsers(browser, system):
     caller_context, caller, _ = member(browser, system, "Carl Caller")
     try:
         upgrade(system, host, host_id)
-        open_live(host, system.url + "/")   # a new page: the member's actor now knows the tier
+        open_live(host, system.url + "/")   # a new page: the member's shard now knows the tier
         host.click("#search")                # a first gesture lets the page chirp
 
         # Calling: the Call button comes alive with the host online.

@@ -132,7 +132,7 @@ def test_a_firefox_caller_and_a_chromium_host_see_each_other_and_chat(browser, s
     ff = start_firefox("caller")
     try:
         upgrade(system, host, host_id)
-        open_live(host, system.url + "/")   # a new page: the member's actor now knows the tier
+        open_live(host, system.url + "/")   # a new page: the member's shard now knows the tier
 
         # The caller signs up in Firefox and calls from the host's page.
         ff.navigate(system.url + "/signup")

@@ -2,7 +2,7 @@
 random event sequences. No actor system, no clock: a small stand-in for the call session
 actor runs the round's negotiation rules and delivers timers as time is moved forward.
 
-Not here: "a free host has one call at a time" is the member actor's rule (a free host with
+Not here: "a free host has one call at a time" is the member's rule (actors/member.py) (a free host with
 any call it hosts refuses a ring as "busy"), tested with the actors.
 """
 import dataclasses

@@ -91,7 +91,7 @@ def test_members_on_different_nodes_and_gateways_call_each_other(cluster):
         call = await answered_call(cluster, "node-1", "node-2")
         for page in (call.host_page, call.caller_page):
             await page.expect("call_state", state="negotiating")
-        # The call session is the host's member actor's child: it runs in node-1's processes.
+        # The call session is the host's shard's child: it runs in node-1's processes.
         session_pid = cluster.db.calls.find_one({"_id": call.id})["session_pid"]
         assert cluster.node_of_pid(session_pid) == "node-1"
         await call.caller_page.request("signal", call_id=call.id, kind="offer", sdp="v=0 from A")
@@ -112,7 +112,7 @@ def test_a_paid_call_goes_on_when_the_hosts_node_is_killed(cluster, caller_node)
             running = await page.expect("call_state", state="running", event="payment_captured")
 
         killed_at = time.monotonic()
-        cluster.kill_node("node-1")   # the host's member actor and the call session die with it
+        cluster.kill_node("node-1")   # the host's shard and the call session die with it
         for page in (call.host_page, call.caller_page):
             restored = await page.expect("call_state", event="restored", timeout_s=NODE_LOSS_BOUND_S)
             assert restored["state"] == "running" and restored["agreed"]["price_cents"] == 1500
@@ -122,7 +122,7 @@ def test_a_paid_call_goes_on_when_the_hosts_node_is_killed(cluster, caller_node)
         session_pid = cluster.db.calls.find_one({"_id": call.id})["session_pid"]
         assert cluster.node_of_pid(session_pid) in ("leader", "node-2")
 
-        # Both sides still act on the call through their (new) member actors.
+        # Both sides still act on the call through their (new) shards.
         await call.caller_page.request("signal", call_id=call.id, kind="offer", sdp="v=0 after")
         assert (await call.host_page.expect("signal", call_id=call.id, timeout_s=15))["sdp"] == "v=0 after"
         await call.host_page.request("signal", call_id=call.id, kind="answer", sdp="v=0 back")
@@ -145,9 +145,9 @@ def test_a_call_goes_on_when_the_callers_node_is_killed(cluster):
         call = await answered_call(cluster, "node-2", "node-1")
         await call.agree(0, 600)
         killed_at = time.monotonic()
-        cluster.kill_node("node-1")   # the caller's member actor dies; the session (on node-2) lives
+        cluster.kill_node("node-1")   # the caller's shard dies; the session (on node-2) lives
 
-        # Frames sent before the caller's new member actor exists are lost: send until one
+        # Frames sent before the caller is back in a new shard are lost: send until one
         # arrives (each try bounded), as a page's WebRTC stack would retry.
         deadline = time.monotonic() + NODE_LOSS_BOUND_S
         while True:
@@ -257,7 +257,7 @@ def test_a_stalled_gateway_is_given_up_then_attaches_its_pages_again(database_ur
                 b.process.send_signal(signal.SIGCONT)
             await watcher.expect("presence", member_id=member.id, status="online", timeout_s=GATEWAY_LOSS_BOUND_S)
             await page.request("ping")
-            await page.expect("pong", timeout_s=10)   # its frames reach its member actor again
+            await page.expect("pong", timeout_s=10)   # its frames reach its member again
         run(scenario())
     finally:
         cluster.stop()

@@ -1,4 +1,4 @@
-"""Presence through the real path: websockets → gateway → member actors on a
+"""Presence through the real path: websockets → gateway → member shards on a
 multiprocTCPBase node → gateway → the viewers' websockets."""
 import asyncio
 import time

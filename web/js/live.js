@@ -140,7 +140,7 @@ export class LiveConnection {
     for (const members of batches(memberIds)) this.send({ type, members });
   }
 
-  /** Resolves with the round trip in milliseconds, through the member's actor. */
+  /** Resolves with the round trip in milliseconds, through the member's shard. */
   ping(timeoutMs = 10_000) {
     const started = performance.now();
     const id = this.send({ type: "ping" });
