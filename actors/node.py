@@ -10,7 +10,7 @@ import threading
 
 from thespian.actors import ActorSystem
 
-from actors import convention, lifelines, process_memory, transport_tuning
+from actors import actor_transport, convention, lifelines, process_memory, transport_tuning
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.messages import Configure, Shards
 
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 def start(settings):
     # All before the system forks its admin and actors, which inherit them.
     transport_tuning.install()
+    actor_transport.install(settings.actor_host)
     process_memory.install()
     lifelines.install()
     convention.install_timers(settings.policy)
@@ -41,8 +42,9 @@ def run(settings):
         signal.signal(signum, lambda *_: stop.set())
     system = start(settings)
     role = f"joined {settings.join}" if settings.join else "convention leader"
-    log.info("actor node %s ready on admin port %d (%s)", convention.node_name(settings), settings.admin_port, role)
-    print(f"actor node ready on admin port {settings.admin_port} ({role})", flush=True)
+    log.info("actor node %s ready on %s:%d (%s)", convention.node_name(settings), settings.actor_host,
+             settings.admin_port, role)
+    print(f"actor node ready on {settings.actor_host}:{settings.admin_port} ({role})", flush=True)
     try:
         stop.wait()
     finally:

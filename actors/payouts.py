@@ -167,9 +167,8 @@ class PayoutScheduler(Actor):
 def ask_run(settings, instant, timeout_s=RUN_ANSWER_TIMEOUT_S):
     """From outside the node (the CLI): ask the running scheduler to run this payout now.
     Returns PayoutRan, or None when no answer came within the timeout."""
-    from thespian.actors import ActorSystem
-    # Joins the running node as an external client; never shut it down (that would stop the node).
-    actors = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": settings.admin_port}, transientUnique=True)
+    from actors.actor_transport import outside_system
+    actors = outside_system(settings)
     scheduler = actors.createActor(PayoutScheduler, globalName=PAYOUTS_NAME)
     return actors.ask(scheduler, RunPayout(instant), datetime.timedelta(seconds=timeout_s))
 

@@ -12,9 +12,7 @@ import queue
 import threading
 from collections import defaultdict
 
-from thespian.actors import ActorSystem
-
-from actors import transport_tuning
+from actors import actor_transport
 from actors.messages import Batch
 
 log = logging.getLogger(__name__)
@@ -30,9 +28,9 @@ IDLE_LISTEN_SLICE_S = 0.016
 
 
 class ActorBridge:
-    def __init__(self, admin_port, on_messages):
+    def __init__(self, settings, on_messages):
         """`on_messages(list)` runs on the loop with every message actors sent this gateway."""
-        self.admin_port = admin_port
+        self.settings = settings  # where the node's admin is (actor_host, admin_port)
         self.on_messages = on_messages
         self.loop = None
         self.outbound = queue.SimpleQueue()
@@ -97,10 +95,8 @@ class ActorBridge:
             self.on_messages(rest)
 
     def _run(self, ready):
-        transport_tuning.install()
         try:
-            system = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": self.admin_port},
-                                 transientUnique=True)
+            system = actor_transport.outside_system(self.settings)
             private = system.private()
             context = private.__enter__()
         except Exception as error:  # reported to start()'s caller, which fails loudly

@@ -20,7 +20,7 @@ def serve(settings, args):
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     processes.require_free(settings.host, settings.port, "gateway", "IK_PORT")
-    processes.require_free("127.0.0.1", settings.admin_port, "actor node admin", "IK_ADMIN_PORT")
+    processes.require_free(settings.actor_host, settings.admin_port, "actor node admin", "IK_ADMIN_PORT")
     if settings.embedded_database:
         processes.require_free(settings.db_host, settings.db_port, "database", "IK_DB_PORT")
 
@@ -44,7 +44,7 @@ def serve(settings, args):
             paypal_log = open(data_dir / "paypal-emulator.log", "ab")
             start_paypal_emulator(children, settings, env, stdout=paypal_log, stderr=subprocess.STDOUT)
         process = children.start("actor node", me + ["node"], env=env)
-        processes.wait_until(lambda: processes.port_listening("127.0.0.1", settings.admin_port), 60,
+        processes.wait_until(lambda: processes.port_listening(settings.actor_host, settings.admin_port), 60,
                              "the actor node", process=process)
         actor_sessions |= processes.actor_system_sessions(settings.admin_port)
         process = children.start("gateway", me + ["gateway"], env=env)
@@ -93,7 +93,7 @@ def _healthy(settings):
 
 def gateway(settings, args):
     from gateway.app import run
-    if not processes.port_listening("127.0.0.1", settings.admin_port):
+    if not processes.port_listening(settings.actor_host, settings.admin_port):
         raise SystemExit(f"error: no actor node answers on admin port {settings.admin_port}; "
                          f"start `interkanect node` first (or set IK_ADMIN_PORT)")
     processes.require_free(settings.host, settings.port, "gateway", "IK_PORT")
@@ -112,7 +112,7 @@ def node(settings, args):
             parse_join(settings.join)
         except ValueError as error:
             raise SystemExit(f"error: {error}")
-    processes.require_free("127.0.0.1", settings.admin_port, "actor node admin", "IK_ADMIN_PORT")
+    processes.require_free(settings.actor_host, settings.admin_port, "actor node admin", "IK_ADMIN_PORT")
     run(settings)
 
 
@@ -242,7 +242,7 @@ def payouts_run(settings, args):
         nearest = payout_calendar.next_payouts(instant - datetime.timedelta(days=11), 3)
         raise SystemExit(f"error: --at {instant.isoformat()} is not a payout instant; near it: "
                          f"{', '.join(p.isoformat() for p in nearest)} (see `interkanect payouts schedule`)")
-    if not processes.port_listening("127.0.0.1", settings.admin_port):
+    if not processes.port_listening(settings.actor_host, settings.admin_port):
         raise SystemExit(f"error: no actor node answers on admin port {settings.admin_port}; the payout runs in its "
                          f"payout scheduler: start `interkanect node` first (or set IK_ADMIN_PORT)")
     from actors.payouts import ask_run

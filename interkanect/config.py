@@ -4,6 +4,7 @@ Every duration of the product rules is a policy value here with the FAQ's defaul
 test can run a 5-minute window in a second by setting IK_NEGOTIATION_WINDOW_S=1.
 """
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -88,6 +89,11 @@ class Settings:
     db_port: int = 27018
     db_name: str = "interkanect"
     admin_port: int = 19010
+    # The one address every actor socket of this machine listens on and advertises (the node's
+    # admin, its actors, the gateways' bridges). Thespian's transport runs whatever a
+    # connection sends, unauthenticated: 127.0.0.1, or with several machines this machine's
+    # private address behind a firewall, never a public one (docs/operating.md).
+    actor_host: str = "127.0.0.1"
     member_shards: int = 8
     # Actor nodes (docs/operating.md): empty `join` makes this node the convention leader (it runs
     # the directory); HOST:PORT joins that leader. `node_name` defaults to hostname:admin_port.
@@ -224,7 +230,20 @@ def load(environ=None, config_file=None):
     settings = Settings(policy=policy, **_overrides(Settings, table, environ, "IK_"))
     if settings.mongodb_url == "" and "MONGODB_URL" in environ:
         settings = dataclasses.replace(settings, mongodb_url=environ["MONGODB_URL"])
+    check_actor_host(settings.actor_host)
     return settings
+
+
+def check_actor_host(host):
+    """`host` if it is one IPv4 address that is not a wildcard; else SystemExit saying why."""
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise SystemExit(f"error: IK_ACTOR_HOST must be one IPv4 address of this machine, not {host!r}") from None
+    if address.is_unspecified:
+        raise SystemExit("error: IK_ACTOR_HOST may not be 0.0.0.0: the actor transport runs whatever a connection "
+                         "sends it; give 127.0.0.1, or this machine's private address (docs/operating.md)")
+    return host
 
 
 def to_environ(settings):

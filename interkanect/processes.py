@@ -5,11 +5,13 @@ can be stopped) and gets SIGTERM if its parent dies (PR_SET_PDEATHSIG), so no or
 outlives a killed parent.
 """
 import ctypes
+import ipaddress
 import os
 import random
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 PR_SET_PDEATHSIG = 1
@@ -62,9 +64,9 @@ def alive(pid):
     return stat is not None and stat[0] != "Z"
 
 
-def listening_pids(port):
-    """Processes holding a listening TCP socket on `port`, found through /proc."""
-    inodes = set()
+def listening_sockets():
+    """{socket inode: (address, port)} of every listening TCP socket on this machine (/proc)."""
+    found = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = open(table).read().splitlines()[1:]
@@ -72,16 +74,37 @@ def listening_pids(port):
             continue
         for line in lines:
             fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{fields[9]}]")
-    found = set()
-    for pid in _pids() if inodes else []:
-        try:
-            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
-                found.add(pid)
-        except OSError:
-            continue
+            if fields[3] == "0A":
+                address, port = fields[1].rsplit(":", 1)
+                found[f"socket:[{fields[9]}]"] = (_proc_address(address), int(port, 16))
     return found
+
+
+def _proc_address(hex_address):
+    """/proc/net/tcp's address: the kernel's bytes in hex, 32-bit words in host order."""
+    raw = bytes.fromhex(hex_address)
+    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)) if sys.byteorder == "little" else raw
+    return str(ipaddress.ip_address(raw))
+
+
+def sockets_of(pid, sockets):
+    """The entries of `sockets` (from listening_sockets) that process `pid` holds open."""
+    try:
+        return [sockets[link] for link in (os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+                if link in sockets]
+    except OSError:
+        return []
+
+
+def listening_pids(port):
+    """Processes holding a listening TCP socket on `port`, found through /proc."""
+    sockets = {inode: where for inode, where in listening_sockets().items() if where[1] == port}
+    return {pid for pid in (_pids() if sockets else []) if sockets_of(pid, sockets)}
+
+
+def session_pids(sessions):
+    """Every live process of these sessions."""
+    return [pid for pid in _pids() if session_of(pid) in sessions]
 
 
 def kill_sessions(sessions, timeout_s=5, signals=(signal.SIGTERM, signal.SIGKILL)):
@@ -89,7 +112,7 @@ def kill_sessions(sessions, timeout_s=5, signals=(signal.SIGTERM, signal.SIGKILL
     signals=(SIGKILL,) a whole actor node dies at once, as when its machine is lost."""
     sessions = set(sessions) - {None, os.getsid(0)}
     for signum in signals:
-        members = [pid for pid in _pids() if session_of(pid) in sessions]
+        members = session_pids(sessions)
         for pid in members:
             try:
                 os.kill(pid, signum)

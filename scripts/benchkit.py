@@ -67,12 +67,8 @@ def proc_stat(pid):
     return int(fields[1]), int(fields[3]), (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def all_pids():
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
 def session_pids(sid):
-    return [pid for pid in all_pids() if processes.session_of(pid) == sid]
+    return processes.session_pids({sid})
 
 
 def thread_cpu_snapshot(pid):
@@ -242,7 +238,7 @@ class System:
             log = open(self.workdir / "paypal.log", "ab")
             start_paypal_emulator(self.children, s, self.env, stdout=log, stderr=log)
         self.node = self._start(self.children, "node", me + ["node"])
-        processes.wait_until(lambda: processes.port_listening("127.0.0.1", s.admin_port), START_TIMEOUT_S,
+        processes.wait_until(lambda: processes.port_listening(s.actor_host, s.admin_port), START_TIMEOUT_S,
                              "the actor node", process=self.node)
         self.gateway = self._start(self.children, "gateway", me + ["gateway"])
         processes.wait_until(self._healthy, START_TIMEOUT_S, "the gateway", process=self.gateway)

@@ -263,7 +263,9 @@ def bare_thespian(count):
     """(actors created per second, PSS kB per actor) for `count` actors that do nothing, in a
     multiprocTCPBase system of their own (one process per actor, as ours are)."""
     from thespian.actors import ActorSystem
+    from actors import actor_transport
     from interkanect import processes
+    actor_transport.install("127.0.0.1")  # as a node listens, so the ceiling compares like with like
     admin_port = free_port()
     # The admin forks from this process: it must not inherit the benchmark's SIGTERM handler,
     # or its stop prints a KeyboardInterrupt.

@@ -120,7 +120,7 @@ def start_system(database_url, log_dir, **overrides):
                                   stderr=subprocess.STDOUT)
         node_log = open(log_dir / "node.log", "ab")
         node = children.start("node", me + ["node"], env=env, stdout=node_log, stderr=node_log)
-        processes.wait_until(lambda: processes.port_listening("127.0.0.1", settings.admin_port), 60,
+        processes.wait_until(lambda: processes.port_listening(settings.actor_host, settings.admin_port), 60,
                              "the actor node", process=node)
         system.actor_sessions = processes.actor_system_sessions(settings.admin_port)
         gateway_log = open(log_dir / "gateway.log", "ab")
@@ -162,14 +162,11 @@ def system_with(database_url, tmp_path_factory):
 
 def tell_call(system, host_id, call_id, message):
     """Send a message to a call from outside, as the money side will: through the host's shard."""
-    from thespian.actors import ActorSystem
-
+    from actors.actor_transport import outside_system
     from actors.directory import DIRECTORY_NAME, Directory
     from actors.messages import GetShards, ToCall
     from actors.shards import shard_index
-    # Joins the running node as an external client (never call shutdown(): that would stop the node).
-    actors = ActorSystem("multiprocTCPBase", capabilities={"Admin Port": system.settings.admin_port},
-                         transientUnique=True)
+    actors = outside_system(system.settings)
     directory = actors.createActor(Directory, globalName=DIRECTORY_NAME)
     shards = actors.ask(directory, GetShards(1), 10).addresses
     actors.tell(shards[shard_index(host_id, len(shards))], ToCall(host_id, call_id, message))

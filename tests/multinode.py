@@ -84,7 +84,7 @@ class Cluster:
     def start_node(self, settings):
         process = self.children.start(settings.node_name, ME + ["node"], env=self.environ(settings),
                                       stdout=self.log(settings.node_name), stderr=subprocess.STDOUT)
-        processes.wait_until(lambda: processes.port_listening("127.0.0.1", settings.admin_port), 60,
+        processes.wait_until(lambda: processes.port_listening(settings.actor_host, settings.admin_port), 60,
                              f"actor node {settings.node_name}", process=process)
         node = Node(settings.node_name, settings.admin_port, process,
                     processes.actor_system_sessions(settings.admin_port))
