@@ -18,9 +18,9 @@ from actors.call_record import from_document, to_document
 from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, CallOver, CallRestore, CallSaved,
                              CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, NegotiationFrame,
                              NegotiationOutcome, NegotiationRefused, NegotiationStart, OrderApproved, OrderCreated,
-                             PaymentCaptured, PaymentFailed, Push, RefundLateCapture, RingPages, SaveCall, SendMail,
+                             PaymentCaptured, PaymentFailed, Push, RefundLateCapture, RingPages, SaveCall,
                              TipCaptured, TipFailed)
-from actors.messages import MemberBack, ShardsMoved, ToMember
+from actors.messages import CallMissed, MemberBack, ShardsMoved, ToMember
 from actors.negotiator import NegotiationActor
 from actors.shards import shard_index
 from actors.terms import Refused
@@ -269,10 +269,8 @@ class CallSessionActor(Actor):
             for who in rules.SIDES:
                 self.tell_member(who, CallActive(call.call_id, effect.active))
         elif isinstance(effect, rules.MissedCall):
-            self.send(self.services.mailer, SendMail(call.host.member_id, f"Missed call from {call.caller.name}", (
-                f"{call.caller.name} called you on interKanect and nobody answered within "
-                f"{int(call.policy.ring_timeout_s)} seconds.\n\nYou are shown as online while any interKanect "
-                f"page of yours is open; keep one open to take calls.\n")))
+            # The host's member mails them, at most once per interval (actors/limits.py).
+            self.tell_member("host", CallMissed(call.call_id, call.caller.name))
         elif isinstance(effect, rules.Finished) and not self.finished:
             self.finished = True
             for who in rules.SIDES:

@@ -11,12 +11,13 @@ Anything addressed to a member goes to its shard with the member id (`ToMember`)
 holds a member's address and a shard started again elsewhere is reached by its new one.
 """
 import secrets
+import time
 from collections import defaultdict
 
-from actors import presence
-from actors.messages import (Attached, CallActive, CallFrame, CallJoined, CallOver, CallRefused, CallRestore,
-                             CallStart, Close, ConnectionGone, Frame, Open, Presence, RingPages, RingRequest, ToCall,
-                             Unwatch, Watch)
+from actors import limits, presence
+from actors.messages import (Attached, CallActive, CallFrame, CallJoined, CallMissed, CallOver, CallRefused,
+                             CallRestore, CallStart, Close, ConnectionGone, Frame, Open, RingPages, RingRequest,
+                             SendMail, ToCall, Unwatch, Watch)
 from actors.messages import MemberBack, ProfileChanged, RecoverCalls
 from actors.terms import FREE
 
@@ -25,14 +26,18 @@ class Member:
     def __init__(self, member_id, shard, watchers, incarnation):
         self.shard = shard         # the MemberShard actor hosting this member
         self.incarnation = incarnation  # tells this member's timers from a former one's (same id)
-        self.rules = presence.MemberPresence(member_id, shard.services.settings.policy.member_exit_grace_s,
-                                             watchers=set(watchers))
+        policy = shard.services.settings.policy
+        self.rules = presence.MemberPresence(member_id, policy.member_exit_grace_s,
+                                             max_connections=policy.pages_per_member_max, watchers=set(watchers))
         self.profile = {}
         self.calls = {}            # call_id → call session address (None until it is known)
         self.placed = {}           # call_id → (connection, request id) of a call this member placed
         self.hosting = set()       # call_ids of the calls this member hosts
         self.active = set()        # call_ids counted as in progress (a restored session may say so again)
         self.early_frames = defaultdict(list)  # call_id → CallFrames that came before its session's address
+        self.ringing_out = set()   # call_ids this member placed that nobody answered yet
+        self.rings = limits.RingWindow(policy.rings_per_host_per_minute)
+        self.missed_mails = limits.MissedCallMails(policy.missed_call_mail_interval_s)
 
     @property
     def member_id(self):
@@ -81,7 +86,12 @@ class Member:
         if host_id == self.member_id:
             self.error(connection, frame["id"], "self_call", "you cannot call yourself")
             return
+        if len(self.ringing_out) >= self.policy.ringing_calls_per_caller_max:
+            self.error(connection, frame["id"], "already_calling",
+                       "you are ringing someone already: cancel that call, or wait until it is answered")
+            return
         call_id = secrets.token_hex(12)
+        self.ringing_out.add(call_id)
         self.calls[call_id] = None
         self.placed[call_id] = (connection, frame["id"])
         caller = {"id": self.member_id, "name": self.profile.get("name", "")}
@@ -93,6 +103,7 @@ class Member:
         if isinstance(message, RingRequest):
             self.ring(message)
         elif isinstance(message, CallRefused):
+            self.ringing_out.discard(message.call_id)
             self.calls.pop(message.call_id, None)
             self.early_frames.pop(message.call_id, None)
             connection, request_id = self.placed.pop(message.call_id, (message.connection, None))
@@ -109,8 +120,12 @@ class Member:
             for connection in self.rules.connections:
                 self.shard.push(connection, message.frame)
         elif isinstance(message, CallActive):
+            self.ringing_out.discard(message.call_id)  # answered
             self.call_active(message.call_id, message.active)
+        elif isinstance(message, CallMissed):
+            self.perform_mails(self.missed_mails.missed(message.caller_name, time.time()))
         elif isinstance(message, CallOver):
+            self.ringing_out.discard(message.call_id)
             self.early_frames.pop(message.call_id, None)
             if self.calls.pop(message.call_id, "gone") != "gone":
                 self.hosting.discard(message.call_id)
@@ -131,6 +146,9 @@ class Member:
             refusal = ("offline", "this member is offline; try again when their dot is green")
         elif self.profile.get("tier") == FREE and self.hosting:
             refusal = ("busy", "this member is in a call; free hosts take one call at a time")
+        elif not self.rings.admit(time.time()):
+            refusal = ("too_many_rings", "this member has been called too often in the last minute; "
+                                         "try again in a minute")
         if refusal:
             self.shard.to_member(request.caller["id"], CallRefused(request.call_id, request.connection, *refusal))
             return
@@ -142,6 +160,22 @@ class Member:
         self.calls[request.call_id] = call
         self.hosting.add(request.call_id)
         self.perform(self.rules.hold_call())
+
+    @property
+    def policy(self):
+        return self.shard.services.settings.policy
+
+    def missed_mail_timer(self):
+        self.perform_mails(self.missed_mails.digest(time.time()))
+
+    def perform_mails(self, effects):
+        for effect in effects:
+            if isinstance(effect, limits.DigestAt):
+                self.shard.wakeupAfter(max(0.0, effect.at_s - time.time()),
+                                       payload=("missed_mails", self.member_id, self.incarnation, 0))
+            elif isinstance(effect, limits.MailNow):
+                self.shard.send(self.shard.services.mailer, SendMail(self.member_id, *missed_call_mail(
+                    effect.callers, effect.more, self.policy.ring_timeout_s)))
 
     def restart_call(self, address):
         """A call session died before its call was over: a new one carries on from the store."""
@@ -197,12 +231,30 @@ class Member:
                 bridge, conn_id = effect.connection
                 # Frames for this connection go to the shard, which hands them to this member.
                 shard.send(bridge.address, Attached(rules.member_id, conn_id, shard.myAddress, effect.status))
+            elif isinstance(effect, presence.TooManyPages):
+                bridge, conn_id = effect.connection
+                shard.send(bridge.address, Attached(
+                    rules.member_id, conn_id, shard.myAddress, presence.OFFLINE, refused="too_many_pages",
+                    message=f"you have {effect.limit} interKanect pages open already; close one and this one connects"))
             elif isinstance(effect, presence.Broadcast):
                 for watcher in rules.watchers:
-                    shard.send(watcher.address, Presence(rules.member_id, effect.status))
+                    shard.tell_status(watcher, rules.member_id, effect.status)
             elif isinstance(effect, presence.Tell):
-                shard.send(effect.watcher.address, Presence(rules.member_id, effect.status))
+                shard.tell_status(effect.watcher, rules.member_id, effect.status)
             elif isinstance(effect, presence.StartExitTimer):
                 shard.wakeupAfter(effect.delay_s, payload=("exit", rules.member_id, self.incarnation, effect.token))
             elif isinstance(effect, presence.RequestExit):
+                self.missed_mail_timer()  # missed calls held for a digest go now, not with this member
                 shard.retire(rules.member_id)
+
+
+def missed_call_mail(callers, more, ring_timeout_s):
+    """(subject, body) of the mail about missed calls: one, or a digest of several."""
+    named = list(callers)
+    count = len(named) + more
+    subject = f"Missed call from {named[0]}" if count == 1 else f"{count} missed calls on interKanect"
+    who = ", ".join(named) + (f" and {more} more" if more else "")
+    lines = (f"{named[0]} called you on interKanect and nobody answered within {int(ring_timeout_s)} seconds."
+             if count == 1 else f"{count} calls to you on interKanect went unanswered: {who}.")
+    return subject, (f"{lines}\n\nYou are shown as online while any interKanect page of yours is open; keep one "
+                     f"open to take calls. (We send at most one such mail every few minutes.)\n")

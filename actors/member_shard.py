@@ -24,10 +24,10 @@ from thespian.actors import Actor, ChildActorExited, WakeupMessage
 from actors import convention, presence
 from actors.call_session import CallSessionActor
 from actors.liveness import BridgeLiveness
-from actors.member import Member
-from actors.messages import (Batch, CallRefused, Heartbeat, LiveCalls, Open, Presence, ProfileChanged,
-                             Push, RecoverCalls, Resync, RingRequest, ShardsMoved, ShardStart, ToCall, ToMember,
-                             Unwatch, Watch)
+from actors.member import Member, missed_call_mail
+from actors.messages import (Batch, CallMissed, CallRefused, Heartbeat, LiveCalls, Open, Presence, Presences, ProfileChanged,
+                             Push, RecoverCalls, Resync, RingRequest, SendMail, ShardsMoved, ShardStart, ToCall,
+                             ToMember, Unwatch, Watch)
 from actors.messages import FindLiveCalls
 from actors.recovery import CallFinder
 from actors.shards import shard_index
@@ -56,6 +56,7 @@ class MemberShard(Actor):
         self.early = []                   # messages that came before ShardStart
         self.local = deque()              # (member_id, message) between members of this shard
         self.outbox = defaultdict(list)   # BridgeRef → [(conn_ids, frame)], sent once per message
+        self.statuses = defaultdict(list)  # BridgeRef → [Presence], sent once per message
 
     def receiveMessage(self, message, sender):
         if isinstance(message, ShardStart):
@@ -120,11 +121,14 @@ class MemberShard(Actor):
             self.check_bridges()
         elif payload == "recover":
             self.find_live_calls()
-        elif payload[0] == "exit":
-            _, member_id, incarnation, token = payload
+        elif payload[0] in ("exit", "missed_mails"):
+            kind, member_id, incarnation, token = payload
             member = self.members.get(member_id)
             if member is not None and member.incarnation == incarnation:
-                self.guarded(member, member.exit_timer, token)
+                if kind == "exit":
+                    self.guarded(member, member.exit_timer, token)
+                else:
+                    self.guarded(member, lambda _: member.missed_mail_timer(), None)
 
     # What members use ------------------------------------------------------------------
 
@@ -149,8 +153,13 @@ class MemberShard(Actor):
         bridge, conn_id = connection
         self.outbox[bridge].append(([conn_id], frame))
 
+    def tell_status(self, bridge, member_id, status):
+        """A member's status for a gateway that watches it, sent with the others of this message."""
+        self.statuses[bridge].append(Presence(member_id, status))
+
     def forget_pushes(self, bridge):
         self.outbox.pop(bridge, None)
+        self.statuses.pop(bridge, None)
 
     def retire(self, member_id):
         """The member has had no page and no call for its exit grace: it goes."""
@@ -179,6 +188,9 @@ class MemberShard(Actor):
         elif isinstance(message, RingRequest):
             self.to_member(message.caller["id"], CallRefused(message.call_id, message.connection, "offline",
                                                              "this member is offline; try again when their dot is green"))
+        elif isinstance(message, CallMissed):  # the host went (or its shard restarted): nothing held to throttle by
+            self.send(self.services.mailer, SendMail(member_id, *missed_call_mail(
+                (message.caller_name,), 0, self.services.settings.policy.ring_timeout_s)))
         # Anything else for a member no longer here concerned a page or call that is gone.
 
     def route(self, events):
@@ -187,7 +199,7 @@ class MemberShard(Actor):
             if isinstance(event, Watch):
                 self.watchers[member_id].add(event.bridge)
                 if member_id not in self.members:
-                    self.send(event.bridge.address, Presence(member_id, presence.OFFLINE))
+                    self.tell_status(event.bridge, member_id, presence.OFFLINE)
                     continue
             elif isinstance(event, Unwatch):
                 self.watchers[member_id].discard(event.bridge)
@@ -211,6 +223,9 @@ class MemberShard(Actor):
         for bridge, items in self.outbox.items():
             self.send(bridge.address, Push(items))
         self.outbox.clear()
+        for bridge, items in self.statuses.items():
+            self.send(bridge.address, items[0] if len(items) == 1 else Presences(items))
+        self.statuses.clear()
 
     # Gateways --------------------------------------------------------------------------
 

@@ -127,6 +127,8 @@ class Attached:
     conn_id: int
     member: Any
     status: str
+    refused: str = None      # an error code instead: the page is not attached (too_many_pages)
+    message: str = ""        # what the page is told when refused
 
 
 @dataclasses.dataclass
@@ -140,6 +142,13 @@ class Presence:
     """A member's status, for every viewer of it on the receiving bridge."""
     member_id: str
     status: str
+
+
+@dataclasses.dataclass
+class Presences:
+    """Several Presence for one bridge, sent as one message: a watch of 500 members costs each
+    shard one answer, not one per member."""
+    items: list
 
 
 # Directory → shard.
@@ -228,6 +237,13 @@ class CallActive:
 @dataclasses.dataclass
 class CallOver:
     call_id: str
+
+
+@dataclasses.dataclass
+class CallMissed:
+    """Call session → host's member: nobody answered; the member mails them (throttled)."""
+    call_id: str
+    caller_name: str
 
 
 @dataclasses.dataclass

@@ -33,6 +33,13 @@ class Welcome:
 
 
 @dataclasses.dataclass(frozen=True)
+class TooManyPages:
+    """Refuse a new connection: the member has `limit` pages open already."""
+    connection: tuple
+    limit: int
+
+
+@dataclasses.dataclass(frozen=True)
 class StartExitTimer:
     delay_s: float
     token: int
@@ -47,6 +54,7 @@ class RequestExit:
 class MemberPresence:
     member_id: str
     exit_grace_s: float
+    max_connections: int = 0  # pages at once over every gateway (policy pages_per_member_max); 0: no limit
     connections: set = dataclasses.field(default_factory=set)
     watchers: set = dataclasses.field(default_factory=set)
     calls: int = 0          # calls in progress (answered): the red dot
@@ -64,6 +72,9 @@ class MemberPresence:
         return [Broadcast(self.status)] if self.status != before else []
 
     def open(self, connection):
+        if self.max_connections and len(self.connections) >= self.max_connections \
+                and connection not in self.connections:
+            return [TooManyPages(connection, self.max_connections)]
         before = self.status
         self.opens_seen += 1
         self.connections.add(connection)

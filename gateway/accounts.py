@@ -4,6 +4,7 @@ Passwords are hashed with Argon2id off the event loop; session and reset tokens 
 random and stored only as their SHA-256, so a leaked database opens no account.
 """
 import asyncio
+import collections
 import datetime
 import hashlib
 import logging
@@ -23,6 +24,8 @@ EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PASSWORD_MIN_CHARS = 10
 # Argon2 over a megabyte-long "password" is a cheap way to burn our CPU; nobody needs more.
 PASSWORD_MAX_CHARS = 256
+# Member ids a gateway remembers as existing (~170 bytes each).
+KNOWN_MEMBERS_MAX = 20_000
 PROFILE_LIMITS = {"display_name": (1, 80), "headline": (0, 120), "bio": (0, 2000)}
 # Avatars are sniffed by their first bytes, never trusted by the declared type alone.
 IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg",
@@ -139,6 +142,9 @@ class Accounts:
         self.policy = policy
         self.mailer = mailer
         self.base_url = base_url
+        # Member ids seen to exist (members are never deleted), most recent last: a page that
+        # watches the same members again costs no query.
+        self.known_members = collections.OrderedDict()
 
     async def _hash(self, password):
         return await asyncio.get_running_loop().run_in_executor(None, _hasher.hash, password)
@@ -291,6 +297,19 @@ class Accounts:
     async def avatar(self, member_id):
         oid = object_id(member_id)
         return await self.db.avatars.find_one({"_id": oid}) if oid else None
+
+    async def existing_members(self, member_ids):
+        """Those of `member_ids` (24 hex digits each) that are members."""
+        known = {member_id for member_id in member_ids if member_id in self.known_members}
+        ids = [oid for oid in map(object_id, set(member_ids) - known) if oid is not None]
+        found = {str(member["_id"]) async for member in self.db.members.find({"_id": {"$in": ids}}, {"_id": 1})} \
+            if ids else set()
+        for member_id in known | found:
+            self.known_members[member_id] = True
+            self.known_members.move_to_end(member_id)
+        while len(self.known_members) > KNOWN_MEMBERS_MAX:
+            self.known_members.popitem(last=False)
+        return known | found
 
     async def directory(self, query, limit=200):
         """Members whose name or headline contains `query`, by name."""

@@ -42,7 +42,7 @@ class Gateway:
         self.mailer = Mailer(settings, self.db)
         self.accounts = Accounts(self.db, settings.policy, self.mailer, settings.url)
         self.database_up = True       # the last check's answer (see _watch_database)
-        self.hub = Hub(ActorBridge(settings, self._on_actor_messages), lambda: self.database_up)
+        self.hub = Hub(ActorBridge(settings, self._on_actor_messages), lambda: self.database_up, settings.policy)
         # The local emulator serves its signing certificate itself; real PayPal from its own hosts.
         emulator_host = [urllib.parse.urlsplit(settings.paypal_url).netloc] if settings.paypal_emulated else []
         self.webhooks = WebhookVerifier(settings.paypal_webhook_id_in_use, emulator_host)

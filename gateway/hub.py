@@ -17,13 +17,14 @@ from collections import defaultdict
 
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
-from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Heartbeat, Open, Ping, Presence, Push,
-                             Resync, Shards, ToCall, Unwatch, Watch, WhoAmI)
+from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Heartbeat, Open, Ping, Presence, Presences,
+                             Push, Resync, Shards, ToCall, Unwatch, Watch, WhoAmI)
 from actors.messages import ProfileChanged, ToMember
 
 log = logging.getLogger(__name__)
 
-MAX_WATCHED_PER_CONNECTION = 2000
+# A page refused by its member's shard (too many pages) is closed with this websocket code.
+CLOSE_POLICY = 1008
 # Frames that change nothing stored: answered (ping) or relayed (signal) with the database down.
 STORELESS_FRAMES = frozenset({"ping", "signal"})
 
@@ -32,9 +33,24 @@ class Unavailable(Exception):
     """The actor system did not answer in time."""
 
 
+class PageRefused(Exception):
+    """The member's shard would not take this page; `code` and the message say why."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class WatchRefused(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
 class Hub:
-    def __init__(self, bridge, database_answers=lambda: True):
+    def __init__(self, bridge, database_answers=lambda: True, policy=None):
         self.bridge = bridge
+        self.policy = policy                  # watched_per_page_max, watched_per_member_max
         self.database_answers = database_answers  # a call's every change is stored before it acts
         self.address = None
         self.directory = None
@@ -43,6 +59,7 @@ class Hub:
         self.conn_ids = itertools.count(1)
         self.attaching = {}                   # conn_id → future of Attached
         self.viewers = defaultdict(set)       # member_id → conn_ids watching it
+        self.watched_by = defaultdict(int)    # member_id → members their pages here follow, in all
         self.statuses = {}                    # member_id → last known status, while watched
         self.heartbeat_s = 1.0                # the directory says (policy bridge_heartbeat_s)
         self.keeper = None                    # the heartbeat task
@@ -129,6 +146,9 @@ class Hub:
             raise Unavailable("the member's shard did not answer") from None
         finally:
             self.attaching.pop(connection.conn_id, None)
+        if attached.refused:
+            self.connections.pop(connection.conn_id, None)
+            raise PageRefused(attached.refused, attached.message)
         connection.member = attached.member
         return attached.status
 
@@ -168,20 +188,31 @@ class Hub:
         destination = connection.member or self.shard_of(connection.member_id)
         self.bridge.send(destination, Close(connection.member_id, connection.conn_id, self.address))
 
+    def check_watch(self, connection, member_ids):
+        """Raise WatchRefused if following `member_ids` too would pass this page's or this
+        account's limit (policy watched_per_page_max, watched_per_member_max on this gateway)."""
+        fresh = len(set(member_ids) - connection.watching)
+        page_max, member_max = self.policy.watched_per_page_max, self.policy.watched_per_member_max
+        if len(connection.watching) + fresh > page_max:
+            raise WatchRefused("too_many_watched", f"one page follows at most {page_max} members; "
+                                                   f"unwatch some first")
+        if self.watched_by[connection.member_id] + fresh > member_max:
+            raise WatchRefused("too_many_watched", f"your open pages follow at most {member_max} members "
+                                                   f"together; close a page or unwatch some first")
+
     def watch(self, connection, member_ids):
-        if len(connection.watching | set(member_ids)) > MAX_WATCHED_PER_CONNECTION:
-            return False
+        """Follow these members (checked with check_watch first)."""
         for member_id in member_ids:
             if connection.conn_id in self.viewers[member_id]:
                 continue
             connection.watching.add(member_id)
+            self.watched_by[connection.member_id] += 1
             first = not self.viewers[member_id]
             self.viewers[member_id].add(connection.conn_id)
             if first:
                 self.bridge.send(self.shard_of(member_id), Watch(member_id, self.address))
             elif member_id in self.statuses:
                 connection.send_frame(presence_frame(member_id, self.statuses[member_id]))
-        return True
 
     def unwatch(self, connection, member_ids):
         for member_id in member_ids:
@@ -190,6 +221,9 @@ class Hub:
             if viewers is None or connection.conn_id not in viewers:
                 continue
             viewers.discard(connection.conn_id)
+            self.watched_by[connection.member_id] -= 1
+            if not self.watched_by[connection.member_id]:
+                del self.watched_by[connection.member_id]
             if not viewers:
                 del self.viewers[member_id]
                 self.statuses.pop(member_id, None)
@@ -211,10 +245,15 @@ class Hub:
                             connection.send_frame(frame)
             elif isinstance(message, Presence):
                 self.on_presence(message)
+            elif isinstance(message, Presences):
+                for one in message.items:
+                    self.on_presence(one)
             elif isinstance(message, Attached):
                 future = self.attaching.get(message.conn_id)
                 if future is not None and not future.done():
                     future.set_result(message)
+                elif message.conn_id in self.connections and message.refused:  # attached again, now one too many
+                    self.connections[message.conn_id].close(CLOSE_POLICY, message.message)
                 elif message.conn_id in self.connections:  # attached again (resync)
                     self.connections[message.conn_id].member = message.member
             elif isinstance(message, Resync):

@@ -15,7 +15,7 @@ import tornado.websocket
 import schemas
 from gateway.accounts import actor_profile
 from gateway.http import SESSION_COOKIE
-from gateway.hub import Unavailable
+from gateway.hub import PageRefused, Unavailable, WatchRefused
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,11 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             self.send_frame({"type": "error", "id": None, "code": "unavailable", "message": str(error)})
             self.close(1011, "try again")
             return
+        except PageRefused as refused:
+            log.info("refused a page of member %s: %s", member_id, refused.code)
+            self.send_frame({"type": "error", "id": None, "code": refused.code, "message": str(refused)})
+            self.close(CLOSE_POLICY, refused.code)
+            return
         self.send_frame({"type": "hello", "member_id": member_id, "status": status})
 
     def on_message(self, data):
@@ -124,18 +129,48 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             log.info("refused a frame: %s", error.code)
             self.send_frame({"type": "error", "id": error.request_id, "code": error.code, "message": error.message})
             return
-        self.dispatch(frame)
+        # A coroutine returned here is awaited by Tornado before this socket's next frame, so a
+        # watch that waits for the database is never overtaken by the unwatch after it.
+        return self.dispatch(frame)
 
     def dispatch(self, frame):
         hub = self.app.hub
         if frame["type"] == "watch":
-            if not hub.watch(self.connection, frame["members"]):
-                self.send_frame({"type": "error", "id": frame["id"], "code": "too_many_watched",
-                                 "message": "one connection follows at most 2000 members"})
+            return self.watch(frame)
         elif frame["type"] == "unwatch":
             hub.unwatch(self.connection, frame["members"])
         else:
             hub.frame(self.connection, frame)
+
+    async def watch(self, frame):
+        """Follow the members named, within this page's and this account's limits, and only
+        members that exist: a made-up id would cost a shard and a presence answer for nothing."""
+        hub, wanted = self.app.hub, list(dict.fromkeys(frame["members"]))
+        try:
+            hub.check_watch(self.connection, wanted)
+            fresh = [member_id for member_id in wanted if member_id not in self.connection.watching]
+            existing = await self.app.accounts.existing_members(fresh) if fresh else set()
+        except WatchRefused as refused:
+            self.send_frame({"type": "error", "id": frame["id"], "code": refused.code, "message": str(refused)})
+            return
+        except pymongo.errors.ConnectionFailure:
+            self.send_frame({"type": "error", "id": frame["id"], "code": "unavailable",
+                             "message": "the database is not answering; watch again in a few seconds"})
+            return
+        if self.connection.conn_id not in hub.connections:
+            return  # the page closed meanwhile
+        found = [member_id for member_id in fresh if member_id in existing]
+        try:
+            hub.check_watch(self.connection, found)  # again: another page of this account may have watched meanwhile
+        except WatchRefused as refused:
+            self.send_frame({"type": "error", "id": frame["id"], "code": refused.code, "message": str(refused)})
+            return
+        hub.watch(self.connection, found)
+        unknown = [member_id for member_id in fresh if member_id not in existing]
+        if unknown:
+            self.send_frame({"type": "error", "id": frame["id"], "code": "no_such_member",
+                             "message": f"{len(unknown)} of these ids are no member: {', '.join(unknown[:5])}"
+                                        f"{'…' if len(unknown) > 5 else ''}"})
 
     def send_frame(self, frame):
         if self.ws_connection is None or self.ws_connection.is_closing():

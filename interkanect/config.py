@@ -46,6 +46,26 @@ class Policy:
     flood_rate_per_s: float = 50
     flood_burst: int = 200
     avatar_max_bytes: int = 1024 * 1024
+    # Work one account can cause (issue 13: one free account could stall everyone). A member's
+    # open pages (websockets) over all gateways; a page beyond it is refused (too_many_pages).
+    pages_per_member_max: int = 16
+    # Members one page follows (the directory shows at most 200), and one account's pages on
+    # one gateway follow together; ids of nobody are refused (no_such_member).
+    watched_per_page_max: int = 500
+    watched_per_member_max: int = 1000
+    # A caller rings one member at a time (already_calling); a host is rung at most this often
+    # a minute, by everyone together (too_many_rings).
+    ringing_calls_per_caller_max: int = 1
+    rings_per_host_per_minute: int = 10
+    # At most one missed-call mail per host in this interval; the rest come in one digest.
+    missed_call_mail_interval_s: float = 15 * 60
+    # Tips: one awaiting the caller's approval at a time (tip_pending), this many per call
+    # (too_many_tips).
+    tips_pending_per_call_max: int = 1
+    tips_per_call_max: int = 50
+    # A call's stored log keeps this many entries; past it, joins, drops, proposals and tip
+    # requests are counted in one summary entry (money and state changes are always kept).
+    call_log_max_entries: int = 300
     # Terms: a price is 0 (free) or within these bounds; below the minimum PayPal's fee
     # (3.49% + $0.49) would eat most of it.
     min_price_cents: int = 200

@@ -5,7 +5,7 @@ from thespian.actors import ActorSystem
 
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
-from actors.messages import (Attached, Batch, BridgeRef, Close, Configure, Frame, Open, Presence, Push,
+from actors.messages import (Attached, Batch, BridgeRef, Close, Configure, Frame, Open, Presence, Presences, Push,
                              Shards, Unwatch, Watch, WhoAmI, YouAre)
 from interkanect.config import Policy, Settings
 
@@ -90,6 +90,20 @@ def same_shard_ids(count, shard_count=4):
             ids.append(member_id)
         candidate += 1
     return ids
+
+
+def test_a_watch_of_many_members_of_one_shard_is_answered_in_one_message(actors):
+    """Presence answers travel per gateway, not per member: 300 watched cost one message."""
+    system, shards, me = actors
+    watched = same_shard_ids(300)
+    online = watched[0]
+    shard = shards[shard_index(online, len(shards))]
+    system.tell(shard, Batch([Open(online, 1, me, PROFILE)]))
+    receive(system, Attached, conn_id=1)
+    system.tell(shard, Batch([Watch(member_id, me) for member_id in watched]))
+    answer = receive(system, Presences)
+    assert {(p.member_id, p.status) for p in answer.items} == \
+        {(online, "online")} | {(member_id, "offline") for member_id in watched[1:]}
 
 
 def test_members_of_one_shard_ring_and_refuse_each_other_inside_it(actors):

@@ -6,6 +6,8 @@ import { decode } from "../vendor/msgpack/decode.mjs";
 
 // The server closes with this code when the session behind the socket has ended.
 export const CLOSE_SESSION_ENDED = 4401;
+// The error code a page gets, before `hello`, when its member has too many pages open.
+const TOO_MANY_PAGES = "too_many_pages";
 // The server refuses a watch frame of more members than this (schemas/client.json).
 export const WATCH_BATCH_MAX = 500;
 // Reconnect quickly after a blip, but a gateway that stays down must not be hammered.
@@ -53,6 +55,7 @@ export class LiveConnection {
     this.state = "closed";       // closed | connecting | open | ended
     this.attempt = 0;
     this.retryTimer = null;
+    this.refusedCode = null;     // the error code the server refused this socket with, before hello
   }
 
   /** Call `handler(frame)` for every frame of `type`; "state" gets state changes. */
@@ -166,6 +169,7 @@ export class LiveConnection {
     }
     if (frame.type === "hello") this.opened();
     if (frame.type === "error") console.warn(`interKanect: frame ${frame.id} refused: ${frame.code}: ${frame.message}`);
+    if (frame.type === "error" && frame.id === null && this.state === "connecting") this.refusedCode = frame.code;
     this.emit(frame.type, frame);
   }
 
@@ -185,7 +189,10 @@ export class LiveConnection {
       this.onSessionEnded();
       return;
     }
-    this.setState("closed");
+    const refused = this.refusedCode;
+    this.refusedCode = null;
+    // Refused for having too many pages: say so, and try again later (another page may close).
+    this.setState(refused === TOO_MANY_PAGES ? TOO_MANY_PAGES : "closed");
     if (wasOpen) this.retry(); else this.retryIfLoggedIn();
   }
 
@@ -211,7 +218,7 @@ export class LiveConnection {
 
   /** Try now rather than at the end of the backoff (the network came back). */
   retryNow() {
-    if (this.state !== "closed") return;
+    if (this.state !== "closed" && this.state !== TOO_MANY_PAGES) return;
     clearTimeout(this.retryTimer);
     this.start();
   }

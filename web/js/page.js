@@ -7,7 +7,11 @@ import { sentence } from "./forms.js";
 import { PresenceBoard } from "./presence.js";
 import { IncomingCalls, offerNotifications } from "./incoming.js";
 
-const LIVE_STATE_WORDS = { connecting: "Connecting…", open: "Live", closed: "Reconnecting…", ended: "Offline" };
+const LIVE_STATE_WORDS = {
+  connecting: "Connecting…", open: "Live", closed: "Reconnecting…", ended: "Offline",
+  // The server took no more pages of this account (policy pages_per_member_max); it keeps trying.
+  too_many_pages: "Too many pages open: close one",
+};
 
 // Pages that need no session: when it ends, the login page need not lead back to them.
 const NO_RETURN = new Set(["/", "/login", "/signup", "/reset"]);
