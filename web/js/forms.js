@@ -84,8 +84,19 @@ export function sentence(text) {
   return /[.!?]$/.test(capital) ? capital : capital + ".";
 }
 
-/** A same-site path from ?next=, never another site (an open redirect). */
+/**
+ * A same-site path from ?next=, never another site (an open redirect). Resolved the way the
+ * browser will resolve it (tabs and line breaks dropped, backslashes read as slashes, so
+ * "/\t/evil.example" is "//evil.example") and kept only when its origin is ours.
+ */
 export function nextPath(fallback = "/") {
   const next = new URLSearchParams(location.search).get("next");
-  return next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : fallback;
+  if (!next || !next.startsWith("/")) return fallback;
+  let resolved;
+  try {
+    resolved = new URL(next, location.origin);
+  } catch {
+    return fallback;
+  }
+  return resolved.origin === location.origin ? resolved.pathname + resolved.search + resolved.hash : fallback;
 }
