@@ -1,27 +1,40 @@
-"""The call session actor: one per call, a child of the host's member shard.
+"""A call session: one call's rules, stored before they act, its negotiation rounds and timers.
+
+`CallSession` is an actor in the model (one message at a time, its own state and timers) that
+acts only through its host: by default its host's member shard runs it inside the shard's
+process (actors/member_shard.py, like members), and with `call_hosting = "process"` a
+`CallSessionActor` runs it as a Thespian actor process of its own, a child of the shard (for
+isolation or debugging; README "Decisions"). Both hostings give it the same face:
+
+    host.send(address, message)         to an adapter (the call store, payments, the mailer)
+    host.to_member(member_id, message)  to a participant, through its shard
+    host.push(connection, frame)        to a page, one Push per gateway per message handled
+    host.wake_after(delay_s, payload)   a timer: `session.timer(payload)` later
+    host.call_ref                       how members reach this call (CallJoined)
+    host.exit()                         the session is done
+    host.pids                           (session process, its shard's process), for operators
 
 A thin shell over call.Call. Every change of the call is stored (through the CallStore
-actor) before its effects are carried out, so a replacement session started from the
-store after a crash carries on from what the participants were last told. Signaling
-changes nothing and is relayed at once.
+actor) before its effects are carried out, so a replacement session started from the store
+after a crash carries on from what the participants were last told. Signaling changes nothing
+and is relayed at once. A negotiation round is part of the session: its rules
+(negotiation.Negotiation) and its window's timer live here.
 """
 import logging
 import os
 import time
 from collections import defaultdict
 
-from thespian.actors import Actor, ActorExitRequest, ChildActorExited, WakeupMessage
+from thespian.actors import Actor, ActorExitRequest, WakeupMessage
 
 from actors import call as rules
 from actors import lifelines, negotiation
 from actors.call_record import from_document, to_document
 from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, CallOver, CallRestore, CallSaved,
-                             CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, NegotiationFrame,
-                             NegotiationOutcome, NegotiationRefused, NegotiationStart, OrderApproved, OrderCreated,
-                             PaymentCaptured, PaymentFailed, Push, RefundLateCapture, RingPages, SaveCall,
-                             TipCaptured, TipFailed)
-from actors.messages import CallMissed, MemberBack, ShardsMoved, ToMember
-from actors.negotiator import NegotiationActor
+                             CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, OrderApproved,
+                             OrderCreated, PaymentCaptured, PaymentFailed, Push, RefundLateCapture, RingPages,
+                             SaveCall, TipCaptured, TipFailed)
+from actors.messages import CallMissed, MemberBack, ShardsMoved, ToCall, ToMember
 from actors.shards import shard_index
 from actors.terms import Refused
 from actors.turn import ice_servers
@@ -34,37 +47,28 @@ FINISHED_LINGER_S = 2
 NEGOTIATION_FRAMES = {"propose", "pay", "renegotiate", "decline_terms"}
 
 
-class CallSessionActor(Actor):
-    def __init__(self):
-        super().__init__()
-        lifelines.die_with_parent()  # with its creator, whose replacement restores it
+class CallSession:
+    def __init__(self, host):
+        self.host = host
         self.call = None
-        self.settings = None
         self.services = None
-        self.negotiation = None    # the current round's actor
+        self.negotiation = None    # the current round's rules (negotiation.Negotiation), while one is open
         self.version = 0
         self.queued = []           # (version, effects) waiting for the store
         self.finished = False
-        self.loading_frames = []   # (CallFrame or MemberBack, sender) that came while the call was loading
-        self.outbox = defaultdict(list)  # BridgeRef → [(conn_ids, frame)], sent after each message
+        self.loading_frames = []   # CallFrame or MemberBack that came while the call was loading
 
     # Messages --------------------------------------------------------------------------
 
-    def receiveMessage(self, message, sender):
-        self.on_message(message, sender)
-        # One Push per gateway for all this message produced (a broadcast to two pages on one
-        # gateway is one message, not two): fewer messages through the gateway's bridge.
-        for bridge, items in self.outbox.items():
-            self.send(bridge.address, Push(items))
-        self.outbox.clear()
-
-    def on_message(self, message, sender):
+    def on_message(self, message):
         now_s = time.time()
+        if isinstance(message, ToCall):  # a reply routed by call (payments, PayPal's side)
+            message = message.message
         if isinstance(message, CallStart):
             self.start(message, now_s)
         elif isinstance(message, CallRestore):
             self.services = message.services
-            self.send(self.services.store, LoadCall(message.call_id))
+            self.host.send(self.services.store, LoadCall(message.call_id))
         elif isinstance(message, CallLoaded):
             self.restore(message, now_s)
         elif isinstance(message, ShardsMoved):
@@ -72,7 +76,7 @@ class CallSessionActor(Actor):
                 self.services.shards = message.addresses
         elif self.call is None:
             if isinstance(message, (CallFrame, MemberBack)):
-                self.loading_frames.append((message, sender))  # a re-attach racing the restore: after it
+                self.loading_frames.append(message)  # a re-attach racing the restore: after it
             return  # still loading
         elif isinstance(message, CallSaved):
             self.flush(message.version)
@@ -84,10 +88,6 @@ class CallSessionActor(Actor):
             who = self.role(message.member_id)
             if who:
                 self.commit(self.call.left(who, message.connection, now_s))
-        elif isinstance(message, NegotiationOutcome):
-            self.on_outcome(message.outcome, now_s)
-        elif isinstance(message, NegotiationRefused):
-            self.refuse(message.connection, message.request_id, Refused(message.code, message.message))
         elif isinstance(message, OrderCreated) and message.tip:
             self.commit(self.call.tip_order_created(message.tip, message.order_id, message.approve_url, now_s))
         elif isinstance(message, OrderCreated):
@@ -97,8 +97,9 @@ class CallSessionActor(Actor):
             due = (call.awaits_tip(message.tip, message.order_id) if message.tip
                    else call.awaits_order(message.round, message.order_id))
             if due:
-                self.send(self.services.payments, CaptureOrder(call.call_id, message.round, call.host.member_id,
-                                                               call.caller.member_id, message.order_id, message.tip))
+                self.host.send(self.services.payments, CaptureOrder(
+                    call.call_id, message.round, call.host.member_id, call.caller.member_id, message.order_id,
+                    message.tip))
         elif isinstance(message, TipCaptured):
             self.commit(self.call.tip_captured(message.tip, message.payment, now_s))
         elif isinstance(message, TipFailed):
@@ -107,15 +108,19 @@ class CallSessionActor(Actor):
             self.commit(self.call.payment_captured(message.round, message.payment, now_s))
         elif isinstance(message, PaymentFailed):
             self.commit(self.call.payment_failed(message.round, message.reason, now_s))
-        elif isinstance(message, WakeupMessage) and message.payload[0] == "finished":
-            self.send(self.myAddress, ActorExitRequest())
-        elif isinstance(message, WakeupMessage):
-            name, token = message.payload
+
+    def timer(self, payload):
+        """A timer this session armed (host.wake_after) went off."""
+        now_s = time.time()
+        if payload[0] == "finished":
+            self.host.exit()
+        elif self.call is None:
+            return
+        elif payload[0] == "negotiation":
+            self.negotiation_timer(payload[1], now_s)
+        else:
+            name, token = payload
             self.commit(self.call.timer(name, token, now_s))
-        elif isinstance(message, ChildActorExited) and message.childAddress == self.negotiation:
-            self.negotiation = None
-            if self.call.state == rules.NEGOTIATING:  # the round's actor died: start it again
-                self.open_negotiation(self.call.round, self.call.deadline_s, self.call.proposal)
 
     def start(self, message, now_s):
         self.services = message.services
@@ -124,17 +129,17 @@ class CallSessionActor(Actor):
         self.call, effects = rules.Call.ring(
             message.call_id, rules.Side(host["id"], host["name"]), rules.Side(caller["id"], caller["name"]),
             host["tier"], host["can_charge"], policy, message.connection, now_s)
-        self.tell_member("caller", CallJoined(message.call_id, self.myAddress))
+        self.tell_member("caller", CallJoined(message.call_id, self.host.call_ref))
         self.commit(effects)
 
     def restore(self, message, now_s):
         if message.document is None:
             log.error("call %s is not in the store; it cannot go on", message.call_id)
-            self.send(self.myAddress, ActorExitRequest())
+            self.host.exit()
             return
         self.call = from_document(message.document)
         self.version = message.document.get("version", 0)
-        self.tell_member("caller", CallJoined(self.call.call_id, self.myAddress))
+        self.tell_member("caller", CallJoined(self.call.call_id, self.host.call_ref))
         if self.call.answered_at_s is not None and self.call.state != rules.ENDED:
             for who in rules.SIDES:  # a member brought back with its shard counts the call again
                 self.tell_member(who, CallActive(self.call.call_id, True))
@@ -146,8 +151,8 @@ class CallSessionActor(Actor):
         if self.call.state == rules.ENDED:
             effects.append(rules.Finished(self.call.end_reason))
         self.commit(effects + [rules.Broadcast("restored")])
-        for frame, sender in self.loading_frames:
-            self.on_message(frame, sender)
+        for frame in self.loading_frames:
+            self.on_message(frame)
         self.loading_frames.clear()
 
     def deadline_of(self, name):
@@ -175,15 +180,15 @@ class CallSessionActor(Actor):
         who = self.role(message.member_id)
         call = self.call
         try:
+            if who is None:  # only the two participants may do anything in a call
+                raise Refused("no_such_call", "you take part in no call with this id")
             kind = frame["type"]
             if kind == "signal":
                 # Changes nothing: relayed at once, never stored.
                 self.perform(call.signal(who, connection, {k: v for k, v in frame.items() if k != "id"}), now_s)
             elif kind in NEGOTIATION_FRAMES:
                 call.require({rules.NEGOTIATING}, kind.replace("_", " "))
-                if self.negotiation is None:
-                    raise Refused("unavailable", "the negotiation is restarting; try again in a moment")
-                self.send(self.negotiation, NegotiationFrame(who, connection, frame))
+                self.negotiate(who, frame, now_s)
             elif kind == "accept":
                 self.only(who, negotiation.HOST, "accept")
                 self.commit(call.accept(connection, now_s))
@@ -209,6 +214,41 @@ class CallSessionActor(Actor):
         if who != role:
             raise Refused("not_" + role, f"only the {role} can {action}")
 
+    # The negotiation round ------------------------------------------------------------
+
+    def open_negotiation(self, round_number, deadline_s, proposal, limits=None):
+        self.negotiation = negotiation.Negotiation(round_number, limits or self.call.limits(), deadline_s)
+        if proposal is not None:  # carried over by a restored session
+            self.negotiation.proposal = proposal
+            self.negotiation.proposals_made = proposal.proposal
+        self.host.wake_after(max(0.0, deadline_s - time.time()), ("negotiation", round_number))
+
+    def negotiate(self, who, frame, now_s):
+        """A participant's propose / pay / renegotiate / decline_terms; raises Refused."""
+        if self.negotiation is None:
+            raise Refused("negotiation_closed", "no negotiation is open")
+        round_rules, kind = self.negotiation, frame["type"]
+        if kind == "propose":
+            outcome = round_rules.propose(who, frame["price_cents"], frame["length_s"], now_s)
+        elif kind == "pay":
+            outcome = round_rules.pay(who, frame["proposal"], now_s)
+        elif kind == "renegotiate":
+            outcome = round_rules.renegotiate(who, now_s)
+        else:
+            outcome = round_rules.decline(who, now_s)
+        self.on_outcome(outcome, now_s)
+
+    def negotiation_timer(self, round_number, now_s):
+        round_rules = self.negotiation
+        if round_rules is None or round_rules.round != round_number:
+            return  # that round is over
+        if now_s < round_rules.deadline_s:  # woken a little early
+            self.host.wake_after(round_rules.deadline_s - now_s, ("negotiation", round_number))
+            return
+        outcome = round_rules.expire(now_s)
+        if outcome is not None:
+            self.on_outcome(outcome, now_s)
+
     def on_outcome(self, outcome, now_s):
         call = self.call
         if isinstance(outcome, negotiation.Proposed):
@@ -233,9 +273,9 @@ class CallSessionActor(Actor):
         now_s = time.time()
         self.version += 1
         document = to_document(self.call, now_s)
-        document["session_pid"] = os.getpid()  # for operators (and tests) looking for the process
-        # The store's write first: it overlaps with starting a round's actor (a process fork).
-        self.send(self.services.store, SaveCall(self.call.call_id, self.version, document))
+        # For operators (and tests) looking for the processes that run the call.
+        document["session_pid"], document["shard_pid"] = self.host.pids
+        self.host.send(self.services.store, SaveCall(self.call.call_id, self.version, document))
         self.perform([e for e in effects if isinstance(e, internal)], now_s)
         self.queued.append((self.version, [e for e in effects if not isinstance(e, internal)]))
 
@@ -256,15 +296,13 @@ class CallSessionActor(Actor):
         elif isinstance(effect, rules.Relay):
             self.push(call.side(effect.to).connection, dict(effect.frame, call_id=call.call_id))
         elif isinstance(effect, rules.StartTimer):
-            self.wakeupAfter(max(0.0, effect.at_s - now_s), payload=(effect.name, effect.token))
+            self.host.wake_after(max(0.0, effect.at_s - now_s), (effect.name, effect.token))
         elif isinstance(effect, rules.RingHostPages):
             self.tell_member("host", RingPages(call.call_id, self.ring_frame(effect)))
         elif isinstance(effect, rules.OpenNegotiation):
             self.open_negotiation(effect.round, effect.deadline_s, None, effect.limits)
         elif isinstance(effect, rules.CloseNegotiation):
-            if self.negotiation is not None:
-                self.send(self.negotiation, ActorExitRequest())
-                self.negotiation = None
+            self.negotiation = None
         elif isinstance(effect, rules.InCall):
             for who in rules.SIDES:
                 self.tell_member(who, CallActive(call.call_id, effect.active))
@@ -276,37 +314,30 @@ class CallSessionActor(Actor):
             for who in rules.SIDES:
                 self.tell_member(who, CallOver(call.call_id))
             # Linger: a frame already on its way (an accept racing the caller's hang-up) is
-            # refused as too late instead of vanishing with this process.
-            self.wakeupAfter(FINISHED_LINGER_S, payload=("finished", 0))
+            # refused as too late instead of vanishing with this session.
+            self.host.wake_after(FINISHED_LINGER_S, ("finished", 0))
         elif isinstance(effect, rules.RequestTip) and self.services.payments is not None:
-            self.send(self.services.payments, CreateOrder(call.call_id, call.round, call.host.member_id,
+            self.host.send(self.services.payments, CreateOrder(call.call_id, call.round, call.host.member_id,
                                                           call.caller.member_id, effect.amount_cents, effect.tip))
         elif isinstance(effect, rules.AwaitPayment) and self.services.payments is not None:
-            self.send(self.services.payments, CreateOrder(call.call_id, effect.terms.round, call.host.member_id,
+            self.host.send(self.services.payments, CreateOrder(call.call_id, effect.terms.round, call.host.member_id,
                                                           call.caller.member_id, effect.terms.price_cents,
                                                           terms=effect.terms.view(call.call_id)))
         elif isinstance(effect, rules.RefundLatePayment) and self.services.payments is not None:
-            self.send(self.services.payments, RefundLateCapture(call.call_id, effect.round, effect.order_id,
+            self.host.send(self.services.payments, RefundLateCapture(call.call_id, effect.round, effect.order_id,
                                                                 effect.capture_id))
 
     def tell_member(self, who, message):
         """To a participant, through the shard that hosts them (wherever it runs now)."""
-        member_id = self.call.side(who).member_id
-        shards = self.services.shards
-        self.send(shards[shard_index(member_id, len(shards))], ToMember(member_id, message))
+        self.host.to_member(self.call.side(who).member_id, message)
 
     def member_back(self, message):
         who = self.role(message.member_id)
         if who is None:
             return
-        self.tell_member(who, CallJoined(self.call.call_id, self.myAddress))
+        self.tell_member(who, CallJoined(self.call.call_id, self.host.call_ref))
         if self.call.answered_at_s is not None and self.call.state != rules.ENDED:
             self.tell_member(who, CallActive(self.call.call_id, True))
-
-    def open_negotiation(self, round_number, deadline_s, proposal, limits=None):
-        self.negotiation = self.createActor(NegotiationActor)
-        self.send(self.negotiation, NegotiationStart(self.call.call_id, round_number, deadline_s,
-                                                     limits or self.call.limits(), proposal))
 
     # Frames ----------------------------------------------------------------------------
 
@@ -330,11 +361,55 @@ class CallSessionActor(Actor):
         return {"type": "ring_stopped", "call_id": call.call_id, "reason": effect.reason}
 
     def push(self, connection, frame):
-        if connection is None:
-            return
-        bridge, conn_id = connection
-        self.outbox[bridge].append(([conn_id], frame))
+        if connection is not None:
+            self.host.push(connection, frame)
 
     def refuse(self, connection, request_id, refused):
         self.push(connection, {"type": "error", "id": request_id if isinstance(request_id, int) else None,
                                "code": refused.code, "message": refused.message})
+
+
+class CallSessionActor(Actor):
+    """A call session as a Thespian actor process of its own, a child of its host's shard
+    (`call_hosting = "process"`): the same CallSession, with this actor as its host."""
+
+    def __init__(self):
+        super().__init__()
+        lifelines.die_with_parent()  # with its creator, whose replacement restores it
+        self.session = CallSession(self)
+        self.outbox = defaultdict(list)  # BridgeRef → [(conn_ids, frame)], sent after each message
+
+    def receiveMessage(self, message, sender):
+        if isinstance(message, WakeupMessage):
+            self.session.timer(message.payload)
+        elif not isinstance(message, ActorExitRequest):
+            self.session.on_message(message)
+        # One Push per gateway for all this message produced (a broadcast to two pages on one
+        # gateway is one message, not two): fewer messages through the gateway's bridge.
+        for bridge, items in self.outbox.items():
+            self.send(bridge.address, Push(items))
+        self.outbox.clear()
+
+    # The host's face (see the module's docstring).
+
+    @property
+    def call_ref(self):
+        return self.myAddress
+
+    @property
+    def pids(self):
+        return os.getpid(), os.getppid()
+
+    def to_member(self, member_id, message):
+        shards = self.session.services.shards
+        self.send(shards[shard_index(member_id, len(shards))], ToMember(member_id, message))
+
+    def push(self, connection, frame):
+        bridge, conn_id = connection
+        self.outbox[bridge].append(([conn_id], frame))
+
+    def wake_after(self, delay_s, payload):
+        self.wakeupAfter(delay_s, payload=payload)
+
+    def exit(self):
+        self.send(self.myAddress, ActorExitRequest())

@@ -1,11 +1,11 @@
-"""Call sessions and negotiators die with the process that forked them.
+"""Call session processes die with the process that forked them.
 
-Thespian forks each actor from its creator (a call session from its host's shard, a round's
-negotiator from its call session) and tells nobody when a creator dies: its children would
-run on, orphans nobody can reach, while the creator's replacement restores the same calls
-from the store — two sessions for one call. With the kernel's parent-death signal the orphans
-go with their creator, so a dead shard is like a small lost node: its replacement brings its
-members' live calls back from the store, once (docs/operating.md).
+With `call_hosting = "process"` Thespian forks each call session from its host's shard and
+tells nobody when the shard dies: its sessions would run on, orphans nobody can reach, while
+the shard's replacement restores the same calls from the store — two sessions for one call.
+With the kernel's parent-death signal the orphans go with their creator, so a dead shard is
+like a small lost node: its replacement brings its members' live calls back from the store,
+once (docs/operating.md). (Calls hosted inside their shard die with it by construction.)
 
 Only for the actors whose creator restores them: not every process of a node (the admin
 daemonizes with a double fork, and would die with the intermediate process). `install()` runs

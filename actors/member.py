@@ -6,7 +6,8 @@ the product's budget is 3 MB per online member (README: Decisions, Performance).
 So a member is a plain object that its shard (actors/member_shard.py) feeds with the shard's
 messages and timers, one at a time, the way Thespian feeds an actor; it acts through the
 shard (`send`, `createActor`, `wakeupAfter`). Its rules are `presence.MemberPresence`; its
-calls are call session actors, children of the shard, restarted from the store if one dies.
+calls are call sessions, hosted by the shard too (or call session processes, children of the
+shard, restarted from the store if one dies: settings call_hosting).
 Anything addressed to a member goes to its shard with the member id (`ToMember`), so nobody
 holds a member's address and a shard started again elsewhere is reached by its new one.
 """
@@ -53,7 +54,7 @@ class Member:
             connection = (event.bridge, event.conn_id)
             for call in self.calls.values():
                 if call is not None:
-                    self.shard.send(call, ConnectionGone(self.member_id, connection))
+                    self.shard.tell_call(call, ConnectionGone(self.member_id, connection))
             self.perform(self.rules.close(connection))
         elif isinstance(event, Watch):
             self.perform(self.rules.watch(event.bridge))
@@ -69,7 +70,7 @@ class Member:
         elif frame["type"] == "call":
             self.place_call(connection, frame)
         elif self.calls.get(frame["call_id"]) is not None:
-            self.shard.send(self.calls[frame["call_id"]], CallFrame(self.member_id, connection, frame))
+            self.shard.tell_call(self.calls[frame["call_id"]], CallFrame(self.member_id, connection, frame))
         elif frame["call_id"] in self.calls:
             # Its session is on its way (placed, or restored after a node was lost): CallJoined sends these.
             self.early_frames[frame["call_id"]].append(CallFrame(self.member_id, connection, frame))
@@ -114,7 +115,7 @@ class Member:
                 self.perform(self.rules.hold_call())
             self.calls[message.call_id] = message.call
             for early in self.early_frames.pop(message.call_id, []):
-                self.shard.send(message.call, early)
+                self.shard.tell_call(message.call, early)
             self.placed.pop(message.call_id, None)
         elif isinstance(message, RingPages):
             for connection in self.rules.connections:
@@ -130,9 +131,9 @@ class Member:
             if self.calls.pop(message.call_id, "gone") != "gone":
                 self.hosting.discard(message.call_id)
                 self.perform(self.rules.release_call())
-        elif isinstance(message, ToCall):
+        elif isinstance(message, ToCall):  # for a call session process (the shard serves its own sessions)
             if self.calls.get(message.call_id) is not None:
-                self.shard.send(self.calls[message.call_id], message.message)
+                self.shard.tell_call(self.calls[message.call_id], message.message)
         elif isinstance(message, RecoverCalls):
             self.recover(message.calls)
         elif isinstance(message, ProfileChanged):
@@ -152,11 +153,11 @@ class Member:
         if refusal:
             self.shard.to_member(request.caller["id"], CallRefused(request.call_id, request.connection, *refusal))
             return
-        call = self.shard.create_call(self.member_id)
+        call = self.shard.create_call(self.member_id, request.call_id)
         host = {"id": self.member_id, "name": self.profile.get("name", ""),
                 "tier": self.profile.get("tier", FREE), "can_charge": bool(self.profile.get("can_charge"))}
-        self.shard.send(call, CallStart(request.call_id, host, request.caller, request.connection,
-                                        self.shard.services))
+        self.shard.tell_call(call, CallStart(request.call_id, host, request.caller, request.connection,
+                                             self.shard.services))
         self.calls[request.call_id] = call
         self.hosting.add(request.call_id)
         self.perform(self.rules.hold_call())
@@ -178,12 +179,15 @@ class Member:
                     effect.callers, effect.more, self.policy.ring_timeout_s)))
 
     def restart_call(self, address):
-        """A call session died before its call was over: a new one carries on from the store."""
+        """A call session process died before its call was over: a new one carries on from the store."""
         for call_id, call in self.calls.items():
             if call == address and call_id in self.hosting:
-                self.calls[call_id] = self.shard.create_call(self.member_id)
-                self.shard.send(self.calls[call_id], CallRestore(call_id, self.shard.services))
+                self.restore_call(call_id)
                 return
+
+    def restore_call(self, call_id):
+        self.calls[call_id] = self.shard.create_call(self.member_id, call_id)
+        self.shard.tell_call(self.calls[call_id], CallRestore(call_id, self.shard.services))
 
     def call_active(self, call_id, active):
         """Count each call once for the red dot: a restored session says so again."""
@@ -204,8 +208,7 @@ class Member:
                 self.perform(self.rules.hold_call())
             if role == "host":
                 self.hosting.add(call_id)
-                self.calls[call_id] = self.shard.create_call(self.member_id)
-                self.shard.send(self.calls[call_id], CallRestore(call_id, self.shard.services))
+                self.restore_call(call_id)
             else:
                 self.calls[call_id] = None
                 self.shard.to_member(other_id, ToCall(other_id, call_id, MemberBack(call_id, self.member_id)))
@@ -215,7 +218,7 @@ class Member:
         for connection in [c for c in self.rules.connections if c[0] == bridge]:
             for call in self.calls.values():
                 if call is not None:
-                    self.shard.send(call, ConnectionGone(self.member_id, connection))
+                    self.shard.tell_call(call, ConnectionGone(self.member_id, connection))
         self.shard.forget_pushes(bridge)
         self.perform(self.rules.close_bridge(bridge))
 

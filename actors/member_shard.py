@@ -1,13 +1,16 @@
-"""A member shard: the actor that hosts the online members whose ids hash to it.
+"""A member shard: the actor that hosts the online members whose ids hash to it, and the calls
+they host.
 
 Each member is a `member.Member` object living here, not a process: a Thespian actor process
 costs 3–4 MB before it holds anything, over the product's 3 MB per online member (README,
-Performance). The shard gives its members what an actor has, one message at a time: events
-from the gateways (Batch), messages for them (ToMember, from other shards and call sessions),
-their timers, and a way to act (`send`, `createActor` through `create_call`, `wakeupAfter`).
-Messages between members of the same shard are queued and handled after the current one, as
-a mailbox would, never in the middle of it. A member whose handler fails is logged and left
-as it was; the shard and its other members go on.
+Performance). Each call a member hosts is a `call_session.CallSession` living here too (unless
+settings.call_hosting is "process": then a call session process, a child of this shard). The
+shard gives its members and calls what an actor has, one message at a time: events from the
+gateways (Batch), messages for them (ToMember, ToCall; the adapters' answers to a call), their
+timers, and a way to act (`send`, `create_call`, `tell_call`, `wakeupAfter`). Messages between
+members and calls of the same shard are queued and handled after the current one, as a mailbox
+would, never in the middle of it. A member or call whose handler fails is logged and left as it
+was; the shard and the others go on.
 
 A shard also keeps who watches each of its members, online or not, so a viewer of an offline
 member is told the moment that member opens a page; it closes the connections of a gateway
@@ -16,16 +19,17 @@ live calls back from the store.
 """
 import itertools
 import logging
+import os
 import time
 from collections import defaultdict, deque
 
 from thespian.actors import Actor, ChildActorExited, WakeupMessage
 
 from actors import convention, presence
-from actors.call_session import CallSessionActor
+from actors.call_session import CallSession, CallSessionActor
 from actors.liveness import BridgeLiveness
 from actors.member import Member, missed_call_mail
-from actors.messages import (Batch, CallMissed, CallRefused, Heartbeat, LiveCalls, Open, Presence, Presences, ProfileChanged,
+from actors.messages import (Batch, CallLoaded, CallMissed, CallRef, CallRefused, CallSaved, Heartbeat, LiveCalls, Open, Presence, Presences, ProfileChanged,
                              Push, RecoverCalls, Resync, RingRequest, SendMail, ShardsMoved, ShardStart, ToCall,
                              ToMember, Unwatch, Watch)
 from actors.messages import FindLiveCalls
@@ -50,11 +54,12 @@ class MemberShard(Actor):
         self.members = {}                 # member_id → Member, while online or in a call
         self.incarnations = itertools.count(1)
         self.watchers = defaultdict(set)  # member_id → bridges watching it
-        self.calls = []                   # [(call session address, its host's member_id)]
+        self.calls = []                   # [(call session process address, its host's member_id)]
+        self.sessions = {}                # call_id → CallSession hosted here
         self.bridges = None               # BridgeLiveness: which gateways still send heartbeats
         self.ticking = False
         self.early = []                   # messages that came before ShardStart
-        self.local = deque()              # (member_id, message) between members of this shard
+        self.local = deque()              # (deliver, member_id or call_id, message) inside this shard
         self.outbox = defaultdict(list)   # BridgeRef → [(conn_ids, frame)], sent once per message
         self.statuses = defaultdict(list)  # BridgeRef → [Presence], sent once per message
 
@@ -67,7 +72,8 @@ class MemberShard(Actor):
         else:
             self.handle(message)
         while self.local:
-            self.deliver(*self.local.popleft())
+            deliver, key, queued = self.local.popleft()
+            deliver(key, queued)
         self.flush()
 
     def handle(self, message):
@@ -77,8 +83,12 @@ class MemberShard(Actor):
             self.deliver(message.member_id, message.message)
         elif isinstance(message, ProfileChanged):  # a gateway's, straight here like its frames
             self.deliver(message.member_id, message)
-        elif isinstance(message, ToCall):
+        elif isinstance(message, ToCall) and message.call_id in self.sessions:
+            self.deliver_to_call(message.call_id, message.message)
+        elif isinstance(message, ToCall):  # for a call session process, through its host
             self.deliver(message.host_id, message)
+        elif isinstance(message, (CallSaved, CallLoaded)):  # the call store's answer to one of our calls
+            self.deliver_to_call(message.call_id, message)
         elif isinstance(message, WakeupMessage):
             self.timer(message.payload)
         elif isinstance(message, Heartbeat):
@@ -121,6 +131,11 @@ class MemberShard(Actor):
             self.check_bridges()
         elif payload == "recover":
             self.find_live_calls()
+        elif payload[0] == "call":
+            _, call_id, incarnation, inner = payload
+            session = self.sessions.get(call_id)
+            if session is not None and session.host.incarnation == incarnation:
+                self.guarded_call(session, session.timer, inner)
         elif payload[0] in ("exit", "missed_mails"):
             kind, member_id, incarnation, token = payload
             member = self.members.get(member_id)
@@ -137,17 +152,38 @@ class MemberShard(Actor):
         shards = self.services.shards
         index = shard_index(member_id, len(shards))
         if shards[index] == self.myAddress:
-            self.local.append((member_id, message))
+            self.local.append((self.deliver, member_id, message))
         else:
             self.send(shards[index], ToMember(member_id, message))
 
-    def create_call(self, host_id):
-        """A call session for a call `host_id` hosts; its exit is reported here."""
-        call = self.createActor(CallSessionActor)
-        # A list: addresses are not hashable, and a new child's is a local one until Thespian
-        # resolves it (equal to the real one, but not the same string).
-        self.calls.append((call, host_id))
-        return call
+    def create_call(self, host_id, call_id):
+        """A call session for `call_id`, which `host_id` hosts: here (returns its CallRef), or as
+        a process of its own whose exit is reported here (returns its address)."""
+        if self.services.settings.call_hosting == "process":
+            call = self.createActor(CallSessionActor)
+            # A list: addresses are not hashable, and a new child's is a local one until Thespian
+            # resolves it (equal to the real one, but not the same string).
+            self.calls.append((call, host_id))
+            return call
+        self.sessions[call_id] = CallSession(ShardCallHost(self, host_id, call_id, next(self.incarnations)))
+        return CallRef(host_id, call_id)
+
+    def tell_call(self, call, message):
+        """A message for a call: after this message if the call is hosted here."""
+        if not isinstance(call, CallRef):
+            self.send(call, message)  # a call session process
+            return
+        shards = self.services.shards
+        index = shard_index(call.host_id, len(shards))
+        if shards[index] == self.myAddress:
+            self.local.append((self.deliver_to_call, call.call_id, message))
+        else:
+            self.send(shards[index], ToCall(call.host_id, call.call_id, message))
+
+    def end_session(self, call_id, incarnation):
+        session = self.sessions.get(call_id)
+        if session is not None and session.host.incarnation == incarnation:
+            del self.sessions[call_id]
 
     def push(self, connection, frame):
         bridge, conn_id = connection
@@ -181,6 +217,19 @@ class MemberShard(Actor):
         except Exception:
             log.exception("shard %s: member %s failed on %r", self.index, member.member_id, argument)
 
+    def guarded_call(self, session, handler, argument):
+        """One call's bug must not stop the others: logged, and that message dropped."""
+        try:
+            handler(argument)
+        except Exception:
+            log.exception("shard %s: call %s failed on %r", self.index, session.host.call_id, argument)
+
+    def deliver_to_call(self, call_id, message):
+        session = self.sessions.get(call_id)
+        if session is not None:
+            self.guarded_call(session, session.on_message, message)
+        # Else the call ended and its session went: what was on its way concerned it only.
+
     def deliver(self, member_id, message):
         member = self.members.get(member_id)
         if member is not None:
@@ -195,6 +244,9 @@ class MemberShard(Actor):
 
     def route(self, events):
         for event in events:
+            if isinstance(event, ToCall):  # a page's frame for a call hosted here, straight from its gateway
+                self.call_frame(event)
+                continue
             member_id = event.member_id
             if isinstance(event, Watch):
                 self.watchers[member_id].add(event.bridge)
@@ -210,6 +262,18 @@ class MemberShard(Actor):
             member = self.members.get(member_id)
             if member is not None:  # else a Close or Frame of a member gone already: nothing holds it
                 self.guarded(member, member.on_event, event)
+
+    def call_frame(self, event):
+        if event.call_id in self.sessions:
+            self.deliver_to_call(event.call_id, event.message)
+            return
+        host = self.members.get(event.host_id)
+        if host is not None and host.calls.get(event.call_id) is not None:
+            self.guarded(host, host.on_message, event)  # a call session process: its host forwards
+            return
+        frame = event.message.frame
+        self.push(event.message.connection, {"type": "error", "id": frame.get("id"), "code": "no_such_call",
+                                             "message": "you take part in no call with this id"})
 
     def call_exited(self, address):
         """A call session exited: over (its member let it go), or died (its member restarts it)."""
@@ -272,3 +336,34 @@ class MemberShard(Actor):
         for member_id, member_calls in mine.items():
             member = self.member(member_id)
             self.guarded(member, member.on_message, RecoverCalls(member_calls))
+
+
+class ShardCallHost:
+    """What a call session hosted in a shard acts through (call_session's host face)."""
+
+    def __init__(self, shard, host_id, call_id, incarnation):
+        self.shard, self.host_id, self.call_id = shard, host_id, call_id
+        self.incarnation = incarnation  # tells this session's timers from a former one's (same call)
+
+    @property
+    def call_ref(self):
+        return CallRef(self.host_id, self.call_id)
+
+    @property
+    def pids(self):
+        return os.getpid(), os.getpid()
+
+    def send(self, address, message):
+        self.shard.send(address, message)
+
+    def to_member(self, member_id, message):
+        self.shard.to_member(member_id, message)
+
+    def push(self, connection, frame):
+        self.shard.push(connection, frame)
+
+    def wake_after(self, delay_s, payload):
+        self.shard.wakeupAfter(delay_s, payload=("call", self.call_id, self.incarnation, payload))
+
+    def exit(self):
+        self.shard.end_session(self.call_id, self.incarnation)

@@ -199,9 +199,18 @@ class CallRestore:
     services: Any
 
 
+@dataclasses.dataclass(frozen=True)
+class CallRef:
+    """How a call hosted inside its host's shard is reached: through that shard, found from the
+    host's id wherever the shard runs now (a call session process is reached by its address)."""
+    host_id: str
+    call_id: str
+
+
 @dataclasses.dataclass
 class CallJoined:
-    """Call session → a participant's member: frames about this call go to `call`."""
+    """Call session → a participant's member: frames about this call go to `call` (a CallRef,
+    or a call session process's address)."""
     call_id: str
     call: Any
 
@@ -264,38 +273,6 @@ class PaymentCaptured:
 class PaymentFailed:
     round: int
     reason: str
-
-
-# Negotiation actor <-> call session.
-
-@dataclasses.dataclass
-class NegotiationStart:
-    call_id: str
-    round: int
-    deadline_s: float
-    limits: Any
-    proposal: Any = None    # restored proposal after a restart
-
-
-@dataclasses.dataclass
-class NegotiationFrame:
-    who: str                # "host" | "caller"
-    connection: tuple
-    frame: dict
-
-
-@dataclasses.dataclass
-class NegotiationOutcome:
-    """Negotiation → call session: a negotiation.Proposed/Withdrawn/Agreed/Declined/Expired."""
-    outcome: Any
-
-
-@dataclasses.dataclass
-class NegotiationRefused:
-    connection: tuple
-    request_id: Any
-    code: str
-    message: str
 
 
 # Store and mail adapters.

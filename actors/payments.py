@@ -35,7 +35,7 @@ from thespian.actors import Actor, WakeupMessage
 from actors import fees, ledger, receipts
 from actors.adapters import Configured
 from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCaptured, PaymentFailed,
-                             RefundLateCapture, TipCaptured, TipFailed)
+                             RefundLateCapture, TipCaptured, TipFailed, ToCall)
 from actors.paypal import PayPal, PayPalError
 from interkanect import mail
 from interkanect.db import object_id
@@ -150,6 +150,10 @@ class PaymentsActor(Actor):
         """What an order pays for, as PayPal request ids and references name it."""
         return f"{request.call_id}-tip-{request.tip}" if request.tip else f"{request.call_id}-{request.round}"
 
+    def reply(self, call, request, message):
+        """Answer the call that asked: its shard hosts it (or it is a process), so say which call."""
+        self.send(call, ToCall(request.host_id, request.call_id, message))
+
     def failed(self, request, reason):
         return TipFailed(request.tip, reason) if request.tip else PaymentFailed(request.round, reason)
 
@@ -162,7 +166,7 @@ class PaymentsActor(Actor):
                 return_url=f"{base}paypal/return", cancel_url=f"{base}call/{request.call_id}?paypal=cancelled")
         except Exception as error:  # PayPal down after every retry, or a refusal
             log.error("no order for %s: %s", purpose, error)
-            self.send(call, self.failed(request, "paypal_unavailable"))
+            self.reply(call, request, self.failed(request, "paypal_unavailable"))
             return
         # Our return page and the webhook find the call from the order.
         document = {"_id": order_id, "call_id": request.call_id, "round": request.round, "tip": request.tip,
@@ -170,7 +174,7 @@ class PaymentsActor(Actor):
                     "amount_cents": request.amount_cents, "terms": request.terms, "created_at": utc_now()}
         self.retrying(f"store order {order_id}", lambda: self.db.orders.update_one(
             {"_id": order_id}, {"$setOnInsert": document}, upsert=True))
-        self.send(call, OrderCreated(request.round, order_id, approve_url, request.tip))
+        self.reply(call, request, OrderCreated(request.round, order_id, approve_url, request.tip))
 
     # Captures -------------------------------------------------------------------------
 
@@ -179,7 +183,7 @@ class PaymentsActor(Actor):
             captured = self.paypal.capture(request.order_id, request_id=f"capture-{self.purpose(request)}")
         except PayPalError as refusal:
             if refusal.issue in FINAL_REFUSALS or refusal.name in FINAL_REFUSALS:
-                self.send(call, self.failed(request, refusal.issue.lower() or "declined"))
+                self.reply(call, request, self.failed(request, refusal.issue.lower() or "declined"))
             else:  # e.g. ORDER_NOT_APPROVED: the payer is not done yet; their approval will come back
                 log.info("capture of %s not possible yet: %s", request.order_id, refusal.issue)
             return
@@ -194,8 +198,8 @@ class PaymentsActor(Actor):
         if status in MONEY_IN:
             payment = self.book(request, captured)
             if call is not None:
-                self.send(call, TipCaptured(request.tip, payment) if request.tip
-                          else PaymentCaptured(request.round, payment))
+                self.reply(call, request, TipCaptured(request.tip, payment) if request.tip
+                           else PaymentCaptured(request.round, payment))
             if not request.tip:
                 self.settle(order_id)
             self.deliver()
@@ -213,7 +217,7 @@ class PaymentsActor(Actor):
                 {"_id": order_id, "capture_state": {"$in": [None, PENDING]}},
                 {"$set": {"capture_state": DECLINED, "capture_id": captured["capture_id"]}}))
             if call is not None:
-                self.send(call, self.failed(request, "declined"))
+                self.reply(call, request, self.failed(request, "declined"))
         else:
             log.warning("capture %s of order %s is %s: left as it is", captured["capture_id"], order_id, status)
 

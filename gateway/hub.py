@@ -19,7 +19,7 @@ from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
 from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Heartbeat, Open, Ping, Presence, Presences,
                              Push, Resync, Shards, ToCall, Unwatch, Watch, WhoAmI)
-from actors.messages import ProfileChanged, ToMember
+from actors.messages import CallFrame, ProfileChanged, ToMember
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,13 @@ class Hub:
                                    "message": "the database is not answering; the call goes on, "
                                               "try this again in a few seconds"})
             return
+        host_id = connection.call_hosts.get(frame.get("call_id"))
+        if host_id is not None:
+            # Straight to the call's session, in its host's shard: one hop less than through this
+            # member's shard (the session checks that the sender takes part in the call).
+            self.bridge.send(self.shard_of(host_id), ToCall(host_id, frame["call_id"], CallFrame(
+                connection.member_id, (self.address, connection.conn_id), frame)))
+            return
         self.bridge.send(connection.member, Frame(connection.member_id, connection.conn_id,
                                                   self.address, frame))
 
@@ -242,6 +249,8 @@ class Hub:
                     for conn_id in conn_ids:
                         connection = self.connections.get(conn_id)
                         if connection is not None:
+                            if frame["type"] == "call_state":
+                                learn_call_host(connection, frame)
                             connection.send_frame(frame)
             elif isinstance(message, Presence):
                 self.on_presence(message)
@@ -275,3 +284,12 @@ class Hub:
 
 def presence_frame(member_id, status):
     return {"type": "presence", "member_id": member_id, "status": status}
+
+
+def learn_call_host(connection, frame):
+    """Remember which member hosts a call this page is in, so its frames go to that member's
+    shard directly; forget it when the call ends."""
+    if frame["state"] == "ended":
+        connection.call_hosts.pop(frame["call_id"], None)
+    else:
+        connection.call_hosts[frame["call_id"]] = frame["host"]["id"]

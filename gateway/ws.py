@@ -67,6 +67,7 @@ class Connection:
         self.conn_id = None
         self.member = None       # the address of the member's shard once attached
         self.watching = set()
+        self.call_hosts = {}     # call_id → host's member id, for the calls this page is in (from call_state)
 
     def send_frame(self, frame):
         self.socket.send_frame(frame)

@@ -15,6 +15,7 @@ EMULATOR_CLIENT_ID = "emulator-client-id"
 EMULATOR_CLIENT_SECRET = "emulator-client-secret"
 EMULATOR_WEBHOOK_ID = "EMULATORWEBHOOKID"
 DEFAULT_CONFIG_FILE = "interkanect.toml"
+CALL_HOSTINGS = ("shard", "process")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +116,10 @@ class Settings:
     # private address behind a firewall, never a public one (docs/operating.md).
     actor_host: str = "127.0.0.1"
     member_shards: int = 8
+    # Where call sessions run: "shard", inside their host's member shard (a call costs no process
+    # and a frame one hop less; README "Decisions"), or "process", a Thespian actor process each
+    # (isolation, debugging).
+    call_hosting: str = "shard"
     # Actor nodes (docs/operating.md): empty `join` makes this node the convention leader (it runs
     # the directory); HOST:PORT joins that leader. `node_name` defaults to hostname:admin_port.
     join: str = ""
@@ -251,6 +256,8 @@ def load(environ=None, config_file=None):
     if settings.mongodb_url == "" and "MONGODB_URL" in environ:
         settings = dataclasses.replace(settings, mongodb_url=environ["MONGODB_URL"])
     check_actor_host(settings.actor_host)
+    if settings.call_hosting not in CALL_HOSTINGS:
+        raise SystemExit(f"error: IK_CALL_HOSTING is one of {', '.join(CALL_HOSTINGS)}, not {settings.call_hosting!r}")
     return settings
 
 

@@ -1,16 +1,27 @@
 """A call session killed mid-call, or the member shard that hosts it, is recreated from the
-store and the call goes on, with nothing paid for twice."""
+store and the call goes on, with nothing paid for twice. Both ways calls can be hosted: inside
+the host's shard (the default: the session's process is the shard's) and as a process each."""
 import os
 import signal
 import time
 
+import pytest
+
 from actors.messages import PaymentCaptured
 from interkanect import processes
-from tests.conftest import run, tell_call
+from tests.conftest import run, start_system, tell_call
 from tests.test_calls_live import Call
 
 
+@pytest.fixture(scope="module", params=["shard", "process"])
+def system(request, database_url, tmp_path_factory):
+    running = start_system(database_url, tmp_path_factory.mktemp("restart"), call_hosting=request.param)
+    yield running
+    running.stop()
+
+
 def kill_session(system, call_id):
+    """SIGKILL the process running the call's session (with calls in shards: the shard's)."""
     pid = system.db.calls.find_one({"_id": call_id})["session_pid"]
     os.kill(pid, signal.SIGKILL)
     return pid
@@ -59,8 +70,9 @@ def test_a_killed_member_shard_takes_its_sessions_and_the_call_comes_back_from_t
         tell_call(system, host.id, call_id, PaymentCaptured(1, {"capture_id": "CAP-1", "amount_cents": 2500}))
         running = await caller_page.expect("call_state", state="running")
 
-        session = system.db.calls.find_one({"_id": call_id})["session_pid"]
-        shard = processes.parent_of(session)
+        stored = system.db.calls.find_one({"_id": call_id})
+        session, shard = stored["session_pid"], stored["shard_pid"]
+        assert processes.parent_of(session) == shard or session == shard
         killed_at = time.monotonic()
         os.kill(shard, signal.SIGKILL)
         for page in (host_page, caller_page):
@@ -77,4 +89,37 @@ def test_a_killed_member_shard_takes_its_sessions_and_the_call_comes_back_from_t
         assert (await host_page.expect("call_state", state="ended"))["end_reason"] == "hung_up"
         stored = system.db.calls.find_one({"_id": call_id})
         assert stored["paid_s"] == 900 and len(stored["payments"]) == 1
+    run(scenario())
+
+
+def test_two_killed_shards_bring_back_every_live_call_they_hosted_once(system):
+    """Many live calls over the shards; two shard processes SIGKILLed at once: every call they
+    hosted comes back from the store once (one `restored` per page), the others never stop."""
+    async def scenario():
+        calls = [await Call.answered(system, f"Host {n}", f"Caller {n}") for n in range(8)]
+        for call in calls:
+            await call.agree(0, 600)  # a free round: running at once
+        shard_of = {call.id: system.db.calls.find_one({"_id": call.id})["shard_pid"] for call in calls}
+        killed = sorted(set(shard_of.values()))[:2]
+        hit = [call for call in calls if shard_of[call.id] in killed]
+        spared = [call for call in calls if shard_of[call.id] not in killed]
+        assert len(killed) == 2 and hit
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        for call in hit:
+            for page in (call.host_page, call.caller_page):
+                restored = await page.expect("call_state", call_id=call.id, event="restored", timeout_s=20)
+                assert restored["state"] == "running"
+        for call in calls:  # every call goes on: signaling both ways, then a normal end
+            await call.host_page.request("signal", call_id=call.id, kind="offer", sdp="v=0 after")
+            assert (await call.caller_page.expect("signal", call_id=call.id))["sdp"] == "v=0 after"
+            await call.caller_page.request("hang_up", call_id=call.id)
+            assert (await call.host_page.expect("call_state", call_id=call.id, state="ended"))["end_reason"] == \
+                "hung_up"
+        for call in calls:
+            for page in (call.host_page, call.caller_page):
+                restores = [f for f in page.received if f["type"] == "call_state" and f.get("event") == "restored"]
+                assert len(restores) == (1 if call in hit else 0), (call.id, restores)
+                signals = [f for f in page.received if f["type"] == "signal"]
+                assert len(signals) == (1 if page is call.caller_page else 0)
     run(scenario())
