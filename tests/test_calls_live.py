@@ -8,7 +8,15 @@ from bson import ObjectId
 
 from actors.messages import PaymentCaptured
 from tests.client import Member
-from tests.conftest import run, tell_call
+from tests.conftest import run, start_system, tell_call
+
+
+@pytest.fixture(scope="module", params=["shard", "process"])
+def system(request, database_url, tmp_path_factory):
+    """Calls hosted both ways: inside their host's shard (the default) and a process each."""
+    running = start_system(database_url, tmp_path_factory.mktemp("calls"), call_hosting=request.param)
+    yield running
+    running.stop()
 
 
 async def upgraded_host(system, name="Host"):
