@@ -8,8 +8,12 @@ closes rounds and hears their outcome.
 The paid clock runs only while the call is running and both sides are connected. A side
 that goes away pauses it; both see a grace deadline; past it the call ends with the unused
 paid time recorded.
+
+What a call stores stays bounded whatever a participant sends: a few tips, one of them
+pending at a time, and a log whose chatter past its cap is counted, not listed.
 """
 import dataclasses
+import math
 
 from actors.negotiation import CALLER, HOST
 from actors.terms import FREE, Limits, Refused, Terms, dollars
@@ -23,6 +27,20 @@ ENDED = "ended"
 # Media (and so signaling) flows while the two talk terms, run, or decide on more time.
 MEDIA_STATES = frozenset({NEGOTIATING, RUNNING, EXTENSION_OFFERED})
 SIDES = (HOST, CALLER)
+
+# A tip awaits the caller's approval until it is captured, fails, or lapses after the payment
+# window (EXPIRED: approved late all the same, it is still captured and the host's).
+PENDING_TIPS = frozenset({"requested", "awaiting_approval"})
+EXPIRED = "expired"
+
+# The log's events. Money and state changes are bounded by money and time and always kept
+# (_late_payment reads payment_late back); chatter, which a participant can repeat at will,
+# is counted in one SUMMARISED entry once the log is full.
+MONEY_AND_STATE_EVENTS = frozenset({
+    "ringing", "accepted", "agreed", "running", "order_created", "payment_captured", "payment_late",
+    "payment_failed", "tip_captured", "time_up", "extension", "missed", "ended"})
+CHATTER_EVENTS = frozenset({"joined", "left", "proposed", "renegotiate", "tip_requested", "tip_failed"})
+SUMMARISED = "summarised"
 
 
 # Effects ------------------------------------------------------------------------------
@@ -145,6 +163,11 @@ class CallPolicy:
     max_price_cents: int
     min_length_s: int
     max_length_s: int
+    # With defaults: a call stored before these limits existed loads with the product's (the
+    # policy's defaults; a rules module imports no settings, and a test checks they agree).
+    tips_pending_per_call_max: int = 1
+    tips_per_call_max: int = 50
+    call_log_max_entries: int = 300
 
     @classmethod
     def of(cls, policy):
@@ -168,7 +191,8 @@ class Call:
     order: dict = None              # the PayPal order for the pending terms: {round, order_id, approve_url}
     rounds: list = dataclasses.field(default_factory=list)   # agreed terms, as views
     payments: list = dataclasses.field(default_factory=list)
-    tips: list = dataclasses.field(default_factory=list)     # {tip, amount_cents, state, order_id, approve_url}
+    tips: list = dataclasses.field(default_factory=list)     # {tip, amount_cents, state, order_id, approve_url,
+                                                             #  requested_at_s}
     paid_s: float = 0.0             # length of every round started (paid or free)
     used_s: float = 0.0             # paid clock consumed up to clock_since_s
     clock_since_s: float = None     # when the running clock last started
@@ -205,7 +229,22 @@ class Call:
         self.timers[name] = self.timers.get(name, 0) + 1
 
     def note(self, now_s, event, **details):
-        self.log.append(dict(at_s=now_s, event=event, **details))
+        """Log what happened. Chatter is listed while the log has room for it and for the summary
+        that follows: the stored call must stay far below MongoDB's 16 MB document limit."""
+        if event in CHATTER_EVENTS and len(self.log) >= self.policy.call_log_max_entries - 1:
+            self._summarise(event, now_s)
+        else:
+            self.log.append(dict(at_s=now_s, event=event, **details))
+
+    def _summarise(self, event, now_s):
+        # The summary stays where the first chatter left out would have been: the last chatter
+        # entry of the log, after it only money and state changes, so the log reads in order.
+        summary = next((entry for entry in reversed(self.log) if entry["event"] == SUMMARISED), None)
+        if summary is None:
+            summary = {"at_s": now_s, "event": SUMMARISED, "counts": {}, "until_s": now_s}
+            self.log.append(summary)
+        summary["counts"][event] = summary["counts"].get(event, 0) + 1
+        summary["until_s"] = now_s
 
     def require(self, states, action):
         if self.state not in states:
@@ -431,15 +470,35 @@ class Call:
         self.require({NEGOTIATING, RUNNING, EXTENSION_OFFERED}, "tip")
         if self.host_tier == FREE or not self.host_can_charge:
             raise Refused("no_tips", "this host cannot receive tips")
+        self._refuse_past_tip_limits(now_s)
         if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) \
                 or not self.policy.min_price_cents <= amount_cents <= self.policy.max_price_cents:
             raise Refused("tip_out_of_range", f"a tip is between {dollars(self.policy.min_price_cents)} and "
                                               f"{dollars(self.policy.max_price_cents)}")
+        for tip in self.tips:
+            if tip["state"] in PENDING_TIPS and not self._tip_pending(tip, now_s):
+                tip.update(state=EXPIRED, approve_url=None)
         number = len(self.tips) + 1
         self.tips.append({"tip": number, "amount_cents": amount_cents, "state": "requested",
-                          "order_id": None, "approve_url": None})
+                          "order_id": None, "approve_url": None, "requested_at_s": now_s})
         self.note(now_s, "tip_requested", tip=number, amount_cents=amount_cents)
         return [RequestTip(number, amount_cents)]
+
+    def _refuse_past_tip_limits(self, now_s):
+        if len(self.tips) >= self.policy.tips_per_call_max:
+            raise Refused("too_many_tips", f"a call takes at most {self.policy.tips_per_call_max} tips")
+        pending = [tip for tip in self.tips if self._tip_pending(tip, now_s)]
+        if len(pending) >= self.policy.tips_pending_per_call_max:
+            left_s = min(self._tip_lapses_at_s(tip) for tip in pending) - now_s
+            raise Refused("tip_pending", "finish the tip you started first (approve it on PayPal), or let it lapse: "
+                                         f"unapproved, it is dropped in {_duration_words(left_s)}")
+
+    def _tip_pending(self, tip, now_s):
+        return tip["state"] in PENDING_TIPS and now_s < self._tip_lapses_at_s(tip)
+
+    def _tip_lapses_at_s(self, tip):
+        # A tip stored before tips had a time counts from the call's start.
+        return tip.get("requested_at_s", self.created_at_s) + self.policy.payment_window_s
 
     def _tip(self, number):
         return self.tips[number - 1] if 0 < number <= len(self.tips) else None
@@ -452,12 +511,16 @@ class Call:
         return [Broadcast("tip_ready")]
 
     def awaits_tip(self, number, order_id):
+        """Is capturing this tip's order due? Also for a lapsed tip the payer approved after all:
+        their money is taken and the host's, never left approved and uncaptured."""
         tip = self._tip(number)
-        return tip is not None and tip["state"] == "awaiting_approval" and tip["order_id"] == order_id
+        return (tip is not None and tip["state"] in ("awaiting_approval", EXPIRED)
+                and tip["order_id"] == order_id)
 
     def tip_captured(self, number, payment, now_s):
         """Booked by the money side already; a repeat changes nothing. A tip captured after the
-        call ended is still the host's: it is shown in the history."""
+        call ended, or after it lapsed, is still the host's: it is shown in the call and the
+        history."""
         tip = self._tip(number)
         if tip is None or tip["state"] == "captured":
             return []
@@ -602,3 +665,9 @@ class Call:
 
 def _ms(seconds):
     return None if seconds is None else int(seconds * 1000)
+
+
+def _duration_words(seconds):
+    if seconds < 90:
+        return f"{max(1, math.ceil(seconds))} s"
+    return f"{math.ceil(seconds / 60)} min"

@@ -5,6 +5,7 @@ actor runs the round's negotiation rules and delivers timers as time is moved fo
 Not here: "a free host has one call at a time" is the member's rule (actors/member.py) (a free host with
 any call it hosts refuses a ring as "busy"), tested with the actors.
 """
+import collections
 import dataclasses
 import heapq
 
@@ -12,9 +13,11 @@ import pytest
 from hypothesis import event as note_event, given, settings, strategies as st
 
 import schemas
-from actors.call import (AWAITING_PAYMENT, ENDED, EXTENSION_OFFERED, MEDIA_STATES, NEGOTIATING, RINGING, RUNNING,
-                         AwaitPayment, Broadcast, Call, CallPolicy, CloseNegotiation, Finished, InCall, MissedCall,
-                         OpenNegotiation, Relay, RequestTip, RingHostPages, Side, StartTimer)
+from actors.call import (AWAITING_PAYMENT, CHATTER_EVENTS, ENDED, EXTENSION_OFFERED, MEDIA_STATES,
+                         MONEY_AND_STATE_EVENTS, NEGOTIATING, RINGING, RUNNING, SUMMARISED, AwaitPayment, Broadcast,
+                         Call, CallPolicy, CloseNegotiation, Finished, InCall, MissedCall, OpenNegotiation, Relay,
+                         RequestTip, RingHostPages, Side, StartTimer)
+from actors.call_record import from_document, to_document
 from actors.negotiation import CALLER, HOST, Agreed, Declined, Negotiation, Proposed, Withdrawn
 from actors.terms import FREE, UPGRADED, Refused
 from interkanect.config import Policy
@@ -49,7 +52,7 @@ class Session:
     closes the round's negotiation, feeds its outcomes back, and delivers every timer it was
     asked for once time passes it (stale ones too: a wakeup cannot be cancelled)."""
 
-    def __init__(self, tier=UPGRADED, can_charge=True):
+    def __init__(self, tier=UPGRADED, can_charge=True, policy=POLICY):
         self.now_s = T0
         self.negotiation = None
         self.timers = []            # every StartTimer asked for, in order
@@ -59,7 +62,7 @@ class Session:
         self.awaited = set()        # rounds the money side was asked to take a payment for
         self.captured = set()       # rounds it then said were paid
         host, caller = Side("6a1", "Hana Host"), Side("6c2", "Carl Caller")
-        self.call, effects = Call.ring(CALL_ID, host, caller, tier, can_charge, POLICY, CALLER_PAGE, self.now_s)
+        self.call, effects = Call.ring(CALL_ID, host, caller, tier, can_charge, policy, CALLER_PAGE, self.now_s)
         self.take(effects)
 
     def take(self, effects):
@@ -867,3 +870,205 @@ def test_a_caller_off_to_paypal_in_the_same_tab_is_bounded_by_the_payment_window
     assert session.view(HOST)["paused"]
     session.act("attach", CALLER, CALLER_PAGE)
     assert session.view(HOST)["paused"] is False and session.call.clock_running
+
+
+# --- bounded: tips and the stored log ----------------------------------------------------------
+
+APPROVE_URL = "https://paypal.example/approve"
+
+
+def tipping(**policy):
+    """A long running paid call whose caller can tip, under the test policy changed by `policy`."""
+    return running(1500, 3600, policy=dataclasses.replace(POLICY, **policy))
+
+
+def ready_tip(session, number, amount_cents=500):
+    """The caller starts a tip and PayPal's order for it is made: it awaits their approval."""
+    assert session.act("tip", CALLER, amount_cents) == [RequestTip(number, amount_cents)]
+    session.act("tip_order_created", number, f"ORDER-T{number}", APPROVE_URL)
+
+
+def tip_states(session):
+    return [(tip["tip"], tip["state"]) for tip in session.view(CALLER)["tips"]]
+
+
+def test_a_second_tip_waits_until_the_first_is_captured_or_fails():
+    session = tipping()
+    session.act("tip", CALLER, 500)
+    assert unchanged_refusal(session, "tip", CALLER, 700) == "tip_pending"   # PayPal is making its order
+    session.act("tip_order_created", 1, "ORDER-T1", APPROVE_URL)
+    assert unchanged_refusal(session, "tip", CALLER, 700) == "tip_pending"   # awaiting the caller's approval
+    with pytest.raises(Refused) as refused:
+        session.call.tip(CALLER, 700, session.now_s)
+    assert refused.value.message.endswith("or let it lapse: unapproved, it is dropped in 10 min")
+    session.act("tip_captured", 1, {"capture_id": "T1", "amount_cents": 500})
+    assert session.act("tip", CALLER, 700) == [RequestTip(2, 700)]
+    session.act("tip_failed", 2, "DECLINED")
+    assert session.act("tip", CALLER, 900) == [RequestTip(3, 900)]
+    assert tip_states(session) == [(1, "captured"), (2, "failed"), (3, "requested")]
+
+
+def test_a_tip_not_approved_within_the_payment_window_lapses_when_the_caller_starts_another():
+    session = tipping()
+    ready_tip(session, 1)
+    session.wait(POLICY.payment_window_s - 1)
+    assert unchanged_refusal(session, "tip", CALLER, 700) == "tip_pending"
+    session.wait(1)
+    assert session.act("tip", CALLER, 700) == [RequestTip(2, 700)]
+    assert tip_states(session) == [(1, "expired"), (2, "requested")]
+    assert session.view(CALLER)["tips"][0]["approve_url"] is None   # no longer offered for approval
+    assert session.view(HOST)["tips"] == []
+
+
+def test_a_lapsed_tip_the_caller_approves_after_all_is_captured_and_shown_to_the_host():
+    session = tipping()
+    ready_tip(session, 1)
+    session.wait(POLICY.payment_window_s)
+    session.act("tip", CALLER, 700)
+    assert tip_states(session) == [(1, "expired"), (2, "requested")]
+    # The payer approved on PayPal's page still open: the money is taken, not left approved.
+    assert session.call.awaits_tip(1, "ORDER-T1") and not session.call.awaits_tip(1, "OTHER")
+    assert session.act("tip_captured", 1, {"capture_id": "T1", "amount_cents": 500}) == [Broadcast("tip_received")]
+    assert session.view(HOST)["tips"] == [{"tip": 1, "amount_cents": 500, "state": "captured", "approve_url": None}]
+    assert session.call.log[-1] == {"at_s": session.now_s, "event": "tip_captured", "tip": 1, "capture_id": "T1",
+                                    "amount_cents": 500}
+    # A tip that lapsed before PayPal made its order was never offered: no order of it is taken.
+    session.wait(POLICY.payment_window_s)
+    session.act("tip", CALLER, 900)
+    assert session.act("tip_order_created", 2, "ORDER-T2", APPROVE_URL) == []
+    assert not session.call.awaits_tip(2, "ORDER-T2")
+    assert tip_states(session) == [(1, "captured"), (2, "expired"), (3, "requested")]
+
+
+def test_a_call_takes_at_most_tips_per_call_max_tips():
+    session = tipping(tips_per_call_max=3)
+    for number in (1, 2, 3):
+        session.act("tip", CALLER, 500)
+        session.act("tip_failed", number, "DECLINED")
+    assert unchanged_refusal(session, "tip", CALLER, 500) == "too_many_tips"
+
+
+def test_a_call_stored_before_the_tip_and_log_limits_loads_with_the_products_limits():
+    session = tipping()
+    ready_tip(session, 1)
+    document = to_document(session.call, session.now_s)
+    for name in ("tips_pending_per_call_max", "tips_per_call_max", "call_log_max_entries"):
+        del document["rules"]["policy"][name]
+    del document["rules"]["tips"][0]["requested_at_s"]
+    call = from_document(document)
+    assert call.policy == POLICY
+    # Its tip has no time: it counts from the call's start, T0, not from 55 s later.
+    with pytest.raises(Refused) as refused:
+        call.tip(CALLER, 700, T0 + POLICY.payment_window_s - 1)
+    assert refused.value.code == "tip_pending"
+    assert call.tip(CALLER, 700, T0 + POLICY.payment_window_s) == [RequestTip(2, 700)]
+    assert call.tips[0]["state"] == "expired"
+
+
+def test_past_its_cap_the_log_counts_chatter_in_one_summary_and_keeps_every_money_and_state_change():
+    session = tipping(call_log_max_entries=12)
+    assert [entry["event"] for entry in session.call.log] == [
+        "ringing", "accepted", "proposed", "agreed", "payment_captured", "running"]
+    times = []
+    for _ in range(10):  # the caller's page reloaded over and over
+        session.wait(1)
+        session.act("left", CALLER, CALLER_PAGE)
+        session.act("attach", CALLER, CALLER_PAGE)
+        times.append(session.now_s)
+    ready_tip(session, 1)
+    session.act("tip_captured", 1, {"capture_id": "T1", "amount_cents": 500})
+    session.wait(1)
+    session.act("attach", HOST, HOST_PAGE)
+    last_s = session.now_s
+    session.act("hang_up", HOST)
+    log = session.call.log
+    # Chatter is listed while there is room for it and the summary: 11 entries, then the summary.
+    assert [entry["event"] for entry in log] == [
+        "ringing", "accepted", "proposed", "agreed", "payment_captured", "running",
+        "left", "joined", "left", "joined", "left", SUMMARISED, "tip_captured", "ended"]
+    assert log[11] == {"at_s": times[2], "event": SUMMARISED, "counts": {"joined": 9, "left": 7, "tip_requested": 1},
+                       "until_s": last_s}
+    assert session.call.tips[0]["state"] == "captured" and log[-1]["reason"] == "hung_up"
+
+
+def check_bounded_log(bounded, full, cap):
+    """`bounded` is `full` (the same call's log with no cap) with the chatter past the cap counted in
+    one summary; every money and state change is in both."""
+    assert {entry["event"] for entry in full} <= MONEY_AND_STATE_EVENTS | CHATTER_EVENTS
+    assert [e for e in bounded if e["event"] in MONEY_AND_STATE_EVENTS] == \
+        [e for e in full if e["event"] in MONEY_AND_STATE_EVENTS]
+    listed = [e for e in bounded if e["event"] in CHATTER_EVENTS]
+    chatter = [e for e in full if e["event"] in CHATTER_EVENTS]
+    assert listed == chatter[:len(listed)]
+    # Listed only while the log had room for it and the summary.
+    assert all(index < cap - 1 for index, e in enumerate(bounded) if e["event"] in CHATTER_EVENTS)
+    summaries = [index for index, e in enumerate(bounded) if e["event"] == SUMMARISED]
+    omitted = chatter[len(listed):]
+    if not omitted:
+        assert bounded == full
+        return
+    [at] = summaries
+    assert bounded[at] == {"at_s": omitted[0]["at_s"], "event": SUMMARISED,
+                           "counts": dict(collections.Counter(e["event"] for e in omitted)),
+                           "until_s": omitted[-1]["at_s"]}
+    assert all(e["event"] in MONEY_AND_STATE_EVENTS for e in bounded[at + 1:])
+
+
+@FEW_SECONDS
+@given(cap=st.integers(7, 40), sequence=st.lists(st.tuples(st.sampled_from(["attach", "left"]), sides, pages),
+                                                 max_size=120))
+def test_any_attaches_and_drops_keep_the_log_within_its_cap_and_every_money_change(cap, sequence):
+    session, full = tipping(call_log_max_entries=cap), tipping(call_log_max_entries=10**9)
+    for kind, who, page in sequence:
+        for each in (session, full):
+            each.act(kind, who, (who, page))
+        assert len(session.call.log) <= cap
+    for each in (session, full):
+        each.act("hang_up", CALLER)
+    assert session.call.log[-1]["event"] == "ended"
+    check_bounded_log(session.call.log, full.call.log, cap)
+
+
+tip_events = st.one_of(
+    st.tuples(st.just("tip"), st.just(CALLER), st.sampled_from([500, 700])),
+    st.tuples(st.sampled_from(["tip_ready", "tip_captured", "tip_failed"]), st.integers(1, 4)))
+
+
+def play_with_tips(session, event):
+    kind, *args = event
+    if kind == "tip_ready":
+        return session.act("tip_order_created", args[0], f"ORDER-T{args[0]}", APPROVE_URL)
+    if kind == "tip_captured":
+        return session.act("tip_captured", args[0], {"capture_id": f"T{args[0]}", "amount_cents": 500})
+    if kind == "tip_failed":
+        return session.act("tip_failed", args[0], "DECLINED")
+    return play(session, event)
+
+
+@FEW_SECONDS
+@given(host=hosts, cap=st.integers(1, 16),
+       sequence=st.lists(weighted((3, events), (2, tip_events)), min_size=20, max_size=80))
+def test_a_capped_log_changes_nothing_else_the_call_does_and_loses_no_money_change(host, cap, sequence):
+    session = Session(policy=dataclasses.replace(POLICY, call_log_max_entries=cap), **host)
+    full = Session(policy=dataclasses.replace(POLICY, call_log_max_entries=10**9), **host)
+    for each in (session, full):  # answered at once: more of the sequence is spent in the call
+        each.act("accept", HOST_PAGE)
+    for event in sequence:
+        outcomes = []
+        for each in (session, full):
+            try:
+                outcomes.append(play_with_tips(each, event))
+            except Refused as refused:
+                outcomes.append(refused.code)
+        assert outcomes[0] == outcomes[1], event
+        check_bounded_log(session.call.log, full.call.log, cap)
+    note_event(f"summarised: {any(entry['event'] == SUMMARISED for entry in session.call.log)}")
+    note_event(f"tips captured: {sum(tip['state'] == 'captured' for tip in session.call.tips)}")
+
+
+def test_a_stored_calls_default_limits_are_the_policys_defaults():
+    import dataclasses
+    from interkanect.config import Policy
+    for field in dataclasses.fields(CallPolicy):
+        if field.default is not dataclasses.MISSING:
+            assert field.default == getattr(Policy, field.name), field.name

@@ -96,6 +96,22 @@ export function factsList(call, names) {
   return el("dl", { class: "facts" }, ...rows.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
 }
 
+// A long call's log lists joins, drops, proposals and tip requests up to its cap, then counts
+// the rest in one "summarised" entry (money and state changes are always listed).
+const SUMMARISED_WORDS = {
+  joined: ["join", "joins"], left: ["drop", "drops"], proposed: ["proposal", "proposals"],
+  renegotiate: ["request to renegotiate", "requests to renegotiate"],
+  tip_requested: ["tip started", "tips started"], tip_failed: ["failed tip", "failed tips"],
+};
+
+/** "37 joins, 36 drops, 12 proposals" from a summary's counts, in the order they first came. */
+function summarisedWords(counts) {
+  return Object.entries(counts || {}).map(([event, n]) => {
+    const [one, many] = SUMMARISED_WORDS[event] || [event, event];
+    return `${n} ${n === 1 ? one : many}`;
+  }).join(", ");
+}
+
 /** One line of the log in words. Unknown events still show, by their name. */
 export function entryWords(entry, names, call = {}) {
   const terms = (t) => (t ? `${termsText(t)} (fingerprint ${t.fingerprint})` : "terms");
@@ -117,6 +133,7 @@ export function entryWords(entry, names, call = {}) {
     case "tip_requested": return `${who(names, "caller")} started a tip of ${moneyText(entry.amount_cents || 0)}.`;
     case "tip_captured": return `Tip of ${moneyText(entry.amount_cents || 0)} captured.`;
     case "tip_failed": return `A tip did not go through (${entry.reason || "no reason given"}).`;
+    case "summarised": return `Counted from here on, not listed: ${summarisedWords(entry.counts)}.`;
     case "ended": {
       const words = outcomeWords({ ...call, state: "ended", end_reason: entry.reason, ended_by: entry.by }, names);
       const unused = Math.round(entry.unused_paid_s || 0);

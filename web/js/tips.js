@@ -20,7 +20,9 @@ const TIP_STATES = new Set(["negotiating", "running", "extension_offered"]);
 const SEND_TIMEOUT_MS = 30_000;   // PayPal making the order can take a few retries
 // Steps of the dialog after "choose" (the amount form): the tip's, then its PayPal approval's.
 const PAYPAL_BUTTON = { ready: "pay", blocked: "pay", unconfirmed: "pay", cancelled: "pay", open: "show" };
-const ANOTHER_AMOUNT = new Set(["ready", "blocked", "unconfirmed", "cancelled", "failed"]);
+// Another amount only once the tip followed is over: the server takes one tip awaiting approval
+// at a time (tip_pending) until it is approved, fails or lapses after the payment window.
+const ANOTHER_AMOUNT = new Set(["failed", "expired"]);
 
 function byId(id) {
   return document.getElementById(id);
@@ -46,6 +48,7 @@ function stepWords(step, amount, host, problem) {
     case "cancelled": return [`Your ${amount} tip`, "You cancelled on PayPal; nothing was paid.", null];
     case "sent": return ["Tip sent — thank you", `${host} receives your ${amount} tip.`, null];
     case "failed": return ["The tip did not go through", "PayPal did not take the payment; nothing was charged.", null];
+    case "expired": return ["The tip lapsed", `Your ${amount} tip was not approved in time; nothing was paid.`, null];
     case "unavailable": return ["No tips", problem || `${host} cannot receive tips.`, null];
     default: return [`Tip ${host}`, "", null];
   }
@@ -148,8 +151,9 @@ export class Tips {
       }
       case "captured":
       case "failed":
+      case "expired":
         if (this.approval.key === `tip-${tip.tip}`) this.approval.release();
-        this.step = tip.state === "captured" ? "sent" : "failed";
+        this.step = tip.state === "captured" ? "sent" : tip.state;
         break;
       default:
         break;
