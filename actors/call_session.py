@@ -9,6 +9,7 @@ isolation or debugging; README "Decisions"). Both hostings give it the same face
     host.send(address, message)         to an adapter (the call store, payments, the mailer)
     host.to_member(member_id, message)  to a participant, through its shard
     host.push(connection, frame)        to a page, one Push per gateway per message handled
+    host.lease(bridge, relay_lease)     to a gateway, in the same Push as the frames around it
     host.wake_after(delay_s, payload)   a timer: `session.timer(payload)` later
     host.call_ref                       how members reach this call (CallJoined)
     host.exit()                         the session is done
@@ -32,8 +33,8 @@ from actors import lifelines, negotiation
 from actors.call_record import from_document, to_document
 from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, CallOver, CallRestore, CallSaved,
                              CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, OrderApproved,
-                             OrderCreated, PaymentCaptured, PaymentFailed, Push, RefundLateCapture, RingPages,
-                             SaveCall, TipCaptured, TipFailed)
+                             OrderCreated, PaymentCaptured, PaymentFailed, Push, RefundLateCapture, RelayLease,
+                             RingPages, SaveCall, TipCaptured, TipFailed)
 from actors.messages import CallMissed, MemberBack, ShardsMoved, ToCall, ToMember
 from actors.shards import shard_index
 from actors.terms import Refused
@@ -57,10 +58,15 @@ class CallSession:
         self.queued = []           # (version, effects) waiting for the store
         self.finished = False
         self.loading_frames = []   # CallFrame or MemberBack that came while the call was loading
+        self.relay = None          # (bridge, host's conn_id, caller's conn_id) of the relay lease granted
 
     # Messages --------------------------------------------------------------------------
 
     def on_message(self, message):
+        self.handle(message)
+        self.lease_relay()
+
+    def handle(self, message):
         now_s = time.time()
         if isinstance(message, ToCall):  # a reply routed by call (payments, PayPal's side)
             message = message.message
@@ -111,6 +117,10 @@ class CallSession:
 
     def timer(self, payload):
         """A timer this session armed (host.wake_after) went off."""
+        self.on_timer(payload)
+        self.lease_relay()
+
+    def on_timer(self, payload):
         now_s = time.time()
         if payload[0] == "finished":
             self.host.exit()
@@ -139,6 +149,9 @@ class CallSession:
             return
         self.call = from_document(message.document)
         self.version = message.document.get("version", 0)
+        # A relay lease the former session granted may still stand: take it back, lease anew.
+        for bridge in {side.connection[0] for side in (self.call.host, self.call.caller) if side.connection}:
+            self.host.lease(bridge, RelayLease(self.call.call_id))
         self.tell_member("caller", CallJoined(self.call.call_id, self.host.call_ref))
         if self.call.answered_at_s is not None and self.call.state != rules.ENDED:
             for who in rules.SIDES:  # a member brought back with its shard counts the call again
@@ -152,7 +165,7 @@ class CallSession:
             effects.append(rules.Finished(self.call.end_reason))
         self.commit(effects + [rules.Broadcast("restored")])
         for frame in self.loading_frames:
-            self.on_message(frame)
+            self.handle(frame)
         self.loading_frames.clear()
 
     def deadline_of(self, name):
@@ -327,6 +340,23 @@ class CallSession:
             self.host.send(self.services.payments, RefundLateCapture(call.call_id, effect.round, effect.order_id,
                                                                 effect.capture_id))
 
+    def lease_relay(self):
+        """Let the gateway of both pages relay their signaling by itself while the call allows
+        it (what call.signal checks), and take that back at the first change: two pages on one
+        gateway then signal without a hop through the shard."""
+        call, wanted = self.call, None
+        if call is not None and call.state in rules.MEDIA_STATES and call.host.connected and call.caller.connected:
+            host_page, caller_page = call.host.connection, call.caller.connection
+            if host_page and caller_page and host_page[0] == caller_page[0]:
+                wanted = (host_page[0], host_page[1], caller_page[1])
+        if wanted == self.relay:
+            return
+        if self.relay is not None:
+            self.host.lease(self.relay[0], RelayLease(call.call_id))
+        if wanted is not None:
+            self.host.lease(wanted[0], RelayLease(call.call_id, wanted[1:]))
+        self.relay = wanted
+
     def tell_member(self, who, message):
         """To a participant, through the shard that hosts them (wherever it runs now)."""
         self.host.to_member(self.call.side(who).member_id, message)
@@ -407,6 +437,9 @@ class CallSessionActor(Actor):
     def push(self, connection, frame):
         bridge, conn_id = connection
         self.outbox[bridge].append(([conn_id], frame))
+
+    def lease(self, bridge, relay_lease):
+        self.outbox[bridge].append(relay_lease)
 
     def wake_after(self, delay_s, payload):
         self.wakeupAfter(delay_s, payload=payload)

@@ -9,7 +9,8 @@ the store; everyone is told the shards' new addresses.
 import logging
 import time
 
-from thespian.actors import Actor, ActorExitRequest, ActorSystemConventionUpdate, ChildActorExited, WakeupMessage
+from thespian.actors import (Actor, ActorExitRequest, ActorSystemConventionUpdate, ChildActorExited, DeadEnvelope,
+                             WakeupMessage)
 
 from actors import convention, placement
 from actors.adapters import CallStore, Configured, Mailer
@@ -65,14 +66,24 @@ class Directory(Actor):
         elif isinstance(message, ActorExitRequest):
             self.stopping = True  # the node shuts down: its shards exit too; none start again
         elif isinstance(message, ChildActorExited) and message.childAddress in self.shards and not self.stopping:
-            # A shard's process died, with its members and, by their parent-death signal
-            # (actors/lifelines.py), their call sessions. On a node still present it starts
-            # again there; a lost node's shards were moved already when the convention reported
-            # it. Either way the new shard brings the live calls back from the store.
-            index = self.shards.index(message.childAddress)
-            node = self.placement[index]
-            self.restart_shards({index: node} if node in self.nodes else
-                                placement.rehome({index: node}, node, self.nodes), recovered=True)
+            self.shard_died(message.childAddress)
+        elif isinstance(message, DeadEnvelope) and message.deadAddress in self.shards and not self.stopping:
+            # Thespian can miss one of two children that die at once (its child list is pruned
+            # without a ChildActorExited for the second: seen with two shards SIGKILLed
+            # together). A message to a shard whose process is gone comes back here as a dead
+            # letter: the same death, noticed by the traffic (ShardsMoved goes to every shard
+            # at each restart). A busy shard still accepts connections, so it never lands here.
+            log.warning("a message to member shard %s found it dead", message.deadAddress)
+            self.shard_died(message.deadAddress)
+
+    def shard_died(self, address):
+        """A shard's process died, with its members and the calls they host. On a node still
+        present it starts again there; a lost node's shards were moved already when the
+        convention reported it. Either way the new shard brings the live calls back from the store."""
+        index = self.shards.index(address)
+        node = self.placement[index]
+        self.restart_shards({index: node} if node in self.nodes else
+                            placement.rehome({index: node}, node, self.nodes), recovered=True)
 
     def shard_list(self, req_id):
         return Shards(req_id, list(self.shards), self.settings.policy.bridge_heartbeat_s if self.settings else 0)
@@ -92,6 +103,7 @@ class Directory(Actor):
             self.nodes.append(convention.node_name(settings))
         # The leader tells us of every node already in the convention, then of each change.
         self.notifyOnSystemRegistrationChanges(True)
+        self.handleDeadLetters(True)  # see DeadEnvelope in receiveMessage
         self.wakeupAfter(settings.policy.node_wait_s, payload="place")
         self.place()
 

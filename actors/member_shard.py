@@ -362,6 +362,9 @@ class ShardCallHost:
     def push(self, connection, frame):
         self.shard.push(connection, frame)
 
+    def lease(self, bridge, relay_lease):
+        self.shard.outbox[bridge].append(relay_lease)
+
     def wake_after(self, delay_s, payload):
         self.shard.wakeupAfter(delay_s, payload=("call", self.call_id, self.incarnation, payload))
 

@@ -133,8 +133,19 @@ class Attached:
 
 @dataclasses.dataclass
 class Push:
-    """Frames for some of a bridge's connections: [(conn_ids, frame), ...]."""
+    """Frames for some of a bridge's connections: [(conn_ids, frame), ...], and RelayLease
+    items, in the order the sender made them."""
     items: list
+
+
+@dataclasses.dataclass(frozen=True)
+class RelayLease:
+    """A call's session lets a gateway relay the call's `signal` frames between two of its own
+    pages by itself (`conn_ids`: the host's page, the caller's), or takes that back (None).
+    Granted only while the call allows media and both sides are connected on that gateway;
+    revoked at every change, so the session stays the only authority over who may signal."""
+    call_id: str
+    conn_ids: tuple = None
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
 from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Heartbeat, Open, Ping, Presence, Presences,
                              Push, Resync, Shards, ToCall, Unwatch, Watch, WhoAmI)
-from actors.messages import CallFrame, ProfileChanged, ToMember
+from actors.messages import CallFrame, ProfileChanged, RelayLease, ToMember
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ class Hub:
         self.attaching = {}                   # conn_id → future of Attached
         self.viewers = defaultdict(set)       # member_id → conn_ids watching it
         self.watched_by = defaultdict(int)    # member_id → members their pages here follow, in all
+        self.relays = {}                      # (conn_id, call_id) → the other page's conn_id (RelayLease)
+        self.relay_pairs = {}                 # call_id → the two conn_ids its lease names
         self.statuses = {}                    # member_id → last known status, while watched
         self.heartbeat_s = 1.0                # the directory says (policy bridge_heartbeat_s)
         self.keeper = None                    # the heartbeat task
@@ -153,6 +155,11 @@ class Hub:
         return attached.status
 
     def frame(self, connection, frame):
+        if frame["type"] == "signal":
+            peer = self.connections.get(self.relays.get((connection.conn_id, frame["call_id"])))
+            if peer is not None:  # leased by the call's session: both pages are here
+                peer.send_frame({k: v for k, v in frame.items() if k != "id"})
+                return
         if frame["type"] not in STORELESS_FRAMES and not self.database_answers():
             # Refused here, with no effect, rather than held by the call for as long as the outage lasts.
             connection.send_frame({"type": "error", "id": frame.get("id"), "code": "unavailable",
@@ -245,7 +252,11 @@ class Hub:
     def on_messages(self, messages):
         for message in messages:
             if isinstance(message, Push):
-                for conn_ids, frame in message.items:
+                for item in message.items:
+                    if isinstance(item, RelayLease):
+                        self.relay_lease(item)
+                        continue
+                    conn_ids, frame = item
                     for conn_id in conn_ids:
                         connection = self.connections.get(conn_id)
                         if connection is not None:
@@ -271,6 +282,14 @@ class Hub:
                 self.shards_now(message.addresses)  # the directory moved shards (a node was lost)
             else:
                 log.warning("unexpected message from the actors: %r", message)
+
+    def relay_lease(self, lease):
+        for conn_id in self.relay_pairs.pop(lease.call_id, ()):
+            self.relays.pop((conn_id, lease.call_id), None)
+        if lease.conn_ids is not None:
+            host_page, caller_page = self.relay_pairs[lease.call_id] = lease.conn_ids
+            self.relays[(host_page, lease.call_id)] = caller_page
+            self.relays[(caller_page, lease.call_id)] = host_page
 
     def on_presence(self, message):
         viewers = self.viewers.get(message.member_id)

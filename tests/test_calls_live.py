@@ -327,3 +327,31 @@ def test_the_host_stops_ringing_when_the_callers_page_closes(system):
         request_id = await host_page.request("accept", call_id=call_id)
         assert (await host_page.expect("error", id=request_id))["code"] in ("wrong_state", "no_such_call")
     run(scenario())
+
+
+def test_two_pages_on_one_gateway_signal_through_it_and_the_lease_ends_with_the_call(system):
+    """The call's session leases the relay to the gateway holding both pages: signaling goes on
+    while the session's process is stopped, and stops being relayed at the first change."""
+    import os
+    import signal as signals
+
+    async def scenario():
+        call = await Call.answered(system)
+        await call.agree(0, 600)
+        await call.caller_page.expect("call_state", call_id=call.id, state="running")
+        session_pid = system.db.calls.find_one({"_id": call.id})["session_pid"]
+        os.kill(session_pid, signals.SIGSTOP)
+        try:
+            await call.host_page.request("signal", call_id=call.id, kind="offer", sdp="v=0 leased")
+            assert (await call.caller_page.expect("signal", call_id=call.id))["sdp"] == "v=0 leased"
+            await call.caller_page.request("signal", call_id=call.id, kind="answer", sdp="v=0 back")
+            assert (await call.host_page.expect("signal", call_id=call.id))["sdp"] == "v=0 back"
+        finally:
+            os.kill(session_pid, signals.SIGCONT)
+        await call.host_page.request("hang_up", call_id=call.id)
+        await call.caller_page.expect("call_state", call_id=call.id, state="ended")
+        request_id = await call.caller_page.request("signal", call_id=call.id, kind="offer", sdp="v=0 too late")
+        refused = await call.caller_page.expect("error", id=request_id)
+        assert refused["code"] in ("media_not_allowed", "no_such_call")
+        assert not [f for f in call.host_page.received if f["type"] == "signal" and f["sdp"] == "v=0 too late"]
+    run(scenario())
