@@ -1,0 +1,55 @@
+"""The protocol's two validators agree: a frame the fast compiled check lets through is one
+jsonschema accepts too (jsonschema only words the refusals), for every frame type and both
+directions, on frames shaped like each schema with values of every kind."""
+from hypothesis import given, settings, strategies as st
+
+import schemas
+
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**63, max_value=2**64) | st.floats(allow_nan=False)
+    | st.text(max_size=40) | st.from_regex(r"[0-9a-f]{24}", fullmatch=True) | st.sampled_from(
+        ["offer", "answer", "candidate", "host", "caller", "online"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8)
+
+
+def frames_like(protocol):
+    """Maps with a schema's own field names (some left out, some extra) and any values."""
+    def shaped(frame_type):
+        names = sorted(protocol.schemas[frame_type].get("properties", {}))
+        return st.fixed_dictionaries({"type": st.just(frame_type)}, optional={
+            **{name: VALUES for name in names if name != "type"}, "extra": VALUES})
+    return st.sampled_from(sorted(protocol.schemas)).flatmap(shaped)
+
+
+def agree(protocol, frame):
+    fast_accepts = True
+    try:
+        protocol.fast[frame["type"]](frame)
+    except Exception:
+        fast_accepts = False
+    slow_accepts = protocol.validators[frame["type"]].is_valid(frame)
+    assert fast_accepts == slow_accepts, frame
+
+
+@settings(max_examples=1500)
+@given(frames_like(schemas.CLIENT))
+def test_client_frames_are_judged_alike(frame):
+    agree(schemas.CLIENT, frame)
+
+
+@settings(max_examples=500)
+@given(frames_like(schemas.SERVER))
+def test_server_frames_are_judged_alike(frame):
+    agree(schemas.SERVER, frame)
+
+
+def test_a_good_signal_frame_passes_and_a_bad_one_is_refused_in_words():
+    good = {"type": "signal", "id": 1, "call_id": "a" * 24, "kind": "offer", "sdp": "v=0"}
+    assert schemas.CLIENT.validate(good) is good
+    try:
+        schemas.CLIENT.validate(dict(good, kind="shout"))
+    except schemas.FrameError as refused:
+        assert refused.code == "invalid_value" and "kind" in refused.message and refused.request_id == 1
+    else:
+        raise AssertionError("a bad kind was let through")
