@@ -17,8 +17,8 @@ import sys
 import time
 
 from benchkit import (Page, bring_online, comment, cpu_line, cpu_snapshot, emit, idle_window, insert_accounts,
-                      memory_reading, percentile, progress, raise_open_files_limit, run_bench, run_roundtrip_worker,
-                      sign_up_through_api, start_echo, system_cpu_watch)
+                      memory_reading, percentile, progress, raise_open_files_limit, report_goal, run_bench,
+                      run_roundtrip_worker, sign_up_through_api, start_echo, system_cpu_watch)
 
 PRESENCE_TIMEOUT_S = 5        # a status change not seen by then counts as lost
 SIGNUP_SAMPLES = 2            # sign-ups through the real API, to time Argon2 and check the stored shape
@@ -171,6 +171,7 @@ def report_roundtrips(results, clients, lib):
     emit("roundtrips_per_s", members)
     emit("bare_tornado_echo_per_s", echo)
     emit("roundtrip_ratio", members / echo)
+    report_goal("roundtrip_ratio", ">=", 0.6, members / echo)
     emit("roundtrips_one_member_per_s", median("one_member", "per_s"))
     emit("roundtrip_p50_ms", median("members", "p50_ms"))
     emit("roundtrip_p99_ms", median("members", "p99_ms"))
