@@ -2,6 +2,7 @@
 import asyncio
 import datetime
 import logging
+import os
 import signal
 import urllib.parse
 
@@ -17,10 +18,15 @@ from gateway.paypal_webhooks import WebhookVerifier
 from gateway.ws import CLOSE_SESSION_ENDED, SocketHandler
 from interkanect import db as database
 from interkanect.mail import Mailer
+from interkanect.paypal_mode import paypal_mode
 
 log = logging.getLogger(__name__)
 
 MEMBER_ID = r"([0-9a-f]{24})"
+# The folders of web/ served under /static; the HTML pages beside them are served only at their routes.
+STATIC_FOLDERS = ("js", "css", "img", "vendor")
+# Browsers that reached us over HTTPS keep to it for a year; subdomains are not ours to promise.
+HSTS_MAX_AGE_S = 365 * 24 * 3600
 access_log = logging.getLogger("tornado.access")
 # How often a gateway asks whether its database answers; while it does not, requests that
 # need it are refused at once with 503 (http.py) and call changes with `unavailable` (hub.py).
@@ -33,6 +39,26 @@ def log_request(handler):
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     access_log.log(level, "%d %s %s (%s) %.2fms", status, handler.request.method, handler.request.path,
                    handler.request.remote_ip, 1000.0 * handler.request.request_time())
+
+
+class StrictTransportSecurity(tornado.web.OutputTransform):
+    """HSTS on every answer (pages, API, static files, errors, the websocket upgrade); installed
+    when browsers reach us over HTTPS, whether TLS ends here or at a proxy."""
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_S}"
+        return status_code, headers, chunk
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """web/'s scripts, styles, images and vendored modules. Never a page: a page is served at its route, with its
+    security headers (`/static/login.html` and `/static/js/../login.html` are 404)."""
+
+    def validate_absolute_path(self, root, absolute_path):
+        root = os.path.abspath(root)
+        if not any(absolute_path.startswith(os.path.join(root, folder) + os.path.sep) for folder in STATIC_FOLDERS):
+            raise tornado.web.HTTPError(404)
+        return super().validate_absolute_path(root, absolute_path)
 
 
 class Gateway:
@@ -91,11 +117,15 @@ class Gateway:
             (r"/api/me/upgrade", upgrade.UpgradeHandler, a),
             (r"/api/me/upgrade/cancel", upgrade.CancelUpgradeHandler, a),
             (r"/paypal/subscription-return", upgrade.SubscriptionReturnHandler, a),
-            (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(http.WEB_ROOT)}),
+            (r"/api/site", http.SiteHandler, a),
+            (r"/static/(.*)", StaticHandler, {"path": str(http.WEB_ROOT)}),
         ]
         policy = self.settings.policy
+        https = http.reached_over_https(self.settings)
         return tornado.web.Application(
-            routes, log_function=log_request, xsrf_cookies=True, xsrf_cookie_kwargs={"samesite": "Lax", "secure": self.settings.tls},
+            routes, log_function=log_request, xsrf_cookies=True,
+            xsrf_cookie_kwargs={"samesite": "Lax", "secure": https},
+            transforms=[StrictTransportSecurity] if https else [],
             websocket_ping_interval=policy.ws_ping_interval_s, websocket_ping_timeout=policy.ws_ping_timeout_s,
             websocket_max_message_size=policy.ws_max_frame_bytes)
 
@@ -179,7 +209,8 @@ class Gateway:
         except (pymongo.errors.PyMongoError, asyncio.TimeoutError) as error:
             db_report = {"ok": False, "error": str(error) or "no answer"}
         actors = await self.hub.health()
-        return {"ok": db_report["ok"] and actors["ok"], "database": db_report, "actors": actors}
+        return {"ok": db_report["ok"] and actors["ok"], "paypal": paypal_mode(self.settings), "database": db_report,
+                "actors": actors}
 
 
 async def run(settings):

@@ -400,12 +400,24 @@ class CancelUpgradeHandler(BaseHandler):
 
 
 class SubscriptionReturnHandler(BaseHandler):
-    """PayPal's return_url: ?subscription_id=I-…&ba_token=BA-…&token=…; on to /account."""
+    """PayPal's return_url: ?subscription_id=I-…&ba_token=BA-…&token=…; on to /account. Only
+    the member's own subscription, in their own session, makes us ask PayPal: anyone can open
+    this URL, and the ACTIVATED webhook upgrades them without it anyway."""
 
     async def get(self):
         subscription_id = self.get_query_argument("subscription_id", "")
         if not subscription_id:
             raise ClientError(400, "missing_subscription_id", "PayPal's return carries a subscription_id")
+        if self.member is None:
+            # Logged out meanwhile (or another browser): log in, then come back here.
+            self.redirect("/login?next=" + urllib.parse.quote(self.request.uri, safe=""))
+            return
+        own = self.member.get("subscription") or {}
+        if own.get("id") != subscription_id:
+            raise ClientError(404, "no_such_subscription", "you have no subscription with this id")
+        if own.get("status") != "APPROVAL_PENDING":
+            self.redirect("/account?upgrade=done")  # the webhook came first: nothing to ask PayPal
+            return
         try:
             member = await self.app.upgrades.returned(subscription_id)
         except PayPalRefused:
@@ -414,6 +426,4 @@ class SubscriptionReturnHandler(BaseHandler):
             # The ACTIVATED webhook will still come; the account page shows what is known.
             log.warning("PayPal did not answer for subscription %s on its return", subscription_id)
             member = None
-        if member is not None and self.member is not None and member["_id"] != self.member["_id"]:
-            log.warning("subscription %s returned in another member's browser", subscription_id)
         self.redirect("/account?upgrade=" + ("done" if member is not None else "pending"))

@@ -17,6 +17,8 @@ from interkanect import config, processes
 
 def serve(settings, args):
     """Database, actor node and gateway as children; all stop on Ctrl-C or SIGTERM."""
+    refuse_fake_money(settings)
+    check_paypal_choice(settings, args.paypal)
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     processes.require_free(settings.host, settings.port, "gateway", "IK_PORT")
@@ -63,6 +65,25 @@ def serve(settings, args):
         processes.kill_sessions(actor_sessions | processes.actor_system_sessions(settings.admin_port))
 
 
+def refuse_fake_money(settings):
+    """A production deployment starts only with live PayPal credentials."""
+    from interkanect.paypal_mode import production_refusal
+    refusal = production_refusal(settings)
+    if refusal:
+        raise SystemExit(f"error: {refusal}")
+
+
+def check_paypal_choice(settings, choice):
+    """`serve` runs the emulator, and takes fake payments, only when told to (`--paypal emulator`)."""
+    if choice == "emulator" and not settings.paypal_emulated:
+        raise SystemExit("error: --paypal emulator, but PayPal credentials are set (IK_PAYPAL_CLIENT_ID): "
+                         "drop --paypal emulator (or pass --paypal paypal) to use them, or unset them")
+    if choice != "emulator" and settings.paypal_emulated:
+        raise SystemExit("error: no PayPal credentials are set (IK_PAYPAL_CLIENT_ID, IK_PAYPAL_CLIENT_SECRET, "
+                         "IK_PAYPAL_WEBHOOK_ID); set them, or pass --paypal emulator to run the local PayPal "
+                         "emulator, which takes fake payments (scripts/serve does)")
+
+
 def start_paypal_emulator(children, settings, env, **popen_options):
     """The local PayPal, for a system with no PayPal credentials; its webhooks go to our gateway."""
     processes.require_free("127.0.0.1", settings.paypal_emulator_port, "PayPal emulator", "IK_PAYPAL_EMULATOR_PORT")
@@ -93,6 +114,7 @@ def _healthy(settings):
 
 def gateway(settings, args):
     from gateway.app import run
+    refuse_fake_money(settings)
     if not processes.port_listening(settings.actor_host, settings.admin_port):
         raise SystemExit(f"error: no actor node answers on admin port {settings.admin_port}; "
                          f"start `interkanect node` first (or set IK_ADMIN_PORT)")
@@ -107,6 +129,7 @@ def node(settings, args):
     chosen = {"join": args.join, "admin_port": args.admin_port, "node_name": args.name,
               "member_nodes": args.member_nodes, "hosts_members": False if args.no_members else None}
     settings = dataclasses.replace(settings, **{k: v for k, v in chosen.items() if v is not None})
+    refuse_fake_money(settings)
     if settings.join:
         try:
             parse_join(settings.join)
@@ -271,7 +294,11 @@ def payouts_run(settings, args):
 def parser():
     top = argparse.ArgumentParser(prog="interkanect", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the whole system: database, actor node, gateway").set_defaults(run=serve)
+    whole = commands.add_parser("serve", help="run the whole system: database, actor node, gateway")
+    whole.add_argument("--paypal", choices=("emulator", "paypal"), default="paypal",
+                       help="paypal (default): PayPal with the configured credentials (IK_PAYPAL_*); emulator: "
+                            "start the local PayPal emulator, fake payments (what scripts/serve passes)")
+    whole.set_defaults(run=serve)
     commands.add_parser("gateway", help="run one gateway (needs a running actor node)").set_defaults(run=gateway)
     actor_node = commands.add_parser("node", help="run an actor node: the convention leader (runs the directory), "
                                                   "or with --join one more node for member shards")

@@ -481,6 +481,9 @@ class CertificateHandler(BaseHandler):
     """The PAYPAL-CERT-URL target: the signing key's certificate, PEM, no auth."""
 
     def get(self, cert_id):
+        # Logged like an API request: a test counts how often a receiver fetches it.
+        self.emulator.requests.append({"method": "GET", "path": self.request.path, "paypal_request_id": None,
+                                       "at": timestamp(self.now())})
         if cert_id != self.emulator.signing_key.cert_id:
             raise tornado.web.HTTPError(404)
         self.set_header("Content-Type", "application/x-pem-file")

@@ -68,8 +68,9 @@ class SigningKey:
                        .public_key(private_key.public_key()).serial_number(x509.random_serial_number())
                        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + CERT_VALIDITY)
                        .sign(private_key, hashes.SHA256()))
-        # PayPal's cert URLs look like /v1/notifications/certs/CERT-360caa42-fca2a594-…
-        cert_id = "CERT-" + "-".join(secrets.token_hex(4) for _ in range(4))
+        # PayPal's shape exactly (/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77): the
+        # gateway fetches no other path.
+        cert_id = "CERT-" + "-".join(secrets.token_hex(4) for _ in range(3))
         return cls(private_key, certificate, cert_id)
 
     @property

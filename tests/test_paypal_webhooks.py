@@ -1,13 +1,15 @@
 """The gateway's offline check of PayPal webhooks (gateway/paypal_webhooks.py) against a real
 emulator, which serves its certificate and signs any body, time and webhook id
 (`POST /emulator/webhooks/sign`). Each refusal is checked for its status and code, and for
-fetching no certificate when a cheaper check already refused."""
+fetching no certificate when a cheaper check already refused; at the end, forged deliveries to a
+running gateway's /paypal/webhook, counted at the emulator's certificate URL."""
 import asyncio
 import base64
 import datetime
 import json
 import time
 import urllib.parse
+import urllib.request
 import zlib
 
 import pytest
@@ -18,8 +20,9 @@ import tornado.web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from gateway.paypal_webhooks import (REQUIRED_HEADERS, CertificateUnavailable, WebhookRefused, WebhookVerifier,
-                                     fetch_certificate)
+from gateway.paypal_webhooks import (CERT_PATH, REQUIRED_HEADERS, CertificateUnavailable, WebhookRefused,
+                                     WebhookVerifier, fetch_certificate)
+from tests.client import Member
 from tests.conftest import free_port, run
 from tests.test_paypal_emulator import WEBHOOK_ID, running_emulator
 
@@ -87,7 +90,9 @@ def test_genuine_delivery_verifies_and_yields_the_event(emulator):
     event = run(verifier_for(emulator, fetch).verify(tornado.httputil.HTTPHeaders(headers), RAW, time.time()))
     assert event == EVENT
     assert fetch.urls == [headers["PAYPAL-CERT-URL"]]
+    # PayPal's own path shape: /v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77
     assert fetch.urls[0].startswith(emulator.url + "/v1/notifications/certs/CERT-")
+    assert CERT_PATH.fullmatch(urllib.parse.urlsplit(fetch.urls[0]).path)
 
 
 def test_lowercase_header_names_are_accepted(emulator):
@@ -114,8 +119,12 @@ def test_certificate_fetched_once_for_many_deliveries(emulator):
     assert fetched == [deliveries[0][0]["PAYPAL-CERT-URL"]]
 
 
-def test_a_failed_fetch_is_not_cached(emulator):
-    headers, answers = signed(emulator), []
+def test_a_failed_fetch_is_remembered_briefly_then_tried_again(emulator):
+    memory_s, answers = 60, []
+    first_s = time.time()
+    later_s = first_s + memory_s + 1
+    now_headers = signed(emulator)
+    later_headers = signed(emulator, transmission_time=internet_time(later_s))
 
     async def flaky(url):
         answers.append(url)
@@ -124,13 +133,37 @@ def test_a_failed_fetch_is_not_cached(emulator):
         return await fetch_certificate(url)
 
     async def scenario():
-        verifier = WebhookVerifier(WEBHOOK_ID, [emulator_host(emulator)], fetch=flaky)
-        with pytest.raises(WebhookRefused) as refused:
-            await verifier.verify(headers, RAW, time.time())
-        assert (refused.value.status, refused.value.code) == (503, "certificate_unavailable")
-        return await verifier.verify(headers, RAW, time.time())  # PayPal's retry
+        verifier = WebhookVerifier(WEBHOOK_ID, [emulator_host(emulator)], fetch=flaky, failure_memory_s=memory_s)
+        for at_s in (first_s, first_s + 1, first_s + memory_s - 1):  # a flood naming it: one fetch
+            with pytest.raises(WebhookRefused) as refused:
+                await verifier.verify(now_headers, RAW, at_s)
+            assert (refused.value.status, refused.value.code) == (503, "certificate_unavailable")
+        assert len(answers) == 1
+        return await verifier.verify(later_headers, RAW, later_s)  # PayPal's retry, a minute on
 
     assert run(scenario()) == EVENT and len(answers) == 2
+
+
+def test_the_certificate_cache_is_bounded(emulator):
+    """Certificates are kept least recently used first; past the bound the oldest is fetched again."""
+    headers = signed(emulator)
+    pem = urllib.request.urlopen(headers["PAYPAL-CERT-URL"], timeout=5).read()
+    base = urllib.parse.urlsplit(headers["PAYPAL-CERT-URL"])
+    urls = [f"{base.scheme}://{base.netloc}/v1/notifications/certs/CERT-{n:08x}-fca2a594-a5cafa77" for n in range(4)]
+    fetched = []
+
+    async def same_certificate(url):
+        fetched.append(url)
+        return pem
+
+    async def scenario():
+        verifier = WebhookVerifier(WEBHOOK_ID, [emulator_host(emulator)], fetch=same_certificate, cache_max=3)
+        for url in urls[:3] + [urls[0]] + [urls[3]] + [urls[1], urls[0]]:
+            await verifier.verify({**headers, "PAYPAL-CERT-URL": url}, RAW, time.time())
+
+    run(scenario())
+    # urls[0] was used again before urls[3] came, so urls[1] was the one forgotten.
+    assert fetched == urls[:3] + [urls[3], urls[1]]
 
 
 # --- forged, altered or misdirected deliveries ---------------------------------------------------
@@ -200,6 +233,29 @@ def test_certificate_url_off_the_allowed_hosts_refused_without_a_fetch(emulator,
     assert refusal(emulator, {**headers, "PAYPAL-CERT-URL": url}) == (401, "untrusted_cert_url", 0)
 
 
+# An allowed host is not enough: only the certificate path is fetched (PayPal's hosts serve
+# much else, and the emulator's /emulator control API is on its host).
+@pytest.mark.parametrize("cert_url", [
+    "{base}/emulator/health",
+    "{base}/v1/notifications/certs/../../../emulator/health",
+    "{base}/v1/notifications/certs/%2e%2e/%2e%2e/%2e%2e/emulator/health",
+    "{base}{path}/../../../../emulator/health",
+    "{base}{path}?then=/emulator/health",
+    "{base}{path}#fragment",
+    "{base}{path}/",
+    "{base}/v1/notifications/certs/CERT-1",
+    "{base}/v1/notifications/certs/CERT-360CAA42-FCA2A594-A5CAFA77",
+    "https://api.paypal.com/v1/oauth2/token",
+    "https://api.paypal.com/v1/notifications/certs/",
+    "https://api-m.sandbox.paypal.com/v1/notifications/webhooks-events/WH-1",
+])
+def test_certificate_url_off_paypals_certificate_path_refused_without_a_fetch(emulator, cert_url):
+    headers = signed(emulator)
+    path = urllib.parse.urlsplit(headers["PAYPAL-CERT-URL"]).path
+    url = cert_url.format(base=emulator.url, path=path)
+    assert refusal(emulator, {**headers, "PAYPAL-CERT-URL": url}) == (401, "untrusted_cert_url", 0)
+
+
 @pytest.mark.parametrize("name", REQUIRED_HEADERS)
 def test_missing_header_refused(emulator, name):
     headers = signed(emulator)
@@ -247,20 +303,25 @@ class NotACertificate(tornado.web.RequestHandler):
         self.finish(b"<html>maintenance</html>")
 
 
-@pytest.mark.parametrize("path, status, code", [
-    ("/redirect", 503, "certificate_unavailable"),   # to the real certificate: still not followed
-    ("/huge", 503, "certificate_unavailable"),       # over the size cap
-    ("/missing", 503, "certificate_unavailable"),
-    ("/garbage", 401, "bad_certificate"),
+CERTS = "/v1/notifications/certs/"
+REDIRECT, HUGE, MISSING, GARBAGE = (f"CERT-{n:08x}-00000000-00000000" for n in range(4))
+
+
+@pytest.mark.parametrize("cert_id, status, code", [
+    (REDIRECT, 503, "certificate_unavailable"),   # to the real certificate: still not followed
+    (HUGE, 503, "certificate_unavailable"),       # over the size cap
+    (MISSING, 503, "certificate_unavailable"),
+    (GARBAGE, 401, "bad_certificate"),
 ])
-def test_default_fetch_follows_no_redirect_and_caps_the_size(emulator, path, status, code):
+def test_default_fetch_follows_no_redirect_and_caps_the_size(emulator, cert_id, status, code):
     headers = signed(emulator)
+    path = CERTS + cert_id
 
     async def scenario():
         sock, port = tornado.testing.bind_unused_port()
         server = tornado.httpserver.HTTPServer(tornado.web.Application([
-            (r"/redirect", Redirect, {"to": headers["PAYPAL-CERT-URL"]}), (r"/huge", Huge),
-            (r"/garbage", NotACertificate)]))
+            (CERTS + REDIRECT, Redirect, {"to": headers["PAYPAL-CERT-URL"]}), (CERTS + HUGE, Huge),
+            (CERTS + GARBAGE, NotACertificate)]))
         server.add_sockets([sock])
         try:
             verifier = WebhookVerifier(WEBHOOK_ID, [emulator_host(emulator), f"127.0.0.1:{port}"])
@@ -273,3 +334,53 @@ def test_default_fetch_follows_no_redirect_and_caps_the_size(emulator, path, sta
 
     refused = run(scenario())
     assert (refused.status, refused.code) == (status, code)
+
+
+# --- forged deliveries to a running gateway --------------------------------------------------------
+
+def system_emulator(system, method, path, body=None):
+    request = urllib.request.Request(system.settings.paypal_url + "/emulator" + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.load(answer)
+
+
+def certificate_fetches(system, url):
+    path = urllib.parse.urlsplit(url).path
+    return len(system_emulator(system, "GET", f"/requests?path={urllib.parse.quote(path)}")["requests"])
+
+
+async def deliver(system, headers, raw=RAW):
+    """POST to the gateway's /paypal/webhook as PayPal would: (status, error code or None)."""
+    answer = await Member(system.url).request("POST", "/paypal/webhook", raw=raw, xsrf=False,
+                                              headers={**headers, "Content-Type": "application/json"})
+    return answer.code, (answer.json().get("error") or {}).get("code")
+
+
+def test_a_forged_webhook_naming_another_path_of_the_emulator_makes_the_gateway_fetch_nothing(system):
+    headers = system_emulator(system, "POST", "/webhooks/sign", {"body": RAW.decode()})["headers"]
+    control = system.settings.paypal_url + "/emulator/health"
+
+    async def scenario():
+        return await deliver(system, {**headers, "PAYPAL-CERT-URL": control})
+    assert run(scenario()) == (401, "untrusted_cert_url")
+
+
+def test_forged_webhooks_naming_one_certificate_fetch_it_once(system):
+    headers = system_emulator(system, "POST", "/webhooks/sign", {"body": RAW.decode()})["headers"]
+    base = urllib.parse.urlsplit(headers["PAYPAL-CERT-URL"])
+    # PayPal's path shape on the emulator's host, but no certificate there: each fetch is a 404.
+    unknown = f"{base.scheme}://{base.netloc}/v1/notifications/certs/CERT-0badc0de-0badc0de-0badc0de"
+    genuine = headers["PAYPAL-CERT-URL"]
+
+    async def scenario():
+        answers = [await deliver(system, {**headers, "PAYPAL-CERT-URL": unknown}) for _ in range(10)]
+        assert answers == [(503, "certificate_unavailable")] * 10
+        # The genuine certificate with a forged signature: fetched (at most) once, then kept.
+        forged = {**headers, "PAYPAL-TRANSMISSION-SIG": base64.b64encode(b"x" * 256).decode()}
+        answers = [await deliver(system, forged) for _ in range(10)]
+        assert answers == [(401, "bad_signature")] * 10
+    run(scenario())
+    assert certificate_fetches(system, unknown) == 1
+    assert certificate_fetches(system, genuine) <= 1

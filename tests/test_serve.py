@@ -35,7 +35,11 @@ def descendants(pid):
 
 
 class Serve:
-    def __init__(self, data_dir, **env):
+    """`interkanect serve` with `args` (by default `--paypal emulator`, as the quick start passes)."""
+
+    def __init__(self, data_dir, args=("--paypal", "emulator"),
+                 command=(sys.executable, "-m", "interkanect.cli", "serve"), **env):
+        self.command, self.args = list(command), list(args)
         self.port = free_port()
         self.env = dict(os.environ, IK_DATA_DIR=str(data_dir), IK_PORT=str(self.port),
                         IK_ADMIN_PORT=str(free_port()), IK_DB_PORT=str(free_port()),
@@ -48,7 +52,7 @@ class Serve:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self):
-        self.process = subprocess.Popen([sys.executable, "-m", "interkanect.cli", "serve"], env=self.env,
+        self.process = subprocess.Popen([*self.command, *self.args], env=self.env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         for line in self.process.stdout:
@@ -80,6 +84,7 @@ def test_serve_runs_everything_prints_the_url_and_stops_with_no_orphans(tmp_path
             await socket.expect("hello", status="online")
             health = await member.request("GET", "/healthz", xsrf=False)
             assert health.code == 200 and health.json()["ok"]
+            assert health.json()["paypal"] == "emulator"     # told to, and says so
             await socket.close()
         run(sign_up_and_open_a_page())
     finally:
@@ -107,7 +112,7 @@ def test_a_taken_port_is_a_clear_error_and_starts_nothing(tmp_path):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", serve.port))
         squatter.listen()
-        result = subprocess.run([sys.executable, "-m", "interkanect.cli", "serve"], env=serve.env,
+        result = subprocess.run([sys.executable, "-m", "interkanect.cli", "serve", *serve.args], env=serve.env,
                                 capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"port {serve.port}" in result.stderr and "already in use" in result.stderr
@@ -148,3 +153,37 @@ def test_a_killed_actor_node_stops_serve_and_leaves_no_actor_behind(tmp_path):
     assert "actor node exited" in "".join(serve.output)
     assert listening_pids(admin_port) == set()
     assert not any(alive(pid) for pid in admin)
+
+
+def test_without_paypal_credentials_serve_runs_the_emulator_only_when_told(tmp_path):
+    serve = Serve(tmp_path / "var", args=())
+    result = subprocess.run([sys.executable, "-m", "interkanect.cli", "serve"], env=serve.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "no PayPal credentials" in result.stderr and "--paypal emulator" in result.stderr
+    assert not (tmp_path / "var" / "db").exists()     # nothing started
+
+    # Told to emulate while real credentials are set: which one was meant is not ours to guess.
+    both = Serve(tmp_path / "var", IK_PAYPAL_CLIENT_ID="live-id", IK_PAYPAL_CLIENT_SECRET="live-secret",
+                 IK_PAYPAL_WEBHOOK_ID="LIVEWEBHOOK")
+    result = subprocess.run([sys.executable, "-m", "interkanect.cli", "serve", *both.args], env=both.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "PayPal credentials are set" in result.stderr
+    assert not (tmp_path / "var" / "db").exists()
+
+
+def test_the_quick_start_runs_with_no_arguments_on_the_emulator_and_says_so(tmp_path):
+    serve = Serve(tmp_path / "var", command=[str(Path(__file__).resolve().parent.parent / "scripts" / "serve")],
+                  args=())
+    try:
+        serve.start()
+
+        async def health():
+            answer = await Member(serve.url).request("GET", "/healthz", xsrf=False)
+            assert answer.code == 200 and answer.json()["paypal"] == "emulator"
+            site = await Member(serve.url).request("GET", "/api/site", xsrf=False)
+            assert site.json() == {"paypal": "emulator"}      # what every page's footer shows
+        run(health())
+    finally:
+        code, left = serve.stop()
+    assert code == 0 and left == []

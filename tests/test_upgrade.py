@@ -274,8 +274,47 @@ def test_bad_upgrade_requests_are_refused_and_change_nothing(system, plan):
         assert answer.code == 409 and answer.error_code == "no_active_subscription"
         answer = await member.request("GET", "/paypal/subscription-return")
         assert answer.code == 400 and answer.error_code == "missing_subscription_id"
+        before = paypal_reads(system, "I-NOSUCHTHING")
         answer = await member.request("GET", "/paypal/subscription-return?subscription_id=I-NOSUCHTHING")
         assert answer.code == 404 and answer.error_code == "no_such_subscription"
+        assert paypal_reads(system, "I-NOSUCHTHING") == before == 0   # not ours to ask PayPal about
         assert (await me(member))["tier"] == "free" and (await me(member))["subscription"] is None
         assert system.db.members.find_one({"email": member.email}).get("subscription") is None
+    run(scenario())
+
+
+def paypal_reads(system, subscription_id):
+    """How often the gateway asked PayPal (the emulator) for this subscription."""
+    path = urllib.parse.quote(f"/v1/billing/subscriptions/{subscription_id}")
+    return sum(1 for r in emulator(system, "GET", f"/requests?path={path}")["requests"] if r["method"] == "GET")
+
+
+def test_the_subscription_return_needs_the_members_session_and_their_own_pending_subscription(system, plan):
+    async def scenario():
+        member = await Member(system.url).sign_up("Returning")
+        answer = await member.request("POST", "/api/me/upgrade")
+        assert answer.code == 200, answer.body
+        approve_url = answer.json()["approve_url"]
+        # The approve URL carries ba_token, not the subscription id: read it from the member's document.
+        subscription_id = system.db.members.find_one({"email": member.email})["subscription"]["id"]
+        back = "/paypal/subscription-return?" + urllib.parse.urlencode(
+            {"subscription_id": subscription_id, "ba_token": "BA-1", "token": "T-1"})
+
+        # Anyone else with the link (logged out, or another member): no call to PayPal.
+        stranger = await Member(system.url).request("GET", back, xsrf=False)
+        assert stranger.code == 302
+        assert stranger.headers["Location"] == "/login?next=" + urllib.parse.quote(back, safe="")
+        other = await Member(system.url).sign_up("Someone Else")
+        answer = await other.request("GET", back)
+        assert answer.code == 404 and answer.error_code == "no_such_subscription"
+        assert paypal_reads(system, subscription_id) == 0
+        assert (await me(other))["tier"] == "free"
+
+        # The member, in their own session, after consenting: upgraded (PayPal asked, unless the
+        # ACTIVATED webhook came first; later webhooks read it too, so reads are not counted here).
+        consent(approve_url)
+        returned = await member.request("GET", back)
+        assert returned.code == 302 and returned.headers["Location"] == "/account?upgrade=done"
+        assert (await me(member))["tier"] == "upgraded"
+        assert (await other.request("GET", back)).code == 404
     run(scenario())

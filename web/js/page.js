@@ -78,6 +78,34 @@ function drawNav(me, live) {
   nav.replaceChildren(...items);
 }
 
+// Every page says so when payments are not real: nobody should take fake money for real.
+const TEST_PAYMENT_WORDS = {
+  emulator: "Test payments: PayPal here is the local PayPal emulator. No real money moves.",
+  sandbox: "Test payments: PayPal here is PayPal's sandbox. No real money moves.",
+};
+
+async function drawFooter() {
+  let site;
+  try {
+    site = await api.get("/api/site");
+  } catch (error) {
+    console.error("cannot learn which PayPal this site uses", error);
+    return;
+  }
+  const words = TEST_PAYMENT_WORDS[site.paypal];
+  if (!words) return;  // live: real money, nothing to warn about
+  const footer = document.createElement("footer");
+  footer.id = "site-footer";
+  footer.className = "site-footer";
+  const note = document.createElement("p");
+  note.id = "test-payments";
+  note.className = "site-footer__note";
+  note.dataset.paypal = site.paypal;
+  note.textContent = words;
+  footer.append(note);
+  document.body.append(footer);
+}
+
 function openLive(onSessionEnded) {
   const live = new LiveConnection({ onSessionEnded, isLoggedIn: async () => (await api.me()) !== null });
   window.addEventListener("online", () => live.retryNow());
@@ -93,6 +121,7 @@ function openLive(onSessionEnded) {
  * a button) to turn on system notifications for them.
  */
 export async function startPage({ memberOnly = false, onSessionEnded = goToLogin, askNotifications = true } = {}) {
+  drawFooter();  // not awaited: the page need not wait for its footer
   const me = await api.me();
   if (!me && memberOnly) {
     goToLogin();
