@@ -3,14 +3,18 @@
 Every state-changing request passes Tornado's XSRF check (the `_xsrf` cookie echoed in an
 X-XSRFToken header); errors answer {"error": {"code", "message"}} with a fitting status.
 """
+import ipaddress
 import json
 import logging
+import urllib.parse
 from pathlib import Path
 
 import pymongo
 import tornado.web
 
 from gateway.accounts import ClientError, own_profile, public_profile
+from gateway.throttle import client_address, trusted_networks
+from interkanect.paypal_mode import paypal_mode
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +25,12 @@ AVATAR_DRAIN_BYTES = 32 * 1024 * 1024
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 # Told to clients while the database does not answer (a restart takes seconds).
 DATABASE_RETRY_AFTER_S = 5
+
+
+def reached_over_https(settings):
+    """Browsers reach us over HTTPS: TLS ends here, or `public_url` is https (TLS ends at a proxy
+    in front). Then cookies are Secure and every answer carries HSTS."""
+    return settings.tls or urllib.parse.urlsplit(settings.url).scheme == "https"
 
 
 class DatabaseUnavailable(Exception):
@@ -39,6 +49,11 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def get_current_user(self):
         return self.member
+
+    def client_address(self):
+        """Whom limits count by: the peer, or behind a trusted proxy the client it names."""
+        return client_address(self.request.remote_ip, self.request.headers.get_list("X-Forwarded-For"),
+                              trusted_networks(self.app.settings.trusted_proxies))
 
     def require_member(self):
         if self.member is None:
@@ -76,8 +91,9 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(value))
 
     def set_session_cookie(self, token):
-        self.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=self.app.settings.tls,
-                        path="/", expires_days=self.app.settings.policy.session_ttl_s / 86400)
+        settings = self.app.settings
+        self.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=reached_over_https(settings),
+                        path="/", expires_days=settings.policy.session_ttl_s / 86400)
 
     def _handle_request_exception(self, error):
         if isinstance(error, ClientError):
@@ -137,7 +153,11 @@ class PageHandler(BaseHandler):
 class SignUpHandler(BaseHandler):
     async def post(self):
         body = self.json_body()
-        member = await self.app.accounts.sign_up(body.get("email"), body.get("password"), body.get("display_name"))
+        member = await self.app.accounts.sign_up(body.get("email"), body.get("password"), body.get("display_name"),
+                                                 self.client_address())
+        if member is None:  # the email has an account: its owner got a mail, nobody gets a session
+            self.send_json({"member": None}, 201)
+            return
         self.set_session_cookie(await self.app.accounts.start_session(member))
         self.send_json({"member": own_profile(member)}, 201)
 
@@ -145,7 +165,7 @@ class SignUpHandler(BaseHandler):
 class LogInHandler(BaseHandler):
     async def post(self):
         body = self.json_body()
-        member = await self.app.accounts.log_in(body.get("email"), body.get("password"), self.request.remote_ip)
+        member = await self.app.accounts.log_in(body.get("email"), body.get("password"), self.client_address())
         self.set_session_cookie(await self.app.accounts.start_session(member))
         self.send_json({"member": own_profile(member)})
 
@@ -161,7 +181,7 @@ class LogOutHandler(BaseHandler):
 
 class ResetRequestHandler(BaseHandler):
     async def post(self):
-        await self.app.accounts.request_reset(self.json_body().get("email"))
+        await self.app.accounts.request_reset(self.json_body().get("email"), self.client_address())
         self.send_json({"message": "if an account has this email, a reset link is on its way"}, 202)
 
 
@@ -177,7 +197,7 @@ class MeHandler(BaseHandler):
         self.send_json({"member": own_profile(self.require_member())})
 
     async def patch(self):
-        member = await self.app.accounts.update_profile(self.require_member(), self.json_body())
+        member = await self.app.accounts.update_profile(self.require_member(), self.json_body(), self.client_address())
         self.app.member_changed(member)  # a payout email added or removed changes what they may charge
         self.send_json({"member": own_profile(member)})
 
@@ -230,11 +250,44 @@ class MemberHandler(BaseHandler):
         self.send_json({"member": public_profile(member)})
 
 
+# Headers a proxy adds for the client behind it: their presence means the caller is not this machine.
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-Ip")
+
+
+def loopback_caller(request):
+    """Whether the caller is on this machine: the socket's peer address is loopback and no proxy
+    forwarded the request (a proxy on this machine is a loopback peer for everyone behind it)."""
+    address = getattr(request.connection.context, "address", None)
+    try:
+        peer = ipaddress.ip_address(address[0] if isinstance(address, tuple) else "")
+    except ValueError:
+        return False  # a Unix socket, or no address: not provably this machine
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped:
+        peer = peer.ipv4_mapped
+    return peer.is_loopback and not any(name in request.headers for name in FORWARDING_HEADERS)
+
+
 class HealthHandler(tornado.web.RequestHandler):
+    """200 or 503, and which PayPal (live, sandbox, emulator) for anyone; the database and actor
+    detail (node names, placement, connection counts) only for a caller on this machine."""
+
     def initialize(self, app):
         self.app = app
 
     async def get(self):
         report = await self.app.health()
         self.set_status(200 if report["ok"] else 503)
-        self.finish(report)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(report if loopback_caller(self.request) else {"ok": report["ok"], "paypal": report["paypal"]})
+
+
+class SiteHandler(tornado.web.RequestHandler):
+    """What every page shows whoever looks: which PayPal takes the payments (the footer says
+    when no real money moves). No session, no database."""
+
+    def initialize(self, app):
+        self.app = app
+
+    def get(self):
+        self.set_header("Cache-Control", "no-store")
+        self.finish({"paypal": paypal_mode(self.app.settings)})

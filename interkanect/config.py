@@ -95,6 +95,21 @@ class Policy:
     # An approved refund that PayPal did not complete (down, refused for now) is tried again
     # after this, doubling per attempt up to a day; a restarted node resumes it at once.
     refund_retry_s: float = 60
+    # Past login_failures_per_account in a window, each further log-in on that account waits
+    # this long after the one before, doubling up to login_slowdown_max_s, and the right
+    # password then succeeds: failures by others slow the owner down, never lock them out.
+    login_slowdown_s: float = 1
+    login_slowdown_max_s: float = 60
+    # Sign-ups and password-reset requests per client address and per email in each window
+    # (too_many_signups, too_many_reset_requests); the per-email ones also bound the mails we
+    # send one inbox.
+    signup_reset_window_s: float = 3600
+    signups_per_address: int = 20
+    signups_per_email: int = 3
+    reset_requests_per_address: int = 10
+    reset_requests_per_email: int = 3
+    # An avatar's width × height: a small file can claim a picture too big to decode.
+    avatar_max_pixels: int = 4096 * 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +119,10 @@ class Settings:
     # Where browsers reach the gateway; decides the Origin allowlist and links in emails.
     public_url: str = ""
     allowed_origins: tuple = ()
+    # Proxies in front of the gateway (addresses or CIDR networks). When the peer is one of
+    # them, the client is the right-most address of X-Forwarded-For that is not; otherwise the
+    # peer. Log-in, sign-up and reset limits count per client address.
+    trusted_proxies: tuple = ()
     data_dir: str = "var"
     mongodb_url: str = ""
     db_host: str = "127.0.0.1"
@@ -149,6 +168,9 @@ class Settings:
     paypal_emulator_port: int = 8889
     # How long one PayPal API request may take before it is retried (same PayPal-Request-Id).
     paypal_timeout_s: float = 15
+    # A deployment that takes real money: serve, gateway and node refuse to start without live
+    # PayPal credentials (interkanect/paypal_mode.py), never falling back to the emulator.
+    production: bool = False
     policy: Policy = Policy()
 
     @property
@@ -256,6 +278,11 @@ def load(environ=None, config_file=None):
     if settings.mongodb_url == "" and "MONGODB_URL" in environ:
         settings = dataclasses.replace(settings, mongodb_url=environ["MONGODB_URL"])
     check_actor_host(settings.actor_host)
+    for entry in settings.trusted_proxies:  # refused at start, not at the first request
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise SystemExit(f"error: IK_TRUSTED_PROXIES: {entry!r} is not an IP address or network") from None
     if settings.call_hosting not in CALL_HOSTINGS:
         raise SystemExit(f"error: IK_CALL_HOSTING is one of {', '.join(CALL_HOSTINGS)}, not {settings.call_hosting!r}")
     return settings

@@ -9,7 +9,6 @@ INDEXES = {
     "members": [([("email", 1)], {"unique": True})],
     "sessions": [([("member_id", 1)], {})],
     "reset_tokens": [([("member_id", 1)], {})],
-    "login_failures": [([("key", 1), ("at", 1)], {})],
     "outbox": [([("created_at", 1)], {})],
     # Read by every gateway for the last few seconds only; a day is plenty to keep.
     "session_revocations": [([("at", 1)], {"expireAfterSeconds": 24 * 3600})],

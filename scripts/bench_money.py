@@ -32,7 +32,7 @@ from bson import ObjectId
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from actors import ledger, payout_calendar
-from tests.client import Member
+from tests.client import PASSWORD, Member
 from tests.test_call_payments import approve_and_never_come_back
 from tests.test_calls_live import ring
 
@@ -60,7 +60,9 @@ def control(system, path, body=None, method=None):
 async def awaiting_call(target, index):
     """An upgraded host and a caller, a call agreed at $15.00, the payer approved on PayPal."""
     host = await Member(target.url).sign_up(f"Bench Host {index}")
-    await host.request("PATCH", "/api/me", {"payout_email": f"host{index}@example.com"})
+    answer = await host.request("PATCH", "/api/me",
+                                {"payout_email": f"host{index}@example.com", "password": PASSWORD})
+    assert answer.code == 200, answer.body
     target.db.members.update_one({"_id": ObjectId(host.id)}, {"$set": {"tier": "upgraded"}})
     caller = await Member(target.url).sign_up(f"Bench Caller {index}")
     host_page, caller_page = await host.socket(), await caller.socket()

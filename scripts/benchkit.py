@@ -47,7 +47,8 @@ FLOOD_BURST = 1_000_000
 # The limits on one account's work (README, Configuration) would refuse the benchmarks' own
 # load: 50 pages of one member, thousands of rings to a few hosts.
 BENCH_LIMITS = dict(pages_per_member_max=1_000_000, watched_per_page_max=1_000_000,
-                    watched_per_member_max=1_000_000, rings_per_host_per_minute=1_000_000)
+                    watched_per_member_max=1_000_000, rings_per_host_per_minute=1_000_000,
+                    signups_per_address=1_000_000)
 START_TIMEOUT_S = 60
 OPEN_TIMEOUT_S = 30           # one member's socket: upgrade + attach (the hub gives up after 10 s)
 OPEN_ATTEMPTS = 3

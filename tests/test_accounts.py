@@ -115,6 +115,9 @@ def test_sign_up_starts_a_session_for_a_free_member_with_an_argon2id_hash(system
     ({"display_name": "   "}, "invalid_display_name"),
     ({"display_name": "x" * 81}, "invalid_display_name"),
     ({"display_name": None}, "invalid_display_name"),
+    ({"display_name": "Ann\u202eNOSLIW"}, "invalid_display_name"),  # a bidi override turns the name round
+    ({"display_name": "Ann\x00Admin"}, "invalid_display_name"),
+    ({"display_name": "Ann\nSupport team"}, "invalid_display_name"),
     (b'{"email": "a@example.com", ', "invalid_json"),
     (b"\xff\xfe not utf-8", "invalid_json"),
     (b"[" * 100_000, "invalid_json"),  # deeper than the JSON parser recurses: still bad input
@@ -134,21 +137,6 @@ def test_sign_up_with_bad_input_is_refused_and_creates_nothing(system, body, cod
         assert answer.json()["error"]["message"]
         assert "ik_session" not in member.cookies
         assert system.db.members.count_documents({"display_name": "Bad Input"}) == 0
-    run(scenario())
-
-
-def test_an_email_is_taken_once_whatever_its_case(system):
-    async def scenario():
-        first = await Member(system.url).sign_up("First Owner")
-        again = Member(system.url, email=first.email.upper())
-        answer = await again.request("POST", "/api/signup", {"email": again.email, "password": "another password 1",
-                                                             "display_name": "Usurper"})
-        assert (answer.code, answer.error_code) == (409, "email_taken")
-        assert "ik_session" not in again.cookies
-        assert system.db.members.count_documents({"email": first.email}) == 1
-        # The first owner's password and name are untouched.
-        assert (await Member(system.url, first.email).log_in()).code == 200
-        assert (await first.request("GET", "/api/me")).json()["member"]["display_name"] == "First Owner"
     run(scenario())
 
 
@@ -240,10 +228,11 @@ def test_every_state_changing_request_without_the_xsrf_token_is_refused_and_chan
 
 # Log-in throttling -------------------------------------------------------------------------
 
-THROTTLE = dict(login_failures_per_account=3, login_failures_per_address=5)
+# A minute's slow-down, so that only the reset can let the owner in at once.
+THROTTLE = dict(login_failures_per_account=3, login_failures_per_address=5, login_slowdown_s=60)
 
 
-def test_log_in_is_throttled_per_account_until_a_password_reset(system_with):
+def test_log_in_is_slowed_down_per_account_until_a_password_reset(system_with):
     system = system_with(**THROTTLE)
 
     async def scenario():
@@ -254,7 +243,7 @@ def test_log_in_is_throttled_per_account_until_a_password_reset(system_with):
         # Now even the right password waits: the account is under attack.
         answer = await Member(system.url, member.email).log_in()
         assert (answer.code, answer.error_code) == (429, "too_many_attempts")
-        assert 0 < int(answer.headers["Retry-After"]) <= system.settings.policy.login_window_s
+        assert 0 < int(answer.headers["Retry-After"]) <= 60
         assert "ik_session" not in answer.headers.get("Set-Cookie", "")
         # Another account from the same address is not locked by it.
         other = await Member(system.url).sign_up()

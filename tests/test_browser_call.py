@@ -23,6 +23,7 @@ import urllib.request
 import pytest
 from bson import ObjectId
 
+from tests.client import PASSWORD
 from tests.conftest import ROOT, start_system
 from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
 
@@ -72,6 +73,7 @@ def upgrade(system, page, member_id):
     page.goto(system.url + "/account")
     expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
     page.fill("#profile-form [name=payout_email]", "payouts@example.com")
+    page.fill("#profile-form [name=payout_password]", PASSWORD)  # a payout email changes with the password
     page.click("#profile-form button[type=submit]")
     expect(page.locator("#profile-form [data-form-status]")).to_have_text("Profile saved.", timeout=STEP_MS)
     system.db.members.update_one({"_id": ObjectId(member_id)}, {"$set": {"tier": "upgraded"}})

@@ -7,7 +7,7 @@ import pytest
 from bson import ObjectId
 
 from actors.messages import PaymentCaptured
-from tests.client import Member
+from tests.client import PASSWORD, Member
 from tests.conftest import run, start_system, tell_call
 
 
@@ -19,9 +19,14 @@ def system(request, database_url, tmp_path_factory):
     running.stop()
 
 
+# upgraded_host sets a payout email, and its owner is told so by mail: not a money mail.
+PAYOUT_NOTICE = "Your interKanect payout email changed"
+NOT_THE_PAYOUT_NOTICE = {"subject": {"$ne": PAYOUT_NOTICE}}
+
+
 async def upgraded_host(system, name="Host"):
     host = await Member(system.url).sign_up(name)
-    assert (await host.request("PATCH", "/api/me", {"payout_email": "payouts@example.com"})).code == 200
+    assert (await host.request("PATCH", "/api/me", {"payout_email": "payouts@example.com", "password": PASSWORD})).code == 200
     system.db.members.update_one({"_id": ObjectId(host.id)}, {"$set": {"tier": "upgraded"}})
     return host
 

@@ -14,7 +14,7 @@ from actors.paypal import PayPal
 from actors.terms import Terms
 from tests.conftest import run
 from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call as LiveCall
+from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call as LiveCall
 
 POLICY = CallPolicy(ring_timeout_s=60, negotiation_window_s=300, extension_offer_s=60, payment_window_s=600,
                     free_tier_cap_s=1200, reconnect_grace_s=120, min_price_cents=200, max_price_cents=500000,
@@ -100,7 +100,8 @@ async def assert_refunded_once(system, call):
     refunds = control(system, "/emulator/webhooks?event_type=PAYMENT.CAPTURE.REFUNDED")["deliveries"]
     assert len(refunds) == 1
     assert db.ledger.count_documents({"call_id": call.id}) == 2
-    assert db.outbox.count_documents({"to": {"$in": [call.caller.email, call.host.email]}}) == 1
+    assert db.outbox.count_documents({"to": {"$in": [call.caller.email, call.host.email]},
+                                      **NOT_THE_PAYOUT_NOTICE}) == 1
     assert db.orders.find_one({"call_id": call.id})["capture_state"] == "refunded"
     assert db.calls.find_one({"_id": call.id})["payments"] == []
 

@@ -11,7 +11,7 @@ from bson import ObjectId
 from actors import placement
 from actors.liveness import BridgeLiveness
 from actors.shards import shard_index
-from tests.client import Member
+from tests.client import PASSWORD, Member
 from tests.conftest import run
 from tests.multinode import Cluster
 from tests.test_call_payments import approve_on_paypal
@@ -62,7 +62,7 @@ async def member_on(cluster, url, node, name, upgraded=False):
         member = await Member(url).sign_up(name)
         if where[shard_index(member.id, SHARDS)] == node:
             if upgraded:
-                assert (await member.request("PATCH", "/api/me", {"payout_email": "p@example.com"})).code == 200
+                assert (await member.request("PATCH", "/api/me", {"payout_email": "p@example.com", "password": PASSWORD})).code == 200
                 cluster.db.members.update_one({"_id": ObjectId(member.id)}, {"$set": {"tier": "upgraded"}})
             return member
     raise AssertionError(f"no member landed on {node}")

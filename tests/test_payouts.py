@@ -25,7 +25,7 @@ from actors.payout_calendar import LOS_ANGELES, payout_batch_id
 from actors.payout_rules import (BACK, EMPTY, FINAL, INTENT, PAID, REFUSED, SENT, WAITING, PayoutRun, PayoutStuck,
                                  Release, item_outcome, is_payout_instant, latest_payout_at_or_before, plan_items,
                                  poll_delay_s, releases_due, wake_delay_s)
-from tests.client import Member
+from tests.client import PASSWORD, Member
 from tests.conftest import free_port, run, start_system
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call, ring, upgraded_host
@@ -772,7 +772,7 @@ def test_a_paid_call_is_paid_out_once_through_paypal_and_the_member_sees_it(payo
             ids[name] = await paid_call(system, hosts[name], caller, cents)
         # Bo removed his payout email; Cy's and Di's addresses have no PayPal account.
         for name, email in (("Bo", ""), ("Cy", "cy.returned@example.com"), ("Di", "di.unclaimed@example.com")):
-            assert (await hosts[name].request("PATCH", "/api/me", {"payout_email": email})).code == 200
+            assert (await hosts[name].request("PATCH", "/api/me", {"payout_email": email, "password": PASSWORD})).code == 200
         return hosts, ids
     hosts, call_ids = run(calls())
     ada, bo, cy, di = (hosts[name].id for name in ("Ada", "Bo", "Cy", "Di"))

@@ -3,7 +3,7 @@ shard), so an online host is called on what they are now, without reopening a pa
 operator's tier, a subscription through PayPal, a payout email added or removed, a new name."""
 import urllib.parse
 
-from tests.client import Member
+from tests.client import PASSWORD, Member
 from tests.conftest import run
 from tests.test_calls_live import ring, upgraded_host
 from tests.test_refunds import operator
@@ -44,7 +44,8 @@ async def hang_up(host_page, caller_page, call_id):
 def test_an_online_free_host_upgraded_by_an_operator_takes_a_paid_call_at_once(system):
     async def scenario():
         host = await Member(system.url).sign_up("Soon Upgraded")
-        assert (await host.request("PATCH", "/api/me", {"payout_email": "pay@example.com"})).code == 200
+        assert (await host.request("PATCH", "/api/me",
+                                   {"payout_email": "pay@example.com", "password": PASSWORD})).code == 200
         caller = await Member(system.url).sign_up("Caller")
         host_page, caller_page = await online(host), await online(caller)
 
@@ -65,7 +66,7 @@ def test_a_host_who_removes_their_payout_email_can_no_longer_be_offered_paid_ter
         host = await upgraded_host(system, "Payout Host")
         caller = await Member(system.url).sign_up("Old Name")
         host_page, caller_page = await online(host), await online(caller)
-        assert (await host.request("PATCH", "/api/me", {"payout_email": ""})).code == 200
+        assert (await host.request("PATCH", "/api/me", {"payout_email": "", "password": PASSWORD})).code == 200
         assert (await caller.request("PATCH", "/api/me", {"display_name": "New Name"})).code == 200
 
         request_id = await caller_page.request("call", member_id=host.id)
@@ -82,7 +83,8 @@ def test_a_host_who_removes_their_payout_email_can_no_longer_be_offered_paid_ter
 def test_an_online_host_who_subscribes_through_paypal_takes_a_paid_call_at_once(system, plan):  # noqa: F811
     async def scenario():
         host = await Member(system.url).sign_up("Subscriber Host")
-        assert (await host.request("PATCH", "/api/me", {"payout_email": "pay@example.com"})).code == 200
+        assert (await host.request("PATCH", "/api/me",
+                                   {"payout_email": "pay@example.com", "password": PASSWORD})).code == 200
         caller = await Member(system.url).sign_up("Caller")
         host_page, caller_page = await online(host), await online(caller)
 

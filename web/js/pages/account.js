@@ -8,7 +8,8 @@ import { pageReady, runPage, startPage } from "../page.js";
 
 const PROFILE_FIELDS = ["display_name", "headline", "bio", "payout_email"];
 const PROFILE_ERRORS = { invalid_display_name: "display_name", invalid_headline: "headline",
-  invalid_bio: "bio", invalid_email: "payout_email" };
+  invalid_bio: "bio", invalid_email: "payout_email", password_required: "payout_password",
+  wrong_password: "payout_password", too_many_attempts: "payout_password" };
 // The gateway's limits (gateway/accounts.py); checked here only to spare a doomed upload.
 const AVATAR_MAX_BYTES = 1024 * 1024;
 const AVATAR_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
@@ -20,6 +21,15 @@ const TIER_WORDS = {
 
 function fillProfile(form, member) {
   for (const name of PROFILE_FIELDS) form.elements[name].value = member[name] || "";
+  form.elements.payout_password.value = "";
+  askPasswordIfPayoutChanges(form, member);
+}
+
+// A new payout email (or none) is sent with the current password: a stolen session alone
+// must not redirect the earnings.
+function askPasswordIfPayoutChanges(form, member) {
+  const changing = form.elements.payout_email.value.trim() !== (member.payout_email || "");
+  document.getElementById("payout-password").hidden = !changing;
 }
 
 // Send only what changed: an untouched field must not fail on a rule it already broke.
@@ -148,9 +158,11 @@ function showMember(member, avatarVersion = "") {
 function bindProfile(state) {
   const form = document.getElementById("profile-form");
   fillProfile(form, state.member);
+  form.elements.payout_email.addEventListener("input", () => askPasswordIfPayoutChanges(form, state.member));
   handleForm(form, async (values) => {
     showStatus(form, "");
     const changed = changes(values, state.member);
+    if ("payout_email" in changed) changed.password = values.payout_password;
     if (Object.keys(changed).length) state.member = (await api.patch("/api/me", changed)).member;
     fillProfile(form, state.member);
     showMember(state.member);
@@ -179,7 +191,8 @@ function bindAvatar(state) {
     showMember(state.member, String(Date.now()));
     form.reset();
     showStatus(form, "Avatar updated.");
-  }, { avatar_too_large: "avatar", avatar_type: "avatar" });
+  }, { avatar_too_large: "avatar", avatar_type: "avatar", avatar_unreadable: "avatar",
+    avatar_too_many_pixels: "avatar" });
 }
 
 async function main() {

@@ -5,7 +5,7 @@ import { FormError, handleForm, nextPath } from "../forms.js";
 import { pageReady, runPage, startPage } from "../page.js";
 
 async function logIn({ email, password }) {
-  // An empty password would still count as a failed attempt towards the lock-out.
+  // An empty password would still count as a failed attempt towards the slow-down.
   if (!password) throw new FormError("missing_password", "Enter your password.", "password");
   await api.post("/api/login", { email, password });
   location.assign(nextPath("/"));

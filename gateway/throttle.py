@@ -1,0 +1,161 @@
+"""Attempts counted per key in fixed windows (log-ins, sign-ups, reset requests), in the
+database so that every gateway counts together, and the client address they count by.
+
+An attempt takes its slot atomically before it is acted on, so concurrent attempts can never
+all pass a check that counted none of them (issue 13: 40 guesses at once were all tried).
+"""
+import datetime
+import functools
+import ipaddress
+import math
+import typing
+
+import pymongo
+
+# An IPv6 client gets a /64 of its own from any provider: counting single addresses would
+# give one client billions of fresh limits.
+IPV6_CLIENT_PREFIX = 64
+# An address we cannot parse (a proxy's odd entry) still counts, by its first characters.
+ADDRESS_KEY_MAX_CHARS = 64
+
+
+class Taken(typing.NamedTuple):
+    """A slot taken (`slot`, to give back if the attempt should not count), or None and
+    how many seconds to wait (`wait_s`) before the next attempt may be tried."""
+    slot: typing.Optional[tuple]
+    wait_s: int = 0
+
+
+def window_of(at, window_s):
+    """(index, end) of the fixed window that holds `at`."""
+    index = int(at.timestamp() // window_s)
+    return index, datetime.datetime.fromtimestamp((index + 1) * window_s, datetime.timezone.utc)
+
+
+def slowdown_s(over, first_s, max_s):
+    """How long the `over`-th attempt past a limit waits after the attempt before it."""
+    return min(first_s * 2 ** min(over - 1, 62), max_s)
+
+
+def whole_seconds(duration_s):
+    """What Retry-After says of a wait: whole seconds, at least 1."""
+    return max(1, math.ceil(duration_s))
+
+
+def seconds_until(later, at):
+    return whole_seconds((later - at).total_seconds())
+
+
+@functools.lru_cache(maxsize=8)
+def trusted_networks(entries):
+    """The networks of the `trusted_proxies` setting (a tuple of addresses or CIDRs)."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"trusted_proxies: {entry!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def _ip(text):
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    return address.ipv4_mapped or address if address.version == 6 else address
+
+
+def _trusted(text, networks):
+    address = _ip(text)
+    return address is not None and any(address in network for network in networks)
+
+
+def client_address(peer, forwarded_for, networks):
+    """The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+    X-Forwarded-For entry that is not one (entries left of it are the client's own word).
+    `forwarded_for` is the list of the header's values, in the order received."""
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",") if hop.strip()]
+    address = peer
+    while hops and _trusted(address, networks):
+        address = hops.pop()
+    return address
+
+
+def address_key(text):
+    """What one client's attempts are counted under: its IPv4 address, or its IPv6 /64."""
+    address = _ip(text)
+    if address is None:
+        return text.strip()[:ADDRESS_KEY_MAX_CHARS]
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/{IPV6_CLIENT_PREFIX}", strict=False))
+    return str(address)
+
+
+def document_id(key, window_index):
+    return f"{key}@{window_index}"
+
+
+class Throttle:
+    """One document per key and window: `count` slots taken, and past the limit, `over`
+    attempts let through after a slow-down, the last at `last_at`."""
+
+    def __init__(self, collection):
+        self.collection = collection
+        self.indexed = False
+
+    async def _ensure_indexes(self):
+        if not self.indexed:
+            # A window's document is dropped by MongoDB once the window is over.
+            await self.collection.create_index([("expires_at", 1)], expireAfterSeconds=0)
+            await self.collection.create_index([("key", 1)])
+            self.indexed = True
+
+    async def _window_document(self, key, window_s, at):
+        """The id of `key`'s document for the window of `at`, created if need be, and its end."""
+        await self._ensure_indexes()
+        index, ends_at = window_of(at, window_s)
+        doc_id = document_id(key, index)
+        # Inserted first, then updated on a condition: an upsert that races another may not say
+        # whether it counted.
+        try:
+            await self.collection.insert_one({"_id": doc_id, "key": key, "count": 0, "over": 0,
+                                              "last_at": None, "expires_at": ends_at})
+        except pymongo.errors.DuplicateKeyError:
+            pass
+        return doc_id, ends_at
+
+    async def take(self, key, limit, window_s, at):
+        """One of `limit` slots of `key` in this window, or how long until the window ends."""
+        doc_id, ends_at = await self._window_document(key, window_s, at)
+        taken = await self.collection.find_one_and_update(
+            {"_id": doc_id, "count": {"$lt": limit}}, {"$inc": {"count": 1}, "$set": {"last_at": at}})
+        return Taken((doc_id, "count")) if taken else Taken(None, seconds_until(ends_at, at))
+
+    async def take_slowed(self, key, limit, window_s, first_s, max_s, at):
+        """As `take`; past the limit, one attempt at a time, each `slowdown_s` after the last."""
+        taken = await self.take(key, limit, window_s, at)
+        if taken.slot:
+            return taken
+        doc_id = document_id(key, window_of(at, window_s)[0])
+        document = await self.collection.find_one({"_id": doc_id})
+        over, last_at = document["over"], document["last_at"]
+        wait = datetime.timedelta(seconds=slowdown_s(over + 1, first_s, max_s))
+        opens_at = last_at + wait if last_at else at  # no attempt before: a limit of 0
+        if at < opens_at:
+            return Taken(None, seconds_until(opens_at, at))
+        # Only the attempt that moves `over` on gets through; a concurrent one waits its turn.
+        moved = await self.collection.update_one({"_id": doc_id, "over": over},
+                                                 {"$inc": {"over": 1}, "$set": {"last_at": at}})
+        if moved.modified_count:
+            return Taken((doc_id, "over"))
+        return Taken(None, whole_seconds(slowdown_s(over + 2, first_s, max_s)))
+
+    async def give_back(self, slot):
+        """An attempt that should not count (a right password, a refusal for another reason)."""
+        doc_id, kind = slot
+        if kind == "count":
+            await self.collection.update_one({"_id": doc_id, "count": {"$gt": 0}}, {"$inc": {"count": -1}})
+
+    async def clear(self, key):
+        await self.collection.delete_many({"key": key})
