@@ -35,7 +35,7 @@ import time
 from bench_calls import Mailbox, close_pages, upgrade_hosts
 from benchkit import (WebsocketsClient, bring_online, comment, cpu_line, emit, free_port, idle_window,
                       insert_accounts, memory_of, memory_reading, percentile, progress, raise_open_files_limit,
-                      run_bench, session_pids, sign_up_through_api, start_echo, system_cpu_watch)
+                      report_goal, run_bench, session_pids, sign_up_through_api, start_echo, system_cpu_watch)
 
 FRAME_TIMEOUT_S = 60          # one expected frame under load on a shared 2-core machine
 PAID_PRICE_CENTS = 1500
@@ -326,6 +326,7 @@ async def ceilings_phase(system, args, workdir, figures):
     emit("bare_tornado_rt_p99_ms", percentile(samples, 99))
     if "signal_rt_p99_ms" in figures:
         emit("signal_rt_p99_ratio", figures["signal_rt_p99_ms"] / percentile(samples, 99))
+        report_goal("signal_rt_p99_ratio", "<=", 5, figures["signal_rt_p99_ms"] / percentile(samples, 99))
     count = min(args.members, args.bare_actors)
     progress(f"ceilings: {count} bare Thespian actors")
     per_s, per_actor_kb = bare_thespian(count)  # in this thread: it sets a signal handler while forking
@@ -410,6 +411,7 @@ async def load(system, args, workdir):
         progress(f"storm: all {len(pages)} pages drop and reconnect at once")
         storm_s, by_member = await storm_phase(system, accounts, list(by_member.values()), calls, args, errors)
         emit("storm_reattached_s", storm_s)
+        figures["storm_reattached_s"] = storm_s
         comment(f"storm: every page closed at once, then {len(accounts)} members reconnect (at most "
                 f"{args.open_window} opening at once) and both sides of each of {len(calls)} calls send "
                 f"`attach_call` and read its `call_state`; time from the first reconnect to the last re-attach")
@@ -423,12 +425,20 @@ async def load(system, args, workdir):
     emit("node_processes_with_calls", calls_memory["node_processes"])
     emit("node_pss_per_member_mb", (online_memory["node"]["Pss"] - base["node"]["Pss"]) / 1024 / members)
     if calls:
-        emit("node_pss_per_call_mb", (calls_memory["node"]["Pss"] - online_memory["node"]["Pss"]) / 1024 / len(calls))
+        grown_kb = calls_memory["node"]["Pss"] - online_memory["node"]["Pss"]
+        figures["node_pss_per_call_mb"] = grown_kb / 1024 / len(calls)
+        emit("node_pss_per_call_mb", figures["node_pss_per_call_mb"])
     emit("gateway_pss_per_member_kb", (online_memory["gateway"]["Pss"] - base["gateway"]["Pss"]) / members)
     emit("node_pss_total_mb", calls_memory["node"]["Pss"] / 1024)
     if args.ceilings:
         await ceilings_phase(system, args, workdir, figures)
     emit("errors", sum(errors.by_phase.values()))
+    # The goals of issue 11, judged at --members 2000 --calls 500 (printed at any size).
+    if "storm_reattached_s" in figures:
+        report_goal("storm_reattached_s", "<=", 30, figures["storm_reattached_s"])
+    if "node_pss_per_call_mb" in figures:
+        report_goal("node_pss_per_call_mb", "<=", 0.2, figures["node_pss_per_call_mb"])
+    report_goal("errors", "<=", 0, sum(errors.by_phase.values()))
     for phase, count in errors.by_phase.items():
         emit(f"errors_{phase}", count)
         comment(f"first {phase} error: {errors.first[phase]}")
