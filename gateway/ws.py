@@ -130,6 +130,11 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             log.info("refused a frame: %s", error.code)
             self.send_frame({"type": "error", "id": error.request_id, "code": error.code, "message": error.message})
             return
+        except Exception:  # our fault, not the client's: logged, answered, and the socket stays up
+            log.exception("a frame could not be read")
+            self.send_frame({"type": "error", "id": None, "code": "internal_error",
+                             "message": "interKanect could not handle this frame; it has been logged"})
+            return
         # A coroutine returned here is awaited by Tornado before this socket's next frame, so a
         # watch that waits for the database is never overtaken by the unwatch after it.
         return self.dispatch(frame)

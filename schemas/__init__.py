@@ -9,6 +9,7 @@ frame in ~1.4 µs, and, only for a frame that fails, by jsonschema, whose best m
 field and the rule for the error frame (a signal frame took ~25 µs there: a third of a
 gateway's time relaying signaling, profiled with py-spy; README "Decisions").
 """
+import itertools
 import json
 from pathlib import Path
 
@@ -35,6 +36,30 @@ class FrameError(Exception):
 
 
 _CODES = {"required": "missing_field", "additionalProperties": "unexpected_field", "type": "wrong_type"}
+# No frame of the protocol nests deeper than a few maps and lists; a deeper one is refused before
+# any schema walks it (a 1,000-deep list made jsonschema's error message recurse past Python's limit).
+MAX_DEPTH = 16
+# A refusal is worded from the first few errors: a 64 KiB array of wrong items has one each, and
+# ranking them all took the gateway's loop half a second. Messages are cut to this length.
+ERRORS_RANKED = 8
+MESSAGE_MAX_CHARS = 300
+
+
+def too_deep(value, limit=MAX_DEPTH):
+    """True if `value` nests maps and lists deeper than `limit` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 class Protocol:
@@ -51,19 +76,22 @@ class Protocol:
             raise FrameError("malformed_frame", "a frame must be a map")
         request_id = frame.get("id") if isinstance(frame.get("id"), int) else None
         frame_type = frame.get("type")
-        if frame_type not in self.validators:
+        if too_deep(frame):
+            raise FrameError("malformed_frame", f"a frame nests at most {MAX_DEPTH} maps and lists", request_id)
+        if not isinstance(frame_type, str) or frame_type not in self.validators:
             if "type" not in frame:
                 raise FrameError("missing_field", "'type' is a required property", request_id)
-            raise FrameError("unknown_type", f"unknown frame type {frame_type!r}", request_id)
+            raise FrameError("unknown_type", f"unknown frame type {repr(frame_type)[:60]}", request_id)
         try:
             self.fast[frame_type](frame)
             return frame
         except fastjsonschema.JsonSchemaException:
             pass  # refused: jsonschema says why, in words
-        error = jsonschema.exceptions.best_match(self.validators[frame_type].iter_errors(frame))
+        errors = itertools.islice(self.validators[frame_type].iter_errors(frame), ERRORS_RANKED)
+        error = jsonschema.exceptions.best_match(errors)
         if error is not None:
-            where = ".".join(str(p) for p in error.absolute_path)
-            message = f"{frame_type}: {where + ': ' if where else ''}{error.message}"
+            where = ".".join(str(p) for p in error.absolute_path)[:60]
+            message = f"{frame_type}: {where + ': ' if where else ''}{error.message}"[:MESSAGE_MAX_CHARS]
             raise FrameError(_CODES.get(error.validator, "invalid_value"), message, request_id)
         return frame
 

@@ -53,3 +53,25 @@ def test_a_good_signal_frame_passes_and_a_bad_one_is_refused_in_words():
         assert refused.code == "invalid_value" and "kind" in refused.message and refused.request_id == 1
     else:
         raise AssertionError("a bad kind was let through")
+
+
+def test_frames_that_crashed_the_gateway_are_refused_with_a_code():
+    """Found by scripts/fuzz_ws.py: a non-string type, a 1,000-deep id, a 64 KiB array."""
+    for frame, code in (({"type": [], "id": 1}, "unknown_type"), ({"type": {"a": 1}, "id": 2}, "unknown_type")):
+        try:
+            schemas.CLIENT.validate(frame)
+        except schemas.FrameError as refused:
+            assert refused.code == code
+        else:
+            raise AssertionError(f"{frame} was let through")
+    deep = None
+    for _ in range(1000):
+        deep = [deep]
+    for frame in ({"type": "ping", "id": deep}, {"type": "watch", "id": 3, "members": [None] * 65_000}):
+        try:
+            schemas.CLIENT.validate(frame)
+        except schemas.FrameError as refused:
+            assert refused.code in ("malformed_frame", "wrong_type", "invalid_value")
+            assert len(refused.message) <= schemas.MESSAGE_MAX_CHARS
+        else:
+            raise AssertionError("let through")

@@ -155,3 +155,18 @@ def test_logging_out_closes_that_sessions_sockets_within_seconds(system):
         request_id = await other_socket.request("ping")
         await other_socket.expect("pong", id=request_id)
     run(scenario())
+
+
+def test_frames_that_once_crashed_the_socket_are_answered_and_it_stays_up(system):
+    """Found by scripts/fuzz_ws.py: these dropped the socket with a traceback (1006)."""
+    async def scenario():
+        member = await Member(system.url).sign_up()
+        socket = await member.socket()
+        await socket.expect("hello")
+        deep = b"\x82\xa4type\xa4ping\xa2id" + b"\x91" * 1000 + b"\xc0"
+        for raw in (msgpack.packb({"type": [], "id": 1}), deep):
+            await socket.connection.send(raw)
+            assert (await socket.expect("error"))["code"] in ("unknown_type", "malformed_frame")
+        await socket.request("ping")
+        await socket.expect("pong")
+    run(scenario())
