@@ -29,9 +29,10 @@ import statistics
 import sys
 import time
 
-from benchkit import (CLK_TCK, WebsocketsClient, bring_online, comment, cpu_line, emit, idle_window, insert_accounts,
-                      machine_busy_s, measure_roundtrips, memory_reading, percentile, progress, raise_open_files_limit,
-                      report_goal, run_bench, sign_up_through_api, start_echo, system_cpu_watch)
+from benchkit import (CLK_TCK, Page, WebsocketsClient, bring_online, comment, cpu_line, emit, idle_window,
+                      insert_accounts, machine_busy_s, measure_roundtrips, memory_reading, percentile, progress,
+                      raise_open_files_limit, report_goal, run_bench, session_pids, sign_up_through_api, start_echo,
+                      system_cpu_watch)
 
 SIGNUP_SAMPLES = 1            # a sign-up through the real API, to check the stored shape
 FRAME_TIMEOUT_S = 30          # one expected frame; generous, the machine is shared
@@ -49,7 +50,8 @@ PAYOUT_EMAIL = "payouts@example.com"
 EPOCH_OFFSET_S = time.time() - time.monotonic()
 PROBE_GAP_S = 0.05
 GOALS = (("call_ring_p99_ms", "<", 50), ("call_ring_single_p99_ms", "<", 50), ("peer_setup_ratio", "<=", 1.3),
-         ("relay_rt_p99_ratio", "<=", 3), ("node_cpu_per_call_ms", "<=", 5), ("expiry_late_p99_ms", "<", 250))
+         ("relay_rt_p99_ratio", "<=", 3), ("relay_rt_two_gateways_p99_ratio", "<=", 5),
+         ("node_cpu_per_call_ms", "<=", 5), ("expiry_late_p99_ms", "<", 250))
 
 
 # ---------------------------------------------------------------- a page as the calls see it
@@ -395,8 +397,27 @@ async def roundtrip_phase(system, args, runs, workdir):
             progress(f"round trips {kind} run {repeat + 1}: {results[kind][-1]['per_s']:.0f}/s")
     for kind, conns in (("echo_single", echo_conns[:1]), ("relay_single", relay_conns[:1])):
         results[kind].append(await measure(conns, seconds=args.rt_seconds))
+    progress("round trips with each host's page moved to a second gateway")
+    await hosts_on_second_gateway(system, runs)
+    groups["gateway"] = lambda: system.gateway_pids() + session_pids(system.gateway_b.pid)
+    for repeat in range(args.rt_repeats):
+        results.setdefault("relay_two_gateways", []).append(await measure(relay_conns, seconds=args.rt_seconds))
+        progress(f"round trips relay over two gateways run {repeat + 1}: "
+                 f"{results['relay_two_gateways'][-1]['per_s']:.0f}/s")
     await asyncio.gather(*(c.close() for c in echo_conns), return_exceptions=True)
     return results
+
+
+async def hosts_on_second_gateway(system, runs):
+    """Each host opens a page on a second gateway and takes its call there (`attach_call`), as
+    after a refresh through a load balancer: the caller's frames then cross the host's shard."""
+    url = system.start_second_gateway()
+    for run in runs:
+        page = Mailbox(await Page.open(system, run.host.page.account, url))
+        await page.request("attach_call", call_id=run.call_id)
+        await page.expect("call_state", call_id=run.call_id)
+        page.responder = send_back(page)
+        run.host.responder = None
 
 
 def report_roundtrips(results, pairs):
@@ -412,7 +433,10 @@ def report_roundtrips(results, pairs):
         "relay_rt_single_p99_ms": median("relay_single", "p99_ms"),
         "bare_echo_rt_single_p50_ms": median("echo_single", "p50_ms"),
         "bare_echo_rt_single_p99_ms": median("echo_single", "p99_ms"),
-        "relay_rt_single_p99_ratio": median("relay_single", "p99_ms") / median("echo_single", "p99_ms")})
+        "relay_rt_single_p99_ratio": median("relay_single", "p99_ms") / median("echo_single", "p99_ms"),
+        "relay_rt_two_gateways_p50_ms": median("relay_two_gateways", "p50_ms"),
+        "relay_rt_two_gateways_p99_ms": median("relay_two_gateways", "p99_ms"),
+        "relay_rt_two_gateways_p99_ratio": median("relay_two_gateways", "p99_ms") / median("echo", "p99_ms")})
     comment(f"signal relay: {pairs} calls at once, each caller's socket sending a `signal` candidate frame "
             f"and awaiting the same candidate, which the host's page sends back as soon as it reads it; the "
             f"echo: {pairs} sockets to a bare Tornado echo, the same frames and the same client loop; median of "

@@ -209,6 +209,7 @@ class System:
         self.database = processes.Supervisor()   # stopped last
         self.children = processes.Supervisor()   # node, gateway and the benchmark's helper roles
         self.db = self.node = self.gateway = None
+        self.gateway_b = None                   # start_second_gateway
         self.actor_sid = None  # Thespian's admin daemonizes: its actors share its own session
         self.admin_pid = None
         self.sessions = set()  # every session this started (each child leads its own)
@@ -285,6 +286,28 @@ class System:
                 return json.load(answer)["ok"]
         except OSError:
             return False
+
+    def start_second_gateway(self):
+        """Another gateway beside the same node (behind a load balancer, caller and host are
+        rarely on one); returns its base URL."""
+        port = free_port()
+        env = dict(self.env, IK_PORT=str(port))
+        log = open(self.workdir / "gateway-b.log", "ab")
+        process = self.children.start("gateway-b", [sys.executable, "-m", "interkanect.cli", "gateway"], env=env,
+                                      cwd=ROOT, stdout=log, stderr=log)
+        self.sessions.add(process.pid)
+        url = f"http://{self.settings.host}:{port}"
+
+        def healthy():
+            import urllib.request
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
+                    return json.load(answer)["ok"]
+            except OSError:
+                return False
+        processes.wait_until(healthy, START_TIMEOUT_S, "the second gateway", process=process)
+        self.gateway_b = process
+        return url
 
     def start_role(self, name, argv, **popen_options):
         """One of benchkit's roles (see the module's usage) in a process of its own."""
@@ -448,12 +471,14 @@ class Page:
         self.reader = None
 
     @classmethod
-    async def open(cls, system, account):
-        """Open a page and wait for its `hello` (the member's shard holds it then)."""
+    async def open(cls, system, account, url=None):
+        """Open a page (on the gateway at `url`, by default the system's) and wait for its
+        `hello` (the member's shard holds it then)."""
         import websockets
         started = time.monotonic()
+        url = url or system.url
         ws = await websockets.connect(
-            system.ws_url, origin=system.url,
+            "ws" + url[len("http"):] + "/ws", origin=url,
             additional_headers={"Cookie": f"ik_session={account.token}"}, compression=None,
             ping_interval=None, max_size=None, open_timeout=OPEN_TIMEOUT_S, close_timeout=5)
         upgraded = time.monotonic()
