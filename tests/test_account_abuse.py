@@ -62,7 +62,9 @@ def test_forty_guesses_at_once_check_no_more_passwords_than_the_accounts_limit(s
         assert sorted(a.code for a in answers) == [401] * 5 + [429] * 35
         refused = [a for a in answers if a.code == 429]
         assert {a.error_code for a in refused} == {"too_many_attempts"}
-        assert all(0 < retry_after_s(a) <= 30 for a in refused)
+        # 30 s after the last attempt counted; one that started before it (all forty are in flight
+        # at once) waits from that one, so a second or two more.
+        assert all(0 < retry_after_s(a) <= 30 + 5 for a in refused), [retry_after_s(a) for a in refused]
         # The right password among the later attempts waits too: the account is slowed down.
         late = await log_in(Member(system.url, owner.email))
         assert (late.code, late.error_code) == (429, "too_many_attempts")
