@@ -96,11 +96,20 @@ class Member:
         return answer
 
     async def socket(self, origin=None):
+        """A page of this member, returned once the server greeted it (hello, or the error that
+        refuses it): attached to its member as a browser's page is before it shows anything, so
+        a call to this member placed next finds it online. The greeting stays unread."""
         ws_url = "ws" + self.base_url[len("http"):] + "/ws"
         connection = await websockets.connect(
             ws_url, additional_headers={"Cookie": self.cookie_header()}, origin=origin or self.origin,
             max_size=None, open_timeout=DEFAULT_TIMEOUT_S)
-        return Socket(connection)
+        page = Socket(connection)
+        try:
+            page.greeting = await page.frame()
+            page.unread.append(page.greeting)
+        except websockets.ConnectionClosed:
+            pass  # refused before any frame; closed() tells how
+        return page
 
 
 class Socket:
@@ -110,6 +119,7 @@ class Socket:
         self.connection = connection
         self.received = []
         self.unread = []   # frames read while waiting for another kind; later expects see them
+        self.greeting = None  # the server's first frame: hello, or the error refusing this page
         self.next_id = 1
 
     async def send(self, frame):
