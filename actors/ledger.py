@@ -144,6 +144,7 @@ class Transaction:
     kind: str
     entries: tuple
     call_id: str = None     # lets a call's money be followed (what of it is still pending)
+    capture_id: str = None  # a refund's capture: what of a capture is refunded already
 
     def __post_init__(self):
         object.__setattr__(self, "entries", tuple(self.entries))   # frozen all the way down
@@ -164,13 +165,16 @@ class Transaction:
     def document(self):
         """The stored shape: one document per transaction, so one insert writes it whole and a
         unique _id makes a repeat fail instead of applying twice."""
-        return {"_id": self.key, "kind": self.kind, "call_id": self.call_id,
-                "entries": [{"account": e.account, "amount_cents": e.amount_cents} for e in self.entries]}
+        document = {"_id": self.key, "kind": self.kind, "call_id": self.call_id,
+                    "entries": [{"account": e.account, "amount_cents": e.amount_cents} for e in self.entries]}
+        if self.capture_id is not None:
+            document["capture_id"] = self.capture_id
+        return document
 
     @classmethod
     def from_document(cls, document):
         entries = tuple(Entry(e["account"], e["amount_cents"]) for e in document["entries"])
-        return cls(document["_id"], document["kind"], entries, document.get("call_id"))
+        return cls(document["_id"], document["kind"], entries, document.get("call_id"), document.get("capture_id"))
 
 
 def _moves(*moves):
@@ -227,12 +231,13 @@ def release_transaction(call_id, member_id, amount_cents):
                        _moves((amount_cents, pending(member_id), available(member_id))), call_id)
 
 
-def refund_transaction(call_id, member_id, caller_id, refund_id, refund_cents, call_pending_cents):
-    """An approved refund of one capture (its amount minus its fee) reached the caller."""
+def refund_transaction(call_id, member_id, caller_id, refund_id, refund_cents, call_pending_cents, capture_id=None):
+    """An approved refund of one capture (its amount minus its fee), or one made on PayPal's
+    dashboard, reached the caller."""
     from_pending, from_available = _split(_positive(refund_cents, "refund"), call_pending_cents)
     entries = _moves((from_pending, pending(member_id), caller(caller_id)),
                      (from_available, available(member_id), caller(caller_id)))
-    return Transaction(f"refund:{_id(refund_id)}", REFUND, entries, call_id)
+    return Transaction(f"refund:{_id(refund_id)}", REFUND, entries, call_id, capture_id)
 
 
 def late_capture_refund_transaction(call_id, member_id, caller_id, capture_id, amount_cents, fee_cents):
@@ -246,7 +251,7 @@ def late_capture_refund_transaction(call_id, member_id, caller_id, capture_id, a
         raise LedgerError("invalid_fee", f"a fee of {fee_cents!r} cents cannot be taken from {amount_cents}")
     entries = _moves((amount_cents - fee_cents, pending(member_id), caller(caller_id)),
                      (fee_cents, PLATFORM_COSTS, caller(caller_id)))
-    return Transaction(f"capture:{_id(capture_id)}:late-refund", LATE_CAPTURE_REFUND, entries, call_id)
+    return Transaction(f"capture:{_id(capture_id)}:late-refund", LATE_CAPTURE_REFUND, entries, call_id, capture_id)
 
 
 def payout_transaction(batch_id, amounts_by_member):

@@ -43,7 +43,10 @@ from interkanect.db import object_id
 log = logging.getLogger(__name__)
 
 # PayPal's word that the payer's money will not come: the call ends.
-FINAL_REFUSALS = {"INSTRUMENT_DECLINED", "PAYER_ACTION_REQUIRED", "ORDER_ALREADY_CAPTURED"}
+FINAL_REFUSALS = {"INSTRUMENT_DECLINED", "PAYER_ACTION_REQUIRED"}
+# PayPal's word that the order was captured already (by a request whose answer we lost, under
+# a request id PayPal no longer remembers): the capture is read from the order.
+ALREADY_CAPTURED = "ORDER_ALREADY_CAPTURED"
 
 # A capture's states at PayPal that mean the payer's money came (a refund since does not undo
 # that: a repeated capture request answers the capture's latest state).
@@ -110,7 +113,7 @@ class PaymentsActor(Actor):
     def configure(self, settings):
         s = self.settings = settings
         self.paypal = PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use,
-                             timeout_s=s.paypal_timeout_s)
+                             timeout_s=s.paypal_timeout_s, backoff_s=s.paypal_backoff_s)
         self.client = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)
         self.db = self.client[s.db_name]
         self.resume()
@@ -140,6 +143,8 @@ class PaymentsActor(Actor):
             self.settle(order_id)
         elif kind == "follow":
             self.follow(order_id, delay_s)
+        elif kind == "find":
+            self.find_capture(order_id, self.callers.pop(order_id, None), min(delay_s * 2, FOLLOW_MAX_S))
         elif kind == "mail":
             self.deliver()
 
@@ -182,14 +187,43 @@ class PaymentsActor(Actor):
         try:
             captured = self.paypal.capture(request.order_id, request_id=f"capture-{self.purpose(request)}")
         except PayPalError as refusal:
-            if refusal.issue in FINAL_REFUSALS or refusal.name in FINAL_REFUSALS:
+            if ALREADY_CAPTURED in (refusal.issue, refusal.name):
+                self.find_capture(request.order_id, call)
+            elif refusal.issue in FINAL_REFUSALS or refusal.name in FINAL_REFUSALS:
                 self.reply(call, request, self.failed(request, refusal.issue.lower() or "declined"))
             else:  # e.g. ORDER_NOT_APPROVED: the payer is not done yet; their approval will come back
                 log.info("capture of %s not possible yet: %s", request.order_id, refusal.issue)
             return
         except Exception as error:
-            log.error("capture of order %s failed after retries: %s", request.order_id, error)
-            return  # the webhook or the payer's return will ask again; the window bounds it
+            # No answer after every retry: PayPal may have captured. The order says; nobody else
+            # may ask again (the call's window may close first), so this actor finds out.
+            log.error("capture of order %s failed after retries (%s): reading the order", request.order_id, error)
+            self.find_capture(request.order_id, call)
+            return
+        self.captured(request, captured, call)
+
+    def find_capture(self, order_id, call, delay_s=FOLLOW_FIRST_S):
+        """Read what PayPal holds for an order whose capture answer we do not have, and act on
+        it as on a capture's answer (booked once by its capture id; a call over without it
+        refunds it in full as a late capture). PayPal unreachable: read again later."""
+        order = self.db.orders.find_one({"_id": order_id})
+        if order is None or order.get("capture_id"):
+            return  # not ours, or its capture is known by now (the webhook, a retry)
+        request = CaptureOrder(order["call_id"], order["round"], order["host_id"], order["caller_id"], order_id,
+                               order.get("tip", 0))
+        try:
+            captured = self.paypal.order_capture(order_id)
+        except Exception as error:
+            log.warning("cannot read order %s for its capture (again in %gs): %s", order_id, delay_s, error)
+            if call is not None:
+                self.callers[order_id] = call
+            self.later("find", order_id, delay_s)
+            return
+        if captured is None:
+            log.info("order %s holds no capture: nothing was taken", order_id)
+            return
+        log.info("order %s was captured (%s, %s) though its answer was lost", order_id, captured["capture_id"],
+                 captured["status"])
         self.captured(request, captured, call)
 
     def captured(self, request, captured, call):
@@ -294,15 +328,24 @@ class PaymentsActor(Actor):
             self.later("settle", order_id, SETTLE_CHECK_S)
 
     def refund_late(self, order):
-        """Give a capture the call never used back to the caller, all of it, once: PayPal's
-        refund is asked with a request id derived from the capture, the ledger keyed by it."""
+        """Give a capture the call never used back to the caller, all of it, once, as PayPal's
+        refunds go: COMPLETED books it (keyed by the capture); PENDING is read again later;
+        FAILED or CANCELLED is asked again as a new refund (a new request id) up to
+        Policy.refund_attempts_max refunds, then left to an operator (refund_refused)."""
         order_id, capture_id = order["_id"], order["capture_id"]
+        policy = self.settings.policy
         self.retrying(f"mark {order_id} refunding", lambda: self.db.orders.update_one(
             {"_id": order_id, "capture_state": BOOKED}, {"$set": {"capture_state": REFUNDING}}))
+        failed = order.get("failed_refunds", [])
         try:
-            refund = self.paypal.refund_capture(
-                capture_id, request_id=f"late-refund-{capture_id}",
-                note_to_payer="The call was over before your payment completed: refunded in full.")
+            if order.get("refund_id"):  # asked already: PENDING (or its answer stored before booking)
+                refund = self.paypal.get_refund(order["refund_id"])
+            else:
+                refund = self.paypal.refund_capture(
+                    capture_id, request_id=f"late-refund-{capture_id}" + (f"-retry{len(failed)}" if failed else ""),
+                    note_to_payer="The call was over before your payment completed: refunded in full.")
+                self.retrying(f"store refund of {order_id}", lambda: self.db.orders.update_one(
+                    {"_id": order_id}, {"$set": {"refund_id": refund["refund_id"]}}))
         except PayPalError as refusal:  # e.g. CAPTURE_FULLY_REFUNDED by hand: an operator looks
             log.error("late capture %s of call %s cannot be refunded: %s", capture_id, order["call_id"], refusal)
             self.retrying(f"mark {order_id} refused", lambda: self.db.orders.update_one(
@@ -311,6 +354,23 @@ class PaymentsActor(Actor):
         except Exception as error:
             log.warning("late capture %s: PayPal refund failed for now: %s", capture_id, error)
             self.later("settle", order_id, REFUND_RETRY_S)
+            return
+        status = refund["status"]
+        if status in ("FAILED", "CANCELLED"):
+            failed = failed + [{"refund_id": refund["refund_id"], "status": status}]
+            stuck = len(failed) >= policy.refund_attempts_max
+            log.warning("late capture %s: PayPal's refund %s is %s%s", capture_id, refund["refund_id"], status,
+                        "; left to an operator" if stuck else "; asking again")
+            update = {"failed_refunds": failed, "refund_id": None}
+            if stuck:
+                update.update(capture_state=REFUND_REFUSED, refund_refusal=f"REFUND_{status}")
+            self.retrying(f"mark {order_id} refund {status}", lambda: self.db.orders.update_one(
+                {"_id": order_id}, {"$set": update}))
+            if not stuck:
+                self.refund_late(dict(order, **update))
+            return
+        if status != "COMPLETED":  # PENDING: nothing moved yet
+            self.later("settle", order_id, policy.refund_poll_s)
             return
         transaction = ledger.late_capture_refund_transaction(order["call_id"], order["host_id"], order["caller_id"],
                                                              capture_id, order["captured_cents"], order["fee_cents"])

@@ -230,8 +230,14 @@ class MongoPayoutStore:
         return {call["_id"]: call.get("ended_at") for call in calls}
 
     def open_refund_calls(self, call_ids):
-        return {request["call_id"] for request in self._find_in(
+        """Calls with a refund under way: an open request, or a late capture whose whole refund
+        is not done (PENDING at PayPal, or left to an operator): its net is in the call's pending
+        and is the caller's, not the host's, until it is settled."""
+        requests = {request["call_id"] for request in self._find_in(
             "refund_requests", "call_id", call_ids, {"state": payout_rules.OPEN_REFUND_STATE}, {"call_id": 1})}
+        late = {order["call_id"] for order in self._find_in(
+            "orders", "call_id", call_ids, {"capture_state": {"$in": ["refunding", "refund_refused"]}}, {"call_id": 1})}
+        return requests | late
 
     def dispute_keys(self, call_ids):
         keys = {}

@@ -68,8 +68,18 @@ def value_to_cents(value):
     return int(whole) * 100 + int((fraction + "00")[:2])
 
 
+def _capture_view(capture):
+    """A capture as the payments adapter uses it: {"status", "capture_id", "amount_cents",
+    "fee_cents" (None when PayPal reports none, as for a PENDING capture)}."""
+    breakdown = getattr(capture, "seller_receivable_breakdown", None)
+    fee = getattr(breakdown, "paypal_fee", None) if breakdown else None
+    return {"status": capture.status, "capture_id": capture.id, "amount_cents": value_to_cents(capture.amount.value),
+            "fee_cents": value_to_cents(fee.value) if fee is not None else None}
+
+
 class PayPal:
-    def __init__(self, base_url, client_id, client_secret, timeout_s=TIMEOUT_S):
+    def __init__(self, base_url, client_id, client_secret, timeout_s=TIMEOUT_S, backoff_s=BACKOFF_S):
+        self.backoff_s = backoff_s
         credentials = ClientCredentialsAuthCredentials(o_auth_client_id=client_id, o_auth_client_secret=client_secret)
         environment = Environment.PRODUCTION if "api-m.paypal.com" in base_url else Environment.SANDBOX
         self.sdk = PaypalServersdkClient(config=_BaseUrlConfiguration(
@@ -90,7 +100,7 @@ class PayPal:
             except Exception as error:  # connection reset, timeout: the answer may be lost
                 failure = error
             log.warning("PayPal %s failed (attempt %d): %s", what, attempt, failure)
-            time.sleep(BACKOFF_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+            time.sleep(self.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
         raise failure
 
     def create_order(self, amount_cents, request_id, custom_id, return_url, cancel_url):
@@ -109,23 +119,14 @@ class PayPal:
         """{"status", "capture_id", "amount_cents", "fee_cents" (None when PayPal reports none)}."""
         order = self._call("capture", lambda: self.sdk.orders.capture_order(
             {"id": order_id, "paypal_request_id": request_id, "prefer": "return=representation"}))
-        capture = order.purchase_units[0].payments.captures[0]
-        breakdown = getattr(capture, "seller_receivable_breakdown", None)
-        fee = getattr(breakdown, "paypal_fee", None) if breakdown else None
-        return {"status": capture.status, "capture_id": capture.id,
-                "amount_cents": value_to_cents(capture.amount.value),
-                "fee_cents": value_to_cents(fee.value) if fee is not None else None}
+        return _capture_view(order.purchase_units[0].payments.captures[0])
 
     def get_capture(self, capture_id):
         """A capture's current state, as capture() reports it (plus its order id): how a PENDING
         capture is followed until it clears or is denied."""
         capture = self._call("read capture", lambda: self.sdk.payments.get_captured_payment({"capture_id": capture_id}))
-        breakdown = getattr(capture, "seller_receivable_breakdown", None)
-        fee = getattr(breakdown, "paypal_fee", None) if breakdown else None
         related = getattr(getattr(capture, "supplementary_data", None), "related_ids", None)
-        return {"status": capture.status, "capture_id": capture.id, "amount_cents": value_to_cents(capture.amount.value),
-                "fee_cents": value_to_cents(fee.value) if fee is not None else None,
-                "order_id": getattr(related, "order_id", None)}
+        return dict(_capture_view(capture), order_id=getattr(related, "order_id", None))
 
     def refund_capture(self, capture_id, request_id, amount_cents=None, note_to_payer=None):
         """Refund a capture, in full (amount_cents None) or in part: {"refund_id", "status",
@@ -139,6 +140,24 @@ class PayPal:
         amount = getattr(refund, "amount", None)
         return {"refund_id": refund.id, "status": refund.status,
                 "amount_cents": value_to_cents(amount.value) if amount is not None else amount_cents}
+
+    def get_refund(self, refund_id):
+        """A refund's current state, as refund_capture() reports it: how a PENDING refund is
+        followed until it completes, fails or is cancelled."""
+        refund = self._call("read refund", lambda: self.sdk.payments.get_refund({"refund_id": refund_id}))
+        amount = getattr(refund, "amount", None)
+        return {"refund_id": refund.id, "status": refund.status,
+                "amount_cents": value_to_cents(amount.value) if amount is not None else None}
+
+    def order_capture(self, order_id):
+        """The capture an order holds, as capture() reports it, or None when it has none: what a
+        capture whose answer was lost (or ORDER_ALREADY_CAPTURED) really did."""
+        order = self._call("read order", lambda: self.sdk.orders.get_order({"id": order_id}))
+        payments = getattr(order.purchase_units[0], "payments", None) if order.purchase_units else None
+        captures = getattr(payments, "captures", None) or []
+        if not captures:
+            return None
+        return _capture_view(captures[0])
 
 
 # Payouts, over PayPal's REST API (paypal-server-sdk has no Payouts) ----------------------------
@@ -163,7 +182,8 @@ class PayPalPayouts:
 
     Refused = PayPalError
 
-    def __init__(self, base_url, client_id, client_secret, timeout_s=TIMEOUT_S):
+    def __init__(self, base_url, client_id, client_secret, timeout_s=TIMEOUT_S, backoff_s=BACKOFF_S):
+        self.backoff_s = backoff_s
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
@@ -232,7 +252,7 @@ class PayPalPayouts:
                 failure = f"HTTP {status} {(answer or {}).get('name', '')}"
             log.warning("PayPal %s failed (attempt %d): %s", what, attempt, failure)
             if attempt < ATTEMPTS:
-                time.sleep(BACKOFF_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+                time.sleep(self.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
         raise PayPalUnavailable(f"PayPal {what}: {failure}")
 
     def _access_token(self):

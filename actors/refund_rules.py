@@ -14,16 +14,26 @@ Decisions:
   even after a denial (the decision is final; a caller who disagrees goes to PayPal).
 - Only call payments are refunded (every round, extensions included); tips never. Each is
   refunded by its own PayPal call for its amount minus the fee PayPal took on it (as booked in
-  the ledger), with PayPal-Request-Id `refund-<request id>-<capture id>`: a retry, a crash or
-  a resumed approval gets PayPal's first refund back instead of a second one.
+  the ledger) minus what of it was refunded already (a late-capture refund, a refund made on
+  PayPal's dashboard: a capture refunded whole is left out), with PayPal-Request-Id
+  `refund-<request id>-<capture id>`: a retry, a crash or a resumed approval gets PayPal's
+  first refund back instead of a second one.
 - The decision is stored (with the plan, read from the ledger at that moment) before any
-  money moves. Then per capture: PayPal refunds, its refund id is stored, the ledger books
-  `refund:<PayPal refund id>`, the capture is marked booked. A crash anywhere is repaired by
-  settling again; a refund whose ledger key exists is booked already, whatever split between
-  pending and available it was booked with.
+  money moves. Then per capture: PayPal refunds, its refund id and status are stored, and once
+  PayPal says COMPLETED the ledger books `refund:<PayPal refund id>` and the capture is marked
+  booked. A crash anywhere is repaired by settling again; a refund whose ledger key exists is
+  booked already, whatever split between pending and available it was booked with.
+- PayPal's refund lifecycle: a PENDING refund (an eCheck) books nothing and is read again
+  (Policy.refund_poll_s, or at once when its webhook comes) until it is COMPLETED (booked),
+  FAILED or CANCELLED (nothing was booked, so nothing is reversed). A failed refund is asked
+  again as a new refund with a new request id (`…-retry<n>`: the old id would return the
+  failed one), up to Policy.refund_attempts_max refunds per capture; then operators are
+  mailed and the capture waits for one of them to ask again (`retry`).
 - PayPal not answering, or refusing for now (e.g. TRANSACTION_DISPUTED while a dispute is
   open), leaves the request "approved": the capture is tried again after Policy.refund_retry_s,
-  doubling per attempt up to a day, and the last error is shown to operators.
+  doubling per attempt up to a day, and the last error is shown to operators. PayPal saying the
+  capture is refunded in full already (CAPTURE_FULLY_REFUNDED: by hand, on its dashboard) ends
+  that capture's part: the caller has the money; the refund's own webhook books it.
 - The decision mail goes to both sides once the decision is final (refunded or denied), at
   most once (claimed before sending).
 """
@@ -41,6 +51,13 @@ REASON_MAX_CHARS = 2000
 NOTE_MAX_CHARS = 2000
 # A capture PayPal keeps refusing is tried at most daily.
 MAX_RETRY_S = 24 * 3600
+# PayPal's refund statuses: only COMPLETED moved money; FAILED and CANCELLED never will.
+REFUND_COMPLETED, REFUND_PENDING = "COMPLETED", "PENDING"
+REFUND_NOT_DONE = ("FAILED", "CANCELLED")
+# PayPal's refusal when a capture has nothing left to refund.
+FULLY_REFUNDED = "CAPTURE_FULLY_REFUNDED"
+# What Settlement.refund answers for a capture that waits for an operator.
+STUCK = "stuck"
 
 
 class RefundRefused(Exception):
@@ -100,9 +117,20 @@ def payment_of(transaction):
 
 
 def call_payments(transactions):
-    """The call payments of a call from its ledger transactions, tips left out."""
-    payments = [payment_of(t) for t in transactions]
-    return sorted((p for p in payments if p["kind"] == ledger.CALL_PAYMENT), key=lambda p: p["capture_id"])
+    """The call payments of a call from its ledger transactions (tips left out), each with
+    `refunded_cents`: what of it the caller got back already (refunds of it, a late-capture
+    refund of it in full)."""
+    transactions = [t if isinstance(t, ledger.Transaction) else ledger.Transaction.from_document(t)
+                    for t in transactions]
+    refunded = {}
+    for transaction in transactions:
+        if transaction.kind in (ledger.REFUND, ledger.LATE_CAPTURE_REFUND) and transaction.capture_id:
+            to_caller = sum(e.amount_cents for e in transaction.entries if e.account.startswith("caller:"))
+            refunded[transaction.capture_id] = refunded.get(transaction.capture_id, 0) + to_caller
+    payments = [dict(payment_of(t), refunded_cents=0) for t in transactions if t.kind == ledger.CALL_PAYMENT]
+    for payment in payments:
+        payment["refunded_cents"] = refunded.get(payment["capture_id"], 0)
+    return sorted(payments, key=lambda p: p["capture_id"])
 
 
 def check_caller(call, member_id):
@@ -128,19 +156,24 @@ def check_eligible(call, payments, now, window_s):
 # What an approval refunds -------------------------------------------------------------------------
 
 def refund_cents(payment):
-    """PayPal keeps its fee: the caller gets the rest of each payment back."""
-    return payment["amount_cents"] - payment["fee_cents"]
+    """PayPal keeps its fee: the caller gets the rest of each payment back, less what of it
+    they got back already."""
+    return max(0, payment["amount_cents"] - payment["fee_cents"] - payment.get("refunded_cents", 0))
 
 
-def paypal_request_id(request_id, capture_id):
-    return f"refund-{request_id}-{capture_id}"
+def paypal_request_id(request_id, capture_id, refunds_failed=0):
+    """A new id per refund asked: the same id again would return PayPal's failed refund."""
+    base = f"refund-{request_id}-{capture_id}"
+    return f"{base}-retry{refunds_failed}" if refunds_failed else base
 
 
 def plan(request_id, payments):
     """One item per call payment with something to give back."""
     return [{"capture_id": p["capture_id"], "amount_cents": p["amount_cents"], "fee_cents": p["fee_cents"],
-             "refund_cents": refund_cents(p), "request_id": paypal_request_id(request_id, p["capture_id"]),
-             "refund_id": None, "booked": False, "attempts": 0, "retry_at": None, "error": None}
+             "refunded_cents": p.get("refunded_cents", 0), "refund_cents": refund_cents(p),
+             "request_id": paypal_request_id(request_id, p["capture_id"]), "refund_id": None, "refund_status": None,
+             "booked": False, "attempts": 0, "retry_at": None, "error": None, "failed_refunds": [],
+             "refunds_allowed": None, "escalated": False}
             for p in payments if refund_cents(p) > 0]
 
 
@@ -205,8 +238,12 @@ def view(document, operator=False):
                           for note in document.get("notes", [])]
         shown["decided_by"] = document.get("decided_by")
         shown["refunds"] = [{"capture_id": item["capture_id"], "refund_cents": item["refund_cents"],
-                             "refund_id": item.get("refund_id"), "done": bool(item.get("booked")),
-                             "error": item.get("error")} for item in document.get("plan", [])]
+                             "refund_id": item.get("refund_id"), "status": item.get("refund_status"),
+                             "done": bool(item.get("booked") or item.get("elsewhere")),
+                             "failed_refunds": [f["refund_id"] for f in item.get("failed_refunds", [])],
+                             "needs_operator": bool(item.get("escalated")), "error": item.get("error")}
+                            for item in document.get("plan", [])]
+        shown["needs_operator"] = any(item.get("escalated") for item in document.get("plan", []))
     return shown
 
 
@@ -248,6 +285,17 @@ def decision_mail(document, role):
 
 # Carrying an approval out --------------------------------------------------------------------------
 
+def stuck_mail(document, item, failed):
+    """(subject, body) telling operators that PayPal failed a capture's refund too often."""
+    return (f"A refund needs you: PayPal failed it {failed} times",
+            f"PayPal did not complete the refund of capture {item['capture_id']} "
+            f"({dollars(item['refund_cents'])}) for refund request {document['_id']} on call "
+            f"{document['call_id']} ({document['caller']['name']} ← {document['host']['name']}): "
+            f"{', '.join(f['refund_id'] + ' ' + f['status'] for f in item.get('failed_refunds', []))}.\n\n"
+            f"Nothing was taken from the host's earnings for it. Look at the caller's payment on PayPal, then ask "
+            f"for the refund again from the review queue (Retry), or refund it on PayPal's dashboard.")
+
+
 @dataclasses.dataclass
 class Outcome:
     state: str                  # the view state after this settlement
@@ -256,30 +304,36 @@ class Outcome:
 
 class Settlement:
     """Moves a decided request's money and mails its decision, over its ports:
-    - store: `request(id)`, `undone()`, `refund_started(id, index, refund_id)`, `refund_failed(id,
-      index, attempts, retry_at, error)`, `refund_booked(id, index)`, `call_pending_cents(call_id,
-      member_id)`, `book(transaction, now)` (False when the key is booked already), `finish(id, now)`,
-      `claim_mail(id, now)`;
-    - paypal: `refund_capture(capture_id, request_id, amount_cents, note_to_payer)` →
-      {"refund_id", "status"}, raising PayPalError (PayPal said no, with its `issue`) or any
-      other error (no usable answer): either way the same request id is safe to send again;
+    - store: `request(id)`, `undone()`, `refund_started(id, index, refund_id, status)`,
+      `refund_pending(id, index, poll_at)`, `refund_not_done(id, index, failure, request_id,
+      escalated)`, `refund_failed(id, index, attempts, retry_at, error)`, `refund_booked(id,
+      index)`, `refund_elsewhere(id, index, error)`, `call_pending_cents(call_id, member_id)`,
+      `book(transaction, now)` (False when the key is booked already), `finish(id, now)`,
+      `claim_mail(id, now)`, `operators()`;
+    - paypal: `refund_capture(capture_id, request_id, amount_cents, note_to_payer)` and
+      `get_refund(refund_id)` → {"refund_id", "status"}, raising PayPalError (PayPal said no,
+      with its `issue`) or any other error (no usable answer): either way the same request id
+      is safe to send again;
     - notify(member_id, subject, body).
     Every step is safe to repeat: settling again after a crash anywhere finishes the job."""
 
-    def __init__(self, store, paypal, notify, retry_s):
+    def __init__(self, store, paypal, notify, retry_s, poll_s=3600, attempts_max=3):
         self.store, self.paypal, self.notify, self.retry_s = store, paypal, notify, retry_s
+        self.poll_s, self.attempts_max = poll_s, attempts_max
 
-    def settle(self, request_id, now):
+    def settle(self, request_id, now, read_now=False):
+        """Move the request on; `read_now`: PayPal just told us one of its refunds changed, so a
+        PENDING one is read now rather than at its next poll."""
         document = self.store.request(request_id)
         if document is None or document.get("decision") is None:
             return Outcome(view_state(document) if document else None)
         retry_at = None
         if document["state"] == OPEN and document["decision"] == APPROVE:
-            left = [self.refund(document, index, item, now) for index, item in enumerate(document["plan"])]
-            waiting = [due for due in left if due is not None]
+            left = [self.refund(document, index, item, now, read_now) for index, item in enumerate(document["plan"])]
+            waiting = [due for due in left if isinstance(due, datetime.datetime)]
             if waiting:
                 retry_at = min(waiting)
-            else:
+            elif STUCK not in left:
                 self.store.finish(request_id, now)
             document = self.store.request(request_id)
         if document["state"] in (REFUNDED, DENIED) and self.store.claim_mail(request_id, now):
@@ -287,30 +341,74 @@ class Settlement:
                 self.notify(document[role]["id"], *decision_mail(document, role))
         return Outcome(view_state(document), retry_at)
 
-    def refund(self, document, index, item, now):
-        """Refund and book one capture; None when done, else when it is due again."""
-        if item.get("booked"):
+    def refund(self, document, index, item, now, read_now=False):
+        """Move one capture's refund a step: None when it is done, STUCK when it waits for an
+        operator, else when it is due again."""
+        if item.get("booked") or item.get("elsewhere"):
             return None
+        if item.get("escalated"):
+            return STUCK
+        due = item.get("retry_at")
+        polled = item.get("refund_id") is not None and item.get("refund_status") == REFUND_PENDING
+        if due is not None and now < due and not (read_now and polled):
+            return due
         refund_id = item.get("refund_id")
-        if refund_id is None:
-            if item.get("retry_at") is not None and now < item["retry_at"]:
-                return item["retry_at"]
-            try:
+        try:
+            if refund_id is None:
                 refund = self.paypal.refund_capture(item["capture_id"], item["request_id"], item["refund_cents"],
                                                     f"Refund of interKanect call {document['call_id']}")
-                if refund["status"] not in ("COMPLETED", "PENDING"):
-                    raise RuntimeError(f"PayPal's refund {refund['refund_id']} is {refund['status']}")
-            except Exception as error:  # refused or unanswered: the same request id is safe to send again
-                attempts = item.get("attempts", 0) + 1
-                retry_at = now + datetime.timedelta(seconds=retry_delay_s(attempts, self.retry_s))
-                issue = getattr(error, "issue", "") or type(error).__name__
-                self.store.refund_failed(document["_id"], index, attempts, retry_at, f"{issue}: {error}"[:500])
-                return retry_at
-            refund_id = refund["refund_id"]
-            self.store.refund_started(document["_id"], index, refund_id)
-        host_id, caller_id = document["host"]["id"], document["caller"]["id"]
-        pending_cents = self.store.call_pending_cents(document["call_id"], host_id)
-        self.store.book(ledger.refund_transaction(document["call_id"], host_id, caller_id, refund_id,
-                                                  item["refund_cents"], pending_cents), now)
-        self.store.refund_booked(document["_id"], index)
-        return None
+                refund_id = refund["refund_id"]
+                self.store.refund_started(document["_id"], index, refund_id, refund["status"])
+            elif item.get("refund_status") in (None, REFUND_COMPLETED):
+                refund = {"refund_id": refund_id, "status": REFUND_COMPLETED}  # stored before its booking
+            else:
+                refund = self.paypal.get_refund(refund_id)
+        except Exception as error:  # refused or unanswered: the same request id is safe to send again
+            issue = getattr(error, "issue", "") or type(error).__name__
+            if issue == FULLY_REFUNDED:  # by hand, on PayPal: the caller has it, its webhook books it
+                self.store.refund_elsewhere(document["_id"], index, f"{issue}: {error}"[:500])
+                return None
+            attempts = item.get("attempts", 0) + 1
+            retry_at = now + datetime.timedelta(seconds=retry_delay_s(attempts, self.retry_s))
+            self.store.refund_failed(document["_id"], index, attempts, retry_at, f"{issue}: {error}"[:500])
+            return retry_at
+        status = refund["status"]
+        if status == REFUND_COMPLETED:
+            host_id, caller_id = document["host"]["id"], document["caller"]["id"]
+            pending_cents = self.store.call_pending_cents(document["call_id"], host_id)
+            self.store.book(ledger.refund_transaction(document["call_id"], host_id, caller_id, refund_id,
+                                                      item["refund_cents"], pending_cents, item["capture_id"]), now)
+            self.store.refund_booked(document["_id"], index)
+            return None
+        if status in REFUND_NOT_DONE:
+            return self.not_done(document, index, item, refund_id, status, now)
+        # PENDING (or a status PayPal may add): nothing moved yet; read it again later.
+        poll_at = now + datetime.timedelta(seconds=self.poll_s)
+        self.store.refund_pending(document["_id"], index, status, poll_at)
+        return poll_at
+
+    def not_done(self, document, index, item, refund_id, status, now):
+        """PayPal failed or cancelled this refund: nothing was booked for it, so nothing is
+        reversed. Asked again as a new refund, or, past the allowance, handed to operators."""
+        failed = item.get("failed_refunds", []) + [{"refund_id": refund_id, "status": status}]
+        allowed = item.get("refunds_allowed") or self.attempts_max
+        escalated = len(failed) >= allowed
+        self.store.refund_not_done(document["_id"], index, {"refund_id": refund_id, "status": status},
+                                   paypal_request_id(document["_id"], item["capture_id"], len(failed)), escalated)
+        if not escalated:
+            return now  # due at once: a new refund
+        for operator_id in self.store.operators():
+            self.notify(operator_id, *stuck_mail(document, dict(item, failed_refunds=failed), len(failed)))
+        return STUCK
+
+
+def retry_fields(document, attempts_max):
+    """What an operator's retry sets: each capture handed to operators gets as many new refunds
+    as the policy allows, from now."""
+    fields = {}
+    for index, item in enumerate(document.get("plan", [])):
+        if item.get("escalated"):
+            fields.update({f"plan.{index}.escalated": False, f"plan.{index}.retry_at": None,
+                           f"plan.{index}.attempts": 0,
+                           f"plan.{index}.refunds_allowed": len(item.get("failed_refunds", [])) + attempts_max})
+    return fields

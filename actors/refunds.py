@@ -33,9 +33,11 @@ class StartRefunds:
 
 @dataclasses.dataclass
 class SettleRefund:
-    """Gateway → refunds actor: this request was just decided; move its money now."""
+    """Gateway → refunds actor: this request was just decided (or PayPal just told us one of
+    its refunds changed: `read_now`); move its money now."""
     req_id: int
     refund_id: str
+    read_now: bool = False
 
 
 @dataclasses.dataclass
@@ -75,14 +77,14 @@ class RefundsActor(Actor):
         self.mailer, self.retry_s = message.mailer, s.policy.refund_retry_s
         self.settlement = refund_rules.Settlement(
             MongoRefundStore(db), PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use),
-            self.notify, self.retry_s)
+            self.notify, self.retry_s, s.policy.refund_poll_s, s.policy.refund_attempts_max)
         self.sweep()  # decisions a previous node stored and did not finish
 
     def settle_asked(self, message):
         if self.settlement is None:
             return RefundSettled(message.req_id, error="the refunds actor is not configured yet")
         try:
-            outcome = self.settlement.settle(message.refund_id, _now())
+            outcome = self.settlement.settle(message.refund_id, _now(), message.read_now)
         except Exception as error:
             log.exception("settling refund request %s failed; the sweep tries again", message.refund_id)
             self.arm_sweep(_now() + datetime.timedelta(seconds=self.retry_s))
@@ -135,16 +137,40 @@ class MongoRefundStore:
         return self.db.refund_requests.find_one({"_id": request_id})
 
     def undone(self):
-        """Decided requests whose money or mail is still to go."""
+        """Decided requests whose money or mail is still to go (one waiting for an operator
+        only once they asked again)."""
         found = self.db.refund_requests.find({"decision": {"$ne": None}, "$or": [
-            {"state": refund_rules.OPEN}, {"mailed_at": None}]}, {"_id": 1}).sort("decided_at", 1)
+            {"state": refund_rules.OPEN, "plan": {"$elemMatch": {"booked": {"$ne": True}, "escalated": {"$ne": True},
+                                                                 "elsewhere": {"$ne": True}}}},
+            {"mailed_at": None}]},
+            {"_id": 1}).sort("decided_at", 1)
         return [document["_id"] for document in found]
 
     def _set(self, request_id, fields):
         self.db.refund_requests.update_one({"_id": request_id}, {"$set": fields})
 
-    def refund_started(self, request_id, index, refund_id):
-        self._set(request_id, {f"plan.{index}.refund_id": refund_id, f"plan.{index}.error": None})
+    def refund_started(self, request_id, index, refund_id, status):
+        self._set(request_id, {f"plan.{index}.refund_id": refund_id, f"plan.{index}.refund_status": status,
+                               f"plan.{index}.error": None, f"plan.{index}.retry_at": None})
+
+    def refund_pending(self, request_id, index, status, poll_at):
+        self._set(request_id, {f"plan.{index}.refund_status": status, f"plan.{index}.retry_at": poll_at})
+
+    def refund_not_done(self, request_id, index, failure, next_request_id, escalated):
+        log.warning("refund %s of request %s (capture %d) is %s%s", failure["refund_id"], request_id, index,
+                    failure["status"], "; operators are told" if escalated else "; asking PayPal again")
+        self.db.refund_requests.update_one({"_id": request_id}, {
+            "$push": {f"plan.{index}.failed_refunds": failure},
+            "$set": {f"plan.{index}.refund_id": None, f"plan.{index}.refund_status": None,
+                     f"plan.{index}.request_id": next_request_id, f"plan.{index}.retry_at": None,
+                     f"plan.{index}.attempts": 0, f"plan.{index}.escalated": escalated,
+                     f"plan.{index}.error": f"PayPal's refund {failure['refund_id']} is {failure['status']}"}})
+
+    def refund_elsewhere(self, request_id, index, error):
+        self._set(request_id, {f"plan.{index}.elsewhere": True, f"plan.{index}.error": error})
+
+    def operators(self):
+        return [str(member["_id"]) for member in self.db.members.find({"operator": True}, {"_id": 1})]
 
     def refund_failed(self, request_id, index, attempts, retry_at, error):
         log.warning("refund of request %s, capture %d not done (attempt %d): %s", request_id, index, attempts, error)

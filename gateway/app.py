@@ -112,6 +112,7 @@ class Gateway:
             (r"/api/refunds", refunds.RefundsHandler, a),
             (r"/api/refunds/([0-9a-f]{24})/notes", refunds.RefundNotesHandler, a),
             (r"/api/refunds/([0-9a-f]{24})/decision", refunds.RefundDecisionHandler, a),
+            (r"/api/refunds/([0-9a-f]{24})/retry", refunds.RefundRetryHandler, a),
             (r"/api/operator/members", operators.OperatorMembersHandler, a),
             (r"/api/operator/members/" + MEMBER_ID + "/tier", operators.OperatorTierHandler, a),
             (r"/api/me/upgrade", upgrade.UpgradeHandler, a),

@@ -77,7 +77,7 @@ async def apply(db, event):
     # The caller got `amount` back and PayPal took it from the platform's balance (no fee back
     # on a refund): the member's earnings pay it, available going negative if need be.
     transaction = ledger.refund_transaction(payment["call_id"], payment["host_id"], payment["caller_id"],
-                                            refund_id, cents, pending_cents)
+                                            refund_id, cents, pending_cents, capture_id)
     booked = await disputes.book(db, transaction)
     if booked is transaction:
         log.info("refund %s of capture %s made outside the platform: %d cents booked", refund_id, capture_id, cents)

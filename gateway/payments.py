@@ -9,7 +9,7 @@ import time
 import tornado.web
 
 from actors.messages import OrderApproved
-from gateway import disputes, external_refunds
+from gateway import disputes, external_refunds, refunds
 from gateway.paypal_webhooks import WebhookRefused
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,10 @@ class PayPalWebhookHandler(tornado.web.RequestHandler):
                                                         "resource": event.get("resource")}}, upsert=True)
         await tell_call_approved(self.app, approved_order_id(event))
         await disputes.apply(self.app.db, event)
-        await external_refunds.apply(self.app.db, event)
+        # One of our refunds (an approved request's) is settled by the refunds actor, which books
+        # it; any other refund of our captures was made on PayPal's side and is booked here.
+        if not await refunds.refund_event(self.app, event):
+            await external_refunds.apply(self.app.db, event)
         await self.app.upgrades.on_webhook(event)
         self.finish({"ok": True})
 

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 # answers in about a second; an operator should not stare at a spinner while it retries.
 DECISION_WAIT_S = 8
 QUEUE_LIMIT = 500
+# PayPal's events about a refund: completed (the capture's), or the refund's own.
+REFUND_EVENTS = ("PAYMENT.CAPTURE.REFUNDED", "PAYMENT.REFUND.PENDING", "PAYMENT.REFUND.FAILED",
+                 "PAYMENT.REFUND.CANCELLED")
 
 
 def _now():
@@ -31,9 +34,27 @@ def who(member):
 
 
 async def ensure_indexes(db):
-    """One request per call; the queue reads by state and deadline."""
+    """One request per call; the queue reads by state and deadline; PayPal's refund webhooks
+    find their request by refund id."""
     await db.refund_requests.create_index("call_id", unique=True)
     await db.refund_requests.create_index([("state", 1), ("deadline", 1)])
+    await db.refund_requests.create_index("plan.refund_id", sparse=True)
+
+
+async def refund_event(app, event):
+    """PayPal says one of our refunds changed (completed, pending, failed, cancelled): its
+    request is settled now, which reads the refund's state from PayPal. True when it is ours."""
+    if event.get("event_type") not in REFUND_EVENTS:
+        return False
+    refund_id = (event.get("resource") or {}).get("id")
+    if not isinstance(refund_id, str) or not refund_id:
+        return False
+    document = await app.db.refund_requests.find_one({"plan.refund_id": refund_id}, {"_id": 1})
+    if document is None:
+        return False
+    # Not awaited: PayPal wants its answer within seconds, and the sweep settles it anyway.
+    asyncio.ensure_future(app.refund_desk.settle(document["_id"], read_now=True))
+    return True
 
 
 class RefundDesk:
@@ -43,15 +64,17 @@ class RefundDesk:
         self.hub = hub
         self.address = None
 
-    async def settle(self, refund_id, timeout_s=DECISION_WAIT_S):
-        """Ask the refunds actor to move a decided request's money now; its answer, or None when
-        it did not come in time (the actor's sweep finishes the job either way)."""
+    async def settle(self, refund_id, timeout_s=DECISION_WAIT_S, read_now=False):
+        """Ask the refunds actor to move a decided request's money now (`read_now`: reading its
+        PENDING refunds from PayPal now); its answer, or None when it did not come in time (the
+        actor's sweep finishes the job either way)."""
         bridge = self.hub.bridge
         try:
             if self.address is None:
                 self.address = await bridge.call(lambda context: context.createActor(RefundsActor,
                                                                                      globalName=REFUNDS_NAME))
-            answer = await bridge.request(self.address, lambda req_id: SettleRefund(req_id, refund_id), timeout_s)
+            answer = await bridge.request(self.address, lambda req_id: SettleRefund(req_id, refund_id, read_now),
+                                          timeout_s)
         except asyncio.TimeoutError:
             log.info("refund request %s: not settled within %d s; the refunds actor goes on", refund_id, timeout_s)
             return None
@@ -69,7 +92,9 @@ class RefundHandler(BaseHandler):
         super()._handle_request_exception(error)
 
     async def call_payments(self, call_id):
-        found = self.app.db.ledger.find({"call_id": call_id, "kind": ledger.CALL_PAYMENT})
+        """The call's payments, each with what of it was refunded already."""
+        found = self.app.db.ledger.find({"call_id": call_id, "kind": {"$in": [
+            ledger.CALL_PAYMENT, ledger.REFUND, ledger.LATE_CAPTURE_REFUND]}})
         return refund_rules.call_payments([document async for document in found])
 
     async def request_or_404(self, refund_id):
@@ -166,5 +191,21 @@ class RefundDecisionHandler(RefundHandler):
             return_document=pymongo.ReturnDocument.AFTER)
         if decided is None:
             raise ClientError(409, "already_decided", "this request was decided meanwhile")
+        await self.app.refund_desk.settle(refund_id)
+        self.send_json(refund_rules.view(await self.request_or_404(refund_id), operator=True))
+
+
+class RefundRetryHandler(RefundHandler):
+    """An operator asks PayPal again for the refunds it failed too often (after looking at
+    the caller's payment): each such capture gets the policy's number of new refunds."""
+
+    async def post(self, refund_id):
+        operator = self.require_operator()
+        document = await self.request_or_404(refund_id)
+        fields = refund_rules.retry_fields(document, self.app.settings.policy.refund_attempts_max)
+        if not fields:
+            raise ClientError(409, "nothing_to_retry", "no refund of this request waits for an operator")
+        note = {"by": who(operator), "text": "asked PayPal again for the refunds it failed", "at": _now()}
+        await self.app.db.refund_requests.update_one({"_id": refund_id}, {"$set": fields, "$push": {"notes": note}})
         await self.app.refund_desk.settle(refund_id)
         self.send_json(refund_rules.view(await self.request_or_404(refund_id), operator=True))

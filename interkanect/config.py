@@ -95,6 +95,12 @@ class Policy:
     # An approved refund that PayPal did not complete (down, refused for now) is tried again
     # after this, doubling per attempt up to a day; a restarted node resumes it at once.
     refund_retry_s: float = 60
+    # A refund PayPal holds PENDING (an eCheck takes days) is read from PayPal this often until
+    # it completes, fails or is cancelled (its webhook, when it comes, reads it at once).
+    refund_poll_s: float = 3600
+    # A refund PayPal FAILED or CANCELLED is asked again (a new refund, a new request id) up to
+    # this many refunds per capture in all; then operators are told and decide by hand.
+    refund_attempts_max: int = 3
     # Past login_failures_per_account in a window, each further log-in on that account waits
     # this long after the one before, doubling up to login_slowdown_max_s, and the right
     # password then succeeds: failures by others slow the owner down, never lock them out.
@@ -168,6 +174,9 @@ class Settings:
     paypal_emulator_port: int = 8889
     # How long one PayPal API request may take before it is retried (same PayPal-Request-Id).
     paypal_timeout_s: float = 15
+    # The first wait before a PayPal request is retried (5xx, timeout, lost answer), doubling
+    # per attempt with jitter over 5 attempts (about 15 s in all at 0.5).
+    paypal_backoff_s: float = 0.5
     # A deployment that takes real money: serve, gateway and node refuse to start without live
     # PayPal credentials (interkanect/paypal_mode.py), never falling back to the emulator.
     production: bool = False

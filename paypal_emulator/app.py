@@ -136,6 +136,7 @@ class Emulator:
             (r"/emulator/webhooks", DeliveriesHandler, a),
             (r"/emulator/webhooks/sign", SignHandler, a),
             (r"/emulator/captures/" + ID + "/(complete|deny)", SettleCaptureHandler, a),
+            (r"/emulator/refunds/" + ID + "/(complete|fail|cancel)", SettleRefundHandler, a),
             (r"/emulator/disputes", DisputesHandler, a),
             (r"/emulator/disputes/" + ID + "/resolve", ResolveDisputeHandler, a),
             (r"/emulator/payouts-items/" + ID + "/return", ReturnPayoutItemHandler, a),
@@ -168,6 +169,15 @@ class Emulator:
         now = self.clock()
         for event in events:
             self.webhooks.send(envelope(event, ids.event_id(), now, self.urls))
+
+    def settle_refund_later(self, refund_id, verdict, delay_s):
+        def settle():
+            try:
+                _, events = self.payments.settle_refund(refund_id, verdict, self.clock())
+            except ValueError:  # settled by the control API meanwhile
+                return
+            self.emit(events)
+        self._timers.append(asyncio.get_running_loop().call_later(delay_s, settle))
 
     def schedule_payout(self, batch_id):
         loop = asyncio.get_running_loop()
@@ -400,8 +410,18 @@ class RefundCaptureHandler(ApiHandler):
 
     async def post(self, capture_id):
         payments = self.emulator.payments
+        taken = []
+
+        def take_outcome():  # asked only for a refund about to be made: a refusal spends no fault
+            fault = self.emulator.faults.take("refund_outcome")
+            taken.append(fault)
+            return fault.outcome.split("_")[0] if fault else "COMPLETED"
         refund, created, events = payments.refund_capture(capture_id, self.json_body(allow_empty=True),
-                                                          self.request_id, self.now())
+                                                          self.request_id, self.now(), take_outcome)
+        fault = taken[0] if taken else None
+        if fault is not None and fault.outcome in ("PENDING_COMPLETED", "PENDING_FAILED"):
+            self.emulator.settle_refund_later(refund.id, "complete" if fault.outcome == "PENDING_COMPLETED" else "fail",
+                                              fault.settle_s)
         self.emulator.emit(events)
         body = payments.refund_json(refund)
         if not self.wants_representation:
@@ -790,6 +810,19 @@ class SettleCaptureHandler(ControlHandler):
             raise ControlError(409, "wrong_state", str(error)) from None
         self.emulator.emit(events)
         self.send_json(self.emulator.payments.capture_json(capture))
+
+
+class SettleRefundHandler(ControlHandler):
+    """A PENDING refund completes, fails or is cancelled."""
+
+    def post(self, refund_id, verdict):
+        payments = self.emulator.payments
+        try:
+            refund, events = payments.settle_refund(refund_id, verdict, self.now())
+        except ValueError as error:
+            raise ControlError(409, "wrong_state", str(error)) from None
+        self.emulator.emit(events)
+        self.send_json(payments.refund_json(refund))
 
 
 class DisputesHandler(ControlHandler):

@@ -7,8 +7,13 @@ import itertools
 
 # Kinds that match HTTP requests by path (a glob: /v2/checkout/orders/*/capture) and method.
 REQUEST_KINDS = ("error", "timeout", "lost_response")
-KINDS = REQUEST_KINDS + ("capture_outcome", "payout_item_outcome", "webhook_duplicate", "webhook_out_of_order")
+KINDS = REQUEST_KINDS + ("capture_outcome", "refund_outcome", "payout_item_outcome", "webhook_duplicate",
+                         "webhook_out_of_order")
 CAPTURE_OUTCOMES = ("PENDING", "DECLINED", "INSTRUMENT_DECLINED")
+# A refund that stays PENDING (until /emulator/refunds/{id}/complete|fail|cancel), goes
+# PENDING then COMPLETED or FAILED by itself after `settle_s`, or FAILED at once.
+REFUND_OUTCOMES = ("PENDING", "PENDING_COMPLETED", "PENDING_FAILED", "FAILED")
+DEFAULT_REFUND_SETTLE_S = 1.0
 PAYOUT_ITEM_OUTCOMES = ("SUCCESS", "UNCLAIMED", "RETURNED", "FAILED", "BLOCKED", "ONHOLD")
 ERROR_STATUSES = (500, 503)
 # Held out-of-order webhooks go out (reversed) once `count` are held, or after this long.
@@ -32,6 +37,7 @@ class Fault:
     commit: bool = True
     outcome: str = None
     hold_s: float = DEFAULT_HOLD_S
+    settle_s: float = DEFAULT_REFUND_SETTLE_S
 
     def matches(self, kind, method, path):
         if self.kind != kind or self.remaining <= 0:
@@ -43,6 +49,7 @@ class Fault:
     def to_json(self):
         fields = {"error": ("path", "method", "status"), "timeout": ("path", "method", "delay_s", "commit"),
                   "lost_response": ("path", "method"), "capture_outcome": ("outcome",),
+                  "refund_outcome": ("outcome", "settle_s"),
                   "payout_item_outcome": ("outcome",), "webhook_out_of_order": ("hold_s",)}.get(self.kind, ())
         shown = {"id": self.id, "kind": self.kind, "remaining": self.remaining}
         shown.update({name: getattr(self, name) for name in fields if getattr(self, name) is not None})
@@ -73,11 +80,14 @@ def parse_fault(spec, fault_id):
         fault.commit = spec.get("commit", True)
         if not isinstance(fault.commit, bool):
             raise FaultError("commit must be true or false")
-    if kind in ("capture_outcome", "payout_item_outcome"):
-        allowed = CAPTURE_OUTCOMES if kind == "capture_outcome" else PAYOUT_ITEM_OUTCOMES
+    if kind in ("capture_outcome", "refund_outcome", "payout_item_outcome"):
+        allowed = {"capture_outcome": CAPTURE_OUTCOMES, "refund_outcome": REFUND_OUTCOMES,
+                   "payout_item_outcome": PAYOUT_ITEM_OUTCOMES}[kind]
         fault.outcome = spec.get("outcome")
         if fault.outcome not in allowed:
             raise FaultError(f"outcome must be one of {', '.join(allowed)}")
+    if kind == "refund_outcome" and "settle_s" in spec:
+        fault.settle_s = _seconds(spec, "settle_s")
     if kind == "webhook_out_of_order":
         fault.hold_s = _seconds(spec, "hold_s") if "hold_s" in spec else DEFAULT_HOLD_S
     return fault

@@ -16,6 +16,11 @@ REFUND_TIME_LIMIT = datetime.timedelta(days=180)
 SETTLED = ("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED")
 CAPTURE_EVENTS = {"COMPLETED": "PAYMENT.CAPTURE.COMPLETED", "PENDING": "PAYMENT.CAPTURE.PENDING",
                   "DECLINED": "PAYMENT.CAPTURE.DECLINED"}
+# A refund's status and what announces it: a completed refund is the capture's REFUNDED event;
+# the others have the refund's own events.
+REFUND_EVENTS = {"COMPLETED": "PAYMENT.CAPTURE.REFUNDED", "PENDING": "PAYMENT.REFUND.PENDING",
+                 "FAILED": "PAYMENT.REFUND.FAILED", "CANCELLED": "PAYMENT.REFUND.CANCELLED"}
+REFUND_VERDICTS = {"complete": "COMPLETED", "fail": "FAILED", "cancel": "CANCELLED"}
 
 
 @dataclasses.dataclass
@@ -54,6 +59,7 @@ class Refund:
     custom_id: str = None
     note_to_payer: str = None
     status: str = "COMPLETED"
+    update_time: datetime.datetime = None
 
 
 def _optional(body, **fields):
@@ -104,8 +110,11 @@ class Payments:
                                f"Payment denied for {dollars(format_cents(capture.amount_cents))}",
                                self.capture_json(capture))]
 
-    def refund_capture(self, capture_id, body, request_id, now):
-        """POST /v2/payments/captures/{id}/refund: an empty body refunds what is left."""
+    def refund_capture(self, capture_id, body, request_id, now, take_outcome=lambda: "COMPLETED"):
+        """POST /v2/payments/captures/{id}/refund: an empty body refunds what is left.
+        `take_outcome()`, asked once the refund is going to be made, says what PayPal makes of
+        it (a fault's choice): COMPLETED, PENDING (the amount is held from the capture until it
+        completes, fails or is cancelled) or FAILED (nothing moved)."""
         capture = self.capture(capture_id)
         key = ("captures.refund", capture_id, request_id)
         known = request_id and self.request_ids.lookup(key, now)
@@ -113,19 +122,41 @@ class Payments:
             return self.refunds[known], False, []
         amount_cents = self._refund_amount(capture, body or {})
         self._check_refundable(capture, amount_cents, now)
-        capture.refunded_cents += amount_cents
-        capture.status = "REFUNDED" if capture.refundable_cents == 0 else "PARTIALLY_REFUNDED"
-        capture.update_time = now
+        status = take_outcome()
+        if status != "FAILED":
+            self._move(capture, amount_cents, now)
         body = body or {}
         refund = Refund(ids.refund_id(), capture.id, amount_cents, capture.refunded_cents, now,
-                        body.get("invoice_id"), body.get("custom_id"), body.get("note_to_payer"))
+                        body.get("invoice_id"), body.get("custom_id"), body.get("note_to_payer"), status, now)
         self.refunds[refund.id] = refund
         capture.refund_ids.append(refund.id)
         if request_id:
             self.request_ids.remember(key, refund.id, now, REFUNDS_KEY_TTL_S)
-        event = Event("PAYMENT.CAPTURE.REFUNDED", "refund",
-                      f"A {dollars(format_cents(amount_cents))} capture payment was refunded", self.refund_json(refund))
-        return refund, True, [event]
+        return refund, True, [self.refund_event(refund)]
+
+    def settle_refund(self, refund_id, verdict, now):
+        """A PENDING refund completes, fails or is cancelled (`verdict` complete, fail, cancel);
+        one that does not complete gives its amount back to the capture."""
+        refund = self.refund(refund_id)
+        if refund.status != "PENDING":
+            raise ValueError(f'Cannot settle refund {refund_id} in status "{refund.status}"')
+        refund.status, refund.update_time = REFUND_VERDICTS[verdict], now
+        if refund.status != "COMPLETED":
+            self._move(self.capture(refund.capture_id), -refund.amount_cents, now)
+        return refund, [self.refund_event(refund)]
+
+    @staticmethod
+    def _move(capture, refunded_cents, now):
+        capture.refunded_cents += refunded_cents
+        capture.status = ("COMPLETED" if capture.refunded_cents == 0 else
+                          "REFUNDED" if capture.refundable_cents == 0 else "PARTIALLY_REFUNDED")
+        capture.update_time = now
+
+    def refund_event(self, refund):
+        verb = {"COMPLETED": "was refunded", "PENDING": "refund is pending", "FAILED": "refund failed",
+                "CANCELLED": "refund was cancelled"}[refund.status]
+        return Event(REFUND_EVENTS[refund.status], "refund",
+                     f"A {dollars(format_cents(refund.amount_cents))} capture payment {verb}", self.refund_json(refund))
 
     def _refund_amount(self, capture, body):
         if not isinstance(body, dict):
@@ -195,8 +226,11 @@ class Payments:
                                              "net_amount": money(refund.amount_cents),
                                              "total_refunded_amount": money(refund.total_refunded_cents)}}
         _optional(body, invoice_id=refund.invoice_id, custom_id=refund.custom_id, note_to_payer=refund.note_to_payer)
-        body.update({"status": refund.status, "create_time": timestamp(refund.create_time),
-                     "update_time": timestamp(refund.create_time),
+        body["status"] = refund.status
+        if refund.status == "PENDING":  # PayPal's one documented reason: the payer paid by eCheck
+            body["status_details"] = {"reason": "ECHECK"}
+        body.update({"create_time": timestamp(refund.create_time),
+                     "update_time": timestamp(refund.update_time or refund.create_time),
                      "links": [link(self.urls.refund(refund.id), "self"),
                                link(self.urls.capture(refund.capture_id), "up")]})
         return body

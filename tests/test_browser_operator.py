@@ -20,6 +20,7 @@ from tests.test_browser_call import STEP_MS, shot
 from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS, NET_TIP_CENTS, PHONE_WIDTH, fits_the_width,
                                       logged_in, open_page, paid_call_with_tip, tab_until)
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
+from tests.test_late_capture import arm
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -179,6 +180,36 @@ def test_a_refund_from_request_to_refunded_through_the_operators_queue(browser, 
     finally:
         for context in (caller_context, host_context, operator_context):
             context.close()
+
+
+def test_a_refund_paypal_keeps_failing_is_shown_to_operators_who_ask_paypal_again(browser, system):
+    host, caller, call_id = paid_call_with_tip(system, "Fiona Failing", "Felix Failed")
+    operator = an_operator(system, "Otto Oncall")
+
+    async def ask_and_approve():
+        view = (await caller.request("POST", f"/api/calls/{call_id}/refund", {"reason": "no sound"})).json()
+        arm(system, {"kind": "refund_outcome", "outcome": "FAILED", "count": 3})
+        return (await operator.request("POST", f"/api/refunds/{view['id']}/decision", {"decision": "approve"})).json()
+    run_in_thread(ask_and_approve)
+    context, page = logged_in(browser, system, operator, OPERATOR_ZONE)
+    try:
+        deadline = time.monotonic() + SETTLE_S
+        while not page.request.get(f"{system.url}/api/calls/{call_id}/refund").json().get("needs_operator"):
+            assert time.monotonic() < deadline, "PayPal's three failures did not reach the operators"
+            page.wait_for_timeout(250)
+        open_page(page, system.url + "/operator/refunds?state=approved")
+        item = page.locator(f'.refund-item[data-call-id="{call_id}"]')
+        expect(item).to_have_attribute("data-state", "approved")
+        expect(item.locator('.refund-item__progress [data-needs-operator="true"]')).to_contain_text(
+            "PayPal failed this refund 3 times")
+        shot(page, "operator-refund-failing", full_page=True)
+        tab_until(page, f'.refund-item[data-call-id="{call_id}"] .retry-form button[type=submit]')
+        page.keyboard.press("Enter")
+        wait_for_refund_state(page, system, call_id, "refunded")
+        open_page(page, system.url + "/operator/refunds?state=refunded")
+        expect(page.locator(f'.refund-item[data-call-id="{call_id}"]')).to_have_attribute("data-state", "refunded")
+    finally:
+        context.close()
 
 
 def test_an_operator_finds_a_member_and_sets_their_tier(browser, system):

@@ -140,3 +140,23 @@ def test_a_pending_capture_that_clears_after_the_call_ended_is_refunded_in_full(
         control(system, f"/emulator/captures/{order['capture_id']}/complete", {})
         await assert_refunded_once(system, call)
     run(scenario())
+
+
+def test_a_late_capture_refund_paypal_fails_is_asked_again_as_a_new_refund(system_with):
+    system = system_with(payment_window_s=3)
+
+    async def scenario():
+        call = await LiveCall.answered(system, "Late Host", "Failed Refund Caller")
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        arm(system, {"kind": "timeout", "path": "/v2/checkout/orders/*/capture", "method": "POST", "delay_s": 6})
+        arm(system, {"kind": "refund_outcome", "outcome": "FAILED"})
+        approve_on_paypal(ready["payment"]["approve_url"])
+        await call.caller_page.expect("call_state", state="ended", timeout_s=10)
+        await assert_refunded_once(system, call)
+        order = system.db.orders.find_one({"call_id": call.id})
+        (failed,) = order["failed_refunds"]
+        assert failed["status"] == "FAILED" and failed["refund_id"] != order["refund_id"]
+        failures = control(system, "/emulator/webhooks?event_type=PAYMENT.REFUND.FAILED")["deliveries"]
+        assert [d["resource_id"] for d in failures] == [failed["refund_id"]]
+    run(scenario())

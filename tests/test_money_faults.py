@@ -12,7 +12,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tests.conftest import run
 from tests.test_call_payments import approve_and_never_come_back, approve_on_paypal
 from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call
-from tests.test_late_capture import arm, control, paypal, until
+from tests.test_late_capture import arm, assert_refunded_once, control, paypal, until
 
 
 def requests_to(system, path):
@@ -103,6 +103,46 @@ def test_a_capture_answer_lost_after_the_commit_is_retried_into_one_capture_and_
         await call.host_page.request("hang_up", call_id=call.id)
         ended = await call.caller_page.expect("call_state", state="ended")
         assert ended["end_reason"] == "hung_up"
+    run(scenario())
+
+
+def test_a_capture_whose_every_answer_is_lost_is_read_from_the_order_and_booked_once(system_with):
+    system = system_with(paypal_backoff_s=0.01)
+
+    async def scenario():
+        # No webhook to ask again: only the payments adapter can find out what PayPal did.
+        put_webhook_url(system, "")
+        call = await Call.answered(system)
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        arm(system, {"kind": "lost_response", "path": "/v2/checkout/orders/*/capture", "method": "POST", "count": 5})
+        approve_on_paypal(ready["payment"]["approve_url"])
+        await call.caller_page.expect("call_state", state="running", event="payment_captured", timeout_s=15)
+        order_id = ready["payment"]["order_id"]
+        assert len(requests_to(system, f"/v2/checkout/orders/{order_id}/capture")) == 5
+        assert [r["method"] for r in requests_to(system, f"/v2/checkout/orders/{order_id}")] == ["GET"]  # read once
+        booked_once(system, call)
+        await mails_settled(system, call)
+        await call.host_page.request("hang_up", call_id=call.id)
+    run(scenario())
+
+
+def test_a_lost_capture_found_after_its_call_ended_is_refunded_in_full(system_with):
+    system = system_with(paypal_backoff_s=0.01, payment_window_s=3)
+
+    async def scenario():
+        put_webhook_url(system, "")
+        call = await Call.answered(system, "Late Host", "Lost Caller")
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        # Every capture answer lost, and PayPal's order unreadable for a while: by the time the
+        # adapter reads it again the call's payment window is over.
+        arm(system, {"kind": "lost_response", "path": "/v2/checkout/orders/*/capture", "method": "POST", "count": 5})
+        arm(system, {"kind": "error", "path": "/v2/checkout/orders/*", "method": "GET", "status": 503, "count": 5})
+        approve_on_paypal(ready["payment"]["approve_url"])
+        ended = await call.caller_page.expect("call_state", state="ended", timeout_s=10)
+        assert ended["end_reason"] == "payment_timeout"
+        await assert_refunded_once(system, call)
     run(scenario())
 
 

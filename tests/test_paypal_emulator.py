@@ -723,6 +723,62 @@ def test_fault_capture_declined_and_instrument_declined(sdk, emulator, receiver)
     receiver.wait_for(about(payment.id, "PAYMENT.CAPTURE.DECLINED"))
 
 
+def test_fault_refund_pending_then_completed_failed_or_cancelled(sdk, emulator, receiver):
+    _, payment = captured(sdk, "10.00")
+
+    def refund(value, request_id):
+        return sdk.payments.refund_captured_payment({"capture_id": payment.id, "paypal_request_id": request_id,
+                                                     "prefer": "return=representation", "body": RefundRequest(
+                                                         amount=Money(currency_code="USD", value=value))}).body
+
+    def capture_status():
+        status, body = emulator.api("GET", f"/v2/payments/captures/{payment.id}")
+        return body["status"]
+
+    emulator.fault(kind="refund_outcome", outcome="PENDING")
+    held = refund("4.00", "pending-1")
+    assert held.status == "PENDING" and held.status_details.reason == "ECHECK"
+    receiver.wait_for(about(held.id, "PAYMENT.REFUND.PENDING"))
+    assert capture_status() == "PARTIALLY_REFUNDED"           # held from the capture while pending
+    assert refund("4.00", "pending-1").id == held.id            # the same request id: the same refund
+    status, done = emulator.control("POST", f"/refunds/{held.id}/complete")
+    assert status == 200 and done["status"] == "COMPLETED"
+    receiver.wait_for(about(held.id, "PAYMENT.CAPTURE.REFUNDED"))
+    status, again = emulator.control("POST", f"/refunds/{held.id}/fail")
+    assert status == 409 and again["error"]["code"] == "wrong_state"
+
+    emulator.fault(kind="refund_outcome", outcome="PENDING")
+    cancelled = refund("6.00", "pending-2")
+    assert emulator.control("POST", f"/refunds/{cancelled.id}/cancel")[1]["status"] == "CANCELLED"
+    receiver.wait_for(about(cancelled.id, "PAYMENT.REFUND.CANCELLED"))
+    assert capture_status() == "PARTIALLY_REFUNDED"           # the $6.00 came back to the capture
+
+    emulator.fault(kind="refund_outcome", outcome="FAILED")
+    failed = refund("6.00", "failed-1")
+    assert failed.status == "FAILED"
+    receiver.wait_for(about(failed.id, "PAYMENT.REFUND.FAILED"))
+    assert sdk.payments.get_refund({"refund_id": failed.id}).body.status == "FAILED"
+    assert refund("6.00", "failed-1").id == failed.id           # PayPal returns the failed refund again
+
+    emulator.fault(kind="refund_outcome", outcome="PENDING_FAILED", settle_s=0.1)
+    late = refund("6.00", "failed-2")
+    receiver.wait_for(about(late.id, "PAYMENT.REFUND.FAILED"))
+    assert sdk.payments.get_refund({"refund_id": late.id}).body.status == "FAILED"
+    emulator.fault(kind="refund_outcome", outcome="PENDING_COMPLETED", settle_s=0.1)
+    last = refund("6.00", "completed-1")
+    receiver.wait_for(about(last.id, "PAYMENT.CAPTURE.REFUNDED"))
+    assert capture_status() == "REFUNDED"
+    # A refused refund spends no fault: the next refund is COMPLETED as usual.
+    emulator.fault(kind="refund_outcome", outcome="FAILED")
+    with pytest.raises(ErrorException) as refused:
+        refund("1.00", "too-much")
+    assert refused.value.details[0].issue == "CAPTURE_FULLY_REFUNDED"
+    assert emulator.control("GET", "/faults")[1]["faults"][0]["kind"] == "refund_outcome"
+    emulator.control("DELETE", "/faults")
+    status, body = emulator.control("POST", "/faults", {"kind": "refund_outcome", "outcome": "LATER"})
+    assert status == 400 and "outcome" in body["error"]["message"]
+
+
 def test_fault_webhooks_duplicated(sdk, emulator, receiver):
     emulator.fault(kind="webhook_duplicate")
     order = approved_order(sdk)

@@ -160,8 +160,23 @@ class MemoryStore:
     def _item(self, request_id, index):
         return self.documents[request_id]["plan"][index]
 
-    def refund_started(self, request_id, index, refund_id):
-        self._item(request_id, index).update(refund_id=refund_id, error=None)
+    def refund_started(self, request_id, index, refund_id, status):
+        self._item(request_id, index).update(refund_id=refund_id, refund_status=status, error=None, retry_at=None)
+
+    def refund_pending(self, request_id, index, status, poll_at):
+        self._item(request_id, index).update(refund_status=status, retry_at=poll_at)
+
+    def refund_not_done(self, request_id, index, failure, next_request_id, escalated):
+        item = self._item(request_id, index)
+        item["failed_refunds"] = item.get("failed_refunds", []) + [failure]
+        item.update(refund_id=None, refund_status=None, request_id=next_request_id, retry_at=None, attempts=0,
+                    escalated=escalated)
+
+    def refund_elsewhere(self, request_id, index, error):
+        self._item(request_id, index).update(elsewhere=True, error=error)
+
+    def operators(self):
+        return ["olga"]
 
     def refund_failed(self, request_id, index, attempts, retry_at, error):
         self._item(request_id, index).update(attempts=attempts, retry_at=retry_at, error=error)
@@ -190,19 +205,39 @@ class MemoryStore:
 
 
 class MemoryPayPal:
-    """PayPal's refunds with its request-id memory; `down` answers nothing that many times."""
+    """PayPal's refunds with its request-id memory; `down` answers nothing that many times.
+    `fates` scripts what each new refund does, in turn (then COMPLETED): "COMPLETED", "FAILED",
+    "CANCELLED" at once, or "PENDING>COMPLETED" / "PENDING>FAILED": PENDING when asked, the
+    second status from the first time it is read."""
 
-    def __init__(self):
+    def __init__(self, fates=()):
         self.refunds, self.by_request_id, self.down = [], {}, 0
+        self.fates, self.status, self.then = list(fates), {}, {}
 
-    def refund_capture(self, capture_id, request_id, amount_cents, note_to_payer):
+    def answer(self):
         if self.down:
             self.down -= 1
             raise ConnectionError("PayPal did not answer")
+
+    def refund_capture(self, capture_id, request_id, amount_cents, note_to_payer):
+        self.answer()
         if request_id not in self.by_request_id:
             self.refunds.append((capture_id, amount_cents))
-            self.by_request_id[request_id] = {"refund_id": f"REF{len(self.refunds)}", "status": "COMPLETED"}
-        return self.by_request_id[request_id]
+            refund_id = f"REF{len(self.refunds)}"
+            first, _, then = (self.fates.pop(0) if self.fates else "COMPLETED").partition(">")
+            self.status[refund_id], self.then[refund_id] = first, then or first
+            self.by_request_id[request_id] = refund_id
+        refund_id = self.by_request_id[request_id]
+        return {"refund_id": refund_id, "status": self.status[refund_id]}
+
+    def get_refund(self, refund_id):
+        self.answer()
+        self.status[refund_id] = self.then[refund_id]
+        return {"refund_id": refund_id, "status": self.status[refund_id]}
+
+    def completed(self):
+        return sorted((capture, cents) for (capture, cents), refund_id in zip(
+            self.refunds, (f"REF{n}" for n in range(1, len(self.refunds) + 1))) if self.status[refund_id] == "COMPLETED")
 
 
 def crashing(target, method, after_calls):
@@ -220,7 +255,9 @@ def crashing(target, method, after_calls):
     return lambda: setattr(target, method, original)
 
 
-STEPS = ["refund_started", "book", "refund_booked", "finish", "claim_mail", "paypal.refund_capture"]
+STEPS = ["refund_started", "refund_pending", "refund_not_done", "book", "refund_booked", "finish", "claim_mail",
+         "paypal.refund_capture", "paypal.get_refund"]
+FATES = ["COMPLETED", "FAILED", "CANCELLED", "PENDING>COMPLETED", "PENDING>FAILED"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -252,3 +289,73 @@ def test_a_settlement_that_died_at_any_step_finishes_when_run_again_and_refunds_
     assert balances["member:host:pending"] == 0 and balances["caller:caller"] == -3500 - 500 + 3280
     # Mail at most once to each side (a crash right after claiming it loses it rather than repeat it).
     assert len(mail) in (0, 2) and (len(mail) == 2 or step == "claim_mail")
+
+
+@settings(max_examples=150, deadline=None)
+@given(fates=st.lists(st.sampled_from(FATES), max_size=6), step=st.sampled_from(STEPS), nth=st.integers(1, 2),
+       outage=st.integers(0, 3))
+def test_whatever_paypal_does_to_a_refund_only_completed_ones_are_booked_once_and_failed_ones_are_asked_anew(
+        fates, step, nth, outage):
+    transactions = [booked(1500, "CAP1"), booked(2000, "CAP2")]
+    payments = refund_rules.call_payments(transactions)
+    document = refund_rules.new_request("r1", call(), "no show", payments, ENDED, 7)
+    document.update(refund_rules.decision_fields("approve", "", None, payments, "r1", ENDED))
+    store, paypal, mail = MemoryStore(document, Ledger(transactions)), MemoryPayPal(fates), []
+    paypal.down = outage
+    settlement = Settlement(store, paypal, lambda *m: mail.append(m), retry_s=60, poll_s=600, attempts_max=3)
+    restore = crashing(paypal if step.startswith("paypal.") else store, step.split(".")[-1], nth)
+    now = ENDED
+    for _ in range(30):   # the sweep, an hour apart
+        try:
+            settlement.settle("r1", now)
+        except Crash:
+            restore()
+        now += datetime.timedelta(hours=1)
+    plan = store.documents["r1"]["plan"]
+    refunds = {t.key: t for t in store.ledger.transactions if t.kind == ledger.REFUND}
+    # Booked: exactly PayPal's COMPLETED refunds, each once, for the capture's amount minus its fee.
+    assert sorted((t.capture_id, -t.entries[0].amount_cents) for t in refunds.values()) == paypal.completed()
+    for item in plan:
+        asked = [c for c, _ in paypal.refunds if c == item["capture_id"]]
+        assert len(asked) <= 3, "at most attempts_max refunds per capture"
+        if item.get("escalated"):
+            assert len(item["failed_refunds"]) == 3 and not item["booked"]
+            assert f"refund:{item.get('refund_id')}" not in refunds
+        else:
+            assert item["booked"] and f"refund:{item['refund_id']}" in refunds
+    stuck = [item for item in plan if item.get("escalated")]
+    assert store.documents["r1"]["state"] == ("open" if stuck else "refunded")
+    operator_mails = [m for m in mail if m[0] == "olga"]
+    assert len(operator_mails) == len(stuck) or step == "refund_not_done"
+    balances = ledger.balances(store.ledger.entries())
+    assert balances["member:host:pending"] == 1399 + 1881 - sum(-t.entries[0].amount_cents for t in refunds.values())
+
+
+def test_an_operator_retry_gives_a_stuck_capture_new_refunds_and_then_it_completes():
+    transactions = [booked(1500, "CAP1")]
+    payments = refund_rules.call_payments(transactions)
+    document = refund_rules.new_request("r1", call(), "no show", payments, ENDED, 7)
+    document.update(refund_rules.decision_fields("approve", "", None, payments, "r1", ENDED))
+    store, paypal, mail = MemoryStore(document, Ledger(transactions)), MemoryPayPal(["FAILED"] * 3), []
+    settlement = Settlement(store, paypal, lambda *m: mail.append(m), retry_s=60, attempts_max=3)
+    for _ in range(3):
+        settlement.settle("r1", ENDED)
+    item = store.documents["r1"]["plan"][0]
+    assert item["escalated"] and [f["refund_id"] for f in item["failed_refunds"]] == ["REF1", "REF2", "REF3"]
+    assert settlement.settle("r1", ENDED).state == "approved" and len(paypal.refunds) == 3
+    assert [m[1] for m in mail] == ["A refund needs you: PayPal failed it 3 times"]
+    # Each refund asked anew under its own request id: the old one would return the failed refund.
+    assert sorted(paypal.by_request_id) == ["refund-r1-CAP1", "refund-r1-CAP1-retry1", "refund-r1-CAP1-retry2"]
+    for path, value in refund_rules.retry_fields(store.documents["r1"], 3).items():
+        store.documents["r1"]["plan"][0][path.split(".")[-1]] = value
+    assert settlement.settle("r1", ENDED).state == "refunded"
+    assert [t.key for t in store.ledger.transactions if t.kind == ledger.REFUND] == ["refund:REF4"]
+
+
+def test_a_plan_leaves_out_what_was_refunded_already_and_captures_refunded_whole():
+    late = ledger.late_capture_refund_transaction("c" * 24, "host", "caller", "CAP2", 2000, 119)
+    by_hand = ledger.refund_transaction("c" * 24, "host", "caller", "DASH1", 500, 1399, capture_id="CAP1")
+    payments = refund_rules.call_payments([booked(1500, "CAP1"), booked(2000, "CAP2"), late, by_hand])
+    items = refund_rules.plan("r1", payments)
+    assert [(item["capture_id"], item["refund_cents"], item["refunded_cents"]) for item in items] == [
+        ("CAP1", 1399 - 500, 500)]

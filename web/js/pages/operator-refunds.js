@@ -93,12 +93,40 @@ function notesPart(refund, replace) {
     el("h3", {}, "Notes"), list, form);
 }
 
+// Where each payment's refund stands at PayPal, while an approval is carried out.
+function paypalWords(part) {
+  const failed = part.failed_refunds.length;
+  const tries = failed === 1 ? "once" : `${failed} times`;
+  if (part.needs_operator) return `PayPal failed this refund ${tries}: look at the payment on PayPal, then ask again.`;
+  if (part.done) return "Refunded.";
+  if (part.status === "PENDING") return "PayPal holds the refund as pending (e.g. an eCheck); we follow it.";
+  if (part.error) return `Not done yet, tried again automatically: ${part.error}`;
+  return failed ? `PayPal failed it ${tries}; a new refund is on its way.` : "On its way.";
+}
+
+function progressPart(refund, replace) {
+  const parts = refund.refunds || [];
+  const list = el("ul", { class: "refund-item__progress" }, ...parts.map((part) => el("li",
+    { dataset: { captureId: part.capture_id, needsOperator: String(part.needs_operator) } },
+    `${moneyText(part.refund_cents)} of payment ${part.capture_id}: `, paypalWords(part))));
+  if (!refund.needs_operator) return list;
+  const form = el("form", { class: "form retry-form", novalidate: true },
+    formError(`retry-${refund.id}-error`), formStatus(),
+    el("div", { class: "form-actions" }, el("button", { type: "submit", class: "button button--primary" },
+      "Ask PayPal again")));
+  handleForm(form, async () => {
+    replace(await api.post(`/api/refunds/${refund.id}/retry`, {}), ".refund-item__heading", null);
+  });
+  return el("div", {}, list, form);
+}
+
 function decisionPart(refund, replace) {
   if (refund.state !== "open") {
     return el("section", { class: "refund-item__decision" }, el("h3", {}, "Decision"),
       el("p", {}, `${STATE_NAMES[refund.state]}`, refund.decided_by ? ` by ${refund.decided_by.name}` : "",
         ...(refund.decided_at ? [", ", timeElement(refund.decided_at)] : []), "."),
-      refund.decision_note ? el("p", { class: "note-text" }, refund.decision_note) : null);
+      refund.decision_note ? el("p", { class: "note-text" }, refund.decision_note) : null,
+      refund.state === "approved" ? progressPart(refund, replace) : null);
   }
   const id = refund.id;
   const radio = (value, text) => el("label", {}, el("input", { type: "radio", name: "decision", value }), text);
