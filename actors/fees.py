@@ -72,6 +72,24 @@ def check_payment(amount_cents, min_payment_cents=DEFAULT_MIN_PAYMENT_CENTS):
     return breakdown(amount_cents)
 
 
+def check_policy(policy):
+    """Refuse (SystemExit, at start) money settings that contradict each other: a minimum
+    price or tip whose fee would leave the member nothing, or earnings released for payout
+    before the caller's refund window closes (an approved refund would then take back money
+    already paid out, every time)."""
+    if policy.min_price_cents < SMALLEST_PAYABLE_CENTS:
+        raise SystemExit(f"error: IK_MIN_PRICE_CENTS is {policy.min_price_cents}, but PayPal's fee takes all of a "
+                         f"payment under {dollars(SMALLEST_PAYABLE_CENTS)} ({dollars(paypal_fee_cents(51))} on "
+                         f"$0.51): set it to {SMALLEST_PAYABLE_CENTS} or more (default {DEFAULT_MIN_PAYMENT_CENTS})")
+    if policy.max_price_cents < policy.min_price_cents:
+        raise SystemExit(f"error: IK_MAX_PRICE_CENTS ({policy.max_price_cents}) is below IK_MIN_PRICE_CENTS "
+                         f"({policy.min_price_cents})")
+    if policy.earnings_hold_s < policy.refund_window_s:
+        raise SystemExit(f"error: IK_EARNINGS_HOLD_S ({policy.earnings_hold_s:g} s) is shorter than IK_REFUND_WINDOW_S "
+                         f"({policy.refund_window_s:g} s): earnings would be paid out while their caller may still "
+                         f"ask for a refund; hold them at least as long as the window")
+
+
 def parse_dollars(text):
     """'10', '10.5', '10.50' -> cents. No sign, exponent, thousands separator or third decimal:
     an amount typed by a person either means exactly some cents or is refused."""

@@ -97,6 +97,30 @@ def check_decision(decision, note):
                            required=False)
 
 
+def check_interviewed(document, decision):
+    """The FAQ promises an interview: an approval needs at least one operator's note on what
+    they learned (a denial does not: the caller keeps PayPal's own dispute process)."""
+    if decision == APPROVE and not document.get("notes"):
+        raise RefundRefused(409, "interview_required", "add a note on what you learned from the host (and the "
+                                                       "call's log) before approving")
+
+
+def overdue(document, now):
+    """Undecided past its review deadline."""
+    return document.get("decision") is None and document["state"] == OPEN and document["deadline"] < now
+
+
+def overdue_mail(documents, now):
+    """(subject, body) of the operators' daily reminder of requests past their deadline."""
+    count = len(documents)
+    lines = "\n".join(f"- {d['caller']['name']} asks {d['host']['name']}'s call back (call {d['call_id']}): "
+                      f"due {d['deadline']:%A %B %-d, %Y}" for d in documents[:50])
+    more = f"\n… and {count - 50} more." if count > 50 else ""
+    return (f"{count} refund request{'s are' if count != 1 else ' is'} past the review deadline",
+            f"These refund requests were not decided within the review deadline the caller was promised:\n\n"
+            f"{lines}{more}\n\nThe review queue (Open requests) lists them first.")
+
+
 # Who may ask, and when ----------------------------------------------------------------------------
 
 def payment_of(transaction):
@@ -234,6 +258,7 @@ def view(document, operator=False):
              "decision_note": document.get("decision_note"), "refund_cents": document["refund_cents"],
              "paid_cents": document["paid_cents"], "caller": document["caller"], "host": document["host"]}
     if operator:
+        shown["overdue"] = overdue(document, datetime.datetime.now(datetime.timezone.utc))
         shown["notes"] = [{"by": note["by"], "text": note["text"], "at": _iso(note["at"])}
                           for note in document.get("notes", [])]
         shown["decided_by"] = document.get("decided_by")

@@ -110,8 +110,20 @@ class RefundsActor(Actor):
                 continue
             if outcome.retry_at is not None:
                 self.arm_sweep(outcome.retry_at)
+        self.remind_overdue(now)
         # Always again: a gateway may have stored a decision and died before telling us.
         self.arm_sweep(now + datetime.timedelta(seconds=self.retry_s))
+
+    def remind_overdue(self, now):
+        """Once a day (UTC), mail every operator the requests past their review deadline."""
+        store = self.settlement.store
+        try:
+            late = store.overdue(now)
+            if late and store.claim_reminder(f"overdue:{now:%Y-%m-%d}", now):
+                for operator_id in store.operators():
+                    self.notify(operator_id, *refund_rules.overdue_mail(late, now))
+        except Exception:
+            log.exception("could not remind operators of overdue refund requests; the next sweep tries again")
 
     def arm_sweep(self, due_at):
         """One live sweep timer, at the earliest time anything is due."""
@@ -168,6 +180,18 @@ class MongoRefundStore:
 
     def refund_elsewhere(self, request_id, index, error):
         self._set(request_id, {f"plan.{index}.elsewhere": True, f"plan.{index}.error": error})
+
+    def overdue(self, now):
+        return list(self.db.refund_requests.find({"state": refund_rules.OPEN, "decision": None,
+                                                  "deadline": {"$lt": now}}).sort("deadline", 1))
+
+    def claim_reminder(self, key, now):
+        """True for the one sweep that sends this reminder (at most once)."""
+        try:
+            self.db.refund_reminders.insert_one({"_id": key, "at": now})
+            return True
+        except pymongo.errors.DuplicateKeyError:
+            return False
 
     def operators(self):
         return [str(member["_id"]) for member in self.db.members.find({"operator": True}, {"_id": 1})]

@@ -183,6 +183,7 @@ class RefundDecisionHandler(RefundHandler):
         if document.get("decision") is not None:
             raise ClientError(409, "already_decided", f"this request was decided already "
                                                       f"({refund_rules.view_state(document)})")
+        refund_rules.check_interviewed(document, decision)
         payments = await self.call_payments(document["call_id"])
         fields = refund_rules.decision_fields(decision, note or None, who(operator), payments, refund_id, _now())
         # Stored before any money moves, and only if nobody decided meanwhile.

@@ -373,6 +373,8 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     settings = config.load()
+    from actors.fees import check_policy
+    check_policy(settings.policy)
     processes.raise_open_file_limit()  # children (node, gateway) inherit it
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     return args.run(settings, args) or 0

@@ -21,6 +21,8 @@ from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS,
                                       logged_in, open_page, paid_call_with_tip, tab_until)
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 from tests.test_late_capture import arm
+from tests.test_payouts import paypal_api
+from tests.test_refunds import approve
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -189,7 +191,7 @@ def test_a_refund_paypal_keeps_failing_is_shown_to_operators_who_ask_paypal_agai
     async def ask_and_approve():
         view = (await caller.request("POST", f"/api/calls/{call_id}/refund", {"reason": "no sound"})).json()
         arm(system, {"kind": "refund_outcome", "outcome": "FAILED", "count": 3})
-        return (await operator.request("POST", f"/api/refunds/{view['id']}/decision", {"decision": "approve"})).json()
+        return (await approve(operator, view["id"])).json()
     run_in_thread(ask_and_approve)
     context, page = logged_in(browser, system, operator, OPERATOR_ZONE)
     try:
@@ -254,11 +256,10 @@ def test_an_operator_finds_a_member_and_sets_their_tier(browser, system):
 
 
 def test_a_refund_after_the_payout_leaves_the_host_owing_and_the_earnings_page_says_so(browser, system_with):
-    # Earnings released one second after the call (the refund window stays a day), so a payout
-    # can pay them before the caller asks: the refund then takes them back from available.
-    system = system_with(earnings_hold_s=1)
+    # Earnings released one second after the call; a refund made on PayPal's dashboard after the
+    # payout (booked from its webhook) then takes them back from available.
+    system = system_with(earnings_hold_s=1, refund_window_s=1)
     host, caller, call_id = paid_call_with_tip(system, "Owen Owing", "Cara Claimant")
-    operator = an_operator(system, "Opal Operator")
     ended_at = system.db.calls.find_one({"_id": call_id})["ended_at"]
     # Wait out the one-second hold (a known deadline in the data, not a guess).
     time.sleep(max(0.0, (ended_at - datetime.datetime.now(datetime.timezone.utc)).total_seconds() + 1.5))
@@ -267,16 +268,17 @@ def test_a_refund_after_the_payout_leaves_the_host_owing_and_the_earnings_page_s
     assert ran.returncode == 0, ran.stderr
     paid = NET_PAYMENT_CENTS + NET_TIP_CENTS
 
-    async def refund_and_approve():
-        asked = await caller.request("POST", f"/api/calls/{call_id}/refund", {"reason": "The video never worked."})
-        assert asked.code == 201, asked.body
-        decided = await operator.request("POST", f"/api/refunds/{asked.json()['id']}/decision",
-                                         {"decision": "approve", "note": "Confirmed with the host."})
-        assert decided.code == 200, decided.body
-    run_in_thread(refund_and_approve)
+    (capture,) = system.db.ledger.find({"call_id": call_id, "kind": "call_payment"})
+    status, _ = paypal_api(system.settings.paypal_url, "POST", f"/v2/payments/captures/{capture['_id'][8:]}/refund",
+                           {"amount": {"currency_code": "USD",
+                                      "value": f"{NET_PAYMENT_CENTS // 100}.{NET_PAYMENT_CENTS % 100:02d}"}})
+    assert status == 201
     context, page = logged_in(browser, system, host, HOST_ZONE)
     try:
-        wait_for_refund_state(page, system, call_id, "refunded")
+        deadline = time.monotonic() + SETTLE_S
+        while not system.db.ledger.find_one({"call_id": call_id, "kind": "refund"}):
+            assert time.monotonic() < deadline, "the dashboard refund was not booked from its webhook"
+            page.wait_for_timeout(250)
         open_page(page, system.url + "/earnings")
         expect(page.locator("#paid-out")).to_have_text(f"${paid // 100}.{paid % 100:02d}")
         expect(page.locator("#pending")).to_have_text("$0.00")

@@ -7,7 +7,7 @@ from tests.client import Member
 from tests.conftest import run
 from tests.test_disputes import acknowledged, balances, capture_of, deliver
 from tests.test_payouts import paypal_api, wait_for
-from tests.test_refunds import emulator_fault, operator, paid_call
+from tests.test_refunds import approve, emulator_fault, operator, paid_call
 
 REFUNDED = "PAYMENT.CAPTURE.REFUNDED"
 
@@ -82,7 +82,7 @@ def test_a_refund_the_platform_made_is_booked_once_though_paypal_reports_it_too(
         olga = await operator(system)
         asked = await call.caller.request("POST", f"/api/calls/{call.id}/refund", {"reason": "No sound at all."})
         assert asked.code == 201, asked.body
-        decided = await olga.request("POST", f"/api/refunds/{asked.json()['id']}/decision", {"decision": "approve"})
+        decided = await approve(olga, asked.json()["id"])
         assert decided.code == 200, decided.body
         return call, asked.json()["id"]
     call, request_id = run(scenario())

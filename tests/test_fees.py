@@ -1,6 +1,7 @@
 """PayPal's fee and the member's net, in cents, as a member reading their earnings would check
 them; the minimum payment; and `interkanect fees`."""
 import json
+import os
 import subprocess
 import sys
 from decimal import ROUND_HALF_UP, Decimal
@@ -8,7 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from actors.fees import (DEFAULT_MIN_PAYMENT_CENTS, SMALLEST_PAYABLE_CENTS, breakdown, check_payment,
+from actors.fees import (DEFAULT_MIN_PAYMENT_CENTS, SMALLEST_PAYABLE_CENTS, breakdown, check_payment, check_policy,
                          parse_dollars, paypal_fee_cents)
 from actors.terms import Refused
 from interkanect import cli
@@ -167,3 +168,20 @@ def test_fees_command_exits_non_zero_on_stderr():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and done.stdout == ""
     assert "'10.505' is not an amount in dollars" in done.stderr
+
+
+@pytest.mark.parametrize("environ, words", [
+    ({"IK_MIN_PRICE_CENTS": "40"}, "IK_MIN_PRICE_CENTS is 40, but PayPal's fee takes all of a payment under $0.52"),
+    ({"IK_MIN_PRICE_CENTS": "500", "IK_MAX_PRICE_CENTS": "400"}, "IK_MAX_PRICE_CENTS (400) is below IK_MIN_PRICE_CENTS"),
+    ({"IK_EARNINGS_HOLD_S": "3600"}, "IK_EARNINGS_HOLD_S (3600 s) is shorter than IK_REFUND_WINDOW_S (86400 s)")])
+def test_money_settings_that_contradict_each_other_stop_every_command(environ, words):
+    # `fees` stands for every command: node, gateway and serve read the same settings first.
+    done = subprocess.run([sys.executable, "-m", "interkanect.cli", "fees", "10"], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, **environ))
+    assert done.returncode != 0 and done.stdout == "" and words in done.stderr
+
+
+def test_the_smallest_minimum_price_lets_the_member_earn_something():
+    ok = Policy(min_price_cents=SMALLEST_PAYABLE_CENTS)
+    check_policy(ok)
+    assert breakdown(SMALLEST_PAYABLE_CENTS).net_cents > 0 and breakdown(SMALLEST_PAYABLE_CENTS - 1).net_cents <= 0

@@ -729,7 +729,7 @@ def test_a_scheduler_starting_after_a_missed_payout_catches_up_and_follows_the_b
 @pytest.fixture(scope="module")
 def payout_system(database_url, tmp_path_factory):
     """The whole system with no earnings hold, so a call just ended is payable."""
-    running = start_system(database_url, tmp_path_factory.mktemp("system"), earnings_hold_s=0)
+    running = start_system(database_url, tmp_path_factory.mktemp("system"), earnings_hold_s=0, refund_window_s=0)
     yield running
     running.stop()
 

@@ -14,13 +14,13 @@ from tests.conftest import run, start_system
 from tests.test_late_capture import arm, control
 from tests.test_money_faults import requests_to
 from tests.test_payouts import paypal_api, wait_for
-from tests.test_refunds import PAID_LENGTH_S, mail_subjects, net, operator, paid_call, refunds_of
+from tests.test_refunds import PAID_LENGTH_S, approve, mail_subjects, net, operator, paid_call, refunds_of
 
 
 @pytest.fixture(scope="module")
 def lifecycle_system(database_url, tmp_path_factory):
-    running = start_system(database_url, tmp_path_factory.mktemp("system"), earnings_hold_s=0,
-                           min_length_s=PAID_LENGTH_S, refund_retry_s=1, refund_attempts_max=3)
+    running = start_system(database_url, tmp_path_factory.mktemp("system"), min_length_s=PAID_LENGTH_S,
+                           refund_retry_s=1, refund_attempts_max=3)
     yield running
     running.stop()
 
@@ -34,7 +34,7 @@ def host_balances(db, host_id):
 async def asked_and_approved(system, call, olga):
     """The caller asks, the operator approves; the decision's view."""
     view = (await call.caller.request("POST", f"/api/calls/{call.id}/refund", {"reason": "it froze"})).json()
-    decided = await olga.request("POST", f"/api/refunds/{view['id']}/decision", {"decision": "approve"})
+    decided = await approve(olga, view["id"])
     assert decided.code == 200, decided.body
     return decided.json()
 

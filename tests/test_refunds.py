@@ -21,11 +21,19 @@ PAID_LENGTH_S = 2   # the test policy's shortest paid length, so an extension co
 
 @pytest.fixture(scope="module")
 def refund_system(database_url, tmp_path_factory):
-    """No earnings hold (a call is payable at once), short paid lengths, quick refund retries."""
-    running = start_system(database_url, tmp_path_factory.mktemp("system"), earnings_hold_s=0,
-                           min_length_s=PAID_LENGTH_S, refund_retry_s=1)
+    """Short paid lengths, quick refund retries."""
+    running = start_system(database_url, tmp_path_factory.mktemp("system"), min_length_s=PAID_LENGTH_S,
+                           refund_retry_s=1)
     yield running
     running.stop()
+
+
+async def approve(olga, request_id, note=None):
+    """The operator records what they heard from the host (an approval needs it), then approves."""
+    noted = await olga.request("POST", f"/api/refunds/{request_id}/notes", {"text": "Called the host: it failed."})
+    assert noted.code == 201, noted.body
+    return await olga.request("POST", f"/api/refunds/{request_id}/decision",
+                              {"decision": "approve", **({"note": note} if note else {})})
 
 
 def net(cents):
@@ -219,7 +227,7 @@ def test_paypal_down_at_the_decision_leaves_it_approved_until_the_refunds_actor_
         # Every attempt of the decision's refund call fails (the SDK tries 5 times).
         emulator_fault(system, {"kind": "error", "path": "/v2/payments/captures/*/refund", "method": "POST",
                                 "status": 503, "count": 5})
-        decided = (await olga.request("POST", f"/api/refunds/{view['id']}/decision", {"decision": "approve"})).json()
+        decided = (await approve(olga, view["id"])).json()
         assert decided["state"] == "approved"
         assert refunds_of(db, call.id) == []
         listed = (await olga.request("GET", "/api/refunds?state=approved")).json()["refunds"]
@@ -251,19 +259,25 @@ def test_a_denied_request_moves_no_money_and_tells_both_sides(refund_system):
     run(scenario())
 
 
-def test_a_refund_after_the_payout_leaves_a_debt_that_the_next_earnings_repay(refund_system):
-    system, db = refund_system, refund_system.db
+def test_a_refund_after_the_payout_leaves_a_debt_that_the_next_earnings_repay(system_with):
+    # Earnings are held as long as the caller may ask (the start refuses a shorter hold), so a
+    # refund after the payout is one made on PayPal's dashboard, booked from its webhook. Here
+    # no hold and no window: a call is payable at once.
+    system = system_with(earnings_hold_s=0, refund_window_s=0, min_length_s=PAID_LENGTH_S)
+    db = system.db
     first_payout, next_payout = payout_calendar.next_payouts(datetime.datetime.now(UTC), 2)
 
     async def scenario():
         host, caller = await upgraded_host(system, "Paid Pat"), await Member(system.url).sign_up("Refunded Rae")
-        olga = await operator(system, "Oz Operator")
         call = await paid_call(system, [1500], host=host, caller=caller)
         report = run_payout(system, first_payout)
         assert {i["member_id"]: i["amount_cents"] for i in report["items"]}[host.id] == net(1500)
-        view = (await caller.request("POST", f"/api/calls/{call.id}/refund", {"reason": "wrong expert"})).json()
-        await olga.request("POST", f"/api/refunds/{view['id']}/decision", {"decision": "approve"})
-        wait_for(lambda: db.refund_requests.find_one({"_id": view["id"], "state": "refunded"}), "refunded")
+        (capture,) = db.ledger.find({"call_id": call.id, "kind": ledger.CALL_PAYMENT})
+        cents = net(1500)
+        status, _ = paypal_api(system.settings.paypal_url, "POST", f"/v2/payments/captures/{capture['_id'][8:]}/refund",
+                               {"amount": {"currency_code": "USD", "value": f"{cents // 100}.{cents % 100:02d}"}})
+        assert status == 201
+        wait_for(lambda: refunds_of(db, call.id), "the dashboard refund booked from its webhook")
         earnings = (await host.request("GET", "/api/earnings")).json()
         assert earnings["available_cents"] == -net(1500) and earnings["paid_out_cents"] == net(1500)
         # The next call's earnings first repay the refund; only the rest is paid out.
@@ -290,3 +304,33 @@ def test_a_decision_stored_by_a_gateway_that_died_before_telling_the_refunds_act
              "the refunds actor's sweep to carry it out", timeout_s=20)
     assert [t["entries"][-1]["amount_cents"] for t in refunds_of(db, call.id)] == [net(1800)]
     wait_for(lambda: "Your refund was approved" in mail_subjects(db, call.caller), "the caller told")
+
+
+def test_an_approval_needs_an_interview_note_and_overdue_requests_are_mailed_to_operators_once_a_day(refund_system):
+    system, db = refund_system, refund_system.db
+
+    async def scenario():
+        call, olga = await paid_call(system, [1300]), await operator(system, "Iris Interviewer")
+        view = (await call.caller.request("POST", f"/api/calls/{call.id}/refund", {"reason": "cut off"})).json()
+        decision = f"/api/refunds/{view['id']}/decision"
+        refused = await olga.request("POST", decision, {"decision": "approve"})
+        assert (refused.code, refused.error_code) == (409, "interview_required")
+        assert "note" in refused.json()["error"]["message"]
+        assert db.refund_requests.find_one({"_id": view["id"]})["decision"] is None and refunds_of(db, call.id) == []
+        # Past its deadline: marked in the queue, and every operator gets one reminder that day.
+        db.refund_requests.update_one({"_id": view["id"]}, {"$set": {
+            "deadline": datetime.datetime.now(UTC) - datetime.timedelta(hours=1)}})
+        listed = {r["id"]: r for r in (await olga.request("GET", "/api/refunds")).json()["refunds"]}
+        assert listed[view["id"]]["overdue"] is True
+        subject = wait_for(lambda: next((s for s in mail_subjects(db, olga) if "past the review deadline" in s), None),
+                           "the operators reminded", timeout_s=20)
+        body = db.outbox.find_one({"to": olga.email, "subject": subject})["body"]
+        assert call.id in body and "Carl Caller asks Hana Host's call back" in body
+        wait_for(lambda: db.refund_reminders.count_documents({}) == 1, "the reminder claimed")
+        sweeps_later = datetime.datetime.now(UTC) + datetime.timedelta(seconds=3)   # refund_retry_s is 1
+        wait_for(lambda: datetime.datetime.now(UTC) > sweeps_later, "three more sweeps")
+        assert [s for s in mail_subjects(db, olga) if "past the review deadline" in s] == [subject]
+        # A denial needs no note; an approval after a note goes through.
+        decided = await approve(olga, view["id"])
+        assert decided.code == 200 and decided.json()["overdue"] is False
+    run(scenario())
