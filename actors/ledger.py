@@ -68,6 +68,9 @@ KINDS = KINDS | {LATE_CAPTURE_REFUND}
 # One billing cycle of a member's upgrade subscription, paid.
 SUBSCRIPTION = "subscription"
 KINDS = KINDS | {SUBSCRIPTION}
+# PayPal's fee on a payout item it delivered: the platform's cost, on top of the member's amount.
+PAYOUT_FEE = "payout_fee"
+KINDS = KINDS | {PAYOUT_FEE}
 
 PAYPAL_FEES = "paypal:fees"
 # The platform's own money: what it pays out of its pocket (PayPal's fee on a late capture it
@@ -255,10 +258,25 @@ def late_capture_refund_transaction(call_id, member_id, caller_id, capture_id, a
 
 
 def payout_transaction(batch_id, amounts_by_member):
-    """One payout batch sent: each member's amount leaves available for their PayPal account."""
+    """One payout batch sent, as one transaction (how batches were booked before 2026-12):
+    each member's amount leaves available for their PayPal account. Kept to read old batches."""
     moves = [(_positive(cents, "payout"), available(member_id), paid_out(member_id))
              for member_id, cents in sorted(amounts_by_member.items())]
     return Transaction(f"payout:{_id(batch_id)}", PAYOUT, _moves(*moves))
+
+
+def payout_item_transaction(batch_id, member_id, amount_cents):
+    """One member's item of a payout batch sent: their amount leaves available for their PayPal
+    account. One transaction per item, so a member's earnings read their own entries only."""
+    return Transaction(f"payout:{_id(batch_id)}:{_id(member_id)}", PAYOUT,
+                       _moves((_positive(amount_cents, "payout"), available(member_id), paid_out(member_id))))
+
+
+def payout_fee_transaction(item_id, fee_cents):
+    """PayPal's fee on a delivered payout item, charged to the platform on top of the amount
+    the member got (members are paid what they earned). Keyed by the item: once."""
+    return Transaction(f"payout-item:{_id(item_id)}:fee", PAYOUT_FEE,
+                       _moves((_positive(fee_cents, "payout fee"), PLATFORM_COSTS, PAYPAL_FEES)))
 
 
 def payout_returned_transaction(item_id, member_id, amount_cents):
@@ -323,6 +341,14 @@ def held_at_paypal_cents(balances_by_account):
     """The money in the platform's PayPal account: every member's pending, available and frozen."""
     return sum(cents for account, cents in balances_by_account.items()
                if (parsed := parse_member_account(account)) and parsed[1] in HELD)
+
+
+def paypal_balance_cents(balances_by_account):
+    """What the platform's PayPal account holds by the ledger: every member's pending, available
+    and frozen money, plus the platform's revenue, less what it paid from its pocket (PayPal's
+    fees on late-capture refunds and payout items)."""
+    return (held_at_paypal_cents(balances_by_account) + balances_by_account.get(PLATFORM_REVENUE, 0)
+            + balances_by_account.get(PLATFORM_COSTS, 0))
 
 
 def payout_amounts(balances_by_account):

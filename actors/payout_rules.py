@@ -46,6 +46,7 @@ import dataclasses
 import datetime
 import logging
 import re
+import time
 
 from actors import ledger, payout_calendar
 from actors.terms import dollars
@@ -80,6 +81,8 @@ BATCH_PAID_NOTHING = frozenset({"DENIED", "CANCELED"})
 MAX_SLEEP_S = 3600
 # A run that failed (PayPal or the database down after their own retries) is tried again.
 RETRY_S = 5 * 60
+# Payout item transactions written per database round trip.
+BOOK_CHUNK = 1000
 # Following a batch PayPal is processing: 1 s, 2 s, 4 s ... up to 5 minutes (PayPal processes
 # most batches within minutes; the emulator within seconds).
 POLL_FIRST_S = 1
@@ -191,6 +194,17 @@ def latest_payout_at_or_before(now):
     return passed[-1]
 
 
+def run_due_at(instant, lead_s):
+    """When the run for payout `instant` starts: `lead_s` before it, so the money has left by
+    the instant the FAQ promises (Friday 7 PM Pacific)."""
+    return instant - datetime.timedelta(seconds=lead_s)
+
+
+def next_instant_after(instant):
+    """The payout instant after `instant`."""
+    return payout_calendar.next_payouts(instant + datetime.timedelta(seconds=1), 1)[0]
+
+
 def wake_delay_s(now, due_at):
     """How long to sleep towards `due_at`: at most MAX_SLEEP_S, so an early wakeup or a clock
     step costs one more sleep, never a missed payout."""
@@ -244,17 +258,38 @@ def member_buckets(rows, member_id):
             for bucket in ("pending", "available", "frozen", "paid_out")}
 
 
+def member_item_row(batch_id, instant, item, skipped=False):
+    """A member's `payout_items` document for one batch: their item, or why they were skipped."""
+    row = {"_id": f"{batch_id}:{item['member_id']}", "batch_id": batch_id, "member_id": item["member_id"],
+           "instant": instant, "amount_cents": item["amount_cents"]}
+    if skipped:
+        return dict(row, skipped=True, reason=item["reason"])
+    return dict(row, receiver=item["receiver"], status=item.get("status"))
+
+
+def member_payout_view(row, batch):
+    """One payout as its member sees it, from their `payout_items` row and the batch summary."""
+    document = dict(batch, _id=row["batch_id"], instant=row["instant"])
+    if row.get("skipped"):
+        document["skipped"] = [{"member_id": row["member_id"], "amount_cents": row["amount_cents"],
+                                "reason": row["reason"]}]
+    else:
+        document["items"] = [{"member_id": row["member_id"], "amount_cents": row["amount_cents"],
+                              "receiver": row["receiver"], "status": row.get("status")}]
+    return payout_view(document, row["member_id"])
+
+
 def payout_view(document, member_id):
     """One payout as its member sees it, from a `payouts` document (None: not theirs)."""
     instant = document["instant"].astimezone(payout_calendar.LOS_ANGELES).isoformat()
     for item in document.get("items", ()):
         if item["member_id"] == member_id:
-            status = item.get("status") or ("sending" if document["state"] == INTENT else
-                                             "refused" if document["state"] == REFUSED else "sent")
+            status = item.get("status") or ("sending" if document.get("state") == INTENT else
+                                             "refused" if document.get("state") == REFUSED else "sent")
             return {"batch_id": document["_id"], "payout_at": instant, "amount_cents": item["amount_cents"],
                     "receiver": item["receiver"], "status": status,
                     "returned": item_outcome(document.get("batch_status"), item.get("status")) == BACK
-                    and document["state"] in (SENT, FINAL)}
+                    and document.get("state") in (SENT, FINAL)}
     for skipped in document.get("skipped", ()):
         if skipped["member_id"] == member_id:
             return {"batch_id": document["_id"], "payout_at": instant, "amount_cents": skipped["amount_cents"],
@@ -307,6 +342,7 @@ class Report:
     released_calls: list = dataclasses.field(default_factory=list)
     returned: list = dataclasses.field(default_factory=list)
     error: str = None
+    step_s: dict = dataclasses.field(default_factory=dict)   # how long each step took, in seconds
 
     @property
     def paid_cents(self):
@@ -322,31 +358,46 @@ class PayoutRun:
       MongoPayoutStore in actors/payouts.py);
     - paypal: `create_payout(sender_batch_id, items)`, `payout_batch(payout_batch_id)` and
       `Refused`, the error it raises when PayPal refuses a batch for good;
-    - notify(member_id, subject, body): mail to a member.
+    - notify(member_id, subject, body): mail to a member; notify_many([(member_id, subject,
+      body)]): many at once.
     Every step is safe to repeat: a crash anywhere is repaired by running again."""
 
-    def __init__(self, store, paypal, notify, hold_s, account_url):
+    def __init__(self, store, paypal, notify, hold_s, account_url, notify_many=None):
         self.store, self.paypal, self.notify = store, paypal, notify
         self.hold_s, self.account_url = hold_s, account_url
+        # Many mails at once (a batch's notices): one database write or SMTP connection for all.
+        self.notify_many = notify_many or (lambda mails: [notify(*mail) for mail in mails])
 
     def run(self, instant, now):
         batch_id = payout_calendar.payout_batch_id(instant)
+        step_s, started = {}, time.monotonic()
+
+        def took(step):
+            nonlocal started
+            step_s[step] = round(step_s.get(step, 0) + time.monotonic() - started, 3)
+            started = time.monotonic()
         for earlier in self.store.payouts_in_state(INTENT):
             if earlier["_id"] != batch_id:
                 self.send(earlier, now)
+        took("earlier_batches")
         released = self.release(min(now, instant), now)
+        took("release")
         document = self.store.payout(batch_id)
         already_sent = document is not None and document["state"] not in REPLANNABLE
         if not already_sent:
             document = self.plan(instant, batch_id, document, now)
+        took("plan")
         if document["state"] == INTENT:
             document = self.send(document, now)
+        took("send")
         returned = []
         if document["state"] == SENT:
             document, returned = self.check(document, now)
+        took("check")
         return Report(batch_id, instant.astimezone(payout_calendar.LOS_ANGELES).isoformat(), document["state"],
                       already_sent, document.get("paypal_batch_id"), document.get("items", []),
-                      document.get("skipped", []), [r.call_id for r in released], returned, document.get("error"))
+                      document.get("skipped", []), [r.call_id for r in released], returned, document.get("error"),
+                      step_s)
 
     def follow(self, now):
         """Look at every sent batch once: (returned items booked, whether PayPal is still
@@ -416,21 +467,33 @@ class PayoutRun:
             if not same_items(items, paid):
                 log.error("payout batch %s at PayPal differs from its plan; booking what PayPal has", batch_id)
                 items = paid
-        self.store.book(ledger.payout_transaction(batch_id, amounts_of(items)), now)
+        self.book_items(batch_id, items, now)
         fields = {"state": SENT, "paypal_batch_id": batch["payout_batch_id"], "batch_status": batch["batch_status"],
                   "sent_at": now, "items": items, "processing": True}
         self.store.update_payout(batch_id, fields)
         if self.store.claim(batch_id, "sent_mail"):
-            for item in items:
-                self.notify(item["member_id"], *sent_mail(item["amount_cents"], item["receiver"],
-                                                          document["instant"]))
+            self.notify_many([(item["member_id"], *sent_mail(item["amount_cents"], item["receiver"],
+                                                             document["instant"])) for item in items])
         return dict(document, **fields)
+
+    def book_items(self, batch_id, items, now):
+        """One `payout:<batch>:<member>` transaction per item, written in bulk chunks. A batch
+        booked whole under `payout:<batch>` (before per-item booking) is not booked again."""
+        if self.store.booked(f"payout:{batch_id}"):
+            return
+        for start in range(0, len(items), BOOK_CHUNK):
+            booked = self.store.book_all([ledger.payout_item_transaction(batch_id, item["member_id"],
+                                                                         item["amount_cents"])
+                                          for item in items[start:start + BOOK_CHUNK]], now)
+            for key, outcome in booked.items():
+                if outcome == "conflict":
+                    log.error("payout item %s is booked with another amount; kept as it was", key)
 
     def check(self, document, now):
         """Read the batch from PayPal; book back each item whose money did not reach its payee."""
         batch = self.paypal.payout_batch(document["paypal_batch_id"])
         by_member = {item["sender_item_id"]: item for item in batch["items"]}
-        items, returned = [], []
+        items, returned, fees = [], [], []
         for planned in document["items"]:
             item = by_member.get(planned["member_id"])
             if item is None:
@@ -438,7 +501,10 @@ class PayoutRun:
                 items.append(planned)
                 continue
             items.append(dict(planned, item_id=item["payout_item_id"], status=item["transaction_status"]))
-            if item_outcome(batch["batch_status"], item["transaction_status"]) == BACK:
+            outcome = item_outcome(batch["batch_status"], item["transaction_status"])
+            if outcome == PAID and item.get("fee_cents") and planned.get("status") not in ITEM_PAID:
+                fees.append(ledger.payout_fee_transaction(item["payout_item_id"], item["fee_cents"]))
+            if outcome == BACK:
                 transaction = ledger.payout_returned_transaction(item["payout_item_id"], planned["member_id"],
                                                                  item["amount_cents"])
                 if self.store.book(transaction, now):
@@ -446,6 +512,8 @@ class PayoutRun:
                                      "amount_cents": item["amount_cents"], "status": item["transaction_status"]})
                     self.notify(planned["member_id"], *returned_mail(item["amount_cents"], item["receiver"],
                                                                      item["transaction_status"]))
+        for start in range(0, len(fees), BOOK_CHUNK):   # PayPal's fee on each delivered item, once
+            self.store.book_all(fees[start:start + BOOK_CHUNK], now)
         fields = {"items": items, "batch_status": batch["batch_status"], "checked_at": now,
                   "processing": batch_processing(batch), "state": FINAL if batch_settled(batch) else SENT}
         self.store.update_payout(document["_id"], fields)

@@ -16,6 +16,7 @@ from thespian.actors import Actor, WakeupMessage
 
 from actors import ledger, payout_calendar, payout_rules
 from actors.messages import SendMail
+from interkanect import mail
 from interkanect.db import object_id
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class PayoutScheduler(Actor):
         self.payout_token = 0     # wakeupAfter cannot be cancelled: only the latest timer counts
         self.poll_token = 0
         self.polls = 0            # looks at batches PayPal is processing since the last send
+        self.lead_s = 0           # how long before a payout instant its run starts
 
     def receiveMessage(self, message, sender):
         now = _now()
@@ -80,10 +82,13 @@ class PayoutScheduler(Actor):
                                                      serverSelectionTimeoutMS=5000)[s.db_name])
         paypal = PayPalPayouts(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use)
         self.mailer = message.mailer
-        self.payouts = payout_rules.PayoutRun(store, paypal, self.notify, s.policy.earnings_hold_s, f"{s.url}account")
+        self.settings, self.store, self.lead_s = s, store, s.policy.payout_lead_s
+        self.payouts = payout_rules.PayoutRun(store, paypal, self.notify, s.policy.earnings_hold_s, f"{s.url}account",
+                                              self.notify_many)
         latest = payout_rules.latest_payout_at_or_before(now)
         try:
             store.ensure_indexes()
+            store.backfill_read_model()
             missed = store.payout(payout_calendar.payout_batch_id(latest)) is None
         except Exception:
             log.exception("payout scheduler: cannot read the payouts yet; trying again in %d s", payout_rules.RETRY_S)
@@ -99,8 +104,9 @@ class PayoutScheduler(Actor):
     # Timers -------------------------------------------------------------------------------
 
     def arm_payout(self, instant, due_at):
-        """One live payout timer: for `instant`, acting at `due_at` (the instant itself, or a retry)."""
-        due_at = due_at or instant
+        """One live payout timer: for `instant`, acting at `due_at` (Policy.payout_lead_s before
+        the instant, so the money has left by then; or a retry)."""
+        due_at = due_at or payout_rules.run_due_at(instant, self.lead_s)
         self.payout_token += 1
         delay_s = payout_rules.wake_delay_s(_now(), due_at)
         self.wakeupAfter(datetime.timedelta(seconds=delay_s), payload=("payout", self.payout_token, instant, due_at))
@@ -121,7 +127,8 @@ class PayoutScheduler(Actor):
             log.exception("payout %s failed; trying again in %d s", instant.isoformat(), payout_rules.RETRY_S)
             self.arm_payout(instant, now + datetime.timedelta(seconds=payout_rules.RETRY_S))
             return
-        self.arm_payout(payout_calendar.next_payouts(now, 1)[0], None)
+        # The next instant after this one: with the lead, this one's own time may be still ahead.
+        self.arm_payout(payout_rules.next_instant_after(max(now, instant)), None)
 
     def follow(self, now):
         try:
@@ -135,8 +142,8 @@ class PayoutScheduler(Actor):
             self.polls += 1
 
     def after_run(self, report):
-        log.info("payout %s: %s, %d items, %d cents, %d skipped", report.batch_id, report.state, len(report.items),
-                 report.paid_cents, len(report.skipped))
+        log.info("payout %s: %s, %d items, %d cents, %d skipped; seconds per step %s", report.batch_id, report.state,
+                 len(report.items), report.paid_cents, len(report.skipped), report.step_s)
         if report.state == payout_rules.SENT:
             self.polls = 0
             self.arm_poll(payout_rules.poll_delay_s(self.polls, True))
@@ -157,6 +164,19 @@ class PayoutScheduler(Actor):
         self.after_run(report)
         return PayoutRan(report=report.view())
 
+    def notify_many(self, mails):
+        """A batch's notices: sent from here over one SMTP connection (or written to the outbox
+        in bulk), not one mailer message each (the mailer's queue would block this actor)."""
+        emails = self.store.member_emails(sorted({member_id for member_id, _, _ in mails}))
+        try:
+            sent = mail.send_many(self.settings, self.store.db, [(emails[member_id], subject, body)
+                                                                 for member_id, subject, body in mails
+                                                                 if member_id in emails])
+        except Exception:  # the money has moved; a mail server down loses these notices, not the payout
+            log.exception("payout notices not sent")
+            return
+        log.info("%d payout notices sent", sent)
+
     def notify(self, member_id, subject, body):
         if self.mailer is None:
             log.warning("no mailer: %r for member %s not sent", subject, member_id)
@@ -173,6 +193,10 @@ def ask_run(settings, instant, timeout_s=RUN_ANSWER_TIMEOUT_S):
     return actors.ask(scheduler, RunPayout(instant), datetime.timedelta(seconds=timeout_s))
 
 
+# What a member's view of a batch needs of the batch itself.
+BATCH_SUMMARY = ("instant", "state", "batch_status")
+
+
 class MongoPayoutStore:
     """The payout run's reads and writes (pymongo, blocking)."""
 
@@ -183,7 +207,7 @@ class MongoPayoutStore:
         """What a run and the earnings page look up by. The ledger is shared with the payments
         adapter: an index someone else made on the same keys is fine, so a conflict only warns."""
         for collection, keys in (("ledger", "entries.account"), ("ledger", "call_id"), ("payouts", "state"),
-                                 ("payouts", "items.member_id"), ("payouts", "skipped.member_id")):
+                                 ("payout_items", [("member_id", 1), ("instant", -1)]), ("payout_items", "batch_id")):
             try:
                 self.db[collection].create_index(keys)
             except pymongo.errors.OperationFailure as conflict:
@@ -200,18 +224,66 @@ class MongoPayoutStore:
     def create_payout(self, document):
         try:
             self.db.payouts.insert_one(document)
-            return True
         except pymongo.errors.DuplicateKeyError:
             return False
+        self.write_read_model(document)
+        return True
 
     def replan_payout(self, document):
         """Replace a plan PayPal never had (empty, refused); False if it is no longer one."""
         found = self.db.payouts.replace_one({"_id": document["_id"], "state": {"$in": list(payout_rules.REPLANNABLE)}},
                                             document)
+        if found.matched_count == 1:
+            self.write_read_model(document)
         return found.matched_count == 1
 
     def update_payout(self, batch_id, fields):
         self.db.payouts.update_one({"_id": batch_id}, {"$set": fields})
+        summary = {name: fields[name] for name in BATCH_SUMMARY if name in fields}
+        if summary:
+            self.db.payout_batches.update_one({"_id": batch_id}, {"$set": summary}, upsert=True)
+        if "items" in fields:
+            self.update_item_statuses(batch_id, fields["items"])
+
+    # The members' read model: what each member's earnings page shows of a batch ----------
+    #
+    # A batch document holds up to 15,000 items; a member's page must not read 52 of them. So
+    # each (batch, member) has a small `payout_items` document and each batch a `payout_batches`
+    # summary, written with the batch document (statuses only when they change).
+
+    def write_read_model(self, document):
+        batch_id = document["_id"]
+        self.db.payout_batches.replace_one({"_id": batch_id}, dict(
+            {name: document.get(name) for name in BATCH_SUMMARY}, _id=batch_id), upsert=True)
+        self.db.payout_items.delete_many({"batch_id": batch_id})
+        rows = [payout_rules.member_item_row(batch_id, document["instant"], item) for item in document.get("items", [])]
+        rows += [payout_rules.member_item_row(batch_id, document["instant"], skipped, skipped=True)
+                 for skipped in document.get("skipped", [])]
+        for start in range(0, len(rows), payout_rules.BOOK_CHUNK):
+            self.db.payout_items.insert_many(rows[start:start + payout_rules.BOOK_CHUNK], ordered=False)
+
+    def update_item_statuses(self, batch_id, items):
+        stored = {row["member_id"]: row for row in self.db.payout_items.find(
+            {"batch_id": batch_id, "skipped": {"$ne": True}}, {"member_id": 1, "status": 1, "amount_cents": 1})}
+        if set(stored) != {item["member_id"] for item in items} or any(
+                stored[item["member_id"]]["amount_cents"] != item["amount_cents"] for item in items):
+            # PayPal's batch differs from the plan (it is booked as PayPal has it): write it whole.
+            self.write_read_model(self.db.payouts.find_one({"_id": batch_id}))
+            return
+        # One update per new status (a whole batch turning SUCCESS is one write, not 10,000).
+        by_status = {}
+        for item in items:
+            if stored[item["member_id"]].get("status") != item.get("status"):
+                by_status.setdefault(item.get("status"), []).append(f"{batch_id}:{item['member_id']}")
+        for status, ids in by_status.items():
+            self.db.payout_items.update_many({"_id": {"$in": ids}}, {"$set": {"status": status}})
+
+    def backfill_read_model(self):
+        """Batches written before the read model existed get theirs (once, at start)."""
+        known = {row["_id"] for row in self.db.payout_batches.find({}, {"_id": 1})}
+        for row in self.db.payouts.find({}, {"_id": 1}):
+            if row["_id"] not in known:
+                self.write_read_model(self.db.payouts.find_one({"_id": row["_id"]}))
 
     def claim(self, batch_id, flag):
         """True for the one caller that sets this flag first (e.g. to mail once)."""
@@ -262,6 +334,14 @@ class MongoPayoutStore:
         ids = [oid for oid in map(object_id, member_ids) if oid is not None]
         return {str(member["_id"]): member.get("payout_email") or ""
                 for member in self._find_in("members", "_id", ids, {}, {"payout_email": 1})}
+
+    def booked(self, key):
+        return self.db.ledger.find_one({"_id": key}, {"_id": 1}) is not None
+
+    def member_emails(self, member_ids):
+        ids = [oid for oid in map(object_id, member_ids) if oid is not None]
+        return {str(member["_id"]): member["email"]
+                for member in self._find_in("members", "_id", ids, {}, {"email": 1})}
 
     def book_all(self, transactions, now):
         """Write many transactions in one round trip: {key: "booked" | "repeat" | "conflict"}

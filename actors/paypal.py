@@ -228,6 +228,16 @@ class PayPalPayouts:
         return {"payout_batch_id": header["payout_batch_id"], "batch_status": header["batch_status"],
                 "sender_batch_id": header.get("sender_batch_header", {}).get("sender_batch_id"), "items": items}
 
+    def balance_cents(self):
+        """The merchant account's total USD balance (GET /v1/reporting/balances): what
+        `interkanect ledger reconcile` compares the ledger with."""
+        answer = self._call("read balance", "GET", "/v1/reporting/balances?currency_code=USD")
+        for entry in answer.get("balances", []):
+            if entry.get("currency") == "USD":
+                value = entry["total_balance"]["value"]
+                return -value_to_cents(value[1:]) if value.startswith("-") else value_to_cents(value)
+        return 0
+
     # HTTP ---------------------------------------------------------------------------------
 
     def _call(self, what, method, path, body=None):
@@ -326,4 +336,5 @@ def _payout_item(item):
     detail = item.get("payout_item", {})
     return {"payout_item_id": item["payout_item_id"], "transaction_status": item.get("transaction_status", "PENDING"),
             "sender_item_id": detail.get("sender_item_id"), "receiver": detail.get("receiver"),
-            "amount_cents": value_to_cents(detail["amount"]["value"])}
+            "amount_cents": value_to_cents(detail["amount"]["value"]),
+            "fee_cents": value_to_cents((item.get("payout_item_fee") or {}).get("value") or "0")}

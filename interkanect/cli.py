@@ -89,7 +89,8 @@ def start_paypal_emulator(children, settings, env, **popen_options):
     processes.require_free("127.0.0.1", settings.paypal_emulator_port, "PayPal emulator", "IK_PAYPAL_EMULATOR_PORT")
     process = children.start("PayPal emulator", [
         sys.executable, "-m", "interkanect.cli", "paypal-emulator", "--port", str(settings.paypal_emulator_port),
-        "--webhook-url", f"{settings.url}paypal/webhook", "--webhook-id", settings.paypal_webhook_id_in_use],
+        "--webhook-url", f"{settings.url}paypal/webhook", "--webhook-id", settings.paypal_webhook_id_in_use,
+        "--payout-item-fee-cents", str(settings.paypal_emulator_payout_item_fee_cents)],
         env=env, **popen_options)
     processes.wait_until(lambda: _answers(f"{settings.paypal_url}/emulator/health"), 60, "the PayPal emulator",
                          process=process)
@@ -146,7 +147,8 @@ def paypal_emulator(settings, args):
     asyncio.run(run(EmulatorSettings(
         host=args.host, port=args.port, public_url=args.public_url, client_id=args.client_id,
         client_secret=args.client_secret, webhook_url=args.webhook_url, webhook_id=args.webhook_id,
-        time_scale=args.time_scale, payout_processing_s=args.payout_processing_s)))
+        time_scale=args.time_scale, payout_processing_s=args.payout_processing_s,
+        payout_item_fee_cents=args.payout_item_fee_cents)))
 
 
 def mail_outbox(settings, args):
@@ -253,6 +255,37 @@ def payouts_schedule(settings, args):
         print(f"{instant.isoformat()}  {instant:%A}{moved}")
 
 
+def ledger_reconcile(settings, args):
+    """The ledger against PayPal: what the platform's PayPal account should hold (members'
+    held money, the platform's revenue less its costs) and what PayPal says it holds."""
+    from actors import ledger
+    from actors.paypal import PayPalPayouts
+    from actors.terms import dollars
+    from interkanect.db import database
+    rows = database(settings).ledger.aggregate([{"$unwind": "$entries"}, {"$group": {
+        "_id": "$entries.account", "cents": {"$sum": "$entries.amount_cents"}}}])
+    balances = {row["_id"]: row["cents"] for row in rows}
+    ours = ledger.paypal_balance_cents(balances)
+    theirs = PayPalPayouts(settings.paypal_url, settings.paypal_client_id_in_use,
+                           settings.paypal_client_secret_in_use).balance_cents()
+    report = {"ledger_cents": ours, "paypal_cents": theirs, "difference_cents": theirs - ours,
+              "members_held_cents": ledger.held_at_paypal_cents(balances),
+              "platform_revenue_cents": balances.get(ledger.PLATFORM_REVENUE, 0),
+              "platform_costs_cents": balances.get(ledger.PLATFORM_COSTS, 0),
+              "paypal_fees_cents": balances.get(ledger.PAYPAL_FEES, 0)}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        def signed(cents):
+            return ("-" if cents < 0 else "") + dollars(abs(cents))
+        print(f"ledger: {signed(ours)} should be at PayPal (members {signed(report['members_held_cents'])}, "
+              f"platform revenue {signed(report['platform_revenue_cents'])}, platform costs "
+              f"{signed(report['platform_costs_cents'])})\nPayPal: {signed(theirs)}\ndifference: "
+              f"{signed(theirs - ours)}" + ("  (reconciled)" if theirs == ours else ""))
+    if theirs != ours:
+        raise SystemExit(1)
+
+
 def payouts_run(settings, args):
     import datetime
     from actors import payout_calendar, payout_rules
@@ -324,6 +357,8 @@ def parser():
                           help="multiplies PayPal's webhook retry backoff (1 = about 3 days for 25 retries)")
     emulator.add_argument("--payout-processing-s", type=float, default=2.0,
                           help="how long a payout batch stays PENDING")
+    emulator.add_argument("--payout-item-fee-cents", type=int, default=0,
+                          help="PayPal's fee per delivered payout item, charged to the sender (default 0)")
     emulator.set_defaults(run=paypal_emulator)
     mail = commands.add_parser("mail", help="mail tools").add_subparsers(dest="mail_command", required=True)
     mail.add_parser("outbox", help="print mail kept because no SMTP server is configured").set_defaults(run=mail_outbox)
@@ -352,6 +387,12 @@ def parser():
     fee.add_argument("amount", help="in dollars, e.g. 10.00")
     fee.add_argument("--json", action="store_true", help="print {amount_cents, fee_cents, net_cents}")
     fee.set_defaults(run=fees)
+    ledger_tools = commands.add_parser("ledger", help="ledger tools")
+    ledger_tools = ledger_tools.add_subparsers(dest="ledger_command", required=True)
+    reconcile = ledger_tools.add_parser("reconcile", help="compare what the ledger says the platform's PayPal account "
+                                                          "holds with PayPal's balance (exit status 1 if they differ)")
+    reconcile.add_argument("--json", action="store_true", help="print the figures as JSON")
+    reconcile.set_defaults(run=ledger_reconcile)
     payouts = commands.add_parser("payouts", help="payout tools").add_subparsers(dest="payouts_command", required=True)
     schedule = payouts.add_parser("schedule", help="the next payout instants (Friday 19:00 Los Angeles, "
                                                    "or the next business day after a federal holiday)")

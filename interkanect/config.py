@@ -98,6 +98,10 @@ class Policy:
     # A refund PayPal holds PENDING (an eCheck takes days) is read from PayPal this often until
     # it completes, fails or is cancelled (its webhook, when it comes, reads it at once).
     refund_poll_s: float = 3600
+    # The weekly payout run starts this long before its instant (Friday 19:00 Pacific), so the
+    # money has left by then (a 10,000-member run takes seconds; scripts/bench_money.py). Earnings
+    # whose hold ends in between wait for the next payout.
+    payout_lead_s: float = 3600
     # A refund PayPal FAILED or CANCELLED is asked again (a new refund, a new request id) up to
     # this many refunds per capture in all; then operators are told and decide by hand.
     refund_attempts_max: int = 3
@@ -174,6 +178,8 @@ class Settings:
     paypal_emulator_port: int = 8889
     # How long one PayPal API request may take before it is retried (same PayPal-Request-Id).
     paypal_timeout_s: float = 15
+    # The local emulator's fee per delivered payout item (PayPal's depends on the account's pricing).
+    paypal_emulator_payout_item_fee_cents: int = 0
     # The first wait before a PayPal request is retried (5xx, timeout, lost answer), doubling
     # per attempt with jitter over 5 attempts (about 15 s in all at 0.5).
     paypal_backoff_s: float = 0.5

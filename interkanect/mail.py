@@ -56,3 +56,23 @@ def send_now(settings, db, to, subject, body):
             smtp.login(s.smtp_user, s.smtp_password)
         smtp.send_message(_message(s, to, subject, body))
     log.info("mail %r sent to %s", subject, to)
+
+
+def send_many(settings, db, mails):
+    """Blocking send of many mails [(to, subject, body)]: one SMTP connection for all of them,
+    or one insert into the outbox. Returns how many went."""
+    s = settings
+    if not mails:
+        return 0
+    if not s.smtp_host:
+        db.outbox.insert_many([_outbox_entry(to, subject, body) for to, subject, body in mails], ordered=False)
+        return len(mails)
+    with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT_S) as smtp:
+        if s.smtp_starttls:
+            smtp.starttls()
+        if s.smtp_user:
+            smtp.login(s.smtp_user, s.smtp_password)
+        for to, subject, body in mails:
+            smtp.send_message(_message(s, to, subject, body))
+    log.info("%d mails sent over one connection", len(mails))
+    return len(mails)

@@ -13,7 +13,7 @@ import signal
 import tornado.httpserver
 import tornado.web
 
-from paypal_emulator import approval, ids
+from paypal_emulator import approval, balance, ids
 from paypal_emulator.delivery import WebhookSender
 from paypal_emulator.disputes import Disputes
 from paypal_emulator.events import Event, timestamp
@@ -113,6 +113,7 @@ class Emulator:
             (r"/v1/payments/payouts", CreatePayoutHandler, a),
             (r"/v1/payments/payouts/" + ID, PayoutBatchHandler, a),
             (r"/v1/payments/payouts-item/" + ID, PayoutItemHandler, a),
+            (r"/v1/reporting/balances", BalancesHandler, a),
             (r"/v1/notifications/verify-webhook-signature", VerifySignatureHandler, a),
             (r"/v1/notifications/webhooks-events/" + ID, WebhookEventHandler, a),
             (r"/v1/notifications/webhooks-events/" + ID + "/resend", ResendEventHandler, a),
@@ -435,6 +436,15 @@ class RefundHandler(ApiHandler):
     async def get(self, refund_id):
         payments = self.emulator.payments
         await self.respond(payments.refund_json(payments.refund(refund_id)))
+
+
+class BalancesHandler(ApiHandler):
+    """GET /v1/reporting/balances: the merchant's balance, from what this emulator did."""
+
+    async def get(self):
+        e = self.emulator
+        cents = balance.balance_cents(e.payments, e.payouts, e.subscriptions, e.disputes)
+        await self.respond(balance.balances_json(cents, e.settings.merchant_id, self.now()))
 
 
 class CreatePayoutHandler(ApiHandler):

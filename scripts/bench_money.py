@@ -9,12 +9,16 @@
   transactions/s on the same database in the same run (the ledger's write is one such
   transaction), ratio printed;
 - a payout run for M members (ledger seeded directly: one available balance each) through
-  the real PayoutScheduler and the emulator's Payouts API: wall time and the peak memory
-  (VmHWM) of the node process that grew most (the scheduler's).
+  the real PayoutScheduler and the emulator's Payouts API: wall time, the seconds of each step
+  the run reports, and the peak memory (VmHWM) of the node process that grew most (the
+  scheduler's);
+- a member's earnings (GET /api/earnings through the gateway, real sessions) after W weekly
+  payouts of M members each (ledger and payout documents seeded directly, as the run writes
+  them: one transaction per item): p50/p99 over every sample member, several times each.
 
 Prints `name=value` lines and `#` lines that say how the figures were taken.
 
-    .venv/bin/python scripts/bench_money.py [--calls N] [--members M]
+    .venv/bin/python scripts/bench_money.py [--calls N] [--members M] [--weeks W]
 """
 import argparse
 import asyncio
@@ -25,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchkit import comment, emit, progress, run_bench, session_pids
+from benchkit import comment, emit, progress, report_goal, run_bench, session_pids
 
 import pymongo
 from bson import ObjectId
@@ -170,14 +174,62 @@ def payout_run(system, target, members):
     grown = max(after, key=lambda pid: after[pid] - before.get(pid, 0))
     comment(f"payout {report.get('batch_id')}: {report.get('state')}, {len(report.get('items', []))} items, "
             f"{report.get('paid_cents')} cents; the process that grew most (pid {grown}) went from "
-            f"{before.get(grown, 0)} kB to {after[grown]} kB peak")
+            f"{before.get(grown, 0)} kB to {after[grown]} kB peak; seconds per step {report.get('step_s')}")
     return elapsed_s, after[grown], len(report.get("items", []))
+
+
+def seed_weekly_payouts(target, members, weeks, sample_ids):
+    """`weeks` past payout batches of `members` members each (the sample members among them),
+    written as the payout run writes them: the batch document and its members' read model
+    (MongoPayoutStore's own code), and one `payout:<batch>:<member>` ledger transaction per item."""
+    from actors.payouts import MongoPayoutStore
+    store = MongoPayoutStore(target.db)
+    store.ensure_indexes()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    others = [str(ObjectId()) for _ in range(members - len(sample_ids))]
+    everyone = list(sample_ids) + others
+    instants = payout_calendar.next_payouts(now - datetime.timedelta(days=7 * weeks + 7), weeks)
+    for week, instant in enumerate(instants):
+        batch_id = payout_calendar.payout_batch_id(instant)
+        items = [{"member_id": m, "receiver": f"payee{m}@example.com", "amount_cents": 916, "status": "SUCCESS",
+                  "item_id": f"BENCH{week}I{n}"} for n, m in enumerate(everyone)]
+        document = {"_id": batch_id, "instant": instant, "state": "final", "planned_at": instant, "items": items,
+                    "skipped": [], "batch_status": "SUCCESS"}
+        target.db.payouts.insert_one(document)
+        store.write_read_model(document)
+        for start in range(0, members, SEED_CHUNK):
+            target.db.ledger.insert_many([dict(ledger.payout_item_transaction(batch_id, m, 916).document(), at=now)
+                                          for m in everyone[start:start + SEED_CHUNK]], ordered=False)
+        progress(f"seeded payout week {week + 1} of {weeks}")
+
+
+async def earnings_latency_ms(system, target, members, weeks, sample=20, rounds=10):
+    progress(f"signing up {sample} members whose earnings are read")
+    readers = [await Member(target.url).sign_up(f"Earner {n}") for n in range(sample)]
+    await asyncio.to_thread(seed_weekly_payouts, target, members, weeks, [r.id for r in readers])
+    # Each reader's balances must be what the seeded batches make them (paid out 52 × $9.16).
+    first = (await readers[0].request("GET", "/api/earnings")).json()
+    if first["paid_out_cents"] != 916 * weeks or len(first["payouts"]) != min(weeks, 52):
+        raise SystemExit(f"error: the earnings read back are not the seeded ones: {first['paid_out_cents']} cents, "
+                         f"{len(first['payouts'])} payouts")
+    times = []
+    for _ in range(rounds):
+        for reader in readers:
+            started = time.monotonic()
+            answer = await reader.request("GET", "/api/earnings")
+            times.append((time.monotonic() - started) * 1000)
+            if answer.code != 200:
+                raise SystemExit(f"error: earnings answered {answer.code}")
+    times.sort()
+    comment(f"{len(times)} earnings reads by {sample} members, each in all {weeks} batches of {members} items")
+    return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--weeks", type=int, default=52, help="weekly payouts seeded before earnings are read")
     args = parser.parse_args(argv)
 
     async def bench(system, workdir):
@@ -191,6 +243,15 @@ def main(argv=None):
         emit("payout_members", items)
         emit("payout_run_s", elapsed_s)
         emit("payout_peak_memory_mb", peak_kb / 1024)
+        p50, p99 = await earnings_latency_ms(system, target, args.members, args.weeks)
+        emit("earnings_p50_ms", p50)
+        emit("earnings_p99_ms", p99)
+        report_goal("webhooks_vs_raw_transactions_ratio", ">=", 0.5, rate / raw)
+        if args.members == 10_000:
+            report_goal("payout_run_10000_members_s", "<=", 15, elapsed_s)
+        report_goal("payout_peak_memory_mb", "<=", 300, peak_kb / 1024)
+        if args.members == 10_000 and args.weeks == 52:
+            report_goal("earnings_p99_after_52_payouts_of_10000_ms", "<=", 20, p99)
 
     return run_bench("bench-money", "money benchmark: webhooks end to end, raw transactions, a payout run",
                      bench, time_limit_s=1800)

@@ -25,6 +25,7 @@ from actors.payout_calendar import LOS_ANGELES, payout_batch_id
 from actors.payout_rules import (BACK, EMPTY, FINAL, INTENT, PAID, REFUSED, SENT, WAITING, PayoutRun, PayoutStuck,
                                  Release, item_outcome, is_payout_instant, latest_payout_at_or_before, plan_items,
                                  poll_delay_s, releases_due, wake_delay_s)
+from interkanect.config import Policy
 from tests.client import PASSWORD, Member
 from tests.conftest import free_port, run, start_system
 from tests.test_call_payments import approve_on_paypal
@@ -108,6 +109,16 @@ def test_a_payout_timer_that_is_stale_early_or_late_does_the_right_thing():
     # A retry still failing when the next Friday has come runs that Friday's payout instead.
     retry_at = NEXT_FRIDAY + HOUR
     assert payout_rules.payout_wakeup(3, 3, FRIDAY, retry_at, retry_at) == ("run", NEXT_FRIDAY)
+
+
+def test_a_run_starts_its_lead_before_the_instant_so_the_money_has_left_by_7_pm_and_the_next_is_next_week():
+    due = payout_rules.run_due_at(FRIDAY, Policy().payout_lead_s)
+    assert due == la("2026-11-27 18:00")
+    assert payout_rules.payout_wakeup(4, 4, FRIDAY, due, due - HOUR / 2) == ("sleep", FRIDAY)
+    # At 18:00 the latest instant that passed is last week's: the run is for this Friday's.
+    assert payout_rules.payout_wakeup(4, 4, FRIDAY, due, due) == ("run", FRIDAY)
+    assert payout_rules.next_instant_after(FRIDAY) == NEXT_FRIDAY
+    assert payout_rules.next_instant_after(due) == FRIDAY
 
 
 def test_catch_up_finds_the_latest_payout_that_passed_even_across_a_moved_friday():
@@ -236,6 +247,9 @@ class MemoryStore:
 
     def book(self, transaction, now):
         return self.ledger.apply(transaction)
+
+    def booked(self, key):
+        return self.ledger.get(key) is not None
 
     def book_all(self, transactions, now):
         outcome = {}
@@ -432,8 +446,8 @@ TestPayoutRuns = PayoutRuns.TestCase
 TestPayoutRuns.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
 
 
-@pytest.mark.parametrize("where", ["store.create_payout", "store.book", "store.update_payout", "store.claim",
-                                   "paypal.create_payout", "paypal.payout_batch"])
+@pytest.mark.parametrize("where", ["store.create_payout", "store.book_all", "store.update_payout",
+                                   "store.claim", "paypal.create_payout", "paypal.payout_batch"])
 def test_a_run_that_died_at_any_step_is_finished_by_running_it_again_and_pays_nobody_twice(where):
     store, paypal, mail = MemoryStore(), ModelPayPal(), []
     store.emails.update(m1="pay@example.com", m2="m2.returned@example.com")
@@ -453,7 +467,8 @@ def test_a_run_that_died_at_any_step_is_finished_by_running_it_again_and_pays_no
     assert [(i["member_id"], i["status"]) for i in document["items"]] == [("m1", "SUCCESS"), ("m2", "RETURNED")]
     assert (store.ledger.balance(paid_out("m1")), store.ledger.balance(available("m2"))) == (916, 916)
     assert store.ledger.balance(paid_out("m2")) == 0 and paypal.delivered_cents("m2") == 0
-    assert payouts(CrashPoint()).run(FRIDAY, FRIDAY + 2 * HOUR).already_sent and len(store.ledger.transactions) == 4
+    # Two tips, two payout items, one returned item.
+    assert payouts(CrashPoint()).run(FRIDAY, FRIDAY + 2 * HOUR).already_sent and len(store.ledger.transactions) == 5
 
 
 def test_a_batch_never_confirmed_for_29_days_is_not_sent_again():
@@ -602,11 +617,30 @@ def test_a_payout_answer_lost_on_the_way_back_is_one_batch_booked_once(mongo_pay
     report = payouts.run(instant, instant + HOUR)
     assert report.state in (SENT, FINAL) and report.paid_cents == net(1000) + net(2500)
     assert the_only_batch_for(emulator.url, batch_id) == report.paypal_batch_id
-    assert db.ledger.count_documents({"kind": "payout"}) == 1
-    assert db.ledger.find_one({"_id": f"payout:{batch_id}"})["entries"] == [
-        {"account": available(ada), "amount_cents": -916}, {"account": paid_out(ada), "amount_cents": 916},
+    assert db.ledger.count_documents({"kind": "payout"}) == 2   # one transaction per item
+    assert db.ledger.find_one({"_id": f"payout:{batch_id}:{ada}"})["entries"] == [
+        {"account": available(ada), "amount_cents": -916}, {"account": paid_out(ada), "amount_cents": 916}]
+    assert db.ledger.find_one({"_id": f"payout:{batch_id}:{bob}"})["entries"] == [
         {"account": available(bob), "amount_cents": -net(2500)}, {"account": paid_out(bob), "amount_cents": net(2500)}]
     assert sorted(m[0] for m in mail if m[1] == "Your interKanect payout is on its way") == sorted([ada, bob])
+
+
+def test_each_member_reads_their_own_row_of_a_batch_and_batches_from_before_the_rows_get_them(mongo_payouts):
+    payouts, db, (ada, bob), mail = mongo_payouts
+    instant = la("2026-09-25 19:00")   # an instant of its own: the emulator remembers batches
+    report = payouts.run(instant, instant + HOUR)
+    rows = {row["member_id"]: row for row in db.payout_items.find({"batch_id": report.batch_id})}
+    assert {member: row["amount_cents"] for member, row in rows.items()} == {ada: 916, bob: net(2500)}
+    summary = db.payout_batches.find_one({"_id": report.batch_id})
+    assert summary["state"] == report.state and summary["instant"] == instant
+    view = payout_rules.member_payout_view(rows[ada], summary)
+    assert view == payout_rules.payout_view(db.payouts.find_one({"_id": report.batch_id}), ada)
+    # A batch written before the read model existed (only its payouts document): backfilled once.
+    db.payout_items.delete_many({}), db.payout_batches.delete_many({})
+    payouts.store.backfill_read_model()
+    assert db.payout_items.count_documents({"batch_id": report.batch_id}) == 2
+    assert payout_rules.member_payout_view(db.payout_items.find_one({"member_id": bob}), db.payout_batches.find_one(
+        {"_id": report.batch_id})) == payout_rules.payout_view(db.payouts.find_one({"_id": report.batch_id}), bob)
 
 
 def test_a_crash_after_paypal_took_the_batch_and_before_the_ledger_booked_it_pays_nobody_twice(
@@ -620,7 +654,7 @@ def test_a_crash_after_paypal_took_the_batch_and_before_the_ledger_booked_it_pay
         def __getattr__(self, name):
             return getattr(store, name)
 
-        def book(self, transaction, now):
+        def book_all(self, transactions, now):
             raise Crash()
     payouts.store = DiesBeforeBooking()
     with pytest.raises(Crash):
@@ -715,7 +749,7 @@ def test_a_scheduler_starting_after_a_missed_payout_catches_up_and_follows_the_b
             actors.listen(0.1)   # simpleSystemBase runs actors and timers only while driven
             return (db.payouts.find_one({"_id": payout_batch_id(missed)}) or {}).get("state")
         wait_for(lambda: payout_state() == FINAL, "the missed payout to be sent and settled")
-        assert db.ledger.find_one({"_id": f"payout:{payout_batch_id(missed)}"})["entries"][1] == {
+        assert db.ledger.find_one({"_id": f"payout:{payout_batch_id(missed)}:{member}"})["entries"][1] == {
             "account": paid_out(member), "amount_cents": 916}
         assert the_only_batch_for(emulator.url, payout_batch_id(missed)) == \
             db.payouts.find_one({"_id": payout_batch_id(missed)})["paypal_batch_id"]
@@ -796,8 +830,8 @@ def test_a_paid_call_is_paid_out_once_through_paypal_and_the_member_sees_it(payo
     assert status == 200 and batch["batch_header"]["sender_batch_header"]["sender_batch_id"] == batch_id
     assert sorted((i["payout_item"]["sender_item_id"], i["payout_item"]["amount"]["value"]) for i in batch["items"]) \
         == sorted([(ada, "13.99"), (cy, "11.09"), (di, "7.23")])
-    booked = db.ledger.find_one({"_id": f"payout:{batch_id}"})
-    assert booked["kind"] == "payout" and len(booked["entries"]) == 6
+    booked = list(db.ledger.find({"_id": {"$in": [f"payout:{batch_id}:{member}" for member in (ada, cy, di)]}}))
+    assert [t["kind"] for t in booked] == ["payout"] * 3 and all(len(t["entries"]) == 2 for t in booked)
 
     # Cy's item comes back (RETURNED): the scheduler follows the batch and books it back once.
     wait_for(lambda: db.ledger.find_one({"kind": "payout_returned", "entries.account": available(cy)}),
@@ -826,7 +860,7 @@ def test_a_paid_call_is_paid_out_once_through_paypal_and_the_member_sees_it(payo
     # The same command again pays nothing more.
     again = run_payout(system, instant)
     assert again["already_sent"] and again["paypal_batch_id"] == report["paypal_batch_id"]
-    assert db.ledger.count_documents({"kind": "payout"}) == 1
+    assert db.ledger.count_documents({"kind": "payout"}) == 3   # Ada's, Cy's and Di's items, once each
     assert the_only_batch_for(system.settings.paypal_url, batch_id) == report["paypal_batch_id"]
 
     # Di's 30 days run out: PayPal returns the money; the next look books it back, once.
