@@ -22,6 +22,7 @@ key, so a capture confirmed twice or retried mails once. A call payment's mails 
 the call is known to use it (a late capture sends only the refund notice). Sent mails are
 marked; a crash between sending and marking sends that one mail again at the next start.
 """
+import dataclasses
 import datetime
 import logging
 import random
@@ -36,7 +37,7 @@ from actors import fees, ledger, receipts
 from actors.adapters import Configured
 from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCaptured, PaymentFailed,
                              RefundLateCapture, TipCaptured, TipFailed, ToCall)
-from actors.paypal import PayPal, PayPalError
+from actors.paypal import PayPal, PayPalError, cents_to_value
 from interkanect import mail
 from interkanect.db import object_id
 
@@ -229,6 +230,9 @@ class PaymentsActor(Actor):
     def captured(self, request, captured, call):
         """Act on a capture's state as PayPal reports it (from the capture or a later read)."""
         order_id, status = request.order_id, captured["status"]
+        if status in MONEY_IN and self.mismatched(request, captured):
+            self.refund_mismatch(request, captured, call)
+            return
         if status in MONEY_IN:
             payment = self.book(request, captured)
             if call is not None:
@@ -254,6 +258,62 @@ class PaymentsActor(Actor):
                 self.reply(call, request, self.failed(request, "declined"))
         else:
             log.warning("capture %s of order %s is %s: left as it is", captured["capture_id"], order_id, status)
+
+    # A capture that does not match its order -----------------------------------------
+
+    def mismatched(self, request, captured):
+        """PayPal took another currency or amount than the order we made for the agreed terms
+        (an order changed behind our back, or a bug): never booked as the call's payment."""
+        order = self.db.orders.find_one({"_id": request.order_id}, {"amount_cents": 1})
+        return (captured.get("currency") or "USD") != "USD" or (
+            order is not None and captured["amount_cents"] != order["amount_cents"])
+
+    def refund_mismatch(self, request, captured, call):
+        """Give it all back, tell the call it failed and every operator why. A USD capture is
+        booked as a call payment and refunded as a late capture (the ledger follows PayPal's
+        balance: the platform bears the fee); another currency never touches the USD ledger."""
+        order = self.db.orders.find_one({"_id": request.order_id})
+        capture_id, currency = captured["capture_id"], captured.get("currency") or "USD"
+        words = f"{currency} {cents_to_value(captured['amount_cents'])}"
+        mismatch = {"captured_cents": captured["amount_cents"], "currency": currency,
+                    "expected_cents": order["amount_cents"]}
+        log.error("capture %s of order %s is %s, not the order's %d cents: refunding it in full", capture_id,
+                  request.order_id, words, order["amount_cents"])
+        self.retrying(f"mark {request.order_id} mismatched", lambda: self.db.orders.update_one(
+            {"_id": request.order_id}, {"$set": {"mismatch": mismatch}}))
+        if call is not None:
+            self.reply(call, request, self.failed(request, "amount_mismatch"))
+        alert = receipts.mismatch_alert(request.call_id, request.order_id, capture_id, words, order["amount_cents"])
+        operators = [str(m["_id"]) for m in self.db.members.find({"operator": True}, {"_id": 1})]
+        rows = [mail_row(f"mismatch:{capture_id}", f"operator-{member_id}", member_id, *alert, capture_id, READY)
+                for member_id in operators]
+        if currency == "USD":
+            self.book(dataclasses.replace(request, tip=0), captured)   # held: it is never the host's
+            self.refund_late(self.db.orders.find_one({"_id": request.order_id}))
+        else:
+            self.refund_foreign(order, captured, words)
+        if rows:
+            try:
+                self.db.money_mails.insert_many([dict(row, created_at=utc_now()) for row in rows], ordered=False)
+            except pymongo.errors.BulkWriteError:
+                pass  # told already (this capture reported twice)
+        self.deliver()
+
+    def refund_foreign(self, order, captured, words):
+        """A capture in another currency: refunded whole at PayPal, nothing booked (the ledger is
+        in dollars and this money never was the platform's)."""
+        capture_id = captured["capture_id"]
+        try:
+            refund = self.paypal.refund_capture(capture_id, request_id=f"mismatch-refund-{capture_id}",
+                                                note_to_payer="Not the agreed price or currency: refunded in full.")
+        except Exception as error:
+            log.error("capture %s (%s) could not be refunded: %s; an operator must refund it", capture_id, words, error)
+            state = REFUND_REFUSED
+            refund = {"refund_id": None}
+        else:
+            state = REFUNDED
+        self.retrying(f"mark {order['_id']} {state}", lambda: self.db.orders.update_one({"_id": order["_id"]}, {
+            "$set": {"capture_state": state, "capture_id": capture_id, "refund_id": refund["refund_id"]}}))
 
     def follow(self, order_id, delay_s):
         """Read a PENDING capture from PayPal: cleared, it is booked (and settled); denied, the
@@ -375,8 +435,13 @@ class PaymentsActor(Actor):
         transaction = ledger.late_capture_refund_transaction(order["call_id"], order["host_id"], order["caller_id"],
                                                              capture_id, order["captured_cents"], order["fee_cents"])
         (host_name,) = self.names(order["host_id"])
-        notice = receipts.late_capture_refund(host_name, order["call_id"], capture_id, order["captured_cents"],
+        if order.get("mismatch"):
+            notice = receipts.mismatch_refund(host_name, order["call_id"], capture_id,
+                                              f"USD {cents_to_value(order['captured_cents'])}", order["amount_cents"],
                                               refund["refund_id"])
+        else:
+            notice = receipts.late_capture_refund(host_name, order["call_id"], capture_id, order["captured_cents"],
+                                                  refund["refund_id"])
         self.write(transaction, [mail_row(transaction.key, "refund", order["caller_id"], *notice, capture_id, READY)],
                    cancel_held_of=capture_id,
                    order_update=(order_id, {"capture_state": REFUNDED, "refund_id": refund["refund_id"]}))

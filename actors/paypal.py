@@ -70,11 +70,11 @@ def value_to_cents(value):
 
 def _capture_view(capture):
     """A capture as the payments adapter uses it: {"status", "capture_id", "amount_cents",
-    "fee_cents" (None when PayPal reports none, as for a PENDING capture)}."""
+    "currency", "fee_cents" (None when PayPal reports none, as for a PENDING capture)}."""
     breakdown = getattr(capture, "seller_receivable_breakdown", None)
     fee = getattr(breakdown, "paypal_fee", None) if breakdown else None
     return {"status": capture.status, "capture_id": capture.id, "amount_cents": value_to_cents(capture.amount.value),
-            "fee_cents": value_to_cents(fee.value) if fee is not None else None}
+            "currency": capture.amount.currency_code, "fee_cents": value_to_cents(fee.value) if fee is not None else None}
 
 
 class PayPal:

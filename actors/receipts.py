@@ -73,6 +73,27 @@ def earnings_notice(caller_name, call_id, capture_id, amount_cents, fee_cents, t
         payable]))
 
 
+def mismatch_refund(host_name, call_id, capture_id, captured, expected_cents, refund_id):
+    """To the caller: PayPal took another amount or currency than the agreed price; all of it
+    went back. `captured` is PayPal's words for it ("EUR 15.00")."""
+    return (f"Refunded: your PayPal payment for your call with {host_name}", "\n".join([
+        f"PayPal took {captured} for your call with {host_name}, but the price you agreed was "
+        f"{dollars(expected_cents)}, so we could not accept it.",
+        f"We refunded all of it ({captured}) to your PayPal account; nothing was charged for the call.", "",
+        f"Call:               {call_id}",
+        f"PayPal transaction: {capture_id}",
+        f"PayPal refund:      {refund_id}", "",
+        "interKanect never asks for your password by email."]))
+
+
+def mismatch_alert(call_id, order_id, capture_id, captured, expected_cents):
+    """To operators: a capture that did not match its order."""
+    return (f"A PayPal payment did not match its terms (call {call_id})",
+            f"PayPal captured {captured} on order {order_id} (capture {capture_id}), but the order was for "
+            f"{dollars(expected_cents)}. It is refunded in full to the payer and the call was not paid with it. "
+            f"Look at the order on PayPal's dashboard: an amount changed after we created it is not ours.")
+
+
 def late_capture_refund(host_name, call_id, capture_id, amount_cents, refund_id):
     """To the caller: their payment completed after the call was over and went back in full."""
     return (f"Refunded: {dollars(amount_cents)} for your call with {host_name}", "\n".join([

@@ -392,8 +392,12 @@ class CaptureOrderHandler(ApiHandler):
         def take_outcome():
             fault = self.emulator.faults.take("capture_outcome")
             return fault.outcome if fault else "COMPLETED"
+
+        def take_mismatch():
+            fault = self.emulator.faults.take("capture_mismatch")
+            return (fault.amount_cents, fault.currency) if fault else None
         orders = self.emulator.orders
-        order, created, events = orders.capture(order_id, self.request_id, self.now(), take_outcome)
+        order, created, events = orders.capture(order_id, self.request_id, self.now(), take_outcome, take_mismatch)
         self.emulator.emit(events)
         await self.respond(orders.to_json(order), 201 if created else 200)
 

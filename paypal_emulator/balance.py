@@ -13,8 +13,11 @@ DISPUTE_LOST = ("RESOLVED_BUYER_FAVOUR", "ACCEPTED")
 
 
 def balance_cents(payments, payouts, subscriptions, disputes):
-    captured = sum(c.amount_cents - c.fee_cents for c in payments.captures.values() if c.status in MONEY_IN)
-    refunded = sum(r.amount_cents for r in payments.refunds.values() if r.status == "COMPLETED")
+    """The USD balance (money in another currency sits in a balance of its own)."""
+    captured = sum(c.amount_cents - c.fee_cents for c in payments.captures.values()
+                   if c.status in MONEY_IN and c.currency == CURRENCY)
+    refunded = sum(r.amount_cents for r in payments.refunds.values()
+                   if r.status == "COMPLETED" and r.currency == CURRENCY)
     paid_out = sum(i.amount_cents + (i.fee_cents if i.status == "SUCCESS" else 0)
                    for i in payouts.items.values() if i.status not in PAYOUT_BACK)
     sold = sum(s.amount_cents - s.fee_cents for s in subscriptions.sales.values())

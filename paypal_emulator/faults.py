@@ -5,10 +5,12 @@ import dataclasses
 import fnmatch
 import itertools
 
+from paypal_emulator.money import AmountError, parse_cents
+
 # Kinds that match HTTP requests by path (a glob: /v2/checkout/orders/*/capture) and method.
 REQUEST_KINDS = ("error", "timeout", "lost_response")
-KINDS = REQUEST_KINDS + ("capture_outcome", "refund_outcome", "payout_item_outcome", "webhook_duplicate",
-                         "webhook_out_of_order")
+KINDS = REQUEST_KINDS + ("capture_outcome", "capture_mismatch", "refund_outcome", "payout_item_outcome",
+                         "webhook_duplicate", "webhook_out_of_order")
 CAPTURE_OUTCOMES = ("PENDING", "DECLINED", "INSTRUMENT_DECLINED")
 # A refund that stays PENDING (until /emulator/refunds/{id}/complete|fail|cancel), goes
 # PENDING then COMPLETED or FAILED by itself after `settle_s`, or FAILED at once.
@@ -38,6 +40,9 @@ class Fault:
     outcome: str = None
     hold_s: float = DEFAULT_HOLD_S
     settle_s: float = DEFAULT_REFUND_SETTLE_S
+    # capture_mismatch: what the next capture is for instead of its order's amount and currency.
+    amount_cents: int = None
+    currency: str = None
 
     def matches(self, kind, method, path):
         if self.kind != kind or self.remaining <= 0:
@@ -49,7 +54,7 @@ class Fault:
     def to_json(self):
         fields = {"error": ("path", "method", "status"), "timeout": ("path", "method", "delay_s", "commit"),
                   "lost_response": ("path", "method"), "capture_outcome": ("outcome",),
-                  "refund_outcome": ("outcome", "settle_s"),
+                  "refund_outcome": ("outcome", "settle_s"), "capture_mismatch": ("amount_cents", "currency"),
                   "payout_item_outcome": ("outcome",), "webhook_out_of_order": ("hold_s",)}.get(self.kind, ())
         shown = {"id": self.id, "kind": self.kind, "remaining": self.remaining}
         shown.update({name: getattr(self, name) for name in fields if getattr(self, name) is not None})
@@ -86,6 +91,19 @@ def parse_fault(spec, fault_id):
         fault.outcome = spec.get("outcome")
         if fault.outcome not in allowed:
             raise FaultError(f"outcome must be one of {', '.join(allowed)}")
+    if kind == "capture_mismatch":
+        amount = spec.get("amount")
+        if amount is not None:
+            try:
+                fault.amount_cents = parse_cents(amount)
+            except AmountError:
+                raise FaultError("amount must be a dollar value such as \"12.00\"") from None
+        fault.currency = spec.get("currency")
+        if fault.currency is not None and not (isinstance(fault.currency, str) and len(fault.currency) == 3
+                                               and fault.currency.isalpha() and fault.currency.isupper()):
+            raise FaultError("currency must be a three-letter code such as EUR")
+        if fault.amount_cents is None and fault.currency is None:
+            raise FaultError("give amount, currency or both")
     if kind == "refund_outcome" and "settle_s" in spec:
         fault.settle_s = _seconds(spec, "settle_s")
     if kind == "webhook_out_of_order":

@@ -43,9 +43,9 @@ def format_cents(cents):
     return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
-def money(cents):
+def money(cents, currency=CURRENCY):
     """The Orders/Payments v2 money object."""
-    return {"currency_code": CURRENCY, "value": format_cents(cents)}
+    return {"currency_code": currency, "value": format_cents(cents)}
 
 
 def payouts_money(cents):

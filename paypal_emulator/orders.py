@@ -88,10 +88,11 @@ class Orders:
         return order, [Event("CHECKOUT.ORDER.APPROVED", "checkout-order", "An order has been approved by buyer",
                              self.to_json(order))]
 
-    def capture(self, order_id, request_id, now, take_outcome=lambda: "COMPLETED"):
+    def capture(self, order_id, request_id, now, take_outcome=lambda: "COMPLETED", take_mismatch=lambda: None):
         """POST /v2/checkout/orders/{id}/capture. `take_outcome()` says what the payer's funding
         does (a fault switch, consumed only by a capture that happens): COMPLETED, PENDING,
-        DECLINED, or INSTRUMENT_DECLINED (refused, nothing captured)."""
+        DECLINED, or INSTRUMENT_DECLINED (refused, nothing captured). `take_mismatch()` may say
+        the capture is for another (amount_cents, currency) than the order (a fault switch)."""
         order = self.get(order_id)
         key = ("orders.capture", order_id, request_id)
         if request_id and self.request_ids.lookup(key, now):
@@ -106,8 +107,9 @@ class Orders:
             raise unprocessable("INSTRUMENT_DECLINED", links=[link(self.urls.approve(order.id), "redirect")])
         events = []
         for unit in order.purchase_units:
-            capture = self.payments.new_capture(order.id, unit.amount_cents, outcome, now, unit.custom_id,
-                                                unit.invoice_id)
+            amount_cents, currency = take_mismatch() or (None, None)
+            capture = self.payments.new_capture(order.id, amount_cents or unit.amount_cents, outcome, now,
+                                                unit.custom_id, unit.invoice_id, currency or CURRENCY)
             unit.capture_id = capture.id
             events.append(self.payments.capture_event(capture))
         order.status, order.update_time = "COMPLETED", now

@@ -38,6 +38,8 @@ class Capture:
     refunded_cents: int = 0
     refund_ids: list = dataclasses.field(default_factory=list)
     dispute_ids: list = dataclasses.field(default_factory=list)
+    # Captures are in the order's currency (USD); a capture_mismatch fault can make one another.
+    currency: str = CURRENCY
 
     @property
     def fee_cents(self):
@@ -60,6 +62,7 @@ class Refund:
     note_to_payer: str = None
     status: str = "COMPLETED"
     update_time: datetime.datetime = None
+    currency: str = CURRENCY
 
 
 def _optional(body, **fields):
@@ -85,9 +88,9 @@ class Payments:
             raise not_found(refund_id, "refund_id", PAYMENTS_API)
         return self.refunds[refund_id]
 
-    def new_capture(self, order_id, amount_cents, status, now, custom_id=None, invoice_id=None):
+    def new_capture(self, order_id, amount_cents, status, now, custom_id=None, invoice_id=None, currency=CURRENCY):
         capture = Capture(ids.capture_id(), order_id, amount_cents, status, now, now, custom_id, invoice_id,
-                          status_reason="PENDING_REVIEW" if status == "PENDING" else None)
+                          status_reason="PENDING_REVIEW" if status == "PENDING" else None, currency=currency)
         self.captures[capture.id] = capture
         return capture
 
@@ -127,7 +130,8 @@ class Payments:
             self._move(capture, amount_cents, now)
         body = body or {}
         refund = Refund(ids.refund_id(), capture.id, amount_cents, capture.refunded_cents, now,
-                        body.get("invoice_id"), body.get("custom_id"), body.get("note_to_payer"), status, now)
+                        body.get("invoice_id"), body.get("custom_id"), body.get("note_to_payer"), status, now,
+                        capture.currency)
         self.refunds[refund.id] = refund
         capture.refund_ids.append(refund.id)
         if request_id:
@@ -168,7 +172,7 @@ class Payments:
             raise invalid("MISSING_REQUIRED_PARAMETER", "/amount/value", api=PAYMENTS_API)
         if "currency_code" not in amount:
             raise invalid("MISSING_REQUIRED_PARAMETER", "/amount/currency_code", api=PAYMENTS_API)
-        if amount["currency_code"] != CURRENCY:
+        if amount["currency_code"] != capture.currency:
             raise unprocessable("REFUND_CAPTURE_CURRENCY_MISMATCH", "/amount/currency_code",
                                 str(amount["currency_code"]), api=PAYMENTS_API)
         try:
@@ -198,15 +202,15 @@ class Payments:
         body = {"id": capture.id, "status": capture.status}
         if capture.status_reason:
             body["status_details"] = {"reason": capture.status_reason}
-        body["amount"] = money(capture.amount_cents)
+        body["amount"] = money(capture.amount_cents, capture.currency)
         body["final_capture"] = True
         body["seller_protection"] = {"status": "ELIGIBLE",
                                      "dispute_categories": ["ITEM_NOT_RECEIVED", "UNAUTHORIZED_TRANSACTION"]}
         if capture.status in SETTLED:  # PayPal: "not available for transactions that are in pending state"
             body["seller_receivable_breakdown"] = {
-                "gross_amount": money(capture.amount_cents),
-                "paypal_fee": money(capture.fee_cents),
-                "net_amount": money(capture.amount_cents - capture.fee_cents)}
+                "gross_amount": money(capture.amount_cents, capture.currency),
+                "paypal_fee": money(capture.fee_cents, capture.currency),
+                "net_amount": money(capture.amount_cents - capture.fee_cents, capture.currency)}
         _optional(body, custom_id=capture.custom_id, invoice_id=capture.invoice_id)
         body["links"] = [link(self.urls.capture(capture.id), "self"),
                          link(self.urls.capture(capture.id) + "/refund", "refund", "POST"),
@@ -219,12 +223,13 @@ class Payments:
         return body
 
     def refund_json(self, refund):
-        body = {"id": refund.id, "amount": money(refund.amount_cents),
+        currency = refund.currency
+        body = {"id": refund.id, "amount": money(refund.amount_cents, currency),
                 # U.S. merchants get no fee back on a refund, so the whole refund is debited.
-                "seller_payable_breakdown": {"gross_amount": money(refund.amount_cents),
-                                             "paypal_fee": money(0),
-                                             "net_amount": money(refund.amount_cents),
-                                             "total_refunded_amount": money(refund.total_refunded_cents)}}
+                "seller_payable_breakdown": {"gross_amount": money(refund.amount_cents, currency),
+                                             "paypal_fee": money(0, currency),
+                                             "net_amount": money(refund.amount_cents, currency),
+                                             "total_refunded_amount": money(refund.total_refunded_cents, currency)}}
         _optional(body, invoice_id=refund.invoice_id, custom_id=refund.custom_id, note_to_payer=refund.note_to_payer)
         body["status"] = refund.status
         if refund.status == "PENDING":  # PayPal's one documented reason: the payer paid by eCheck

@@ -13,6 +13,7 @@ from tests.conftest import run
 from tests.test_call_payments import approve_and_never_come_back, approve_on_paypal
 from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call
 from tests.test_late_capture import arm, assert_refunded_once, control, paypal, until
+from tests.test_refunds import operator
 
 
 def requests_to(system, path):
@@ -230,4 +231,59 @@ def test_a_database_restart_between_capture_and_booking_books_once(system_on_own
         await mails_settled(system, call)
         put_webhook_url(system, f"{system.url}/paypal/webhook")
         await call.host_page.request("hang_up", call_id=call.id)
+    run(scenario())
+
+
+async def mismatched_payment(system, fault):
+    """A call whose caller approves a $15.00 order that PayPal captures as `fault` says; an
+    operator is there to be told. Returns the call and the operator."""
+    olga = await operator(system, "Mona Mismatch")
+    call = await Call.answered(system, "Matching Host", "Mismatched Caller")
+    await call.agree(1500, 600)
+    ready = await call.caller_page.expect("call_state", event="payment_ready")
+    arm(system, dict(fault, kind="capture_mismatch"))
+    approve_on_paypal(ready["payment"]["approve_url"])
+    ended = await call.caller_page.expect("call_state", state="ended", timeout_s=15)
+    assert ended["end_reason"] == "payment_failed"
+    return call, olga
+
+
+def operator_alerts(system, olga):
+    return [m for m in system.db.outbox.find({"to": olga.email}) if "did not match its terms" in m["subject"]]
+
+
+def test_a_capture_for_another_amount_is_refunded_in_full_never_the_hosts_and_operators_are_told(system):
+    async def scenario():
+        call, olga = await mismatched_payment(system, {"amount": "25.00"})
+        db = system.db
+        refund = await until(lambda: db.ledger.find_one({"call_id": call.id, "kind": "late_capture_refund"}), 15,
+                             "the whole refund booked")
+        (captured,) = db.ledger.find({"call_id": call.id, "kind": "call_payment"})
+        assert captured["entries"][0] == {"account": f"caller:{call.caller.id}", "amount_cents": -2500}
+        assert refund["entries"][-1]["amount_cents"] + refund["entries"][1]["amount_cents"] == 2500
+        capture_id = captured["_id"].split(":")[1]
+        assert paypal(system).get_capture(capture_id)["status"] == "REFUNDED"
+        assert db.calls.find_one({"_id": call.id})["payments"] == []
+        mail = await until(lambda: db.outbox.find_one({"to": call.caller.email, "subject": {"$regex": "^Refunded"}}),
+                           10, "the caller told")
+        assert "USD 25.00" in mail["body"] and "$15.00" in mail["body"]
+        (alert,) = await until(lambda: operator_alerts(system, olga), 10, "the operators told")
+        assert capture_id in alert["body"]
+        answer = system.cli("ledger", "reconcile", "--json")
+        assert answer.returncode == 0, answer.stdout
+    run(scenario())
+
+
+def test_a_capture_in_another_currency_is_refunded_in_full_and_never_booked(system):
+    async def scenario():
+        call, olga = await mismatched_payment(system, {"currency": "EUR"})
+        db = system.db
+        order = await until(lambda: db.orders.find_one({"call_id": call.id, "capture_state": "refunded"}), 15,
+                            "the capture refunded")
+        assert order["mismatch"] == {"captured_cents": 1500, "currency": "EUR", "expected_cents": 1500}
+        assert paypal(system).get_capture(order["capture_id"])["status"] == "REFUNDED"
+        assert db.ledger.count_documents({"call_id": call.id}) == 0
+        await until(lambda: operator_alerts(system, olga), 10, "the operators told")
+        answer = system.cli("ledger", "reconcile", "--json")
+        assert answer.returncode == 0, answer.stdout
     run(scenario())

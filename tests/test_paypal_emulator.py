@@ -801,6 +801,10 @@ def test_control_api_refuses_bad_input(emulator):
     assert status == 400 and body["error"]["code"] == "invalid_fault" and "outcome" in body["error"]["message"]
     status, body = emulator.control("POST", "/faults", {"kind": "error"})
     assert status == 400 and "path" in body["error"]["message"]
+    for spec, words in (({}, "amount, currency or both"), ({"currency": "euro"}, "three-letter"),
+                        ({"amount": "1.001"}, "dollar value")):
+        status, body = emulator.control("POST", "/faults", dict(spec, kind="capture_mismatch"))
+        assert status == 400 and words in body["error"]["message"]
     status, body = emulator.control("PUT", "/webhook", {"url": "ftp://example.com/hook"})
     assert status == 400 and body["error"]["code"] == "invalid_url"
     status, body = emulator.control("POST", "/disputes", {"capture_id": "NOSUCHCAPTURE"})
