@@ -10,7 +10,7 @@ import threading
 
 from thespian.actors import ActorSystem
 
-from actors import actor_transport, convention, lifelines, process_memory, transport_tuning
+from actors import actor_transport, convention, lifelines, node_metrics, process_memory, transport_tuning
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.messages import Configure, Shards
 
@@ -41,6 +41,7 @@ def run(settings):
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     system = start(settings)
+    node_metrics.serve(settings)
     role = f"joined {settings.join}" if settings.join else "convention leader"
     log.info("actor node %s ready on %s:%d (%s)", convention.node_name(settings), settings.actor_host,
              settings.admin_port, role)

@@ -10,7 +10,7 @@ import pymongo
 import tornado.httpserver
 import tornado.web
 
-from gateway import earnings, history, http, operators, payments, refunds, upgrade
+from gateway import earnings, history, http, metrics, operators, payments, refunds, upgrade
 from gateway.accounts import Accounts, actor_profile
 from gateway.bridge import ActorBridge
 from gateway.hub import Hub
@@ -68,7 +68,9 @@ class Gateway:
         self.mailer = Mailer(settings, self.db)
         self.accounts = Accounts(self.db, settings.policy, self.mailer, settings.url)
         self.database_up = True       # the last check's answer (see _watch_database)
-        self.hub = Hub(ActorBridge(settings, self._on_actor_messages), lambda: self.database_up, settings.policy)
+        self.metrics = metrics.GatewayMetrics()
+        self.hub = Hub(ActorBridge(settings, self._on_actor_messages), lambda: self.database_up, settings.policy,
+                       self.metrics)
         # The local emulator serves its signing certificate itself; real PayPal from its own hosts.
         emulator_host = [urllib.parse.urlsplit(settings.paypal_url).netloc] if settings.paypal_emulated else []
         self.webhooks = WebhookVerifier(settings.paypal_webhook_id_in_use, emulator_host)
@@ -92,6 +94,7 @@ class Gateway:
         routes = [(path, http.PageHandler, dict(a, page=page)) for path, page in pages]
         routes += [
             (r"/healthz", http.HealthHandler, a),
+            (r"/metrics", metrics.MetricsHandler, a),
             (r"/ws", SocketHandler, a),
             (r"/api/signup", http.SignUpHandler, a),
             (r"/api/login", http.LogInHandler, a),

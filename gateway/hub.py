@@ -13,6 +13,7 @@ connections and watches attached again (docs/operating.md).
 import asyncio
 import itertools
 import logging
+import time
 from collections import defaultdict
 
 from actors.directory import DIRECTORY_NAME, Directory
@@ -48,8 +49,9 @@ class WatchRefused(Exception):
 
 
 class Hub:
-    def __init__(self, bridge, database_answers=lambda: True, policy=None):
+    def __init__(self, bridge, database_answers=lambda: True, policy=None, metrics=None):
         self.bridge = bridge
+        self.metrics = metrics                # gateway.metrics.GatewayMetrics, or None
         self.policy = policy                  # watched_per_page_max, watched_per_member_max
         self.database_answers = database_answers  # a call's every change is stored before it acts
         self.address = None
@@ -92,7 +94,10 @@ class Hub:
             for shard in self.shards:
                 self.bridge.tell(shard, Heartbeat(self.address))
             try:
+                asked = time.monotonic()
                 answer = await self.bridge.request(self.directory, GetShards, max(2.0, 2 * self.heartbeat_s))
+                if self.metrics:
+                    self.metrics.directory_roundtrip.observe(time.monotonic() - asked)
                 self.shards_now(answer.addresses)
             except asyncio.TimeoutError:
                 log.warning("the member directory did not answer a heartbeat; asking again")
@@ -142,8 +147,11 @@ class Hub:
         self.attaching[connection.conn_id] = future
         self.bridge.send(self.shard_of(connection.member_id),
                          Open(connection.member_id, connection.conn_id, self.address, connection.profile))
+        asked = time.monotonic()
         try:
             attached = await asyncio.wait_for(future, timeout_s)
+            if self.metrics:
+                self.metrics.shard_roundtrip.observe(time.monotonic() - asked)
         except asyncio.TimeoutError:
             raise Unavailable("the member's shard did not answer") from None
         finally:

@@ -53,6 +53,7 @@ class PayPalWebhookHandler(tornado.web.RequestHandler):
             event = await self.app.webhooks.verify(self.request.headers, self.request.body, time.time())
         except WebhookRefused as refused:
             (log.warning if refused.status >= 500 else log.info)("webhook refused: %s", refused.code)
+            self.app.metrics.webhook("unverified", refused.status)   # its body is not PayPal's word: no label from it
             self.set_status(refused.status)
             self.finish({"error": {"code": refused.code, "message": refused.message}})
             return
@@ -68,6 +69,7 @@ class PayPalWebhookHandler(tornado.web.RequestHandler):
         if not await refunds.refund_event(self.app, event):
             await external_refunds.apply(self.app.db, event)
         await self.app.upgrades.on_webhook(event)
+        self.app.metrics.webhook(event.get("event_type"), 200, self.request.headers.get("PAYPAL-TRANSMISSION-TIME"))
         self.finish({"ok": True})
 
 

@@ -135,6 +135,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             self.send_frame({"type": "error", "id": None, "code": "internal_error",
                              "message": "interKanect could not handle this frame; it has been logged"})
             return
+        self.app.metrics.frames.labels(frame["type"]).inc()
         # A coroutine returned here is awaited by Tornado before this socket's next frame, so a
         # watch that waits for the database is never overtaken by the unwatch after it.
         return self.dispatch(frame)
@@ -181,6 +182,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
     def send_frame(self, frame):
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
+        self.app.metrics.refused(frame)
         self.write_message(encode(frame), binary=True)
 
     def on_close(self):

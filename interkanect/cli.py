@@ -137,6 +137,8 @@ def node(settings, args):
         except ValueError as error:
             raise SystemExit(f"error: {error}")
     processes.require_free(settings.actor_host, settings.admin_port, "actor node admin", "IK_ADMIN_PORT")
+    if settings.node_metrics_port:
+        processes.require_free(settings.actor_host, settings.node_metrics_port, "node metrics", "IK_NODE_METRICS_PORT")
     run(settings)
 
 

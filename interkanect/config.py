@@ -133,6 +133,11 @@ class Settings:
     # them, the client is the right-most address of X-Forwarded-For that is not; otherwise the
     # peer. Log-in, sign-up and reset limits count per client address.
     trusted_proxies: tuple = ()
+    # Who may read a gateway's GET /metrics besides this machine: Prometheus's networks (CIDRs).
+    metrics_networks: tuple = ()
+    # A node's Prometheus metrics (its actor processes, CPU, memory, file descriptors) on this
+    # port of actor_host; 0: none.
+    node_metrics_port: int = 0
     data_dir: str = "var"
     mongodb_url: str = ""
     db_host: str = "127.0.0.1"
@@ -293,11 +298,12 @@ def load(environ=None, config_file=None):
     if settings.mongodb_url == "" and "MONGODB_URL" in environ:
         settings = dataclasses.replace(settings, mongodb_url=environ["MONGODB_URL"])
     check_actor_host(settings.actor_host)
-    for entry in settings.trusted_proxies:  # refused at start, not at the first request
-        try:
-            ipaddress.ip_network(entry.strip(), strict=False)
-        except ValueError:
-            raise SystemExit(f"error: IK_TRUSTED_PROXIES: {entry!r} is not an IP address or network") from None
+    for name in ("trusted_proxies", "metrics_networks"):  # refused at start, not at the first request
+        for entry in getattr(settings, name):
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise SystemExit(f"error: IK_{name.upper()}: {entry!r} is not an IP address or network") from None
     if settings.call_hosting not in CALL_HOSTINGS:
         raise SystemExit(f"error: IK_CALL_HOSTING is one of {', '.join(CALL_HOSTINGS)}, not {settings.call_hosting!r}")
     return settings

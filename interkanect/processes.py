@@ -102,6 +102,33 @@ def listening_pids(port):
     return {pid for pid in (_pids() if sockets else []) if sockets_of(pid, sockets)}
 
 
+def descendants(pid):
+    """Every live process below `pid` (children, their children, ...)."""
+    children = {}
+    for other in _pids():
+        children.setdefault(parent_of(other), []).append(other)
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+def usage(pid):
+    """(CPU seconds, resident bytes, open file descriptors) of a process, or None once it is gone."""
+    stat = _stat(pid)
+    try:
+        pages = int(open(f"/proc/{pid}/statm").read().split()[1])
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, ValueError, IndexError):
+        return None
+    if stat is None:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(stat[11]) + int(stat[12])) / ticks, pages * os.sysconf("SC_PAGE_SIZE"), fds
+
+
 def session_pids(sessions):
     """Every live process of these sessions."""
     return [pid for pid in _pids() if session_of(pid) in sessions]
