@@ -122,6 +122,7 @@ class Gateway:
             (r"/api/me/upgrade/cancel", upgrade.CancelUpgradeHandler, a),
             (r"/paypal/subscription-return", upgrade.SubscriptionReturnHandler, a),
             (r"/api/site", http.SiteHandler, a),
+            (r"/api/fees", http.FeesHandler, a),
             (r"/static/(.*)", StaticHandler, {"path": str(http.WEB_ROOT)}),
         ]
         policy = self.settings.policy

@@ -12,6 +12,8 @@ from pathlib import Path
 import pymongo
 import tornado.web
 
+from actors import fees
+from actors.terms import Refused, dollars
 from gateway.accounts import ClientError, own_profile, public_profile
 from gateway.throttle import client_address, trusted_networks
 from interkanect.paypal_mode import paypal_mode
@@ -279,6 +281,31 @@ class HealthHandler(tornado.web.RequestHandler):
         self.set_status(200 if report["ok"] else 503)
         self.set_header("Cache-Control", "no-store")
         self.finish(report if loopback_caller(self.request) else {"ok": report["ok"], "paypal": report["paypal"]})
+
+
+class FeesHandler(BaseHandler):
+    """GET /api/fees?amount=15.50: what a price or tip of that many dollars leaves the member
+    after PayPal's fee, by the server's one fee rule (`actors/fees.py`), for the terms form and
+    the tip dialog to show as the amount is typed. 0 is a free call. Refused like the CLI's
+    `interkanect fees`: not dollars (`invalid_amount`), under the minimum (`amount_below_minimum`)."""
+
+    async def prepare(self):
+        pass  # no session and no database: the rule is arithmetic
+
+    def get(self):
+        text = self.get_query_argument("amount", "")
+        try:
+            cents = fees.parse_dollars(text)
+            if cents == 0:
+                self.send_json({"amount_cents": 0, "fee_cents": 0, "net_cents": 0, "free": True})
+                return
+            policy = self.app.settings.policy
+            if cents > policy.max_price_cents:
+                raise Refused("amount_above_maximum", f"a price or tip is at most {dollars(policy.max_price_cents)}")
+            split = fees.check_payment(cents, policy.min_price_cents)
+        except Refused as refused:
+            raise ClientError(400, refused.code, refused.message) from None
+        self.send_json(dict(split.view(), free=False))
 
 
 class SiteHandler(tornado.web.RequestHandler):

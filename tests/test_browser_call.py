@@ -50,6 +50,17 @@ def system(database_url, tmp_path_factory):
     running.stop()
 
 
+def fees_of(system, amount):
+    """`interkanect fees AMOUNT --json`: what the pages must show of PayPal's fee."""
+    answer = system.cli("fees", amount, "--json")
+    assert answer.returncode == 0, answer.stderr
+    return json.loads(answer.stdout)
+
+
+def dollars(cents):
+    return f"${cents // 100}.{cents % 100:02d}"
+
+
 def member(browser, system, name):
     """A new member signed up in a browser of their own (tests.test_browser_presence.sign_up,
     but filling the form only once the page's script is ready to take it)."""
@@ -199,9 +210,20 @@ def test_a_paid_call_between_two_browsers(browser, system):
         expect(caller.locator("#tip-button")).to_be_visible(timeout=STEP_MS)
         expect(host.locator("#tip-button")).to_be_hidden()
 
-        # The host offers terms; the caller sees exactly them, with the same fingerprint.
+        # The host offers terms; the caller sees exactly them, with the same fingerprint. As the
+        # price is typed the host reads what it leaves them: the server's fee rule, the CLI's figures.
         expect(host.locator("#price-field")).to_be_visible()
-        host.fill("#price", PRICE)
+        net = host.locator("#price-net")
+        host.locator("#price").press_sequentially("0.40")
+        expect(net).to_have_attribute("data-state", "amount_below_minimum", timeout=STEP_MS)
+        expect(net).to_contain_text("at least $2.00")
+        host.fill("#price", "")
+        host.locator("#price").press_sequentially(PRICE)
+        split = fees_of(system, PRICE)
+        expect(net).to_have_text(f"The caller pays {dollars(split['amount_cents'])}; PayPal keeps "
+                                 f"{dollars(split['fee_cents'])}; you earn {dollars(split['net_cents'])}.",
+                                 timeout=STEP_MS)
+        shot(host, "terms-fee-preview")
         host.fill("#minutes", FIRST_ROUND)
         host.click("#propose-button")
         fingerprint = host.locator("#proposal-sent-fingerprint")
@@ -450,6 +472,9 @@ def test_the_caller_tips_during_the_call_and_the_host_sees_it_arrive(browser, sy
         expect(dialog).to_have_attribute("data-step", "choose")
         expect(caller.get_by_role("radio", name="$5")).to_be_focused()
         expect(caller.locator("#tip-minimum")).to_have_text("The smallest tip is $2.00.")
+        five = fees_of(system, "5")
+        expect(caller.locator("#tip-net")).to_have_text(f"Tia Tipped receives {dollars(five['net_cents'])} of it; "
+                                                       f"PayPal keeps {dollars(five['fee_cents'])}.", timeout=STEP_MS)
         shot(caller, "tip-dialog")
         caller.fill("#tip-amount", "five")
         caller.click("#tip-send")

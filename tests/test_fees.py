@@ -185,3 +185,30 @@ def test_the_smallest_minimum_price_lets_the_member_earn_something():
     ok = Policy(min_price_cents=SMALLEST_PAYABLE_CENTS)
     check_policy(ok)
     assert breakdown(SMALLEST_PAYABLE_CENTS).net_cents > 0 and breakdown(SMALLEST_PAYABLE_CENTS - 1).net_cents <= 0
+
+
+def test_the_pages_ask_the_servers_fee_rule_and_bad_amounts_are_refused_in_words(system):
+    """GET /api/fees, what the terms form and the tip dialog show as an amount is typed: the
+    same figures as `interkanect fees`, refusals with the CLI's codes."""
+    import urllib.error
+    import urllib.request
+
+    def ask(amount):
+        try:
+            with urllib.request.urlopen(f"{system.url}/api/fees?amount={amount}", timeout=10) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+    for amount in ("15", "15.50", "2", "4999.99"):
+        status, body = ask(amount)
+        cli_answer = subprocess.run([sys.executable, "-m", "interkanect.cli", "fees", amount, "--json"],
+                                    capture_output=True, text=True, timeout=60)
+        assert status == 200 and {k: body[k] for k in ("amount_cents", "fee_cents", "net_cents")} == json.loads(
+            cli_answer.stdout) and body["free"] is False
+    assert ask("0") == (200, {"amount_cents": 0, "fee_cents": 0, "net_cents": 0, "free": True})
+    for amount, code in (("0.40", "amount_below_minimum"), ("1.99", "amount_below_minimum"),
+                         ("ten", "invalid_amount"), ("10.005", "invalid_amount"), ("", "invalid_amount"),
+                         ("5000.01", "amount_above_maximum"), ("-3", "invalid_amount")):
+        status, body = ask(amount)
+        assert (status, body["error"]["code"]) == (400, code), (amount, body)
+        assert body["error"]["message"]

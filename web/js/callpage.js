@@ -6,6 +6,7 @@ import * as api from "./api.js";
 import { bindRoomTabs, CallView, otherSide } from "./callui.js";
 import { Chat } from "./chat.js";
 import { CheckWords } from "./checkwords.js";
+import { followFees, hostEarnsWords } from "./feepreview.js";
 import { FormError, handleForm } from "./forms.js";
 import { FrameError } from "./live.js";
 import { pageReady } from "./page.js";
@@ -316,6 +317,8 @@ export class CallPage {
 
   bindTermsForm() {
     const form = document.getElementById("terms-form");
+    // The host sees what a price leaves them as they type it (the server's fee rule).
+    followFees(form.elements.price, document.getElementById("price-net"), hostEarnsWords);
     handleForm(form, async (values) => {
       const chargeable = !document.getElementById("price-field").hidden;
       const priceCents = chargeable ? centsFromDollars(values.price) : 0;

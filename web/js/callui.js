@@ -180,7 +180,7 @@ export class CallView {
     const caller = state.caller.name;
     text("terms-hint", !canCharge && me.tier !== "upgraded"
       ? `Free tier: calls are free, and a session lasts at most ${lengthWords(state.limits.free_tier_cap_s)}, `
-        + "talk included. Set the length and offer it."
+        + "talk included. Set the length and offer it. To charge for your calls, upgrade on your account page."
       : !canCharge ? "Add a PayPal payout email in your account to charge; until then your calls are free."
         : `Agree on a price and length with ${caller} out loud, then offer them here. `
           + `${caller} pays before the paid time starts.`);

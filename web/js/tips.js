@@ -6,6 +6,7 @@
 // The host sees a tip once it is captured (event "tip_received"): a toast, and the total.
 
 import * as api from "./api.js";
+import { followFees, hostReceivesWords } from "./feepreview.js";
 import { FormError, clearErrors, handleForm } from "./forms.js";
 import { FrameError } from "./live.js";
 import { PayPalApproval, orderOfApproveUrl, pendingArrival } from "./paypal.js";
@@ -84,12 +85,18 @@ export class Tips {
       const tip = this.tip();
       if (tip?.approve_url) this.approval.openHere(tip.approve_url);
     });
+    // What the host receives of the amount chosen, by the server's fee rule.
+    this.sayNet = followFees(byId("tip-amount"), byId("tip-net"),
+      (split) => hostReceivesWords(this.state?.host?.name || "The host")(split), () => this.amountText());
     // Typing an amount chooses "Other"; the Send button says what it sends.
     byId("tip-amount").addEventListener("input", () => {
       this.form.querySelector("input[name=tip-preset][value=other]").checked = true;
       this.sayAmount();
     });
-    this.form.addEventListener("change", () => this.sayAmount());
+    this.form.addEventListener("change", () => {
+      this.sayAmount();
+      this.sayNet();
+    });
     handleForm(this.form, (values) => this.send(values));
   }
 
@@ -225,8 +232,15 @@ export class Tips {
     this.form.reset();
     clearErrors(this.form);
     this.sayAmount();
+    this.sayNet();   // the $5 preset's share, from the start
     this.render();
     this.form.querySelector("input[name=tip-preset]:checked").focus();
+  }
+
+  /** The dollars the form asks for, as typed or preset ("" while Other is empty). */
+  amountText() {
+    const values = Object.fromEntries(new FormData(this.form));
+    return values["tip-preset"] && values["tip-preset"] !== "other" ? values["tip-preset"] : values["tip-amount"] || "";
   }
 
   /** The cents the form asks for. */
