@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import start_system
 from tests.test_browser_call import (PHONE, STEP_MS, call_and_accept, member, print_consoles, shot, status,
                                      video_flows)
+from tests.test_browser_pages import tab_until
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 from tests.test_turn import coturn  # noqa: F401 (a fixture: a real coturn on loopback)
 
@@ -167,7 +168,37 @@ def test_chat_whiteboard_check_words_log_and_readiness_between_two_browsers(brow
         for name in ("Pen", "Eraser", "Line, Rectangle, Ellipse", "Text", "Undo, Redo", "Clear", "Save as PNG"):
             expect(help_text.locator("dt", has_text=name).first).to_be_visible()
         expect(caller.locator("#board-help-button")).to_have_attribute("aria-expanded", "true")
+        expect(help_text.locator("dt", has_text="Keyboard")).to_be_visible()
         caller.click("#board-help-button")
+
+        # The board by keyboard alone: the Line tool chosen with Tab and Enter, the board reached
+        # with Tab, a line drawn with the arrows and Enter; each step said; the host's board gets it.
+        tab_until(caller, 'button[data-tool="line"]')
+        caller.keyboard.press("Enter")
+        expect(caller.locator('button[data-tool="line"]')).to_have_attribute("aria-pressed", "true")
+        tab_until(caller, "#board-canvas")
+        note = caller.locator("#board-note")
+        expect(note).to_contain_text("Keyboard drawing: arrows move the cursor")
+        for _ in range(2):
+            caller.keyboard.press("Shift+ArrowDown")       # to 70% down
+        caller.keyboard.press("Enter")
+        expect(note).to_have_text(re.compile(r"^Line started at 50% across, 70% down\."))
+        for _ in range(3):
+            caller.keyboard.press("Shift+ArrowRight")      # to 80% across
+        caller.keyboard.press("Enter")
+        expect(note).to_have_text("Line drawn. Cursor 80% across, 70% down.")
+        for page in (host, caller):
+            ops(page, 4)
+        line = host.evaluate("""() => { const v = JSON.parse(sessionStorage.getItem(
+            Object.keys(sessionStorage).find((k) => k.startsWith('interkanect.board.'))) || '{}');
+            return (v.ops || []).filter((op) => op.kind === 'line').map((op) => [op.from, op.to]); }""")
+        assert line == [[[0.5, 0.7], [0.8, 0.7]]], line
+        # Escape drops a shape begun by mistake: nothing is sent.
+        caller.keyboard.press("Enter")
+        caller.keyboard.press("ArrowLeft")
+        caller.keyboard.press("Escape")
+        expect(note).to_have_text("The line was dropped.")
+        ops(caller, 4)
 
         # A refresh with nothing kept in the tab: the new connection's channels bring the board
         # back from the host, and the chat works again on the new channel.
@@ -180,7 +211,7 @@ def test_chat_whiteboard_check_words_log_and_readiness_between_two_browsers(brow
         host.press("#chat-input", "Enter")
         status(caller, "negotiating")
         channels_open(caller)
-        ops(caller, 3)
+        ops(caller, 4)
         expect(caller.locator('#chat-log [data-from="them"] .chat__text')).to_have_text(["Sent while you were away"],
                                                                                       timeout=STEP_MS)
         expect(host.locator('#chat-log [data-from="me"]').last).to_have_attribute("data-status", "delivered",
@@ -211,7 +242,7 @@ def test_chat_whiteboard_check_words_log_and_readiness_between_two_browsers(brow
             ops(page, 0)
         host.click("#board-undo")
         for page in (host, caller):
-            ops(page, 3)
+            ops(page, 4)
 
         # Terms: the log on both sides shows the joins and the terms with their fingerprint.
         host.fill("#minutes", "10")

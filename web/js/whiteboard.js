@@ -11,6 +11,11 @@ const SNAPSHOT_PIECE_CHARS = 60_000;    // a data channel message stays well bel
 const STORE_KEY = "interkanect.board."; // + call id: this tab's copy, for a refresh of both sides
 const TEXT_SIZE = 0.035;                // text height, as a share of the board's width
 const MIN_STEP = 0.002;                 // pointer moves shorter than this add no point to a stroke
+// The keyboard cursor's step, as a share of the board: arrows, Shift+arrows, Alt+arrows.
+const KEY_STEP = 0.02;
+const KEY_STEP_BIG = 0.1;
+const KEY_STEP_FINE = 0.005;
+const ARROWS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
 
 export class Whiteboard {
   constructor(callId, author) {
@@ -21,6 +26,8 @@ export class Whiteboard {
     this.color = "#1b1f33";
     this.width = 0.005;
     this.draft = null;                 // the shape being drawn: an op without id or clock
+    this.cursor = [0.5, 0.5];          // where the keyboard draws; shown while the board has focus
+    this.keyboard = false;             // the draft is the keyboard's (arrows extend it)
     this.canvas = document.getElementById("board-canvas");
     this.context = this.canvas.getContext("2d");
     this.panel = document.getElementById("board-panel");
@@ -54,6 +61,15 @@ export class Whiteboard {
     canvas.addEventListener("pointermove", (event) => this.move(event));
     canvas.addEventListener("pointerup", (event) => this.up(event));
     canvas.addEventListener("pointercancel", () => { this.draft = null; this.draw(); });
+    // The board by keyboard: a cursor moved with the arrows, Enter to start and end a stroke or
+    // shape (or to place the text), Escape to drop it; each step said to screen readers.
+    canvas.addEventListener("keydown", (event) => this.key(event));
+    canvas.addEventListener("focus", () => {
+      this.draw();
+      this.say("Keyboard drawing: arrows move the cursor (Shift: further, Alt: finer), Enter starts and ends "
+        + `a ${this.toolName()}, Escape drops it. ${this.where()}`);
+    });
+    canvas.addEventListener("blur", () => this.draw());
     new ResizeObserver(() => this.resize()).observe(canvas.parentElement);
     this.resize();
     this.sayState();
@@ -231,6 +247,71 @@ export class Whiteboard {
     this.sayState();
   }
 
+  // The keyboard ---------------------------------------------------------------------------
+
+  toolName() {
+    return { pen: "stroke", eraser: "rub-out", line: "line", rect: "rectangle", ellipse: "ellipse",
+      text: "text" }[this.tool] || this.tool;
+  }
+
+  where() {
+    const [x, y] = this.cursor.map((v) => Math.round(v * 100));
+    return `Cursor ${x}% across, ${y}% down.`;
+  }
+
+  key(event) {
+    if (event.ctrlKey || event.metaKey) return;   // undo and redo are the document's
+    const arrow = ARROWS[event.key];
+    if (arrow) {
+      const step = event.shiftKey ? KEY_STEP_BIG : event.altKey ? KEY_STEP_FINE : KEY_STEP;
+      this.cursor = [norm(Math.min(1, Math.max(0, this.cursor[0] + arrow[0] * step))),
+        norm(Math.min(1, Math.max(0, this.cursor[1] + arrow[1] * step)))];
+      if (this.draft && this.keyboard) {
+        if (this.draft.points) {
+          if (this.draft.points.length < MAX_POINTS * 2) this.draft.points.push(...this.cursor);
+        } else {
+          this.draft.to = this.cursor;
+        }
+      }
+      this.canvas.setAttribute("aria-description", this.where());
+      this.draw();
+    } else if (event.key === "Enter" || event.key === " ") {
+      this.keyEnter();
+    } else if (event.key === "Escape" && this.draft && this.keyboard) {
+      this.draft = null;
+      this.keyboard = false;
+      this.say(`The ${this.toolName()} was dropped.`);
+      this.draw();
+    } else {
+      return;
+    }
+    event.preventDefault();
+  }
+
+  keyEnter() {
+    const point = this.cursor;
+    if (this.tool === "text") {
+      this.placeText(point);
+      return;
+    }
+    if (!this.draft) {
+      this.keyboard = true;
+      this.draft = this.tool === "pen" || this.tool === "eraser"
+        ? { kind: this.tool, width: this.width, points: [...point, ...point],
+          ...(this.tool === "pen" ? { color: this.color } : {}) }
+        : { kind: this.tool, color: this.color, width: this.width, from: point, to: point };
+      this.say(`${this.toolName()[0].toUpperCase()}${this.toolName().slice(1)} started at ${
+        this.where().slice("Cursor ".length)} Move with the arrows, Enter ends it.`);
+      this.draw();
+      return;
+    }
+    const { kind, ...fields } = this.draft;
+    this.draft = null;
+    this.keyboard = false;
+    this.add(kind, fields);
+    this.say(`${this.toolName()[0].toUpperCase()}${this.toolName().slice(1)} drawn. ${this.where()}`);
+  }
+
   // Drawing ----------------------------------------------------------------------------------
 
   resize() {
@@ -248,6 +329,7 @@ export class Whiteboard {
     const ops = this.board.visible();
     for (const op of ops) drawOp(context, op, width, height);
     if (this.draft && context === this.context) drawOp(context, this.draft, width, height);
+    if (context === this.context && document.activeElement === this.canvas) drawCursor(context, this.cursor, width, height);
     this.canvas.dataset.ops = String(ops.length);
     this.canvas.setAttribute("aria-label", `Shared whiteboard: ${ops.length ? `${ops.length} drawing${ops.length === 1 ? "" : "s"}` : "empty"}`);
   }
@@ -305,6 +387,23 @@ export class Whiteboard {
 }
 
 /** One operation on a 2D context of `width` × `height` pixels. */
+/** The keyboard cursor: a crosshair in the page's accent colour, never part of the board. */
+function drawCursor(context, [cx, cy], width, height) {
+  const x = cx * width;
+  const y = cy * height;
+  const arm = Math.max(8, width * 0.015);
+  context.save();
+  context.strokeStyle = "#3b47d1";
+  context.lineWidth = Math.max(2, width * 0.002);
+  context.beginPath();
+  context.moveTo(x - arm, y);
+  context.lineTo(x + arm, y);
+  context.moveTo(x, y - arm);
+  context.lineTo(x, y + arm);
+  context.stroke();
+  context.restore();
+}
+
 export function drawOp(context, op, width, height) {
   const x = (v) => v * width;
   const y = (v) => v * height;
