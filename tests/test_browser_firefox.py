@@ -208,3 +208,86 @@ def test_a_firefox_caller_and_a_chromium_host_see_each_other_and_chat(browser, s
         raise
     finally:
         host_context.close()
+
+
+def approve_in_paypal_popup(ff, opener_css):
+    """Press `opener_css` in Firefox's page, approve on the PayPal window it opens, and come back
+    to the page (the popup tells its opener and closes itself)."""
+    page = ff.marionette.current_window_handle
+    before = set(ff.marionette.window_handles)
+    ff.click(opener_css)
+    deadline = time.monotonic() + STEP_S
+    while not (opened := set(ff.marionette.window_handles) - before):
+        assert time.monotonic() < deadline, "the PayPal window did not open"
+        time.sleep(0.1)
+    ff.marionette.switch_to_window(opened.pop())
+    try:
+        ff.click("#approve")
+    finally:
+        ff.marionette.switch_to_window(page)
+
+
+def test_a_firefox_caller_pays_a_chromium_host_through_paypal_tips_and_hangs_up(browser, system,  # noqa: F811
+                                                                              start_firefox):
+    host_context, host, host_id = member(browser, system, "Paula Paid")
+    ff = start_firefox("payer")
+    try:
+        upgrade(system, host, host_id)
+        open_live(host, system.url + "/")
+        ff.navigate(system.url + "/signup")
+        ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+        ff.type("#signup-form [name=email]", f"fiona-{time.monotonic_ns()}@example.com")
+        ff.type("#signup-form [name=display_name]", "Fiona Firefox")
+        ff.type("#signup-form [name=password]", PASSWORD)
+        ff.click("#signup-form button[type=submit]")
+        ff.wait_for("return location.pathname === '/account'", timeout_s=STEP_S, what="the account page")
+        ready(ff, f"{system.url}/m/{host_id}")
+        ff.click("#call-button")
+        popup = host.locator("[data-incoming-call]")
+        expect(popup.locator(".incoming-call__name")).to_have_text("Fiona Firefox", timeout=STEP_MS)
+        popup.locator("[data-action=accept]").click()
+        host.wait_for_url("**/call/*", timeout=STEP_MS)
+        call_id = host.url.rsplit("/", 1)[1]
+        ff.wait_for("return location.pathname === arguments[0]", f"/call/{call_id}", timeout_s=STEP_S,
+                    what="the call page")
+        status(host, "negotiating")
+
+        # Paid terms; Firefox pays on PayPal's page in a popup; the call runs with video both ways.
+        host.fill("#price", "2.50")
+        host.fill("#minutes", "5")
+        host.click("#propose-button")
+        ff.text_is("#terms-price", "$2.50", timeout_s=STEP_S)
+        ff.text_is("#pay-button", "Pay $2.50")
+        ff.click("#pay-button")
+        ff.attribute_is("#call-status", "data-state", "awaiting_payment", timeout_s=STEP_S)
+        ff.text_is("#paypal-button", "Pay $2.50 with PayPal", timeout_s=STEP_S)
+        approve_in_paypal_popup(ff, "#paypal-button")
+        ff.attribute_is("#call-status", "data-state", "running", timeout_s=STEP_S)
+        status(host, "running")
+        video_flows(host)
+        firefox_video_flows(ff)
+        ff.screenshot(SHOTS / "firefox-paid-call.png")
+
+        # A $5 tip from Firefox, approved on PayPal the same way; the host is told.
+        ff.click("#tip-button")
+        ff.attribute_is("#tip-dialog", "data-step", "choose", timeout_s=STEP_S)
+        ff.click("#tip-send")
+        ff.text_is("#tip-paypal-button", "Tip $5.00 with PayPal", timeout_s=STEP_S)
+        approve_in_paypal_popup(ff, "#tip-paypal-button")
+        ff.attribute_is("#tip-dialog", "data-step", "sent", timeout_s=STEP_S)
+        expect(host.locator('#toasts [data-toast="tip-received"]')).to_contain_text("Fiona Firefox tipped you $5.00",
+                                                                                   timeout=STEP_MS)
+
+        # Firefox hangs up; both end; the payment and the tip are booked once each.
+        ff.click("#tip-close")
+        ff.click("#hangup-button")
+        status(host, "ended")
+        ff.attribute_is("#call-status", "data-state", "ended", timeout_s=STEP_S)
+        kinds = sorted(t["kind"] for t in system.db.ledger.find({"call_id": call_id}))
+        assert kinds == ["call_payment", "tip"], kinds
+    except Exception:
+        print_consoles(host)
+        print(f"--- {ff.name} ---", ff.log(), sep="\n")
+        raise
+    finally:
+        host_context.close()
