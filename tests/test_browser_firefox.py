@@ -291,3 +291,66 @@ def test_a_firefox_caller_pays_a_chromium_host_through_paypal_tips_and_hangs_up(
         raise
     finally:
         host_context.close()
+
+
+def test_a_chromium_caller_pays_a_firefox_host(browser, system, start_firefox):  # noqa: F811
+    ff = start_firefox("host")
+    caller_context, caller, _ = member(browser, system, "Carl Chrome")
+    try:
+        # The host signs up in Firefox, adds a payout email on the account page; an operator upgrades them.
+        email = f"hugo-{time.monotonic_ns()}@example.com"
+        ff.navigate(system.url + "/signup")
+        ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+        ff.type("#signup-form [name=email]", email)
+        ff.type("#signup-form [name=display_name]", "Hugo Firefox")
+        ff.type("#signup-form [name=password]", PASSWORD)
+        ff.click("#signup-form button[type=submit]")
+        ff.wait_for("return location.pathname === '/account'", timeout_s=STEP_S, what="the account page")
+        ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+        ff.type("#profile-form [name=payout_email]", "hugo.payouts@example.com")
+        ff.type("#profile-form [name=payout_password]", PASSWORD)
+        ff.click("#profile-form button[type=submit]")
+        ff.text_is("#profile-form [data-form-status]", "Profile saved.", timeout_s=STEP_S)
+        host_id = str(system.db.members.find_one({"email": email})["_id"])
+        answer = system.cli("members", "set-tier", email, "upgraded")
+        assert answer.returncode == 0, answer.stderr
+        ready(ff, system.url + "/")
+
+        # The Chromium caller calls; Firefox accepts and sets paid terms.
+        open_live(caller, f"{system.url}/m/{host_id}")
+        expect(caller.locator("#call-button")).to_be_enabled(timeout=STEP_MS)
+        caller.click("#call-button")
+        ff.click("[data-incoming-call] [data-action=accept]")
+        caller.wait_for_url("**/call/*", timeout=STEP_MS)
+        call_id = caller.url.rsplit("/", 1)[1]
+        ff.wait_for("return location.pathname === arguments[0]", f"/call/{call_id}", timeout_s=STEP_S,
+                    what="the call page")
+        ff.attribute_is("#call-status", "data-state", "negotiating", timeout_s=STEP_S)
+        ff.type("#price", "3")
+        ff.type("#minutes", "5")
+        ff.click("#propose-button")
+
+        # Chromium pays on PayPal's page; both run, with video both ways.
+        expect(caller.locator("#terms-price")).to_have_text("$3.00", timeout=STEP_MS)
+        caller.click("#pay-button")
+        paypal_button = caller.locator("#paypal-button")
+        expect(paypal_button).to_have_text("Pay $3.00 with PayPal", timeout=STEP_MS)
+        with caller.expect_popup(timeout=STEP_MS) as opened:
+            paypal_button.click()
+        opened.value.click("#approve")
+        status(caller, "running")
+        ff.attribute_is("#call-status", "data-state", "running", timeout_s=STEP_S)
+        video_flows(caller)
+        firefox_video_flows(ff)
+
+        # Firefox, the host, hangs up; the payment is booked once.
+        ff.click("#hangup-button")
+        status(caller, "ended")
+        ff.attribute_is("#call-status", "data-state", "ended", timeout_s=STEP_S)
+        assert [t["kind"] for t in system.db.ledger.find({"call_id": call_id})] == ["call_payment"]
+    except Exception:
+        print_consoles(caller)
+        print(f"--- {ff.name} ---", ff.log(), sep="\n")
+        raise
+    finally:
+        caller_context.close()
