@@ -10,6 +10,7 @@ import pymongo
 import tornado.httpserver
 import tornado.web
 
+from actors import evidence
 from gateway import earnings, history, http, metrics, operators, payments, refunds, upgrade
 from gateway.accounts import Accounts, actor_profile
 from gateway.bridge import ActorBridge
@@ -69,6 +70,7 @@ class Gateway:
         self.accounts = Accounts(self.db, settings.policy, self.mailer, settings.url)
         self.database_up = True       # the last check's answer (see _watch_database)
         self.metrics = metrics.GatewayMetrics()
+        self.record_keys = evidence.RecordKeys(settings)
         self.hub = Hub(ActorBridge(settings, self._on_actor_messages), lambda: self.database_up, settings.policy,
                        self.metrics)
         # The local emulator serves its signing certificate itself; real PayPal from its own hosts.
@@ -110,6 +112,9 @@ class Gateway:
             (r"/paypal/webhook", payments.PayPalWebhookHandler, a),
             (r"/api/calls", history.CallsHandler, a),
             (r"/api/calls/([0-9a-f]{24})", history.CallLogHandler, a),
+            (r"/api/calls/([0-9a-f]{24})/record", history.CallRecordHandler, a),
+            (r"/api/records/verify", history.RecordVerifyHandler, a),
+            (r"/\.well-known/interkanect-record-key", history.RecordKeyHandler, a),
             (r"/api/earnings", earnings.EarningsHandler, a),
             (r"/api/calls/([0-9a-f]{24})/refund", refunds.CallRefundHandler, a),
             (r"/api/refunds", refunds.RefundsHandler, a),

@@ -3,6 +3,9 @@ read from what the call sessions stored. Metadata only: no media, chat or whiteb
 content ever reaches the server."""
 import datetime
 
+import tornado.web
+
+from actors import evidence
 from gateway.accounts import ClientError
 from gateway.http import BaseHandler
 
@@ -52,3 +55,43 @@ class CallLogHandler(BaseHandler):
             raise ClientError(404, "no_such_call", "you took part in no call with this id")
         self.send_json({"call": dict(summary(call, member_id), connected_s=call.get("connected_s", {}),
                                      log=call.get("log", []))})
+
+
+class CallRecordHandler(BaseHandler):
+    """The call's record, hash-chained and signed (actors/evidence.py), for its two sides and
+    operators, once the call has ended: downloaded as a JSON file."""
+
+    async def get(self, call_id):
+        member = self.require_member()
+        member_id = str(member["_id"])
+        where = {"_id": call_id} if member.get("operator") else {
+            "_id": call_id, "$or": [{"host_id": member_id}, {"caller_id": member_id}]}
+        call = await self.app.db.calls.find_one(where, {"rules": 0})
+        if call is None:
+            raise ClientError(404, "no_such_call", "you took part in no call with this id")
+        if call.get("state") != "ended":
+            raise ClientError(409, "call_not_ended", "a call's record is signed once the call has ended")
+        keys = self.app.record_keys
+        document = evidence.record(call, keys.private, keys.key_id)
+        self.set_header("Content-Disposition", f'attachment; filename="interkanect-call-{call_id}.json"')
+        self.send_json(document)
+
+
+class RecordVerifyHandler(BaseHandler):
+    """POST a record: whether its chain is intact and its head signed by this platform."""
+
+    async def post(self):
+        ok, why = evidence.verify(self.json_body(), self.app.record_keys.public)
+        self.send_json({"intact": ok, "message": why})
+
+
+class RecordKeyHandler(tornado.web.RequestHandler):
+    """The public key that verifies call records (/.well-known/interkanect-record-key)."""
+
+    def initialize(self, app):
+        self.app = app
+
+    def get(self):
+        keys = self.app.record_keys
+        self.set_header("Cache-Control", "public, max-age=3600")
+        self.finish({"alg": "Ed25519", "public_key": keys.public_text, "key_id": keys.key_id})

@@ -257,6 +257,29 @@ def payouts_schedule(settings, args):
         print(f"{instant.isoformat()}  {instant:%A}{moved}")
 
 
+def verify_record(settings, args):
+    """Whether a downloaded call record is intact and signed by this platform's key."""
+    from actors import evidence
+    try:
+        document = json.loads(Path(args.file).read_text())
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: cannot read {args.file} as JSON: {error}")
+    if args.public_key:
+        try:
+            public = evidence.public_key_from_text(args.public_key)
+        except ValueError:
+            raise SystemExit("error: --public-key is the base64 Ed25519 key of /.well-known/interkanect-record-key")
+    elif evidence.key_path(settings).exists():
+        public = evidence.signing_key(settings).public_key()
+    else:
+        raise SystemExit(f"error: no record key at {evidence.key_path(settings)}: pass --public-key (from "
+                         f"/.well-known/interkanect-record-key)")
+    ok, why = evidence.verify(document, public)
+    print(f"{args.file}: {why}")
+    if not ok:
+        raise SystemExit(1)
+
+
 def ledger_reconcile(settings, args):
     """The ledger against PayPal: what the platform's PayPal account should hold (members'
     held money, the platform's revenue less its costs) and what PayPal says it holds."""
@@ -389,6 +412,12 @@ def parser():
     fee.add_argument("amount", help="in dollars, e.g. 10.00")
     fee.add_argument("--json", action="store_true", help="print {amount_cents, fee_cents, net_cents}")
     fee.set_defaults(run=fees)
+    verify = commands.add_parser("verify-record", help="check a downloaded call record: its entries unchanged and "
+                                                       "signed by this platform (exit status 1 if not)")
+    verify.add_argument("file")
+    verify.add_argument("--public-key", help="the base64 key of /.well-known/interkanect-record-key (default: "
+                                             "this machine's record key file)")
+    verify.set_defaults(run=verify_record)
     ledger_tools = commands.add_parser("ledger", help="ledger tools")
     ledger_tools = ledger_tools.add_subparsers(dest="ledger_command", required=True)
     reconcile = ledger_tools.add_parser("reconcile", help="compare what the ledger says the platform's PayPal account "

@@ -139,6 +139,9 @@ class Settings:
     # port of actor_host; 0: none.
     node_metrics_port: int = 0
     data_dir: str = "var"
+    # The Ed25519 key that signs call records (PEM); empty: data_dir/record-ed25519.pem, made on
+    # first use. Every gateway of a deployment must read the same file.
+    record_key_file: str = ""
     mongodb_url: str = ""
     db_host: str = "127.0.0.1"
     db_port: int = 27018

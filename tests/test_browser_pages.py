@@ -241,3 +241,50 @@ def test_earnings_show_pending_available_the_next_payout_in_the_viewers_zone_and
             tab_until(page, control)
     finally:
         context.close()
+
+
+def test_a_call_record_downloaded_from_the_call_page_verifies_and_an_edited_one_does_not(browser, system,
+                                                                                         tmp_path):
+    import json
+    host, caller, call_id = paid_call_with_tip(system, "Rhea Record", "Rolf Record")
+    context, page = logged_in(browser, system, caller, CALLER_ZONE)
+    try:
+        open_page(page, f"{system.url}/history/{call_id}")
+        expect(page.locator("#record")).to_be_visible()
+        with page.expect_download(timeout=STEP_MS) as downloading:
+            page.click("#record-download")
+        download = downloading.value
+        assert download.suggested_filename == f"interkanect-call-{call_id}.json"
+        original = tmp_path / download.suggested_filename
+        download.save_as(original)
+        record = json.loads(original.read_text())
+        assert record["call_id"] == call_id and any(link.get("event") == "payment_captured"
+                                                    for link in record["links"])
+        # `interkanect verify-record`: intact; with the key published at the well-known URL too.
+        checked = system.cli("verify-record", str(original))
+        assert checked.returncode == 0 and "intact and signed by interKanect" in checked.stdout, checked
+        key = page.request.get(f"{system.url}/.well-known/interkanect-record-key").json()
+        assert key["alg"] == "Ed25519" and key["key_id"] == record["key_id"]
+        assert system.cli("verify-record", str(original), "--public-key", key["public_key"]).returncode == 0
+        # One entry edited (a payment made smaller): the CLI and the page's check both say so.
+        edited = tmp_path / "edited.json"
+        for link in record["links"]:
+            if link.get("event") == "payment_captured":
+                link["amount_cents"] = 100
+        edited.write_text(json.dumps(record))
+        refused = system.cli("verify-record", str(edited))
+        assert refused.returncode == 1 and "was changed after it was recorded" in refused.stdout, refused
+        verdict = page.locator("#record-verdict")
+        page.set_input_files("#record-file", str(edited))
+        page.click("#record-check button[type=submit]")
+        expect(verdict).to_have_attribute("data-intact", "false", timeout=STEP_MS)
+        expect(verdict).to_contain_text("was changed after it was recorded")
+        page.set_input_files("#record-file", str(original))
+        page.click("#record-check button[type=submit]")
+        expect(verdict).to_have_attribute("data-intact", "true", timeout=STEP_MS)
+        expect(verdict).to_have_text(f"{original.name}: intact and signed by interKanect.")
+        # Only its two sides read a call's record.
+        stranger = page.request.get(f"{system.url}/api/calls/{'0' * 24}/record")
+        assert stranger.status == 404
+    finally:
+        context.close()

@@ -5,7 +5,7 @@
 import * as api from "../api.js";
 import { factsList, lengthText, logList, namesOf, outcomeWords, tipsCents } from "../calllog.js";
 import { el } from "../dom.js";
-import { handleForm, sentence } from "../forms.js";
+import { FormError, handleForm, sentence } from "../forms.js";
 import { moneyText } from "../money.js";
 import { pageReady, runPage, startPage } from "../page.js";
 import { STATE_NAMES, standingWords } from "../refunds.js";
@@ -132,7 +132,32 @@ async function showCall(me, callId) {
   document.getElementById("detail-facts").replaceChildren(factsList(call, names));
   document.getElementById("call-log").replaceChildren(logList(call, names));
   await showRefundSection(call);
+  showRecordSection(call);
   detail.hidden = false;
+}
+
+// The signed record: downloaded once the call has ended; any record checked by the server.
+function showRecordSection(call) {
+  if (call.state !== "ended") return;
+  document.getElementById("record-download").href = `/api/calls/${call.id}/record`;
+  const form = document.getElementById("record-check");
+  const verdict = document.getElementById("record-verdict");
+  handleForm(form, async () => {
+    const file = document.getElementById("record-file").files[0];
+    if (!file) throw new FormError("record_required", "choose a record file first", "record-file");
+    let record;
+    try {
+      record = JSON.parse(await file.text());
+    } catch {
+      throw new FormError("record_unreadable", "this file is not a JSON record", "record-file");
+    }
+    const { intact, message } = await api.post("/api/records/verify", record);
+    verdict.dataset.intact = String(intact);
+    verdict.className = intact ? "notice" : "notice notice--error";
+    verdict.textContent = `${file.name}: ${message}.`;
+    verdict.hidden = false;
+  });
+  document.getElementById("record").hidden = false;
 }
 
 async function main() {
