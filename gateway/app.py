@@ -16,6 +16,7 @@ from gateway.accounts import Accounts, actor_profile
 from gateway.bridge import ActorBridge
 from gateway.hub import Hub
 from gateway.paypal_webhooks import WebhookVerifier
+from gateway.throttle import client_address, trusted_networks
 from gateway.ws import CLOSE_SESSION_ENDED, SocketHandler
 from interkanect import db as database
 from interkanect.mail import Mailer
@@ -35,11 +36,18 @@ DATABASE_CHECK_S = 1.0
 
 
 def log_request(handler):
-    """Tornado's access log, minus the query string: a reset link's token must not be logged."""
+    """Tornado's access log, minus the query string: a reset link's token must not be logged.
+    Behind a trusted proxy the client's address is logged, then the proxy's."""
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    access_log.log(level, "%d %s %s (%s) %.2fms", status, handler.request.method, handler.request.path,
-                   handler.request.remote_ip, 1000.0 * handler.request.request_time())
+    request, who = handler.request, handler.request.remote_ip
+    networks = handler.application.settings.get("trusted_proxy_networks")
+    if networks:
+        client = client_address(request.remote_ip, request.headers.get_list("X-Forwarded-For"), networks)
+        if client != request.remote_ip:
+            who = f"{client} via {request.remote_ip}"
+    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, request.path, who,
+                   1000.0 * request.request_time())
 
 
 class StrictTransportSecurity(tornado.web.OutputTransform):
@@ -134,6 +142,7 @@ class Gateway:
         https = http.reached_over_https(self.settings)
         return tornado.web.Application(
             routes, log_function=log_request, xsrf_cookies=True,
+            trusted_proxy_networks=trusted_networks(self.settings.trusted_proxies),
             xsrf_cookie_kwargs={"samesite": "Lax", "secure": https},
             transforms=[StrictTransportSecurity] if https else [],
             websocket_ping_interval=policy.ws_ping_interval_s, websocket_ping_timeout=policy.ws_ping_timeout_s,

@@ -170,6 +170,9 @@ def test_behind_a_trusted_proxy_each_client_counts_by_its_forwarded_address(syst
         # Another client behind the same proxy is not held back by the guesser.
         assert (await log_in(Member(system.url, owner.email), headers=behind_proxy("198.51.100.9"))).code == 200
     run(scenario())
+    # The access log names the client, then the proxy it came through.
+    log = (system.log_dir / "gateway.log").read_text()
+    assert "POST /api/login (203.0.113.7 via 127.0.0.1)" in log and "(198.51.100.9 via 127.0.0.1)" in log
 
 
 # Sign-up and reset requests ------------------------------------------------------------------
