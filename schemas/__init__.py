@@ -84,7 +84,7 @@ class Protocol:
             raise FrameError("unknown_type", f"unknown frame type {repr(frame_type)[:60]}", request_id)
         try:
             self.fast[frame_type](frame)
-            return frame
+            return whole_numbers(frame)
         except fastjsonschema.JsonSchemaException:
             pass  # refused: jsonschema says why, in words
         errors = itertools.islice(self.validators[frame_type].iter_errors(frame), ERRORS_RANKED)
@@ -94,6 +94,19 @@ class Protocol:
             message = f"{frame_type}: {where + ': ' if where else ''}{error.message}"[:MESSAGE_MAX_CHARS]
             raise FrameError(_CODES.get(error.validator, "invalid_value"), message, request_id)
         return frame
+
+
+def whole_numbers(value):
+    """JSON Schema's integer takes 500.0 (msgpack keeps it a float): a frame passes on with
+    every whole-number float an int, so money and lengths are never floats past this point.
+    In place: the frame is the one just decoded, and a frame with none passes untouched."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in list(items):
+        if isinstance(item, float) and item.is_integer():
+            value[key] = int(item)
+        elif isinstance(item, (dict, list)):
+            whole_numbers(item)
+    return value
 
 
 CLIENT = Protocol("client")

@@ -1,6 +1,7 @@
 """The protocol's two validators agree: a frame the fast compiled check lets through is one
 jsonschema accepts too (jsonschema only words the refusals), for every frame type and both
 directions, on frames shaped like each schema with values of every kind."""
+import pytest
 from hypothesis import given, settings, strategies as st
 
 import schemas
@@ -75,3 +76,16 @@ def test_frames_that_crashed_the_gateway_are_refused_with_a_code():
             assert len(refused.message) <= schemas.MESSAGE_MAX_CHARS
         else:
             raise AssertionError("let through")
+
+
+def test_a_whole_number_sent_as_a_float_goes_on_as_an_int_and_a_fraction_is_refused():
+    """msgpack keeps 500.0 a float and JSON Schema's integer takes it: money must not stay a
+    float past the socket (it would reach PayPal as "5.0.00")."""
+    frame = schemas.CLIENT.validate({"type": "tip", "id": 1, "call_id": "a" * 24, "amount_cents": 500.0})
+    assert frame["amount_cents"] == 500 and type(frame["amount_cents"]) is int
+    proposed = schemas.CLIENT.validate({"type": "propose", "id": 2, "call_id": "a" * 24, "price_cents": 1500.0,
+                                        "length_s": 600.0})
+    assert [type(proposed[k]) for k in ("price_cents", "length_s")] == [int, int]
+    with pytest.raises(schemas.FrameError) as refused:
+        schemas.CLIENT.validate({"type": "tip", "id": 3, "call_id": "a" * 24, "amount_cents": 500.5})
+    assert refused.value.code == "wrong_type"
