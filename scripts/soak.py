@@ -51,6 +51,7 @@ class Soak:
         self.done = {name: 0 for name in SCENARIOS}
         self.errors = {}
         self.samples = []        # (seconds since start, node kB, gateway kB, node processes, fds)
+        self.fds_at_warmup = None  # {pid: (descriptors, what)} after warm-up
 
     def error(self, scenario, error):
         key = f"{scenario}:{type(error).__name__}"
@@ -88,21 +89,22 @@ class Soak:
         caller = await self.member(f"Soak Caller {index}")
         while time.monotonic() < deadline:
             scenario = self.random.choice(SCENARIOS)
-            host_page = caller_page = None
+            pages = []   # every page opened for this call, a replaced one (dropped) included
             try:
                 host_page, caller_page = await host.socket(), await caller.socket()
+                pages += [host_page, caller_page]
                 call = Call(host, caller, host_page, caller_page, await ring(caller_page, [host_page], host.id))
+                call.opened = pages
                 await getattr(self, scenario)(call)
                 self.done[scenario] += 1
             except Exception as error:   # counted and shown; the loop goes on with fresh pages
                 self.error(scenario, error)
             finally:
-                for page in (host_page, caller_page):
-                    if page is not None:
-                        try:
-                            await page.close()
-                        except Exception:
-                            pass
+                for page in pages:
+                    try:
+                        await page.close()
+                    except Exception:
+                        pass
 
     async def paid(self, call):
         await call.host_page.request("accept", call_id=call.id)
@@ -145,6 +147,7 @@ class Soak:
         await call.agree(0, 600)
         await call.caller_page.close()
         call.caller_page = await call.caller.socket()
+        call.opened.append(call.caller_page)
         await call.caller_page.request("attach_call", call_id=call.id)
         await call.caller_page.expect("call_state", call_id=call.id, timeout_s=FRAME_TIMEOUT_S)
         await call.caller_page.request("hang_up", call_id=call.id)
@@ -173,9 +176,24 @@ class Soak:
         # Proportional set size: shared pages counted once over the node's many processes.
         return memory_of(node_pids)["Pss"], memory_of(self.system.gateway_pids())["Pss"], len(node_pids), fds
 
+    def fds_by_process(self):
+        """{pid: (open descriptors, what it is)} of the node's and gateway's processes."""
+        found = {}
+        for pid in self.system.node_pids() + self.system.gateway_pids():
+            try:
+                count = len(os.listdir(f"/proc/{pid}/fd"))
+                what = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")[:80]
+            except OSError:
+                continue
+            found[pid] = (count, what)
+        return found
+
     async def sampler(self, started, deadline):
+        warm_at = started + min(60, self.args.minutes * 60 / 4)
         while time.monotonic() < deadline:
             self.samples.append((time.monotonic() - started, *self.reading()))
+            if self.fds_at_warmup is None and time.monotonic() >= warm_at:
+                self.fds_at_warmup = self.fds_by_process()
             await asyncio.sleep(SAMPLE_EVERY_S)
 
     # The run --------------------------------------------------------------------------
@@ -225,6 +243,12 @@ class Soak:
         emit("node_processes_at_end", end[3])
         emit("fds_after_warmup", first[4])
         emit("fds_at_end", end[4])
+        if self.fds_at_warmup:
+            now = self.fds_by_process()
+            grown = sorted(((now[pid][0] - count, pid, what) for pid, (count, what) in self.fds_at_warmup.items()
+                            if pid in now), reverse=True)[:3]
+            comment("descriptors grown since warm-up, most first: " + "; ".join(
+                f"pid {pid} +{delta} ({what.strip()})" for delta, pid, what in grown))
         growth = slope([(s[0], s[1] + s[2]) for s in warm])   # kB per second, node + gateway
         emit("memory_growth_mb_per_hour", growth * 3600 / 1024)
         comment(f"memory node+gateway: {(first[1] + first[2]) / 1024:.0f} MB after warm-up, "
