@@ -43,16 +43,22 @@ class CallsHandler(BaseHandler):
         self.send_json({"calls": [summary(call, member_id) async for call in cursor]})
 
 
+async def readable_call(handler, call_id):
+    """(the stored call, the reader's member id) for one of its two sides or an operator (who
+    reads any call: the evidence of a refund review); 404 for anyone else."""
+    member = handler.require_member()
+    member_id = str(member["_id"])
+    where = {"_id": call_id} if member.get("operator") else {
+        "_id": call_id, "$or": [{"host_id": member_id}, {"caller_id": member_id}]}
+    call = await handler.app.db.calls.find_one(where, {"rules": 0})
+    if call is None:  # a stranger learns nothing, not even that the call exists
+        raise ClientError(404, "no_such_call", "you took part in no call with this id")
+    return call, member_id
+
+
 class CallLogHandler(BaseHandler):
     async def get(self, call_id):
-        member = self.require_member()
-        member_id = str(member["_id"])
-        # Operators read any call's log: the evidence of a refund review.
-        where = {"_id": call_id} if member.get("operator") else {
-            "_id": call_id, "$or": [{"host_id": member_id}, {"caller_id": member_id}]}
-        call = await self.app.db.calls.find_one(where, {"rules": 0})
-        if call is None:  # a stranger learns nothing, not even that the call exists
-            raise ClientError(404, "no_such_call", "you took part in no call with this id")
+        call, member_id = await readable_call(self, call_id)
         self.send_json({"call": dict(summary(call, member_id), connected_s=call.get("connected_s", {}),
                                      log=call.get("log", []))})
 
@@ -62,13 +68,7 @@ class CallRecordHandler(BaseHandler):
     operators, once the call has ended: downloaded as a JSON file."""
 
     async def get(self, call_id):
-        member = self.require_member()
-        member_id = str(member["_id"])
-        where = {"_id": call_id} if member.get("operator") else {
-            "_id": call_id, "$or": [{"host_id": member_id}, {"caller_id": member_id}]}
-        call = await self.app.db.calls.find_one(where, {"rules": 0})
-        if call is None:
-            raise ClientError(404, "no_such_call", "you took part in no call with this id")
+        call, _ = await readable_call(self, call_id)
         if call.get("state") != "ended":
             raise ClientError(409, "call_not_ended", "a call's record is signed once the call has ended")
         keys = self.app.record_keys

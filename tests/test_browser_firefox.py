@@ -73,6 +73,18 @@ def start_firefox(tmp_path):
         running.quit()
 
 
+def sign_up(ff, system, name, email=None):
+    """Sign up in Firefox through the page's form; on the account page after."""
+    ff.navigate(system.url + "/signup")
+    ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+    ff.type("#signup-form [name=email]", email or f"{name.split()[0].lower()}-{time.monotonic_ns()}@example.com")
+    ff.type("#signup-form [name=display_name]", name)
+    ff.type("#signup-form [name=password]", PASSWORD)
+    ff.click("#signup-form button[type=submit]")
+    ff.wait_for("return location.pathname === '/account'", timeout_s=STEP_S, what="the account page")
+    ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+
+
 def ready(ff, url):
     """Open `url` and wait until the page is drawn and its live socket is open."""
     ff.navigate(url)
@@ -135,14 +147,7 @@ def test_a_firefox_caller_and_a_chromium_host_see_each_other_and_chat(browser, s
         open_live(host, system.url + "/")   # a new page: the member's shard now knows the tier
 
         # The caller signs up in Firefox and calls from the host's page.
-        ff.navigate(system.url + "/signup")
-        ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
-        ff.type("#signup-form [name=email]", f"felix-{time.monotonic_ns()}@example.com")
-        ff.type("#signup-form [name=display_name]", "Felix Firefox")
-        ff.type("#signup-form [name=password]", PASSWORD)
-        ff.click("#signup-form button[type=submit]")
-        ff.wait_for("return location.pathname === '/account'", timeout_s=STEP_S, what="the account page")
-        ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+        sign_up(ff, system, "Felix Firefox")
         ready(ff, f"{system.url}/m/{host_id}")
         ff.click("#call-button")
 
@@ -234,13 +239,7 @@ def test_a_firefox_caller_pays_a_chromium_host_through_paypal_tips_and_hangs_up(
     try:
         upgrade(system, host, host_id)
         open_live(host, system.url + "/")
-        ff.navigate(system.url + "/signup")
-        ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
-        ff.type("#signup-form [name=email]", f"fiona-{time.monotonic_ns()}@example.com")
-        ff.type("#signup-form [name=display_name]", "Fiona Firefox")
-        ff.type("#signup-form [name=password]", PASSWORD)
-        ff.click("#signup-form button[type=submit]")
-        ff.wait_for("return location.pathname === '/account'", timeout_s=STEP_S, what="the account page")
+        sign_up(ff, system, "Fiona Firefox")
         ready(ff, f"{system.url}/m/{host_id}")
         ff.click("#call-button")
         popup = host.locator("[data-incoming-call]")
@@ -299,14 +298,7 @@ def test_a_chromium_caller_pays_a_firefox_host(browser, system, start_firefox): 
     try:
         # The host signs up in Firefox, adds a payout email on the account page; an operator upgrades them.
         email = f"hugo-{time.monotonic_ns()}@example.com"
-        ff.navigate(system.url + "/signup")
-        ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
-        ff.type("#signup-form [name=email]", email)
-        ff.type("#signup-form [name=display_name]", "Hugo Firefox")
-        ff.type("#signup-form [name=password]", PASSWORD)
-        ff.click("#signup-form button[type=submit]")
-        ff.wait_for("return location.pathname === '/account'", timeout_s=STEP_S, what="the account page")
-        ff.attribute_is("body", "data-ready", "true", timeout_s=STEP_S)
+        sign_up(ff, system, "Hugo Firefox", email)
         ff.type("#profile-form [name=payout_email]", "hugo.payouts@example.com")
         ff.type("#profile-form [name=payout_password]", PASSWORD)
         ff.click("#profile-form button[type=submit]")
