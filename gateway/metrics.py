@@ -27,7 +27,7 @@ WATCHED_CAPTURE_STATES = ("pending", "booked", "refunding", "refund_refused")
 
 class GatewayMetrics:
     def __init__(self):
-        self.seen = {}   # gauge name -> the states it has shown, so a state now gone reads 0
+        self.seen = {}   # id(gauge) -> the states it has shown, so a state now gone reads 0
         r = self.registry = CollectorRegistry()
         self.pages = Gauge("interkanect_pages_open", "Websocket pages open on this gateway.", registry=r)
         self.members = Gauge("interkanect_members_online", "Members with a page open on this gateway.", registry=r)
@@ -88,7 +88,7 @@ class GatewayMetrics:
         rows = await (await collection.aggregate([{"$match": match}, {"$group": {"_id": field, "n": {"$sum": 1}}}]))\
             .to_list()
         counts = {str(row["_id"]): row["n"] for row in rows}
-        states = self.seen.setdefault(gauge._name, set())
+        states = self.seen.setdefault(id(gauge), set())
         states |= set(counts)
         for state in states:
             gauge.labels(state).set(counts.get(state, 0))

@@ -53,7 +53,7 @@ async def refund_event(app, event):
     if document is None:
         return False
     # Not awaited: PayPal wants its answer within seconds, and the sweep settles it anyway.
-    asyncio.ensure_future(app.refund_desk.settle(document["_id"], read_now=True))
+    app.refund_desk.settle_soon(document["_id"])
     return True
 
 
@@ -63,6 +63,13 @@ class RefundDesk:
     def __init__(self, hub):
         self.hub = hub
         self.address = None
+        self.pending = set()   # settle_soon's tasks, held so none is collected before it ends
+
+    def settle_soon(self, refund_id):
+        """Settle in the background, reading PENDING refunds from PayPal now (a webhook said one changed)."""
+        task = asyncio.ensure_future(self.settle(refund_id, read_now=True))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
     async def settle(self, refund_id, timeout_s=DECISION_WAIT_S, read_now=False):
         """Ask the refunds actor to move a decided request's money now (`read_now`: reading its
