@@ -5,13 +5,15 @@ While the database does not answer (a restart, a primary stepping down) their wo
 here, in arrival order, and is tried again every `DATABASE_RETRY_S`: nothing is dropped,
 and a call session hears `CallSaved` only once its change is really stored (it acts after).
 """
+import datetime
 import itertools
 import logging
 
 import pymongo
 from thespian.actors import Actor, WakeupMessage
 
-from actors.messages import CallLoaded, CallSaved, LoadCall, SaveCall, SendMail
+from actors import receipts
+from actors.messages import CallLoaded, CallSaved, LoadCall, MailCallRecord, SaveCall, SendMail
 from interkanect import mail
 from interkanect.db import object_id
 
@@ -126,11 +128,33 @@ class Mailer(WaitsForDatabase):
     """Sends mail to a member by id: over SMTP when configured, else into the outbox."""
 
     def accepts(self, message):
-        return isinstance(message, SendMail)
+        return isinstance(message, (SendMail, MailCallRecord))
 
     def do(self, message, sender):
+        if isinstance(message, MailCallRecord):
+            self.mail_call_record(message.call_id)
+            return
         member = self.db.members.find_one({"_id": object_id(message.member_id)})
         if member is None:
             log.warning("no member %s to mail %r to", message.member_id, message.subject)
             return
         mail.send_now(self.settings, self.db, member["email"], message.subject, message.body)
+
+    def mail_call_record(self, call_id):
+        """Both sides of an ended paid call get its record's head, once (a restored session
+        ending the call again finds the call in `record_mails` and mails nobody)."""
+        from actors import evidence  # here: cryptography stays out of the processes forked from ours
+        call = self.db.calls.find_one({"_id": call_id}, {"rules": 0})
+        if call is None or call.get("state") != "ended" or not call.get("payments"):
+            return
+        try:
+            self.db.record_mails.insert_one({"_id": call_id, "at": datetime.datetime.now(datetime.timezone.utc)})
+        except pymongo.errors.DuplicateKeyError:
+            return
+        links = evidence.chain(call)
+        for role, other in (("caller", "host"), ("host", "caller")):
+            member = self.db.members.find_one({"_id": object_id(call[role + "_id"])}, {"email": 1})
+            if member is not None:
+                mail.send_now(self.settings, self.db, member["email"], *receipts.call_record_mail(
+                    call[other + "_name"], call_id, role, links[-1]["hash"], len(links), call["ended_at"],
+                    self.settings.url))

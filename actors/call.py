@@ -15,6 +15,7 @@ pending at a time, and a log whose chatter past its cap is counted, not listed.
 import dataclasses
 import math
 
+from actors import quality
 from actors.negotiation import CALLER, HOST
 from actors.terms import FREE, Limits, Refused, Terms, dollars
 
@@ -168,6 +169,8 @@ class CallPolicy:
     tips_pending_per_call_max: int = 1
     tips_per_call_max: int = 50
     call_log_max_entries: int = 300
+    quality_interval_s: float = 5
+    quality_samples_max: int = 120
 
     @classmethod
     def of(cls, policy):
@@ -202,6 +205,8 @@ class Call:
     ended_by: str = None
     timers: dict = dataclasses.field(default_factory=dict)
     log: list = dataclasses.field(default_factory=list)
+    # Each side's connection quality over the call (actors/quality.py): never media or content.
+    quality: dict = dataclasses.field(default_factory=lambda: {HOST: [], CALLER: []})
 
     # Starting --------------------------------------------------------------------------
 
@@ -619,6 +624,15 @@ class Call:
             raise Refused("peer_away", "the other side is not connected; wait for them to come back")
         return [Relay(self.other(who), frame)]
 
+    def report_quality(self, who, connection, frame, now_s):
+        """A side's page measured its connection: kept in that side's timeline (no effects)."""
+        if connection != self.side(who).connection:
+            raise Refused("not_call_page", "another page of yours has the call now; reload to take it back")
+        if self.state not in MEDIA_STATES:
+            raise Refused("media_not_allowed", f"no media while the call is {self.state}")
+        quality.add(self.quality[who], quality.check(frame), now_s, self.policy.quality_interval_s,
+                    self.policy.quality_samples_max)
+
     # Views -----------------------------------------------------------------------------
 
     def last_round(self):
@@ -660,7 +674,9 @@ class Call:
                 "min_length_s": p.min_length_s, "max_length_s": p.max_length_s,
                 "free_tier_cap_s": int(p.free_tier_cap_s),
                 # A tip is bounded like a price: below it PayPal's fee would eat most of it.
-                "tip_min_cents": p.min_price_cents, "tip_max_cents": p.max_price_cents}
+                "tip_min_cents": p.min_price_cents, "tip_max_cents": p.max_price_cents,
+                # How often the page sends its connection's quality (a `quality` frame).
+                "quality_interval_ms": int(p.quality_interval_s * 1000)}
 
 
 def _ms(seconds):

@@ -18,7 +18,7 @@ def _when(seconds):
 
 def to_document(call, now_s):
     state = dataclasses.asdict(call)
-    for shown in ("rounds", "payments", "log"):  # stored once, at the top level
+    for shown in ("rounds", "payments", "log", "quality"):  # stored once, at the top level
         del state[shown]
     for who in ("host", "caller"):
         # The page's address stays valid while its gateway lives; keep it so a replacement
@@ -36,12 +36,15 @@ def to_document(call, now_s):
         "used_s": round(call.used_s + (now_s - call.clock_since_s if call.clock_running else 0), 3),
         "connected_s": {who: round(getattr(call, who).connected_time(now_s), 3) for who in ("host", "caller")},
         "log": call.log,
+        "quality": call.quality,
         "rules": state,
     }
 
 
 def from_document(document):
     state = dict(document["rules"], rounds=document["rounds"], payments=document["payments"], log=document["log"])
+    if "quality" in document:  # a call stored before quality timelines loads with empty ones
+        state["quality"] = document["quality"]
     for who in ("host", "caller"):
         side = dict(state[who])
         side["connection"] = pickle.loads(side["connection"])

@@ -35,7 +35,7 @@ from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, Call
                              CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, OrderApproved,
                              OrderCreated, PaymentCaptured, PaymentFailed, Push, RefundLateCapture, RelayLease,
                              RingPages, SaveCall, TipCaptured, TipFailed)
-from actors.messages import CallMissed, MemberBack, ShardsMoved, ToCall, ToMember
+from actors.messages import CallMissed, MailCallRecord, MemberBack, ShardsMoved, ToCall, ToMember
 from actors.shards import shard_index
 from actors.terms import Refused
 from actors.turn import ice_servers
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 FINISHED_LINGER_S = 2
 
 NEGOTIATION_FRAMES = {"propose", "pay", "renegotiate", "decline_terms"}
+# Quality samples (one per side every quality_interval_s) are stored once this many are new.
+QUALITY_UNSAVED_MAX = 6
 
 
 class CallSession:
@@ -59,6 +61,7 @@ class CallSession:
         self.finished = False
         self.loading_frames = []   # CallFrame or MemberBack that came while the call was loading
         self.relay = None          # (bridge, host's conn_id, caller's conn_id) of the relay lease granted
+        self.quality_unsaved = 0   # quality samples taken since the call was last stored
 
     # Messages --------------------------------------------------------------------------
 
@@ -219,6 +222,13 @@ class CallSession:
                 self.commit(call.tip(who, frame["amount_cents"], now_s))
             elif kind == "attach_call":
                 self.commit(call.attach(who, connection, now_s))
+            elif kind == "quality":
+                # Evidence, not a change anyone acts on: stored with the call's next change, or
+                # after a few samples, so a crash loses at most those (README, "Decisions").
+                call.report_quality(who, connection, frame, now_s)
+                self.quality_unsaved += 1
+                if self.quality_unsaved >= QUALITY_UNSAVED_MAX:
+                    self.commit([])
         except Refused as refused:
             self.refuse(connection, frame.get("id"), refused)
 
@@ -285,6 +295,7 @@ class CallSession:
         internal = (rules.OpenNegotiation, rules.CloseNegotiation, rules.StartTimer)
         now_s = time.time()
         self.version += 1
+        self.quality_unsaved = 0
         document = to_document(self.call, now_s)
         # For operators (and tests) looking for the processes that run the call.
         document["session_pid"], document["shard_pid"] = self.host.pids
@@ -326,6 +337,8 @@ class CallSession:
             self.finished = True
             for who in rules.SIDES:
                 self.tell_member(who, CallOver(call.call_id))
+            if call.payments:  # both sides get the record's head (once, however often it ends here)
+                self.host.send(self.services.mailer, MailCallRecord(call.call_id))
             # Linger: a frame already on its way (an accept racing the caller's hang-up) is
             # refused as too late instead of vanishing with this session.
             self.host.wake_after(FINISHED_LINGER_S, ("finished", 0))

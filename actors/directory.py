@@ -14,6 +14,7 @@ from thespian.actors import (Actor, ActorExitRequest, ActorSystemConventionUpdat
 
 from actors import convention, placement
 from actors.adapters import CallStore, Configured, Mailer
+from actors.followers import FollowersAdapter
 from actors.member_shard import MemberShard
 from actors.payouts import PAYOUTS_NAME, PayoutScheduler, StartPayouts
 from actors.refunds import REFUNDS_NAME, RefundsActor, StartRefunds
@@ -34,7 +35,7 @@ class Directory(Actor):
         super().__init__()
         self.settings = None
         self.services = None
-        self.adapters = None          # (store, mailer, payments)
+        self.adapters = None          # (store, mailer, payments, followers)
         self.shards = []              # index → address
         self.nodes = []               # member-hosting nodes present, in preference order (leader first)
         self.placement = {}           # shard index → node name
@@ -94,8 +95,8 @@ class Directory(Actor):
         # here, every shard and member forked after it would carry it (README, Performance).
         store, mailer = self.createActor(CallStore), self.createActor(Mailer)
         payments = self.createActor("actors.payments.PaymentsActor")
-        self.adapters = (store, mailer, payments)
-        for adapter in (store, mailer, payments):
+        self.adapters = (store, mailer, payments, self.createActor(FollowersAdapter))
+        for adapter in self.adapters:
             self.send(adapter, Configured(settings))
         self.send(self.createActor(PayoutScheduler, globalName=PAYOUTS_NAME), StartPayouts(settings, mailer))
         self.send(self.createActor(RefundsActor, globalName=REFUNDS_NAME), StartRefunds(settings, mailer))

@@ -65,7 +65,7 @@ def link(entry, prev):
 def facts(call):
     """What the record says of the call itself (the stored document's metadata, no log)."""
     keep = ("_id", "host_id", "host_name", "caller_id", "caller_name", "state", "end_reason", "created_at",
-            "answered_at", "ended_at", "rounds", "payments", "paid_s", "used_s")
+            "answered_at", "ended_at", "rounds", "payments", "paid_s", "used_s", "quality")
     shown = {name: call.get(name) for name in keep}
     shown["tips"] = [tip for tip in call.get("tips", []) if tip.get("state") == "captured"]
     return json.loads(canonical(shown))   # datetimes as ISO text, as the record carries them

@@ -19,7 +19,8 @@ from actors import limits, presence
 from actors.messages import (Attached, CallActive, CallFrame, CallJoined, CallMissed, CallOver, CallRefused,
                              CallRestore, CallStart, Close, ConnectionGone, Frame, Open, RingPages, RingRequest,
                              SendMail, ToCall, Unwatch, Watch)
-from actors.messages import MemberBack, ProfileChanged, RecoverCalls
+from actors.messages import (FollowedOnline, MailFollower, MemberBack, MemberCameOnline, MemberWentAway,
+                             ProfileChanged, RecoverCalls)
 from actors.terms import FREE
 
 
@@ -39,6 +40,7 @@ class Member:
         self.ringing_out = set()   # call_ids this member placed that nobody answered yet
         self.rings = limits.RingWindow(policy.rings_per_host_per_minute)
         self.missed_mails = limits.MissedCallMails(policy.missed_call_mail_interval_s)
+        self.told_followers = False  # the followers adapter knows this stay began: it hears of its end
 
     @property
     def member_id(self):
@@ -49,7 +51,10 @@ class Member:
     def on_event(self, event):
         if isinstance(event, Open):
             self.profile = event.profile
-            self.perform(self.rules.open((event.bridge, event.conn_id)))
+            effects = self.rules.open((event.bridge, event.conn_id))
+            self.perform(effects)
+            if self.rules.opens_seen == 1 and any(isinstance(e, presence.Welcome) for e in effects):
+                self.came_online()
         elif isinstance(event, Close):
             connection = (event.bridge, event.conn_id)
             for call in self.calls.values():
@@ -136,6 +141,8 @@ class Member:
                 self.shard.tell_call(self.calls[message.call_id], message.message)
         elif isinstance(message, RecoverCalls):
             self.recover(message.calls)
+        elif isinstance(message, FollowedOnline):
+            self.followed_online(message)
         elif isinstance(message, ProfileChanged):
             # Tier, payout email or name changed while pages are open: the next ring uses it
             # (a call already started keeps the terms' limits it rang with).
@@ -222,6 +229,30 @@ class Member:
         self.shard.forget_pushes(bridge)
         self.perform(self.rules.close_bridge(bridge))
 
+    # Followers -------------------------------------------------------------------------
+
+    def came_online(self):
+        """The first page of this stay in the shard (a refresh within the exit grace is not one):
+        with followers, the followers adapter decides whether that is news for them."""
+        followers = self.shard.services.followers
+        if followers is not None and self.profile.get("followers"):
+            self.told_followers = True
+            self.shard.send(followers, MemberCameOnline(self.member_id, self.profile.get("name", ""), time.time()))
+
+    def went_away(self):
+        followers = self.shard.services.followers
+        if followers is not None and (self.told_followers or self.profile.get("followers")):
+            self.shard.send(followers, MemberWentAway(self.member_id, time.time()))
+
+    def followed_online(self, message):
+        """A member this one follows is back: every open page shows it; with none open, a mail."""
+        frame = {"type": "followed_online", "member_id": message.member_id, "name": message.name}
+        for connection in self.rules.connections:
+            self.shard.push(connection, frame)
+        if not self.rules.connections:
+            self.shard.send(self.shard.services.followers,
+                            MailFollower(message.follower_id, message.member_id, message.name))
+
     # Effects ---------------------------------------------------------------------------
 
     def error(self, connection, request_id, code, message):
@@ -248,6 +279,7 @@ class Member:
                 shard.wakeupAfter(effect.delay_s, payload=("exit", rules.member_id, self.incarnation, effect.token))
             elif isinstance(effect, presence.RequestExit):
                 self.missed_mail_timer()  # missed calls held for a digest go now, not with this member
+                self.went_away()
                 shard.retire(rules.member_id)
 
 

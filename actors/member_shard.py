@@ -32,7 +32,7 @@ from actors.member import Member, missed_call_mail
 from actors.messages import (Batch, CallLoaded, CallMissed, CallRef, CallRefused, CallSaved, Heartbeat, LiveCalls, Open, Presence, Presences, ProfileChanged,
                              Push, RecoverCalls, Resync, RingRequest, SendMail, ShardsMoved, ShardStart, ToCall,
                              ToMember, Unwatch, Watch)
-from actors.messages import FindLiveCalls
+from actors.messages import FindLiveCalls, FollowedOnline, MailFollower, TellFollowers
 from actors.recovery import CallFinder
 from actors.shards import shard_index
 
@@ -103,6 +103,9 @@ class MemberShard(Actor):
             self.recover(message.calls)
         elif isinstance(message, ChildActorExited):
             self.call_exited(message.childAddress)
+        elif isinstance(message, TellFollowers):  # the followers adapter: one of ours is back
+            for follower_id in message.follower_ids:
+                self.to_member(follower_id, FollowedOnline(follower_id, message.member_id, message.name))
 
     def start(self, message):
         self.services, self.index = message.services, self.position(message)
@@ -237,6 +240,8 @@ class MemberShard(Actor):
         elif isinstance(message, RingRequest):
             self.to_member(message.caller["id"], CallRefused(message.call_id, message.connection, "offline",
                                                              "this member is offline; try again when their dot is green"))
+        elif isinstance(message, FollowedOnline):  # a follower with no page open here: mailed instead
+            self.send(self.services.followers, MailFollower(member_id, message.member_id, message.name))
         elif isinstance(message, CallMissed):  # the host went (or its shard restarted): nothing held to throttle by
             self.send(self.services.mailer, SendMail(member_id, *missed_call_mail(
                 (message.caller_name,), 0, self.services.settings.policy.ring_timeout_s)))

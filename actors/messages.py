@@ -34,6 +34,7 @@ class Services:
     store: Any
     mailer: Any
     payments: Any = None
+    followers: Any = None   # the followers adapter (actors/followers.py)
 
 
 @dataclasses.dataclass
@@ -77,7 +78,7 @@ class YouAre:
 @dataclasses.dataclass
 class Open:
     """A member's page opened a websocket (to the shard, which finds or creates the member).
-    `profile` is the member as the gateway read it: {"name", "tier", "can_charge"}."""
+    `profile` is the member as the gateway read it: {"name", "tier", "can_charge", "followers"}."""
     member_id: str
     conn_id: int
     bridge: Any
@@ -319,6 +320,13 @@ class SendMail:
     body: str
 
 
+@dataclasses.dataclass
+class MailCallRecord:
+    """Call session → mailer, when a paid call has ended (and is stored so): both sides get the
+    head of its record's hash chain (actors/evidence.py), once per call."""
+    call_id: str
+
+
 # Payments (call session <-> payments adapter; gateway -> call through ToCall).
 
 # `tip` is 0 for the payment of a round, else the number of the tip in the call.
@@ -443,3 +451,48 @@ class FindLiveCalls:
 @dataclasses.dataclass
 class LiveCalls:
     calls: Any              # [{"_id", "host_id", "caller_id"}], or None when the store did not answer
+
+
+# Followers (actors/followers.py, actors/follow_rules.py).
+
+@dataclasses.dataclass
+class MemberCameOnline:
+    """A member with followers → the followers adapter: their first page of a new stay in their
+    shard opened at `at_s`. The adapter answers the shard with `TellFollowers` if it is news."""
+    member_id: str
+    name: str
+    at_s: float
+
+
+@dataclasses.dataclass
+class MemberWentAway:
+    """A member with followers → the followers adapter: they left their shard (no page for the
+    exit grace) at `at_s`."""
+    member_id: str
+    at_s: float
+
+
+@dataclasses.dataclass
+class TellFollowers:
+    """Followers adapter → the member's shard: these followers are due a notice that the member
+    is online (claimed already: each is told once, on a page or by mail)."""
+    member_id: str
+    name: str
+    follower_ids: list
+
+
+@dataclasses.dataclass
+class FollowedOnline:
+    """To a follower, through their shard: show `followed_online` on your open pages, or, with
+    none open, have the followers adapter mail you (`MailFollower`)."""
+    follower_id: str
+    member_id: str
+    name: str
+
+
+@dataclasses.dataclass
+class MailFollower:
+    """A follower's shard → the followers adapter: they have no page open; mail them."""
+    follower_id: str
+    member_id: str
+    name: str

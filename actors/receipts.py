@@ -105,3 +105,20 @@ def late_capture_refund(host_name, call_id, capture_id, amount_cents, refund_id)
         f"PayPal refund:      {refund_id}", "",
         "PayPal shows the refund in your account within a few days.",
         "interKanect never asks for your password by email."]))
+
+
+def call_record_mail(other_name, call_id, role, head, entries, ended_at, base_url):
+    """To each side of a paid call that has ended: the head of its record's hash chain, so a
+    record shown later (by either side, to anyone) can be checked against what we sent then."""
+    with_whom = f"your call with {other_name}" if role == "caller" else f"{other_name}'s call to you"
+    return (f"The record of {with_whom}", "\n".join([
+        f"{with_whom[0].upper()}{with_whom[1:]} on interKanect ended {_when(ended_at)}.", "",
+        f"Call:         {call_id}",
+        f"Record head:  {head}",
+        f"Entries:      {entries} (the call's facts, then its log)", "",
+        "The record is the call's facts and log, each entry chained to the one before by its SHA-256",
+        "hash; this head is the last entry's. Download the record, signed by interKanect, from the",
+        f"call's page: {base_url}history/{call_id}",
+        "Its head must read as above (a later money event on the call, such as a refund, adds entries",
+        "and so a new head). `interkanect verify-record FILE` or the page's \"Check a record\" says",
+        "whether a record is intact and signed by us. Nothing of what was said or shown is in it."]))

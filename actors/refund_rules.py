@@ -84,6 +84,19 @@ def check_reason(reason):
     return _text(reason, "reason_required", "reason_too_long", "why you ask for a refund", REASON_MAX_CHARS)
 
 
+def check_moment(value, call):
+    """The moment of the call a refund request points at on the connection-quality chart, in
+    seconds after it was answered (None: none), within the call."""
+    if value is None:
+        return None
+    answered, ended = call.get("answered_at"), call.get("ended_at")
+    length_s = (ended - answered).total_seconds() if answered and ended else 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= length_s:
+        raise RefundRefused(400, "invalid_moment",
+                            f"the moment pointed at is a number of seconds into the call, from 0 to {length_s:.0f}")
+    return round(value, 1)
+
+
 def check_note(text):
     return _text(text, "note_required", "note_too_long", "what the note records", NOTE_MAX_CHARS)
 
@@ -212,9 +225,9 @@ def retry_delay_s(attempts, base_s):
 
 # Documents and views ------------------------------------------------------------------------------
 
-def new_request(request_id, call, reason, payments, now, review_business_days):
+def new_request(request_id, call, reason, payments, now, review_business_days, moment_s=None):
     items = plan(request_id, payments)
-    return dict({"_id": request_id, "call_id": call["_id"],
+    return dict({"_id": request_id, "call_id": call["_id"], "moment_s": moment_s,
                  "caller": {"id": call["caller_id"], "name": call["caller_name"]},
                  "host": {"id": call["host_id"], "name": call["host_name"]},
                  "state": OPEN, "decision": None, "reason": reason, "requested_at": now,
@@ -253,7 +266,8 @@ def _iso(value):
 
 def view(document, operator=False):
     shown = {"id": document["_id"], "call_id": document["call_id"], "state": view_state(document),
-             "reason": document["reason"], "requested_at": _iso(document["requested_at"]),
+             "reason": document["reason"], "moment_s": document.get("moment_s"),
+             "requested_at": _iso(document["requested_at"]),
              "deadline": _iso(document["deadline"]), "decided_at": _iso(document.get("decided_at")),
              "decision_note": document.get("decision_note"), "refund_cents": document["refund_cents"],
              "paid_cents": document["paid_cents"], "caller": document["caller"], "host": document["host"]}

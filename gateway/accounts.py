@@ -242,12 +242,14 @@ def public_profile(member):
 def actor_profile(member):
     """What the member's shard needs of them to ring and host (Open's and ProfileChanged's `profile`)."""
     public = public_profile(member)
-    return {"name": public["display_name"], "tier": public["tier"], "can_charge": public["can_charge"]}
+    return {"name": public["display_name"], "tier": public["tier"], "can_charge": public["can_charge"],
+            "followers": member.get("followers", 0)}  # with followers, their returns are told (actors/followers.py)
 
 
 def own_profile(member):
     return dict(public_profile(member), email=member["email"],
                 payout_email=member.get("payout_email", ""), operator=bool(member.get("operator")),
+                followers=max(0, member.get("followers", 0)),
                 subscription=subscription_view(member))
 
 

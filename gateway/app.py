@@ -11,7 +11,7 @@ import tornado.httpserver
 import tornado.web
 
 from actors import evidence
-from gateway import earnings, history, http, metrics, operators, payments, refunds, upgrade
+from gateway import earnings, follows, history, http, metrics, operators, payments, refunds, upgrade
 from gateway.accounts import Accounts, actor_profile
 from gateway.bridge import ActorBridge
 from gateway.hub import Hub
@@ -36,7 +36,8 @@ DATABASE_CHECK_S = 1.0
 
 
 def log_request(handler):
-    """Tornado's access log, minus the query string: a reset link's token must not be logged.
+    """Tornado's access log, minus the query string: a reset link's token must not be logged
+    (nor an unfollow link's, in its path).
     Behind a trusted proxy the client's address is logged, then the proxy's."""
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
@@ -46,7 +47,8 @@ def log_request(handler):
         client = client_address(request.remote_ip, request.headers.get_list("X-Forwarded-For"), networks)
         if client != request.remote_ip:
             who = f"{client} via {request.remote_ip}"
-    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, request.path, who,
+    path = "/unfollow/…" if request.path.startswith("/unfollow/") else request.path
+    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method, path, who,
                    1000.0 * request.request_time())
 
 
@@ -86,6 +88,7 @@ class Gateway:
         self.webhooks = WebhookVerifier(settings.paypal_webhook_id_in_use, emulator_host)
         self.refund_desk = refunds.RefundDesk(self.hub)
         self.upgrades = upgrade.Upgrades(settings, self.db, member_changed=self.member_changed)
+        self.follows = follows.Follows(self.db, self.member_changed)
         self.server = None
         self.session_watch = None
         self.database_watch = None
@@ -114,7 +117,9 @@ class Gateway:
             (r"/api/me", http.MeHandler, a),
             (r"/api/me/avatar", http.AvatarUploadHandler, a),
             (r"/api/members", http.MembersHandler, a),
-            (r"/api/members/" + MEMBER_ID, http.MemberHandler, a),
+            (r"/api/members/" + MEMBER_ID, follows.MemberHandler, a),
+            (r"/api/members/" + MEMBER_ID + "/follow", follows.FollowHandler, a),
+            (r"/unfollow/([A-Za-z0-9_-]{1,64})", follows.UnfollowLinkHandler, a),
             (r"/avatars/" + MEMBER_ID, http.AvatarHandler, a),
             (r"/paypal/return", payments.PayPalReturnHandler, a),
             (r"/paypal/webhook", payments.PayPalWebhookHandler, a),

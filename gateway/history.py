@@ -39,7 +39,7 @@ class CallsHandler(BaseHandler):
     async def get(self):
         member_id = str(self.require_member()["_id"])
         cursor = self.app.db.calls.find({"$or": [{"host_id": member_id}, {"caller_id": member_id}]},
-                                        {"rules": 0, "log": 0}).sort("created_at", -1).limit(LIST_LIMIT)
+                                        {"rules": 0, "log": 0, "quality": 0}).sort("created_at", -1).limit(LIST_LIMIT)
         self.send_json({"calls": [summary(call, member_id) async for call in cursor]})
 
 
@@ -60,7 +60,7 @@ class CallLogHandler(BaseHandler):
     async def get(self, call_id):
         call, member_id = await readable_call(self, call_id)
         self.send_json({"call": dict(summary(call, member_id), connected_s=call.get("connected_s", {}),
-                                     log=call.get("log", []))})
+                                     log=call.get("log", []), quality=call.get("quality"))})
 
 
 class CallRecordHandler(BaseHandler):

@@ -14,7 +14,7 @@ import tornado.web
 
 from actors import fees
 from actors.terms import Refused, dollars
-from gateway.accounts import ClientError, own_profile, public_profile
+from gateway.accounts import ClientError, own_profile
 from gateway.throttle import client_address, trusted_networks
 from interkanect.paypal_mode import paypal_mode
 
@@ -244,12 +244,7 @@ class MembersHandler(BaseHandler):
         self.send_json({"members": members})
 
 
-class MemberHandler(BaseHandler):
-    async def get(self, member_id):
-        member = await self.app.accounts.member(member_id)
-        if member is None:
-            raise ClientError(404, "no_such_member", "no member has this id")
-        self.send_json({"member": public_profile(member)})
+# GET /api/members/<id> (the profile with its followers) is gateway/follows.py's MemberHandler.
 
 
 # Headers a proxy adds for the client behind it: their presence means the caller is not this machine.

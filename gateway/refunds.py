@@ -125,15 +125,16 @@ class CallRefundHandler(RefundHandler):
         member = self.require_member()
         body = self.json_body()
         db, policy, now = self.app.db, self.app.settings.policy, _now()
-        call = await db.calls.find_one({"_id": call_id}, {"rules": 0, "log": 0})
+        call = await db.calls.find_one({"_id": call_id}, {"rules": 0, "log": 0, "quality": 0})
         refund_rules.check_caller(call, str(member["_id"]))
         reason = refund_rules.check_reason(body.get("reason"))
         if await db.refund_requests.find_one({"call_id": call_id}, {"_id": 1}):
             raise ClientError(409, "refund_already_requested", "a refund of this call was asked already")
         payments = await self.call_payments(call_id)
         refund_rules.check_eligible(call, payments, now, policy.refund_window_s)
+        moment_s = refund_rules.check_moment(body.get("moment_s"), call)
         document = refund_rules.new_request(str(ObjectId()), call, reason, payments, now,
-                                            policy.refund_review_business_days)
+                                            policy.refund_review_business_days, moment_s)
         try:
             await db.refund_requests.insert_one(document)
         except pymongo.errors.DuplicateKeyError:  # two requests at once: the first one stands

@@ -67,6 +67,11 @@ class Policy:
     # A call's stored log keeps this many entries; past it, joins, drops, proposals and tip
     # requests are counted in one summary entry (money and state changes are always kept).
     call_log_max_entries: int = 300
+    # Connection quality as evidence (actors/quality.py): each call page sends a summary of its
+    # connection's statistics this often; a side's timeline keeps at most this many samples,
+    # then neighbours are merged (worst of each pair), so a call of any length stays bounded.
+    quality_interval_s: float = 5
+    quality_samples_max: int = 120
     # Terms: a price is 0 (free) or within these bounds; below the minimum PayPal's fee
     # (3.49% + $0.49) would eat most of it.
     min_price_cents: int = 200
@@ -120,6 +125,13 @@ class Policy:
     reset_requests_per_email: int = 3
     # An avatar's width × height: a small file can claim a picture too big to decode.
     avatar_max_pixels: int = 4096 * 4096
+    # Followers (actors/follow_rules.py). A member's return is announced to their followers only
+    # after they were away (no page open, past member_exit_grace_s) this long: an hour, so a
+    # closed laptop over lunch or a dropped connection is not news, a morning's return is.
+    follow_away_s: float = 3600
+    # At most one notice (page or mail) per member per follower in this interval: a member who
+    # comes and goes all day is announced once a day, as the issue asks.
+    follow_notice_interval_s: float = 24 * 3600
 
 
 @dataclasses.dataclass(frozen=True)

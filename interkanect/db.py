@@ -15,6 +15,10 @@ INDEXES = {
     # By state: a node's recovery looks up the live calls of the shards it restarts.
     "calls": [([("host_id", 1), ("created_at", -1)], {}), ([("caller_id", 1), ("created_at", -1)], {}),
               ([("state", 1)], {})],
+    # One follow per follower and member (gateway/follows.py); a member's followers are read
+    # when they come back (actors/followers.py); a mail's one-click unfollow link finds its follow.
+    "follows": [([("follower", 1), ("member", 1)], {"unique": True}), ([("member", 1)], {}),
+                ([("unfollow_token", 1)], {"unique": True})],
 }
 
 CLIENT_OPTIONS = {"serverSelectionTimeoutMS": 5000, "tz_aware": True}

@@ -50,6 +50,10 @@ def mails_to(handler, address):
     return [message for recipients, message in money_mails(handler) if address in recipients]
 
 
+def record_mails(handler):
+    return [message for _, message in money_mails(handler) if message["Subject"].startswith("The record of")]
+
+
 def body_of(message):
     return message.get_payload(decode=True).decode()
 
@@ -83,9 +87,20 @@ def test_each_capture_mails_one_receipt_and_one_earnings_notice(system_with, smt
         await call.host_page.request("hang_up", call_id=call.id)
         await call.caller_page.expect("call_state", state="ended")
 
+        # The call over, each side gets the head of its record: the downloaded record's own head.
+        await until(lambda: len(record_mails(handler)) == 2, what="the record's head to both sides")
+        head = (await call.caller.request("GET", f"/api/calls/{call.id}/record")).json()["head"]
+        for address, subject in ((call.caller.email, "The record of your call with Mona Host"),
+                                 (call.host.email, "The record of Carl Caller's call to you")):
+            [mailed] = [m for m in mails_to(handler, address) if m in record_mails(handler)]
+            assert mailed["Subject"] == subject
+            assert f"Record head:  {head}" in body_of(mailed) and f"/history/{call.id}" in body_of(mailed)
+
         assert system.db.ledger.count_documents({"call_id": call.id}) == 2
         assert system.db.money_mails.count_documents({}) == 4 and system.db.outbox.count_documents({}) == 0
-        payment_receipt, tip_receipt = sorted(mails_to(handler, call.caller.email), key=lambda m: "tip" in m["Subject"])
+        payment_receipt, tip_receipt = sorted([m for m in mails_to(handler, call.caller.email)
+                                               if m not in record_mails(handler)],
+                                              key=lambda m: "tip" in m["Subject"])
         assert payment_receipt["Subject"] == "Receipt: $15.00 for your call with Mona Host"
         text = body_of(payment_receipt)
         for shown in (call.id, "10 minutes for $15.00", terms["fingerprint"], "$15.00 USD", "24 hours after the call"):
@@ -94,7 +109,9 @@ def test_each_capture_mails_one_receipt_and_one_earnings_notice(system_with, smt
         assert tip_receipt["Subject"] == "Receipt: your $5.00 tip to Mona Host"
         assert "not refunded" in body_of(tip_receipt)
 
-        payment_notice, tip_notice = sorted(mails_to(handler, call.host.email), key=lambda m: "$4.34" in m["Subject"])
+        payment_notice, tip_notice = sorted([m for m in mails_to(handler, call.host.email)
+                                             if m not in record_mails(handler)],
+                                            key=lambda m: "$4.34" in m["Subject"])
         assert payment_notice["Subject"] == "You earned $13.99 from Carl Caller"
         text = body_of(payment_notice)
         for shown in ("Paid:               $15.00", "PayPal fee:         $1.01", "Your earnings:      $13.99",

@@ -58,6 +58,7 @@ function isJson(response) {
 export const get = (path, options) => call("GET", path, options);
 export const post = (path, json) => call("POST", path, { json });
 export const patch = (path, json) => call("PATCH", path, { json });
+export const del = (path) => call("DELETE", path);
 export const putBytes = (path, blob) => call("PUT", path, { body: blob, contentType: blob.type });
 
 /** The logged-in member's own profile, or null for a visitor. */

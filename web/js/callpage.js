@@ -11,6 +11,7 @@ import { FormError, handleForm } from "./forms.js";
 import { FrameError } from "./live.js";
 import { pageReady } from "./page.js";
 import { PayPalCheckout } from "./paypal.js";
+import { QualityReporter } from "./quality.js";
 import { Readiness } from "./readiness.js";
 import { RoomLog } from "./roomlog.js";
 import { PeerLink } from "./rtc.js";
@@ -108,6 +109,10 @@ export class CallPage {
       },
       onSecured: (descriptions) => this.checkWords.secured(descriptions),
     });
+    // Connection quality as evidence for the call's log (a refusal is a race: ignored like any
+    // answer to a frame this page did not wait for).
+    this.quality = new QualityReporter(this.link,
+      (fields) => this.live.send({ type: "quality", call_id: this.callId, ...fields }));
   }
 
   /**
@@ -156,6 +161,7 @@ export class CallPage {
     this.tips.onState(state);   // a tip never touches the media
     this.link.role = state.role;
     this.syncMedia(state);
+    this.quality.follow(state);
     if (state.state === "ended") this.finish();
     this.markReady();
   }
@@ -201,6 +207,7 @@ export class CallPage {
   }
 
   finish() {
+    this.quality.stop();
     this.link.close();
     this.chat.end();
     this.checkWords.end();

@@ -6,6 +6,7 @@ import { LiveConnection } from "./live.js";
 import { sentence } from "./forms.js";
 import { PresenceBoard } from "./presence.js";
 import { IncomingCalls, offerNotifications } from "./incoming.js";
+import { showFollowedOnline } from "./following.js";
 
 const LIVE_STATE_WORDS = {
   connecting: "Connecting…", open: "Live", closed: "Reconnecting…", ended: "Offline",
@@ -132,6 +133,7 @@ export async function startPage({ memberOnly = false, onSessionEnded = goToLogin
   drawNav(me, live);
   if (live) {
     new IncomingCalls({ me, live });
+    showFollowedOnline(live);
     if (askNotifications) offerNotifications();
   }
   return { me, live, presence: live ? new PresenceBoard(live) : null };

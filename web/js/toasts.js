@@ -7,10 +7,9 @@ import { el } from "./dom.js";
 const SHOW_MS = 15_000;
 const RECHECK_MS = 2_000;
 
-/** Show `words` as a toast; `dataset` marks it (for styling and tests). Returns its element. */
+/** Show `words` (text or nodes) as a toast; `dataset` marks it (for styling and tests). Returns its element. */
 export function toast(words, { kind = "info", dataset = {} } = {}) {
-  const region = document.getElementById("toasts");
-  if (!region) return null;
+  const region = toastRegion();
   const close = el("button", { type: "button", class: "toast__close", "aria-label": "Dismiss" });
   close.append(el("span", { "aria-hidden": "true" }, "×"));
   const note = el("div", { class: `toast toast--${kind}`, dataset }, el("p", { class: "toast__text" }, words), close);
@@ -23,4 +22,14 @@ export function toast(words, { kind = "info", dataset = {} } = {}) {
   };
   setTimeout(expire, SHOW_MS);
   return note;
+}
+
+/** The page's toast region: the call page has it in its HTML; any other page gets one here
+ * (made early, at the page's start, a screen reader reads what comes into it). */
+export function toastRegion() {
+  const existing = document.getElementById("toasts");
+  if (existing) return existing;
+  const region = el("div", { id: "toasts", class: "toasts", role: "status", "aria-live": "polite" });
+  document.body.append(region);
+  return region;
 }

@@ -3,6 +3,7 @@
 
 import * as api from "../api.js";
 import { avatar } from "../avatar.js";
+import { followersText } from "../following.js";
 import { FormError, handleForm, showStatus } from "../forms.js";
 import { pageReady, runPage, startPage } from "../page.js";
 
@@ -151,6 +152,7 @@ async function bindUpgrade(state) {
 function showMember(member, avatarVersion = "") {
   document.getElementById("account-email").textContent = member.email;
   document.getElementById("public-profile-link").href = `/m/${member.id}`;
+  document.getElementById("account-followers").textContent = followersText(member.followers || 0);
   document.getElementById("avatar-preview").replaceChildren(avatar(member, "large", avatarVersion));
   showPlan(member);
 }

@@ -8,6 +8,7 @@ import { el } from "../dom.js";
 import { FormError, handleForm, sentence } from "../forms.js";
 import { moneyText } from "../money.js";
 import { pageReady, runPage, startPage } from "../page.js";
+import { clockText, qualityChart } from "../qualitychart.js";
 import { STATE_NAMES, standingWords } from "../refunds.js";
 import { termsText } from "../terms.js";
 import { timeElement, viewerZone } from "../times.js";
@@ -71,6 +72,9 @@ function showRefund(refund, role) {
   }
   lines.push(el("p", { class: "refund-reason" }, el("strong", {}, role === "caller" ? "Your reason: " : "Reason given: "),
     refund.reason));
+  if (refund.moment_s !== null && refund.moment_s !== undefined) {
+    lines.push(el("p", { id: "refund-moment" }, `Points at ${clockText(refund.moment_s)} on the connection chart.`));
+  }
   if (refund.decision_note) {
     lines.push(el("p", { id: "refund-decision-note" }, el("strong", {}, "Operator's note: "), refund.decision_note));
   }
@@ -79,20 +83,51 @@ function showRefund(refund, role) {
   document.getElementById("refund").hidden = false;
 }
 
-function offerRefundForm(call) {
+// "3:05" (or "185") → 185 seconds; "" → null.
+function momentSeconds(text) {
+  const words = (text || "").trim();
+  if (!words) return null;
+  const match = /^(?:(\d+):)?(\d+)$/.exec(words);
+  if (!match || (match[1] !== undefined && Number(match[2]) > 59)) {
+    throw new FormError("moment_format", "write the moment as minutes and seconds, like 3:05", "moment");
+  }
+  return Number(match[1] || 0) * 60 + Number(match[2]);
+}
+
+function offerRefundForm(call, names) {
   const form = document.getElementById("refund-form");
   const status = document.getElementById("refund-status");
   status.replaceChildren(el("p", {}, `You paid ${moneyText(call.paid_cents)} for this call.`));
   form.hidden = false;
   document.getElementById("refund").hidden = false;
-  handleForm(form, async ({ reason }) => {
-    const refund = await api.post(`/api/calls/${call.id}/refund`, { reason });
+  const moment = document.getElementById("moment");
+  if (hasQuality(call)) {
+    document.getElementById("moment-field").hidden = false;
+    // Clicking the chart writes the moment; the chart then marks it.
+    const pick = (seconds) => {
+      moment.value = clockText(seconds);
+      showQuality(call, names, { moment: seconds, onPick: pick });
+    };
+    showQuality(call, names, { onPick: pick });
+  }
+  handleForm(form, async ({ reason, moment: momentText }) => {
+    const refund = await api.post(`/api/calls/${call.id}/refund`, { reason, moment_s: momentSeconds(momentText) });
     showRefund(refund, "caller");
+    showQuality(call, names, { moment: refund.moment_s });
     status.focus();
-  }, { reason_required: "reason", reason_too_long: "reason" });
+  }, { reason_required: "reason", reason_too_long: "reason", invalid_moment: "moment" });
 }
 
-async function showRefundSection(call) {
+function hasQuality(call) {
+  return Boolean(call.quality && (call.quality.host.length || call.quality.caller.length));
+}
+
+function showQuality(call, names, options = {}) {
+  document.getElementById("quality-chart").replaceChildren(qualityChart(call, names, options));
+  document.getElementById("quality").hidden = !call.answered_at;
+}
+
+async function showRefundSection(call, names) {
   if (call.state !== "ended") return;
   let refund;
   try {
@@ -105,8 +140,12 @@ async function showRefundSection(call) {
     document.getElementById("refund").hidden = false;
     return;
   }
-  if (refund) showRefund(refund, call.role);
-  else if (call.role === "caller" && call.paid_cents > 0) offerRefundForm(call);
+  if (refund) {
+    showRefund(refund, call.role);
+    if (refund.moment_s !== null && refund.moment_s !== undefined) showQuality(call, names, { moment: refund.moment_s });
+  } else if (call.role === "caller" && call.paid_cents > 0) {
+    offerRefundForm(call, names);
+  }
 }
 
 // One call ----------------------------------------------------------------------------------
@@ -131,7 +170,8 @@ async function showCall(me, callId) {
     : `You hosted; ${call.with.name} called. Times are in your time zone (${viewerZone()}).`;
   document.getElementById("detail-facts").replaceChildren(factsList(call, names));
   document.getElementById("call-log").replaceChildren(logList(call, names));
-  await showRefundSection(call);
+  showQuality(call, names);
+  await showRefundSection(call, names);
   showRecordSection(call);
   detail.hidden = false;
 }

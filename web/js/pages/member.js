@@ -4,6 +4,7 @@ import * as api from "../api.js";
 import { avatar } from "../avatar.js";
 import { el } from "../dom.js";
 import { sentence } from "../forms.js";
+import { bindFollowButton } from "../following.js";
 import { openCallHere } from "../handoff.js";
 import { pageReady, runPage, startPage } from "../page.js";
 import { statusDot, statusText } from "../presence.js";
@@ -106,6 +107,7 @@ async function main() {
   showProfile(member);
   showStatus(member, page);
   bindCallButton(member, page);
+  bindFollowButton(member, page);
   document.getElementById("member-profile").hidden = false;
   pageReady();
 }

@@ -4,6 +4,7 @@
 
 import * as api from "../api.js";
 import { factsList, logList, namesOf } from "../calllog.js";
+import { clockText, qualityChart } from "../qualitychart.js";
 import { el } from "../dom.js";
 import { handleForm, sentence } from "../forms.js";
 import { moneyText } from "../money.js";
@@ -53,7 +54,13 @@ function logPanel(refund) {
     }
     const call = calls.get(refund.call_id);
     const names = namesOf(call, "");
-    panel.replaceChildren(factsList(call, names), el("h4", {}, "Log"), logList(call, names));
+    const moment = refund.moment_s ?? null;
+    panel.replaceChildren(factsList(call, names),
+      el("h4", {}, "Connection quality"),
+      moment !== null ? el("p", { class: "refund-moment" },
+        `The caller points at ${clockText(moment)} (marked on the chart).`) : null,
+      qualityChart(call, names, { moment }),
+      el("h4", {}, "Log"), logList(call, names));
     panel.hidden = false;
   };
   button.addEventListener("click", async () => {
