@@ -10,6 +10,9 @@ function swapIn(html) {
   const main = next.getElementById("main");
   if (!main) throw new Error("the call page has no #main");
   document.getElementById("main").replaceWith(document.importNode(main, true));
+  // The call page brings its own toast region: the one this page made (toasts.js) goes.
+  const regions = document.querySelectorAll("#toasts");
+  if (regions.length > 1) [...regions].filter((region) => !region.closest("#main")).forEach((region) => region.remove());
   const skip = next.querySelector(".skip-link");
   if (skip) document.querySelector(".skip-link")?.replaceWith(document.importNode(skip, true));
   document.body.className = next.body.className;
