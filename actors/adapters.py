@@ -10,10 +10,11 @@ import itertools
 import logging
 
 import pymongo
+from bson import Binary
 from thespian.actors import Actor, WakeupMessage
 
 from actors import receipts
-from actors.messages import CallLoaded, CallSaved, LoadCall, MailCallRecord, SaveCall, SendMail
+from actors.messages import CallLoaded, CallSaved, LoadCall, MailCallRecord, SaveCall, SavePlacement, SendMail
 from interkanect import mail
 from interkanect.db import object_id
 
@@ -97,22 +98,40 @@ class CallStore(WaitsForDatabase):
     """Writes call documents (newest version wins) and reads them back for a restart."""
 
     def accepts(self, message):
-        return isinstance(message, (SaveCall, LoadCall))
+        return isinstance(message, (SaveCall, LoadCall, SavePlacement))
 
     def key(self, message, sender):
         if isinstance(message, SaveCall):  # one session's versions only grow: keep its newest
             return ("save", message.call_id, str(sender))
+        if isinstance(message, SavePlacement):  # only the latest placement matters
+            return "placement"
         return next(self.keys)
 
     def newer(self, message, kept):
+        if isinstance(message, SavePlacement):
+            return True  # the directory sends its placements in order
         return message.version > kept.version
 
     def do(self, message, sender):
-        if isinstance(message, SaveCall):
+        if isinstance(message, SavePlacement):
+            self.save_placement(message)
+        elif isinstance(message, SaveCall):
             self.save(message)
             self.send(sender, CallSaved(message.call_id, message.version))
         else:
             self.send(sender, CallLoaded(message.call_id, self.db.calls.find_one({"_id": message.call_id})))
+
+    def save_placement(self, message):
+        """The shards' addresses and nodes (actors/leadership.py), unless a directory under a
+        newer lease stored its own."""
+        fields = {"token": message.token or 0, "shards": [Binary(address) for address in message.shards],
+                  "placement": message.placement, "leader": message.leader,
+                  "at": datetime.datetime.now(datetime.timezone.utc)}
+        try:
+            self.db.deployment.update_one({"_id": "placement", "token": {"$lte": fields["token"]}}, {"$set": fields},
+                                          upsert=True)
+        except pymongo.errors.DuplicateKeyError:
+            log.warning("a directory under a newer lease placed the shards; this placement is not stored")
 
     def save(self, message):
         document = dict(message.document, version=message.version)

@@ -35,7 +35,7 @@ from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, Call
                              CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, OrderApproved,
                              OrderCreated, PaymentCaptured, PaymentFailed, Push, RefundLateCapture, RelayLease,
                              RingPages, SaveCall, TipCaptured, TipFailed)
-from actors.messages import CallMissed, MailCallRecord, MemberBack, ShardsMoved, ToCall, ToMember
+from actors.messages import Adopted, CallMissed, MailCallRecord, MemberBack, ShardsMoved, ToCall, ToMember
 from actors.shards import shard_index
 from actors.terms import Refused
 from actors.turn import ice_servers
@@ -62,6 +62,7 @@ class CallSession:
         self.loading_frames = []   # CallFrame or MemberBack that came while the call was loading
         self.relay = None          # (bridge, host's conn_id, caller's conn_id) of the relay lease granted
         self.quality_unsaved = 0   # quality samples taken since the call was last stored
+        self.loading_id = None     # the call being read from the store (a restore)
 
     # Messages --------------------------------------------------------------------------
 
@@ -77,12 +78,15 @@ class CallSession:
             self.start(message, now_s)
         elif isinstance(message, CallRestore):
             self.services = message.services
+            self.loading_id = message.call_id
             self.host.send(self.services.store, LoadCall(message.call_id))
         elif isinstance(message, CallLoaded):
             self.restore(message, now_s)
         elif isinstance(message, ShardsMoved):
             if self.services is not None:
                 self.services.shards = message.addresses
+        elif isinstance(message, Adopted):
+            self.services_moved()
         elif self.call is None:
             if isinstance(message, (CallFrame, MemberBack)):
                 self.loading_frames.append(message)  # a re-attach racing the restore: after it
@@ -117,6 +121,23 @@ class CallSession:
             self.commit(self.call.payment_captured(message.round, message.payment, now_s))
         elif isinstance(message, PaymentFailed):
             self.commit(self.call.payment_failed(message.round, message.reason, now_s))
+
+    def services_moved(self):
+        """The leader was lost and a new directory gave our shard new adapters (it updated the
+        services object we share): what the old ones had not answered is asked again. Storing
+        and creating an order are idempotent (a version; PayPal-Request-Id per call and round)."""
+        call = self.call
+        if call is None:
+            if self.loading_id is not None:
+                self.host.send(self.services.store, LoadCall(self.loading_id))
+            return
+        if self.queued:
+            self.commit([])  # a newer version: its CallSaved releases every effect still waiting
+        if (call.state == rules.AWAITING_PAYMENT and call.order is None and call.pending is not None
+                and self.services.payments is not None):
+            self.host.send(self.services.payments, CreateOrder(
+                call.call_id, call.pending.round, call.host.member_id, call.caller.member_id,
+                call.pending.price_cents, terms=call.pending.view(call.call_id)))
 
     def timer(self, payload):
         """A timer this session armed (host.wake_after) went off."""

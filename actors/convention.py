@@ -46,12 +46,14 @@ def parse_join(join):
     return host, int(port)
 
 
-def capabilities(settings):
-    """The capabilities this node's actor system starts with."""
+def capabilities(settings, leader=None):
+    """The capabilities this node's actor system starts with: leading, or joining `leader`
+    ((host, admin port): the lease's holder, actors/leadership.py), or `--join`'s address."""
+    leader = leader or (parse_join(settings.join) if settings.join else None)
     caps = {"Admin Port": settings.admin_port, NODE: node_name(settings), MEMBERS: bool(settings.hosts_members),
-            LEADER: not settings.join}
-    if settings.join:
-        caps[CONVENTION_ADDRESS] = parse_join(settings.join)
+            LEADER: leader is None}
+    if leader is not None:
+        caps[CONVENTION_ADDRESS] = tuple(leader)
     return caps
 
 

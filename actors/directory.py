@@ -7,23 +7,26 @@ lost with its node starts again on a survivor and brings its members' live calls
 the store; everyone is told the shards' new addresses.
 """
 import logging
+import pickle
 import time
 
+from thespian.system.addressManager import CannotPickleAddress
 from thespian.actors import (Actor, ActorExitRequest, ActorSystemConventionUpdate, ChildActorExited, DeadEnvelope,
                              WakeupMessage)
 
-from actors import convention, placement
+from actors import convention, leadership, placement
 from actors.adapters import CallStore, Configured, Mailer
 from actors.followers import FollowersAdapter
 from actors.member_shard import MemberShard
 from actors.payouts import PAYOUTS_NAME, PayoutScheduler, StartPayouts
 from actors.refunds import REFUNDS_NAME, RefundsActor, StartRefunds
-from actors.messages import (BridgeRef, Configure, GetShards, Ping, Pong, Services, Shards, ShardStart, ShardsMoved,
-                             WhoAmI, YouAre)
+from actors.messages import (Adopted, BridgeRef, Configure, GetShards, Ping, Pong, SavePlacement, Services, Shards,
+                             ShardStart, ShardsMoved, WhoAmI, YouAre)
 
 log = logging.getLogger(__name__)
 
 DIRECTORY_NAME = "interkanect-directory"
+PLACEMENT_RETRY_S = 0.2
 
 
 class Directory(Actor):
@@ -43,11 +46,15 @@ class Directory(Actor):
         self.orphans = {}             # node name → shards it held when declared lost
         self.stopping = False
         self.bridges = {}             # BridgeRef → time it last asked for the shards (each heartbeat)
+        self.token = None             # the leader's lease this directory runs under (actors/leadership.py)
+        self.adopting = False         # taking over a lost leader's shards: nodes are still joining us
+        self.lost_leaders = set()     # the nodes whose lead we took: gone, whatever the convention says
 
     def receiveMessage(self, message, sender):
         if isinstance(message, Configure):
             if self.settings is None:
-                self.configure(message.settings)
+                self.token = message.token
+                self.configure(message.settings, message.takeover)
             if self.shards:
                 self.send(sender, self.shard_list(0))
             else:
@@ -64,6 +71,10 @@ class Directory(Actor):
             self.convention_changed(message)
         elif isinstance(message, WakeupMessage) and message.payload == "place" and not self.shards:
             self.place(waited=True)
+        elif isinstance(message, WakeupMessage) and message.payload == "adopt" and self.adopting:
+            self.adopt()
+        elif isinstance(message, WakeupMessage) and message.payload == "save_placement":
+            self.save_placement()
         elif isinstance(message, ActorExitRequest):
             self.stopping = True  # the node shuts down: its shards exit too; none start again
         elif isinstance(message, ChildActorExited) and message.childAddress in self.shards and not self.stopping:
@@ -89,7 +100,7 @@ class Directory(Actor):
     def shard_list(self, req_id):
         return Shards(req_id, list(self.shards), self.settings.policy.bridge_heartbeat_s if self.settings else 0)
 
-    def configure(self, settings):
+    def configure(self, settings, takeover=None):
         self.settings = settings
         # By name, so the PayPal SDK is imported in the payments actor's process only: imported
         # here, every shard and member forked after it would carry it (README, Performance).
@@ -98,15 +109,62 @@ class Directory(Actor):
         self.adapters = (store, mailer, payments, self.createActor(FollowersAdapter))
         for adapter in self.adapters:
             self.send(adapter, Configured(settings))
-        self.send(self.createActor(PayoutScheduler, globalName=PAYOUTS_NAME), StartPayouts(settings, mailer))
-        self.send(self.createActor(RefundsActor, globalName=REFUNDS_NAME), StartRefunds(settings, mailer))
+        self.send(self.createActor(PayoutScheduler, globalName=leadership.global_name(PAYOUTS_NAME, self.token)),
+                  StartPayouts(settings, mailer, self.token))
+        self.send(self.createActor(RefundsActor, globalName=leadership.global_name(REFUNDS_NAME, self.token)),
+                  StartRefunds(settings, mailer, self.token))
         if settings.hosts_members:
             self.nodes.append(convention.node_name(settings))
         # The leader tells us of every node already in the convention, then of each change.
         self.notifyOnSystemRegistrationChanges(True)
         self.handleDeadLetters(True)  # see DeadEnvelope in receiveMessage
+        if takeover and takeover.get("shards"):
+            self.take_over(takeover)
+            return
         self.wakeupAfter(settings.policy.node_wait_s, payload="place")
         self.place()
+
+    def take_over(self, stored):
+        """The leader was lost and this node took its lease: the shards it placed are ours now.
+        The surviving nodes join us within a lease renewal; after a lease period, the shards on
+        nodes still missing start again elsewhere and the others are adopted (new adapters)."""
+        self.shards = [pickle.loads(address) for address in stored["shards"]]
+        self.placement = {int(index): node for index, node in stored["placement"].items()}
+        self.services = Services(self.settings, list(self.shards), *self.adapters)
+        self.adopting = True
+        # The leaders we replace (the one that placed these shards, the lease's last holder):
+        # gone, even if our admin's books, from when it followed them, still list them.
+        self.lost_leaders = {stored.get("leader"), stored.get("lost_node")} - {None, convention.node_name(self.settings)}
+        self.nodes = [node for node in self.nodes if node not in self.lost_leaders]
+        log.warning("taking over %d member shards of the lost leader (lease token %s)", len(self.shards), self.token)
+        self.wakeupAfter(self.settings.policy.leader_lease_s, payload="adopt")
+
+    def adopt(self):
+        self.adopting = False
+        lost = {node for node in self.placement.values() if node not in self.nodes}
+        survivors = [index for index, node in self.placement.items() if node in self.nodes]
+        for index in survivors:
+            self.send(self.shards[index], Adopted(self.services, self.myAddress, self.token))
+        for node in lost:
+            log.warning("actor node %s did not come back with the new leader; its member shards start elsewhere", node)
+            self.restart_shards(placement.rehome(self.placement, node, self.nodes), recovered=True)
+        if not lost:
+            self.save_placement()
+        for waiting in self.awaiting:
+            self.send(waiting, self.shard_list(0))
+        self.awaiting.clear()
+
+    def save_placement(self):
+        """Where the shards are, for a node that may take over from this one. A shard just
+        asked for has only a local address until Thespian has made it: stored a moment later."""
+        try:
+            shards = [pickle.dumps(shard) for shard in self.shards]
+        except CannotPickleAddress:
+            self.wakeupAfter(PLACEMENT_RETRY_S, payload="save_placement")
+            return
+        self.send(self.adapters[0], SavePlacement(self.token, shards,
+                                                  {str(index): node for index, node in self.placement.items()},
+                                                  convention.node_name(self.settings)))
 
     def place(self, waited=False):
         """Spread the shards once `member_nodes` nodes are in (or the wait is over)."""
@@ -123,6 +181,7 @@ class Directory(Actor):
             # recovered: at a start no call has an actor yet, so any call the store has as live
             # (the whole system was down) carries on, or ends by its deadlines, from the store.
             self.send(shard, ShardStart(index, self.services, recovered=True))
+        self.save_placement()
         for waiting in self.awaiting:
             self.send(waiting, self.shard_list(0))
         self.awaiting.clear()
@@ -141,8 +200,12 @@ class Directory(Actor):
                 # It was declared lost but lived on (a network split): its old shards were
                 # replaced elsewhere, so they must go, with their members.
                 self.send(stale, ActorExitRequest())
+            if self.adopting and node in self.lost_leaders:
+                return  # the leader we replace, still in our admin's books: it is gone
             if node not in self.nodes:
                 self.nodes.append(node)
+            if self.adopting:
+                return  # a survivor of the lost leader joining us: adopt() decides
             if not self.shards:
                 self.place()
             else:  # shards whose node was lost with no survivor to take them find a home here
@@ -167,6 +230,7 @@ class Directory(Actor):
         for index in moves:
             self.send(self.shards[index], ShardStart(index, self.services, recovered))
         log.info("member shards %s now on %s", sorted(moves), sorted(set(moves.values())))
+        self.save_placement()
         for shard in self.shards:
             self.send(shard, ShardsMoved(list(self.shards)))
         # Gateways would learn at their next heartbeat; told now, their pages' connections are

@@ -32,7 +32,7 @@ from actors.member import Member, missed_call_mail
 from actors.messages import (Batch, CallLoaded, CallMissed, CallRef, CallRefused, CallSaved, Heartbeat, LiveCalls, Open, Presence, Presences, ProfileChanged,
                              Push, RecoverCalls, Resync, RingRequest, SendMail, ShardsMoved, ShardStart, ToCall,
                              ToMember, Unwatch, Watch)
-from actors.messages import FindLiveCalls, FollowedOnline, MailFollower, TellFollowers
+from actors.messages import Adopted, DirectoryMoved, FindLiveCalls, FollowedOnline, MailFollower, TellFollowers
 from actors.recovery import CallFinder
 from actors.shards import shard_index
 
@@ -103,6 +103,8 @@ class MemberShard(Actor):
             self.recover(message.calls)
         elif isinstance(message, ChildActorExited):
             self.call_exited(message.childAddress)
+        elif isinstance(message, Adopted):
+            self.adopted(message)
         elif isinstance(message, TellFollowers):  # the followers adapter: one of ours is back
             for follower_id in message.follower_ids:
                 self.to_member(follower_id, FollowedOnline(follower_id, message.member_id, message.name))
@@ -297,6 +299,21 @@ class MemberShard(Actor):
         self.statuses.clear()
 
     # Gateways --------------------------------------------------------------------------
+
+    def adopted(self, message):
+        """The leader was lost; a new directory adopted this shard. Our members and calls share
+        this services object: they use the new adapters from now on, and each call asks again
+        what the old ones had not answered. The gateways we hear from are told where the
+        directory is now (they ask it for the shards each heartbeat)."""
+        for name in ("store", "mailer", "payments", "followers", "shards"):
+            setattr(self.services, name, getattr(message.services, name))
+        log.warning("shard %d adopted by a new member directory (the leader was lost)", self.index)
+        for session in list(self.sessions.values()):
+            self.guarded_call(session, session.on_message, message)
+        for call, _ in self.calls:  # call session processes hold their own copy
+            self.send(call, ShardsMoved(list(self.services.shards)))
+        for bridge in self.bridges.last_seen_s if self.bridges else ():
+            self.send(bridge.address, DirectoryMoved(message.directory, message.token))
 
     def heartbeat(self, bridge):
         if self.bridges is None:

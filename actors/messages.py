@@ -22,8 +22,11 @@ class BridgeRef:
 @dataclasses.dataclass
 class Configure:
     """Sent by the node to the directory once at start: the settings (policy, shard count,
-    database, mail, TURN)."""
+    database, mail, TURN), the lease's fencing token (actors/leadership.py), and for a node
+    taking over from a lost leader the placement that leader stored (`placement` document)."""
     settings: Any
+    token: int = None
+    takeover: Any = None
 
 
 @dataclasses.dataclass
@@ -496,3 +499,32 @@ class MailFollower:
     follower_id: str
     member_id: str
     name: str
+
+
+# Leadership (actors/leadership.py): a directory started by a node that took over the lease.
+
+@dataclasses.dataclass
+class SavePlacement:
+    """Directory → call store: where the shards are now (their pickled addresses and nodes),
+    so a node taking over a lost leader's lease adopts the shards that survived. Stored only
+    under a token at least the stored one's (a deposed directory cannot overwrite it)."""
+    token: int
+    shards: list
+    placement: dict
+    leader: str = None      # the node of the directory that placed them (the leader then)
+
+
+@dataclasses.dataclass
+class Adopted:
+    """New directory → a shard that survived its leader: the new adapters and shard list (work
+    they had not answered is asked again), and the directory the gateways must ask from now on."""
+    services: Any
+    directory: Any
+    token: int = None       # the new leader's lease: the global names of its singletons
+
+
+@dataclasses.dataclass
+class DirectoryMoved:
+    """Shard → a gateway's bridge it hears heartbeats from: the member directory is this one now."""
+    directory: Any
+    token: int = None

@@ -14,7 +14,7 @@ import logging
 import pymongo
 from thespian.actors import Actor, WakeupMessage
 
-from actors import ledger, payout_calendar, payout_rules
+from actors import convention, leadership, ledger, payout_calendar, payout_rules
 from actors.messages import SendMail
 from interkanect import mail
 from interkanect.db import object_id
@@ -34,6 +34,7 @@ class StartPayouts:
     """Directory → scheduler, once: the settings and where member mail goes."""
     settings: object
     mailer: object
+    token: int = None   # the leader's lease (actors/leadership.py): checked before every money write
 
 
 @dataclasses.dataclass
@@ -54,6 +55,10 @@ def _now():
 
 
 class PayoutScheduler(Actor):
+    # One per convention, on the leader: a lookup by global name through another node's admin
+    # (a gateway beside it, the CLI) is passed to the leader, never answered by a second one.
+    actorSystemCapabilityCheck = staticmethod(convention.runs_directory)
+
     def __init__(self):
         super().__init__()
         self.payouts = None       # payout_rules.PayoutRun
@@ -78,8 +83,8 @@ class PayoutScheduler(Actor):
     def start(self, message, now):
         from actors.paypal import PayPalPayouts  # loads only in this actor's process
         s = message.settings
-        store = MongoPayoutStore(pymongo.MongoClient(s.database_url, tz_aware=True,
-                                                     serverSelectionTimeoutMS=5000)[s.db_name])
+        db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
+        store = MongoPayoutStore(db, leadership.Fence(db, message.token))
         paypal = PayPalPayouts(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use)
         self.mailer = message.mailer
         self.settings, self.store, self.lead_s = s, store, s.policy.payout_lead_s
@@ -89,7 +94,10 @@ class PayoutScheduler(Actor):
         try:
             store.ensure_indexes()
             store.backfill_read_model()
-            missed = store.payout(payout_calendar.payout_batch_id(latest)) is None
+            # Caught up at once: an instant never planned, or a plan PayPal may not have yet (a
+            # leader lost in the middle of a run: its successor sends the same batch, once).
+            missed = (store.payout(payout_calendar.payout_batch_id(latest)) is None
+                      or bool(store.payouts_in_state(payout_rules.INTENT)))
         except Exception:
             log.exception("payout scheduler: cannot read the payouts yet; trying again in %d s", payout_rules.RETRY_S)
             self.arm_payout(latest, now + datetime.timedelta(seconds=payout_rules.RETRY_S))
@@ -189,7 +197,8 @@ def ask_run(settings, instant, timeout_s=RUN_ANSWER_TIMEOUT_S):
     Returns PayoutRan, or None when no answer came within the timeout."""
     from actors.actor_transport import outside_system
     actors = outside_system(settings)
-    scheduler = actors.createActor(PayoutScheduler, globalName=PAYOUTS_NAME)
+    scheduler = actors.createActor(PayoutScheduler,
+                                   globalName=leadership.global_name(PAYOUTS_NAME, leadership.current_token(settings)))
     return actors.ask(scheduler, RunPayout(instant), datetime.timedelta(seconds=timeout_s))
 
 
@@ -200,8 +209,9 @@ BATCH_SUMMARY = ("instant", "state", "batch_status")
 class MongoPayoutStore:
     """The payout run's reads and writes (pymongo, blocking)."""
 
-    def __init__(self, db):
+    def __init__(self, db, fence=None):
         self.db = db
+        self.fence = fence or leadership.Fence(db, None)   # checked before each money write
 
     def ensure_indexes(self):
         """What a run and the earnings page look up by. The ledger is shared with the payments
@@ -222,6 +232,7 @@ class MongoPayoutStore:
         return list(self.db.payouts.find({"state": state}).sort("instant", 1))
 
     def create_payout(self, document):
+        self.fence.check()
         try:
             self.db.payouts.insert_one(document)
         except pymongo.errors.DuplicateKeyError:
@@ -231,6 +242,7 @@ class MongoPayoutStore:
 
     def replan_payout(self, document):
         """Replace a plan PayPal never had (empty, refused); False if it is no longer one."""
+        self.fence.check()
         found = self.db.payouts.replace_one({"_id": document["_id"], "state": {"$in": list(payout_rules.REPLANNABLE)}},
                                             document)
         if found.matched_count == 1:
@@ -238,6 +250,7 @@ class MongoPayoutStore:
         return found.matched_count == 1
 
     def update_payout(self, batch_id, fields):
+        self.fence.check()
         self.db.payouts.update_one({"_id": batch_id}, {"$set": fields})
         summary = {name: fields[name] for name in BATCH_SUMMARY if name in fields}
         if summary:
@@ -349,6 +362,7 @@ class MongoPayoutStore:
         outcome = {transaction.key: "booked" for transaction in transactions}
         if not transactions:
             return outcome
+        self.fence.check()
         try:
             self.db.ledger.insert_many([dict(t.document(), at=now) for t in transactions], ordered=False)
         except pymongo.errors.BulkWriteError as failed:
@@ -364,6 +378,7 @@ class MongoPayoutStore:
     def book(self, transaction, now):
         """Write one ledger transaction; False if its key is booked already with the same
         entries (a repeat), LedgerError if with other ones."""
+        self.fence.check()
         try:
             self.db.ledger.insert_one(dict(transaction.document(), at=now))
             return True

@@ -16,7 +16,7 @@ import logging
 import pymongo
 from thespian.actors import Actor, WakeupMessage
 
-from actors import ledger, refund_rules
+from actors import convention, leadership, ledger, refund_rules
 from actors.messages import SendMail
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class StartRefunds:
     """Directory → refunds actor, once: the settings and where member mail goes."""
     settings: object
     mailer: object
+    token: int = None   # the leader's lease (actors/leadership.py): checked before every money write
 
 
 @dataclasses.dataclass
@@ -53,6 +54,10 @@ def _now():
 
 
 class RefundsActor(Actor):
+    # One per convention, on the leader: a lookup by global name through another node's admin
+    # (a gateway beside it, the CLI) is passed to the leader, never answered by a second one.
+    actorSystemCapabilityCheck = staticmethod(convention.runs_directory)
+
     def __init__(self):
         super().__init__()
         self.settlement = None
@@ -76,7 +81,7 @@ class RefundsActor(Actor):
         db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
         self.mailer, self.retry_s = message.mailer, s.policy.refund_retry_s
         self.settlement = refund_rules.Settlement(
-            MongoRefundStore(db), PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use),
+            MongoRefundStore(db, leadership.Fence(db, message.token)), PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use),
             self.notify, self.retry_s, s.policy.refund_poll_s, s.policy.refund_attempts_max)
         self.sweep()  # decisions a previous node stored and did not finish
 
@@ -142,8 +147,9 @@ class MongoRefundStore:
     """The settlement's reads and writes (pymongo, blocking). Plan items are addressed by index:
     the plan is fixed when the request is approved."""
 
-    def __init__(self, db):
+    def __init__(self, db, fence=None):
         self.db = db
+        self.fence = fence or leadership.Fence(db, None)   # checked before each money write
 
     def request(self, request_id):
         return self.db.refund_requests.find_one({"_id": request_id})
@@ -159,6 +165,7 @@ class MongoRefundStore:
         return [document["_id"] for document in found]
 
     def _set(self, request_id, fields):
+        self.fence.check()
         self.db.refund_requests.update_one({"_id": request_id}, {"$set": fields})
 
     def refund_started(self, request_id, index, refund_id, status):
@@ -225,6 +232,7 @@ class MongoRefundStore:
     def book(self, transaction, now):
         """False when the key is booked already: a refund is booked once, whatever split between
         pending and available its first booking took."""
+        self.fence.check()
         try:
             self.db.ledger.insert_one(dict(transaction.document(), at=now))
             return True

@@ -10,7 +10,7 @@ import pymongo
 import tornado.httpserver
 import tornado.web
 
-from actors import evidence
+from actors import evidence, leadership
 from gateway import earnings, follows, history, http, metrics, operators, payments, refunds, upgrade
 from gateway.accounts import Accounts, actor_profile
 from gateway.bridge import ActorBridge
@@ -156,7 +156,8 @@ class Gateway:
     async def start(self, sockets=None):
         await database.ensure_indexes(self.db)
         await refunds.ensure_indexes(self.db)
-        await self.hub.start()
+        lease = await self.db.leadership.find_one({"_id": leadership.LEASE_ID})  # the leader's directory's name
+        await self.hub.start(lease["token"] if lease else None)
         ssl_options = None
         if self.settings.tls:
             ssl_options = {"certfile": self.settings.tls_cert_file, "keyfile": self.settings.tls_key_file}

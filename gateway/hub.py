@@ -16,9 +16,10 @@ import logging
 import time
 from collections import defaultdict
 
+from actors import leadership
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
-from actors.messages import (Attached, BridgeRef, Close, Frame, GetShards, Heartbeat, Open, Ping, Presence, Presences,
+from actors.messages import (Attached, BridgeRef, Close, DirectoryMoved, Frame, GetShards, Heartbeat, Open, Ping, Presence, Presences,
                              Push, Resync, Shards, ToCall, Unwatch, Watch, WhoAmI)
 from actors.messages import CallFrame, ProfileChanged, RelayLease, ToMember
 
@@ -67,11 +68,13 @@ class Hub:
         self.statuses = {}                    # member_id → last known status, while watched
         self.heartbeat_s = 1.0                # the directory says (policy bridge_heartbeat_s)
         self.keeper = None                    # the heartbeat task
+        self.lease_token = None               # the leader's lease (actors/leadership.py): its singletons' names
 
-    async def start(self, timeout_s=30):
+    async def start(self, lease_token=None, timeout_s=30):
         await self.bridge.start()
-        self.directory = await self.bridge.call(
-            lambda context: context.createActor(Directory, globalName=DIRECTORY_NAME))
+        self.lease_token = lease_token
+        name = leadership.global_name(DIRECTORY_NAME, lease_token)
+        self.directory = await self.bridge.call(lambda context: context.createActor(Directory, globalName=name))
         self.address = BridgeRef.of((await self.bridge.request(self.directory, WhoAmI)).address)
         deadline = asyncio.get_running_loop().time() + timeout_s
         while not self.shards:  # the node configures the directory; wait until it has
@@ -288,6 +291,12 @@ class Hub:
                 self.resync({message.index})
             elif isinstance(message, Shards):
                 self.shards_now(message.addresses)  # the directory moved shards (a node was lost)
+            elif isinstance(message, DirectoryMoved):
+                # The leader was lost; another node leads and a shard told us its directory.
+                if str(message.directory) != str(self.directory):
+                    log.warning("the member directory moved to %s (a new leader); asking it for the shards",
+                                message.directory)
+                    self.directory, self.lease_token = message.directory, message.token
             else:
                 log.warning("unexpected message from the actors: %r", message)
 

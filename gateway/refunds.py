@@ -8,7 +8,7 @@ import logging
 import pymongo
 from bson import ObjectId
 
-from actors import ledger, refund_rules
+from actors import leadership, ledger, refund_rules
 from actors.refund_rules import RefundRefused
 from actors.refunds import REFUNDS_NAME, RefundsActor, SettleRefund
 from gateway.accounts import ClientError
@@ -63,6 +63,7 @@ class RefundDesk:
     def __init__(self, hub):
         self.hub = hub
         self.address = None
+        self.token = None      # the lease the address was looked up under: a new leader, a new actor
         self.pending = set()   # settle_soon's tasks, held so none is collected before it ends
 
     def settle_soon(self, refund_id):
@@ -77,9 +78,10 @@ class RefundDesk:
         actor's sweep finishes the job either way)."""
         bridge = self.hub.bridge
         try:
-            if self.address is None:
-                self.address = await bridge.call(lambda context: context.createActor(RefundsActor,
-                                                                                     globalName=REFUNDS_NAME))
+            if self.address is None or self.token != self.hub.lease_token:
+                self.token = self.hub.lease_token
+                name = leadership.global_name(REFUNDS_NAME, self.token)
+                self.address = await bridge.call(lambda context: context.createActor(RefundsActor, globalName=name))
             answer = await bridge.request(self.address, lambda req_id: SettleRefund(req_id, refund_id, read_now),
                                           timeout_s)
         except asyncio.TimeoutError:

@@ -93,6 +93,9 @@ class Policy:
     bridge_missed_heartbeats: int = 5
     # How long the leader waits for `member_nodes` member-hosting nodes before placing shards.
     node_wait_s: float = 60
+    # The leader holds a lease in the database, renewed every third of this; unrenewed this
+    # long, another node takes it over (actors/leadership.py, docs/operating.md).
+    leader_lease_s: float = 6
     # The caller may ask for a refund this long after the call ends.
     refund_window_s: float = 24 * 3600
     # Operators decide a refund request within this many U.S. business days of it.

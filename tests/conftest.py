@@ -163,12 +163,14 @@ def system_with(database_url, tmp_path_factory):
 
 def tell_call(system, host_id, call_id, message):
     """Send a message to a call from outside, as the money side will: through the host's shard."""
+    from actors import leadership
     from actors.actor_transport import outside_system
     from actors.directory import DIRECTORY_NAME, Directory
     from actors.messages import GetShards, ToCall
     from actors.shards import shard_index
     actors = outside_system(system.settings)
-    directory = actors.createActor(Directory, globalName=DIRECTORY_NAME)
+    name = leadership.global_name(DIRECTORY_NAME, leadership.current_token(system.settings))
+    directory = actors.createActor(Directory, globalName=name)
     shards = actors.ask(directory, GetShards(1), 10).addresses
     actors.tell(shards[shard_index(host_id, len(shards))], ToCall(host_id, call_id, message))
 

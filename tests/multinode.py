@@ -42,8 +42,8 @@ class Gateway:
 
 
 class Cluster:
-    def __init__(self, database_url, log_dir, node_count, gateway_count):
-        policy = config.Policy(**CLUSTER_POLICY)
+    def __init__(self, database_url, log_dir, node_count, gateway_count, **policy):
+        policy = config.Policy(**dict(CLUSTER_POLICY, **policy))
         self.log_dir = Path(log_dir)
         self.settings = config.Settings(port=free_port(), admin_port=free_port(), paypal_emulator_port=free_port(),
                                         mongodb_url=database_url, db_name="t" + secrets.token_hex(4),
@@ -91,11 +91,12 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    def add_gateway(self):
+    def add_gateway(self, node=None):
         """A gateway process; waits until it answers /healthz. The first one serves the
         deployment's URL (PayPal's returns and webhooks go there) and talks to the leader's
-        admin; the second to the last joined node's, as a gateway on that node's machine would."""
-        node = self.nodes[-len(self.gateways) % len(self.nodes)]
+        admin (or `node`'s); the second to the last joined node's, as a gateway on that node's
+        machine would."""
+        node = node or self.nodes[-len(self.gateways) % len(self.nodes)]
         settings = dataclasses.replace(self.settings, port=self.settings.port if not self.gateways else free_port(),
                                        admin_port=node.admin_port)
         process = self.children.start("gateway", ME + ["gateway"], env=self.environ(settings),
