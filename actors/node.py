@@ -93,6 +93,7 @@ class LeaseKeeper:
         self.lease = lease          # ours, while this node leads
         self.leader = leader        # (host, admin port) of the convention this node is in, else None
         self.name = convention.node_name(settings)
+        self.lapsed_seen = None     # the lease as last seen lapsed (None: it was not)
 
     def run(self):
         while not self.stop.wait(self.settings.policy.leader_lease_s / 3):
@@ -115,7 +116,12 @@ class LeaseKeeper:
             self.lease = renewed
             return
         seen = leadership.current(self.db)
-        if seen is None or seen.expires_at <= datetime.datetime.now(datetime.timezone.utc):
+        lapsed = seen is None or seen.expires_at <= datetime.datetime.now(datetime.timezone.utc)
+        # Taken only when seen lapsed twice running, unchanged: after a database outage the
+        # leader (which could not renew either) gets one renewal's time to say it is alive.
+        confirmed = lapsed and self.lapsed_seen == seen
+        self.lapsed_seen = seen if lapsed else None
+        if confirmed:
             lease = leadership.take(self.db, self.name, self.settings.actor_host, self.settings.admin_port, lease_s)
             if lease is not None:
                 self.lead(lease, seen)

@@ -69,6 +69,7 @@ class Hub:
         self.heartbeat_s = 1.0                # the directory says (policy bridge_heartbeat_s)
         self.keeper = None                    # the heartbeat task
         self.lease_token = None               # the leader's lease (actors/leadership.py): its singletons' names
+        self.refreshing = None                # the shard list asked of a new directory (held: not collected)
 
     async def start(self, lease_token=None, timeout_s=30):
         await self.bridge.start()
@@ -107,6 +108,13 @@ class Hub:
             except Exception:  # a bug here must not stop the heartbeats: shards would drop our pages
                 log.exception("hub heartbeat failed; going on")
             await asyncio.sleep(self.heartbeat_s)
+
+    async def refresh_shards(self):
+        try:
+            self.shards_now((await self.bridge.request(self.directory, GetShards, max(2.0, 2 * self.heartbeat_s)))
+                            .addresses)
+        except asyncio.TimeoutError:
+            pass  # the heartbeat asks again
 
     def shards_now(self, addresses):
         if len(addresses) != len(self.shards):
@@ -297,6 +305,7 @@ class Hub:
                     log.warning("the member directory moved to %s (a new leader); asking it for the shards",
                                 message.directory)
                     self.directory, self.lease_token = message.directory, message.token
+                    self.refreshing = asyncio.ensure_future(self.refresh_shards())  # not at the next heartbeat
             else:
                 log.warning("unexpected message from the actors: %r", message)
 

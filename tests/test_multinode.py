@@ -358,16 +358,19 @@ def test_the_leader_killed_with_calls_and_a_payout_in_flight_another_node_takes_
 
 
 async def signal_until_relayed(call, bound_s=NODE_LOSS_BOUND_S):
-    """The caller's offer reaches the host. A frame sent before its gateway learnt the host's
-    shard's new address is lost: sent again, each try bounded, as a page's WebRTC stack would."""
+    """The caller's offer reaches the host and the host's answer the caller. A frame sent before
+    its gateway learnt the host's shard's new address is lost: sent again, each try bounded, as
+    a page's WebRTC stack would."""
     deadline = time.monotonic() + bound_s
-    while True:
-        await call.caller_page.request("signal", call_id=call.id, kind="offer", sdp="v=0 after")
-        try:
-            await call.host_page.expect("signal", call_id=call.id, sdp="v=0 after", timeout_s=1)
-            return
-        except asyncio.TimeoutError:
-            assert time.monotonic() < deadline, "the caller's signals never reached the host again"
+    for sender, receiver, kind in ((call.caller_page, call.host_page, "offer"),
+                                   (call.host_page, call.caller_page, "answer")):
+        while True:
+            await sender.request("signal", call_id=call.id, kind=kind, sdp=f"v=0 {kind}")
+            try:
+                await receiver.expect("signal", call_id=call.id, sdp=f"v=0 {kind}", timeout_s=1)
+                break
+            except asyncio.TimeoutError:
+                assert time.monotonic() < deadline, f"the {kind} never reached the other side again"
 
 
 def paypal_has_batch(cluster):
