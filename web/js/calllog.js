@@ -4,7 +4,7 @@
 // review and the call page's log panel (js/roomlog.js: namesOf() and logList()) draw with it.
 // Text only: every value from the server is set as text, never parsed as HTML.
 
-import { endReasonWords } from "./callui.js";
+import { endReasonWords } from "./endreasons.js";
 import { lengthWords } from "./clock.js";
 import { el } from "./dom.js";
 import { moneyText, sumCents } from "./money.js";

@@ -3,13 +3,14 @@
 // it, send the member's choices, and run the peer-to-peer media while the call allows it.
 
 import * as api from "./api.js";
-import { bindRoomTabs, CallView, otherSide } from "./callui.js";
+import { bindRoomTabs, CallView } from "./callui.js";
+import { otherSide } from "./endreasons.js";
 import { Chat } from "./chat.js";
 import { CheckWords } from "./checkwords.js";
 import { followFees, hostEarnsWords } from "./feepreview.js";
 import { FormError, handleForm } from "./forms.js";
 import { FrameError } from "./live.js";
-import { pageReady } from "./page.js";
+import { pageReady } from "./ready.js";
 import { PayPalCheckout } from "./paypal.js";
 import { QualityReporter } from "./quality.js";
 import { Readiness } from "./readiness.js";

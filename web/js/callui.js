@@ -3,6 +3,7 @@
 // and the end in words. It draws; the page module decides what to send.
 
 import { avatar } from "./avatar.js";
+import { endReasonWords, otherSide } from "./endreasons.js";
 import { clockText, lengthWords, msUntil } from "./clock.js";
 import { clearErrors, sentence } from "./forms.js";
 import { dollarsText, minutesText, priceText, termsText } from "./terms.js";
@@ -11,32 +12,6 @@ import { dollarsText, minutesText, priceText, termsText } from "./terms.js";
 export const WARN_AT_S = [60, 10];
 const PANELS = ["ringing-panel", "terms-panel", "approval-panel", "payment-panel", "running-panel", "extend-panel",
   "ended-panel"];
-
-export function otherSide(state) {
-  return state.role === "host" ? state.caller : state.host;
-}
-
-/** Why the call ended, in words for this participant. `byMe`: this page hung up. */
-export function endReasonWords(state, { byMe = false, awaySide = null } = {}) {
-  const host = state.role === "host";
-  const other = otherSide(state).name;
-  switch (state.end_reason) {
-    case "hung_up": return byMe ? "You hung up." : `${other} hung up.`;
-    case "declined": return host ? "You declined the call." : `${other} declined the call.`;
-    case "cancelled": return host ? `${other} hung up before you answered.` : "You cancelled the call.";
-    case "missed": return host ? `You missed this call from ${other}.` : `${other} did not answer.`;
-    case "declined_terms": return host ? `${other} declined the terms. Nobody was charged.`
-      : "You declined the terms. Nobody was charged.";
-    case "no_agreement": return "No terms were agreed in time. Nobody was charged.";
-    case "payment_timeout": return "The payment was not completed in time. Nothing was charged.";
-    case "payment_failed": return "The payment did not go through. Nothing was charged.";
-    case "completed": return "The paid time is over and the call was not extended.";
-    case "free_cap_reached": return "This free call reached the free tier's time limit.";
-    case "away_too_long":
-      return `${awaySide || "One side"} was away too long and the call ended. Unused paid time is on record.`;
-    default: return `The call ended (${state.end_reason || "no reason given"}).`;
-  }
-}
 
 /** The status line: words, and what its countdown counts to (server epoch ms) and says. */
 export function statusOf(state) {

@@ -139,10 +139,7 @@ export async function startPage({ memberOnly = false, onSessionEnded = goToLogin
   return { me, live, presence: live ? new PresenceBoard(live) : null };
 }
 
-/** The page has drawn its data: browser tests wait for body[data-ready="true"] ("error" if it failed). */
-export function pageReady() {
-  document.body.dataset.ready = "true";
-}
+export { pageReady } from "./ready.js";
 
 /** Run a page's main(); a failure it did not expect is shown at the top of the page. */
 export function runPage(main) {
