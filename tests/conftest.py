@@ -213,3 +213,33 @@ def system_on_own_database(own_database, tmp_path_factory):
     running = start_system(own_database.url, tmp_path_factory.mktemp("system"))
     yield running
     running.stop()
+
+
+# Tiers ---------------------------------------------------------------------------------------
+#
+# Every test is marked with one tier, from what it uses: `browser` (drives Chromium or
+# Firefox), `multinode` (a convention of nodes), `system` (real processes: SecantusDB, actor
+# nodes, gateways, the PayPal emulator, coturn), else `rules` (a test_*_rules.py module: pure
+# code) or `actors` (in-process: simpleSystemBase, aiosmtpd, Tornado in this process).
+# `scripts/test --fast` runs rules and actors only.
+
+PROCESS_FIXTURES = {"database_url", "emulator", "coturn", "browser", "system", "cluster", "system_with",
+                    "own_database"}
+# Modules whose tests start processes themselves (`interkanect serve`, a gateway behind a proxy).
+PROCESS_MODULES = {"test_serve", "test_gateway_headers", "test_production"}
+
+
+def tier_of(item):
+    if item.get_closest_marker("browser"):
+        return "browser"
+    module = item.module.__name__.rsplit(".", 1)[-1]
+    if module == "test_multinode":
+        return "multinode"
+    if module in PROCESS_MODULES or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "system"
+    return "rules" if module.endswith("_rules") else "actors"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(getattr(pytest.mark, tier_of(item)))

@@ -5,6 +5,7 @@ import time
 
 from tests.client import Member
 from tests.conftest import run
+from tests.test_account_limits import eventually
 
 PRESENCE_BOUND_S = 1.0  # the product promise: a dot changes within a second
 
@@ -64,21 +65,33 @@ def test_ping_goes_through_the_member_actor_and_back(system):
 
 
 def test_a_member_actor_is_recreated_after_its_exit_grace(system):
+    """The member leaves its shard after the exit grace and a new one is made at the next page.
+    Seen from outside through a follower: a member with followers tells the followers adapter
+    when it leaves its shard (`presence_times.away_since`) and when a new stay begins."""
     async def scenario():
         member = await Member(system.url).sign_up()
         viewer = await Member(system.url).sign_up()
+        assert (await viewer.request("POST", f"/api/members/{member.id}/follow")).code == 200
         watching = await viewer.socket()
         await watching.request("watch", members=[member.id])
         await watching.expect("presence", member_id=member.id, status="offline")
+
+        def stay():
+            return system.db.presence_times.find_one({"_id": member.id}) or {}
         for _ in range(2):
             page = await member.socket()
             await watching.expect("presence", member_id=member.id, status="online")
+            began = await eventually(lambda: stay().get("online_since") if not stay().get("away_since") else None,
+                                     "the member's stay in its shard beginning")
             await page.close()
             await watching.expect("presence", member_id=member.id, status="offline")
-            await asyncio.sleep(system.settings.policy.member_exit_grace_s * 3)  # let the actor exit
+            await eventually(lambda: stay().get("away_since"), "the member leaving its shard after the grace")
+            assert stay()["online_since"] == began
         page = await member.socket()
         await page.expect("hello", status="online")
         await watching.expect("presence", member_id=member.id, status="online")
+        await eventually(lambda: stay().get("away_since") is None and stay()["online_since"] > began,
+                         "a new stay of the member")
     run(scenario())
 
 
