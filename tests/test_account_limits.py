@@ -7,6 +7,7 @@ import pytest
 
 from tests.client import Member
 from tests.conftest import run, start_system
+from tests.waiting import eventually
 
 LIMITS = dict(pages_per_member_max=2, watched_per_page_max=3, watched_per_member_max=4,
               ringing_calls_per_caller_max=1, rings_per_host_per_minute=3, ring_timeout_s=1.5,
@@ -20,12 +21,6 @@ def limited(database_url, tmp_path_factory):
     running.stop()
 
 
-async def eventually(condition, what, timeout_s=10):
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not (found := condition()):
-        assert asyncio.get_running_loop().time() < deadline, f"no {what} within {timeout_s} s"
-        await asyncio.sleep(0.05)
-    return found
 
 
 def test_a_member_opens_at_most_the_page_limit_and_one_more_once_a_page_closes(limited):

@@ -18,7 +18,7 @@ from tests.test_browser_pages import CALLER_ZONE, logged_in, open_page
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 from tests.test_calls_live import Call
 from tests.test_refunds import pay_round
-from tests.test_payouts import wait_for
+from tests.waiting import wait_for
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

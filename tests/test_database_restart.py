@@ -14,8 +14,8 @@ from tests.client import Member
 from tests.conftest import run
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call
-from tests.test_late_capture import until
 from tests.test_money_faults import booked_once
+from tests.waiting import eventually
 
 # Longer than the adapters' and the gateway's serverSelectionTimeoutMS (5 s): every client
 # of the database has given up on it at least once before it is back.
@@ -31,7 +31,7 @@ def health(system):
 
 
 async def health_is(system, status, timeout_s):
-    return await until(lambda: health(system)[0] == status, timeout_s, f"/healthz answering {status}")
+    return await eventually(lambda: health(system)[0] == status, f"/healthz answering {status}", timeout_s=timeout_s)
 
 
 async def call_refusal(page, member_id):
@@ -128,8 +128,7 @@ def test_a_database_restart_is_ridden_out_with_no_restart_and_no_change_lost(sys
         await call.host_page.request("hang_up", call_id=call.id)
         ended = await caller_page.expect("call_state", state="ended")
         assert ended["end_reason"] == "hung_up" and ended["ended_by"] == "host"
-        stored = await until(lambda: system.db.calls.find_one({"_id": call.id, "state": "ended"}), 15,
-                             "the call stored ended")
+        stored = await eventually(lambda: system.db.calls.find_one({"_id": call.id, "state": "ended"}), "the call stored ended", timeout_s=15)
         events = [(entry["event"], entry.get("side")) for entry in stored["log"]]
         # The change made while the database was down is there, in its place.
         assert events[-3:] == [("left", "caller"), ("joined", "caller"), ("ended", None)], events

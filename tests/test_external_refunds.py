@@ -6,8 +6,9 @@ from actors import ledger
 from tests.client import Member
 from tests.conftest import run
 from tests.test_disputes import acknowledged, balances, capture_of, deliver
-from tests.test_payouts import paypal_api, wait_for
+from tests.test_payouts import paypal_api
 from tests.test_refunds import approve, emulator_fault, operator, paid_call
+from tests.waiting import wait_for
 
 REFUNDED = "PAYMENT.CAPTURE.REFUNDED"
 

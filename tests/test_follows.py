@@ -12,6 +12,7 @@ from tests.client import Member
 from tests.conftest import run
 from tests.test_accounts import wait_for_log
 from tests.test_money_emails import smtp_server  # noqa: F401 (a fixture: aiosmtpd on loopback)
+from tests.waiting import eventually
 
 UNKNOWN_ID = "f" * 24
 # The issue promises 2 s on a follower's page; bounded loosely here (a shared machine), the
@@ -31,13 +32,7 @@ async def profile(who, member_id):
     return answer.json()["member"]
 
 
-async def until(condition, what, timeout_s=10):
-    """Poll `condition` until it is true, for at most `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+
 
 
 # Follow, unfollow and the count -------------------------------------------------------------
@@ -129,7 +124,7 @@ def test_followers_are_told_a_member_is_back_on_their_pages_or_by_one_mail_once_
     async def went_away(page, member):
         """Close the member's last page; returns once the adapter has it as away (exit grace over)."""
         await page.close()
-        await until(lambda: presence_of(member).get("away_since") is not None, "the member to be away")
+        await eventually(lambda: presence_of(member).get("away_since") is not None, "the member to be away")
         return presence_of(member)["away_since"].timestamp()
 
     async def nothing_more(page, frame_type):
@@ -153,7 +148,7 @@ def test_followers_are_told_a_member_is_back_on_their_pages_or_by_one_mail_once_
             notice = await watching_page.expect("followed_online", timeout_s=NOTICE_BOUND_S, member_id=member.id)
             assert notice["name"] == "Ada Lovelace"
         print(f"follow_notice_frame_s={time.monotonic() - opened_s:.2f}")
-        await until(lambda: mails_to(handler, mailed.email), "the mail to the follower with no page")
+        await eventually(lambda: mails_to(handler, mailed.email), "the mail to the follower with no page")
         [mail] = mails_to(handler, mailed.email)
         assert mail["Subject"] == "Ada Lovelace is online on interKanect"
         body = mail.get_payload(decode=True).decode()
@@ -168,7 +163,7 @@ def test_followers_are_told_a_member_is_back_on_their_pages_or_by_one_mail_once_
         late_page = await late.socket()
         away_s = await went_away(page, member)
         page = await member.socket()
-        await until(lambda: presence_of(member).get("online_since") is not None
+        await eventually(lambda: presence_of(member).get("online_since") is not None
                     and presence_of(member)["online_since"].timestamp() > away_s, "her return to be recorded")
         assert time.time() - away_s < AWAY_S, "the machine was too slow to return within follow_away_s"
         assert notified_at(late, member) is None

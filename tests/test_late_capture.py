@@ -15,6 +15,7 @@ from actors.terms import Terms
 from tests.conftest import run
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call as LiveCall
+from tests.waiting import eventually
 
 POLICY = CallPolicy(ring_timeout_s=60, negotiation_window_s=300, extension_offer_s=60, payment_window_s=600,
                     free_tier_cap_s=1200, reconnect_grace_s=120, min_price_cents=200, max_price_cents=500000,
@@ -62,13 +63,7 @@ def control(system, path, body=None):
         return json.load(answer)
 
 
-async def until(condition, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while not (found := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-    return found
+
 
 
 def paypal(system):
@@ -79,8 +74,7 @@ def paypal(system):
 async def assert_refunded_once(system, call):
     """The capture went back whole, once; the caller was told, once; the host was mailed nothing."""
     db = system.db
-    refund = await until(lambda: db.ledger.find_one({"call_id": call.id, "kind": "late_capture_refund"}), 30,
-                         "the late capture's refund in the ledger")
+    refund = await eventually(lambda: db.ledger.find_one({"call_id": call.id, "kind": "late_capture_refund"}), "the late capture's refund in the ledger", timeout_s=30)
     (captured,) = db.ledger.find({"call_id": call.id, "kind": "call_payment"})
     capture_id = captured["_id"].split(":")[1]
     assert refund["_id"] == f"capture:{capture_id}:late-refund"
@@ -91,7 +85,7 @@ async def assert_refunded_once(system, call):
     assert totals[f"caller:{call.caller.id}"] == 0 and totals[f"member:{call.host.id}:pending"] == 0
     assert totals["paypal:fees"] == 101 and totals["platform:costs"] == -101
     assert paypal(system).get_capture(capture_id)["status"] == "REFUNDED"
-    await until(lambda: db.outbox.count_documents({"to": call.caller.email}) == 1, 10, "the refund mail")
+    await eventually(lambda: db.outbox.count_documents({"to": call.caller.email}) == 1, "the refund mail")
     (mail,) = db.outbox.find({"to": call.caller.email})
     assert mail["subject"] == "Refunded: $15.00 for your call with Late Host"
     assert capture_id in mail["body"] and "PayPal's fee is on us" in mail["body"]
@@ -133,8 +127,7 @@ def test_a_pending_capture_that_clears_after_the_call_ended_is_refunded_in_full(
         approve_on_paypal(ready["payment"]["approve_url"])
         ended = await call.caller_page.expect("call_state", state="ended", timeout_s=10)
         assert ended["end_reason"] == "payment_timeout"
-        order = await until(lambda: system.db.orders.find_one({"call_id": call.id, "capture_state": "pending"}), 10,
-                            "the pending capture")
+        order = await eventually(lambda: system.db.orders.find_one({"call_id": call.id, "capture_state": "pending"}), "the pending capture")
         assert system.db.ledger.count_documents({"call_id": call.id}) == 0   # no money in hand yet
         # The eCheck clears: PAYMENT.CAPTURE.COMPLETED, for a call that is over.
         control(system, f"/emulator/captures/{order['capture_id']}/complete", {})

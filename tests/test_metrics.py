@@ -11,7 +11,7 @@ from tests.client import Member
 from tests.conftest import free_port, run, start_system
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call
-from tests.test_payouts import wait_for
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")

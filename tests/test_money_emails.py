@@ -15,6 +15,7 @@ from tests.conftest import free_port, run
 from tests.test_accounts import RecordingSMTP
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import PAYOUT_NOTICE, Call
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -25,13 +26,7 @@ def smtp_server():
     controller.stop()
 
 
-async def until(condition, timeout_s=20, what="the condition"):
-    """Poll `condition` until true, for at most `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+
 
 
 def deliveries(system, event_type=None):
@@ -79,16 +74,15 @@ def test_each_capture_mails_one_receipt_and_one_earnings_notice(system_with, smt
             with urllib.request.urlopen(f"{system.url}/paypal/return?token={order['_id']}", timeout=10):
                 pass
         # Every webhook PayPal sent (approvals, captures) has been taken by the gateway...
-        await until(lambda: len(deliveries(system)) >= 4 and all(d["status"] == "SUCCESS" for d in deliveries(system)),
-                    what="PayPal's webhooks to be delivered")
+        await eventually(lambda: len(deliveries(system)) >= 4 and all(d["status"] == "SUCCESS" for d in deliveries(system)), "PayPal's webhooks to be delivered", timeout_s=20)
         # ... and every mail those captures make has gone out.
-        await until(lambda: system.db.money_mails.count_documents({"state": "sent"}) == 4
-                    and len(money_mails(handler)) == 4, what="four mails over SMTP")
+        await eventually(lambda: system.db.money_mails.count_documents({"state": "sent"}) == 4
+                    and len(money_mails(handler)) == 4, "four mails over SMTP", timeout_s=20)
         await call.host_page.request("hang_up", call_id=call.id)
         await call.caller_page.expect("call_state", state="ended")
 
         # The call over, each side gets the head of its record: the downloaded record's own head.
-        await until(lambda: len(record_mails(handler)) == 2, what="the record's head to both sides")
+        await eventually(lambda: len(record_mails(handler)) == 2, "the record's head to both sides", timeout_s=20)
         head = (await call.caller.request("GET", f"/api/calls/{call.id}/record")).json()["head"]
         for address, subject in ((call.caller.email, "The record of your call with Mona Host"),
                                  (call.host.email, "The record of Carl Caller's call to you")):

@@ -12,8 +12,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tests.conftest import run
 from tests.test_call_payments import approve_and_never_come_back, approve_on_paypal
 from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call
-from tests.test_late_capture import arm, assert_refunded_once, control, paypal, until
+from tests.test_late_capture import arm, assert_refunded_once, control, paypal
 from tests.test_refunds import operator
+from tests.waiting import eventually
 
 
 def requests_to(system, path):
@@ -46,9 +47,9 @@ def booked_once(system, call):
 
 async def mails_settled(system, call):
     """The capture's receipt and earnings notice went out, once each."""
-    capture = await until(lambda: system.db.ledger.find_one({"call_id": call.id}), 15, "the booking")
+    capture = await eventually(lambda: system.db.ledger.find_one({"call_id": call.id}), "the booking", timeout_s=15)
     mails = {"capture_id": capture["_id"].split(":")[1]}
-    await until(lambda: system.db.money_mails.count_documents(dict(mails, state="sent")) == 2, 15, "the two mails")
+    await eventually(lambda: system.db.money_mails.count_documents(dict(mails, state="sent")) == 2, "the two mails", timeout_s=15)
     assert system.db.money_mails.count_documents(mails) == 2
     assert system.db.outbox.count_documents({"to": {"$in": [call.host.email, call.caller.email]},
                                              **NOT_THE_PAYOUT_NOTICE}) == 2
@@ -166,7 +167,7 @@ def test_duplicated_webhooks_and_a_capture_event_before_the_approval_book_once(s
             ours = [d for d in control(system, "/emulator/webhooks")["deliveries"]
                     if d["resource_id"] in (order_id, capture_id)]
             return len(ours) == 4 and all(d["status"] == "SUCCESS" for d in ours)
-        await until(delivered, 20, "four deliveries of two events")
+        await eventually(delivered, "four deliveries of two events", timeout_s=20)
         mine = list(system.db.webhook_events.find({"resource.id": {"$in": [order_id, capture_id]}}))
         assert sorted(e["event_type"] for e in mine) == ["CHECKOUT.ORDER.APPROVED", "PAYMENT.CAPTURE.COMPLETED"]
         completed, approved = sorted(mine, key=lambda e: e["received_at"])
@@ -221,7 +222,7 @@ def test_a_database_restart_between_capture_and_booking_books_once(system_on_own
         arm(system, {"kind": "timeout", "path": "/v2/checkout/orders/*/capture", "method": "POST", "delay_s": 4})
         put_webhook_url(system, "")  # the payer's return alone asks for the capture
         approve_on_paypal(ready["payment"]["approve_url"])
-        await until(lambda: requests_to(system, f"/v2/checkout/orders/{order_id}/capture"), 10, "the capture request")
+        await eventually(lambda: requests_to(system, f"/v2/checkout/orders/{order_id}/capture"), "the capture request")
         await asyncio.to_thread(own_database.stop)
         await asyncio.sleep(8)    # the answer came at 4 s; the booking has been failing since
         assert captures_at_paypal(system, order_id)   # the money is in at PayPal, not yet in our books
@@ -256,18 +257,16 @@ def test_a_capture_for_another_amount_is_refunded_in_full_never_the_hosts_and_op
     async def scenario():
         call, olga = await mismatched_payment(system, {"amount": "25.00"})
         db = system.db
-        refund = await until(lambda: db.ledger.find_one({"call_id": call.id, "kind": "late_capture_refund"}), 15,
-                             "the whole refund booked")
+        refund = await eventually(lambda: db.ledger.find_one({"call_id": call.id, "kind": "late_capture_refund"}), "the whole refund booked", timeout_s=15)
         (captured,) = db.ledger.find({"call_id": call.id, "kind": "call_payment"})
         assert captured["entries"][0] == {"account": f"caller:{call.caller.id}", "amount_cents": -2500}
         assert refund["entries"][-1]["amount_cents"] + refund["entries"][1]["amount_cents"] == 2500
         capture_id = captured["_id"].split(":")[1]
         assert paypal(system).get_capture(capture_id)["status"] == "REFUNDED"
         assert db.calls.find_one({"_id": call.id})["payments"] == []
-        mail = await until(lambda: db.outbox.find_one({"to": call.caller.email, "subject": {"$regex": "^Refunded"}}),
-                           10, "the caller told")
+        mail = await eventually(lambda: db.outbox.find_one({"to": call.caller.email, "subject": {"$regex": "^Refunded"}}), "the caller told")
         assert "USD 25.00" in mail["body"] and "$15.00" in mail["body"]
-        (alert,) = await until(lambda: operator_alerts(system, olga), 10, "the operators told")
+        (alert,) = await eventually(lambda: operator_alerts(system, olga), "the operators told")
         assert capture_id in alert["body"]
         answer = system.cli("ledger", "reconcile", "--json")
         assert answer.returncode == 0, answer.stdout
@@ -278,12 +277,11 @@ def test_a_capture_in_another_currency_is_refunded_in_full_and_never_booked(syst
     async def scenario():
         call, olga = await mismatched_payment(system, {"currency": "EUR"})
         db = system.db
-        order = await until(lambda: db.orders.find_one({"call_id": call.id, "capture_state": "refunded"}), 15,
-                            "the capture refunded")
+        order = await eventually(lambda: db.orders.find_one({"call_id": call.id, "capture_state": "refunded"}), "the capture refunded", timeout_s=15)
         assert order["mismatch"] == {"captured_cents": 1500, "currency": "EUR", "expected_cents": 1500}
         assert paypal(system).get_capture(order["capture_id"])["status"] == "REFUNDED"
         assert db.ledger.count_documents({"call_id": call.id}) == 0
-        await until(lambda: operator_alerts(system, olga), 10, "the operators told")
+        await eventually(lambda: operator_alerts(system, olga), "the operators told")
         answer = system.cli("ledger", "reconcile", "--json")
         assert answer.returncode == 0, answer.stdout
     run(scenario())

@@ -276,8 +276,8 @@ def test_the_leader_killed_with_calls_and_a_payout_in_flight_another_node_takes_
     from actors import payout_calendar
     from actors.payout_calendar import payout_batch_id
     from tests.test_late_capture import arm
-    from tests.test_account_limits import eventually
-    from tests.test_payouts import paid_call, the_only_batch_for, wait_for
+    from tests.waiting import eventually, wait_for
+    from tests.test_payouts import paid_call, the_only_batch_for
 
     cluster = Cluster(database_url, tmp_path_factory.mktemp("failover"), node_count=3, gateway_count=0,
                       leader_lease_s=LEASE_S, earnings_hold_s=0, refund_window_s=0)

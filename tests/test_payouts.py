@@ -30,6 +30,7 @@ from tests.client import PASSWORD, Member
 from tests.conftest import free_port, run, start_system
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call, ring, upgraded_host
+from tests.waiting import wait_for
 
 HOLD_S = 24 * 3600
 HOUR = datetime.timedelta(hours=1)
@@ -600,12 +601,6 @@ def mongo_payouts(database_url, emulator):
     db.client.drop_database(db.name)
 
 
-def wait_for(check, what, timeout_s=15):
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 def test_a_payout_answer_lost_on_the_way_back_is_one_batch_booked_once(mongo_payouts, emulator):

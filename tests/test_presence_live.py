@@ -5,7 +5,8 @@ import time
 
 from tests.client import Member
 from tests.conftest import run
-from tests.test_account_limits import eventually
+from tests.waiting import eventually
+from tests.waiting import eventually
 
 PRESENCE_BOUND_S = 1.0  # the product promise: a dot changes within a second
 

@@ -13,7 +13,8 @@ from tests.client import Member
 from tests.conftest import run, start_system
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call, ring, upgraded_host
-from tests.test_payouts import paypal_api, run_payout, wait_for
+from tests.test_payouts import paypal_api, run_payout
+from tests.waiting import wait_for
 
 UTC = datetime.timezone.utc
 PAID_LENGTH_S = 2   # the test policy's shortest paid length, so an extension comes quickly

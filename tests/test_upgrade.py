@@ -14,6 +14,7 @@ import pytest
 
 from tests.client import Member
 from tests.conftest import run
+from tests.waiting import eventually
 
 WAIT_S = 20
 
@@ -59,16 +60,7 @@ def emulator(system, method, path, body=None):
         return json.load(answer)
 
 
-async def eventually(check, timeout_s=WAIT_S, what="the condition"):
-    """Poll `check()` (async, truthy when done) with a bound."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        found = await check()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout_s} s")
-        await asyncio.sleep(0.1)
+
 
 
 async def me(member):
@@ -168,7 +160,7 @@ def test_a_free_member_upgrades_through_paypal_and_pays_the_platform(system, pla
         assert public["tier"] == "upgraded"
 
         # The first cycle's payment, booked once (return and webhook race; the webhook repeats).
-        booked = await eventually(lambda: asyncio.sleep(0, sales(system, member.id)), what="the first sale booked")
+        booked = await eventually(lambda: asyncio.sleep(0, sales(system, member.id)), "the first sale booked", timeout_s=WAIT_S)
         assert len(booked) == 1
         entries = {e["account"]: e["amount_cents"] for e in booked[0]["entries"]}
         assert entries == {f"subscriber:{member.id}": -999, "paypal:fees": 84, "platform:revenue": 915}
@@ -183,14 +175,14 @@ def test_each_renewal_is_booked_and_moves_the_renewal_date(system, plan):
     async def scenario():
         member, _ = await upgraded_member(system, "Renewing")
         first = (await me(member))["subscription"]
-        await eventually(lambda: asyncio.sleep(0, sales(system, member.id)), what="the first sale booked")
+        await eventually(lambda: asyncio.sleep(0, sales(system, member.id)), "the first sale booked", timeout_s=WAIT_S)
         emulator(system, "POST", f"/subscriptions/{first['id']}/advance", {"to": "next_cycle"})
-        await eventually(lambda: asyncio.sleep(0, len(sales(system, member.id)) == 2), what="the renewal booked")
+        await eventually(lambda: asyncio.sleep(0, len(sales(system, member.id)) == 2), "the renewal booked", timeout_s=WAIT_S)
 
         async def moved():
             renews_at = (await me(member))["subscription"]["renews_at"]
             return when(renews_at) - when(first["renews_at"]) == datetime.timedelta(days=30)
-        await eventually(moved, what="the renewal date moving a month on")
+        await eventually(moved, "the renewal date moving a month on", timeout_s=WAIT_S)
         assert (await me(member))["tier"] == "upgraded"
     run(scenario())
 
@@ -201,7 +193,7 @@ def test_the_webhook_alone_upgrades_a_member_who_never_comes_back(system, plan):
 
         async def upgraded():
             return (await me(member))["tier"] == "upgraded"
-        await eventually(upgraded, what="the ACTIVATED webhook upgrading the member")
+        await eventually(upgraded, "the ACTIVATED webhook upgrading the member", timeout_s=WAIT_S)
     run(scenario())
 
 
@@ -237,7 +229,7 @@ def test_the_member_is_free_again_once_the_paid_period_is_over(system, plan):
 
             async def free():
                 return (await me(member))["tier"] == "free"
-            await eventually(free, what="the end of the paid period")
+            await eventually(free, "the end of the paid period", timeout_s=WAIT_S)
             assert datetime.datetime.now(datetime.timezone.utc) >= ends_at
             public = (await member.request("GET", f"/api/members/{member.id}")).json()["member"]
             assert public["tier"] == "free"
@@ -257,7 +249,7 @@ def test_an_expired_subscription_makes_the_member_free(system, plan):
         async def free():
             profile = await me(member)
             return profile["tier"] == "free" and profile["subscription"]["status"] == "EXPIRED"
-        await eventually(free, what="the EXPIRED webhook ending the upgrade")
+        await eventually(free, "the EXPIRED webhook ending the upgrade", timeout_s=WAIT_S)
     run(scenario())
 
 
