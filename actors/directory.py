@@ -126,7 +126,7 @@ class Directory(Actor):
 
     def take_over(self, stored):
         """The leader was lost and this node took its lease: the shards it placed are ours now.
-        The surviving nodes join us within a lease renewal; after a lease period, the shards on
+        The surviving nodes join us within a lease renewal; after two renewals, the shards on
         nodes still missing start again elsewhere and the others are adopted (new adapters)."""
         self.shards = [pickle.loads(address) for address in stored["shards"]]
         self.placement = {int(index): node for index, node in stored["placement"].items()}
@@ -137,7 +137,8 @@ class Directory(Actor):
         self.lost_leaders = {stored.get("leader"), stored.get("lost_node")} - {None, convention.node_name(self.settings)}
         self.nodes = [node for node in self.nodes if node not in self.lost_leaders]
         log.warning("taking over %d member shards of the lost leader (lease token %s)", len(self.shards), self.token)
-        self.wakeupAfter(self.settings.policy.leader_lease_s, payload="adopt")
+        # The others follow the lease within one renewal (a third of it): two are waited.
+        self.wakeupAfter(self.settings.policy.leader_lease_s * 2 / 3, payload="adopt")
 
     def adopt(self):
         self.adopting = False
