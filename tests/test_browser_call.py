@@ -223,7 +223,7 @@ def test_a_paid_call_between_two_browsers(browser, system):
         expect(net).to_have_text(f"The caller pays {dollars(split['amount_cents'])}; PayPal keeps "
                                  f"{dollars(split['fee_cents'])}; you earn {dollars(split['net_cents'])}.",
                                  timeout=STEP_MS)
-        shot(host, "terms-fee-preview")
+        shot(host, "terms-fee-preview", docs=True)
         host.fill("#minutes", FIRST_ROUND)
         host.click("#propose-button")
         fingerprint = host.locator("#proposal-sent-fingerprint")
