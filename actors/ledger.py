@@ -67,7 +67,8 @@ LATE_CAPTURE_REFUND = "late_capture_refund"
 KINDS = KINDS | {LATE_CAPTURE_REFUND}
 # One billing cycle of a member's upgrade subscription, paid.
 SUBSCRIPTION = "subscription"
-KINDS = KINDS | {SUBSCRIPTION}
+SUBSCRIPTION_REFUND = "subscription_refund"
+KINDS = KINDS | {SUBSCRIPTION, SUBSCRIPTION_REFUND}
 # PayPal's fee on a payout item it delivered: the platform's cost, on top of the member's amount.
 PAYOUT_FEE = "payout_fee"
 KINDS = KINDS | {PAYOUT_FEE}
@@ -325,6 +326,18 @@ def subscription_transaction(member_id, sale_id, amount_cents, fee_cents):
                                                                  (PLATFORM_REVENUE, amount_cents - fee_cents))
                     if cents)
     return Transaction(f"sale:{_id(sale_id)}", SUBSCRIPTION, entries)
+
+
+def subscription_refund_transaction(member_id, sale_id, amount_cents, fee_cents):
+    """A sale given back whole (it did not match the member's plan): the subscriber gets the
+    gross back, the revenue its net, and PayPal's kept fee is the platform's cost. Keyed by the
+    sale: once per sale."""
+    _positive(amount_cents, "amount")
+    if isinstance(fee_cents, bool) or not isinstance(fee_cents, int) or not 0 <= fee_cents <= amount_cents:
+        raise LedgerError("invalid_fee", f"a fee of {fee_cents!r} cents cannot be taken from {amount_cents}")
+    entries = _moves((amount_cents - fee_cents, PLATFORM_REVENUE, subscriber(member_id)),
+                     (fee_cents, PLATFORM_COSTS, subscriber(member_id)))
+    return Transaction(f"sale:{_id(sale_id)}:refund", SUBSCRIPTION_REFUND, entries)
 
 
 # Balances ---------------------------------------------------------------------------------

@@ -94,6 +94,15 @@ def mismatch_alert(call_id, order_id, capture_id, captured, expected_cents):
             f"Look at the order on PayPal's dashboard: an amount changed after we created it is not ours.")
 
 
+def sale_mismatch_alert(member_id, subscription_id, sale_id, sold, expected_cents, refund_id):
+    """To operators: a subscription payment that did not match the member's plan."""
+    return (f"A PayPal subscription payment did not match its plan (subscription {subscription_id})",
+            f"PayPal billed {sold} (sale {sale_id}) on subscription {subscription_id} of member {member_id}, but "
+            f"their plan is {dollars(expected_cents) if expected_cents is not None else 'not known here'}. It was refunded in full to the member (refund "
+            f"{refund_id}) and booked as nothing earned; PayPal's fee on it is the platform's cost. Look at the "
+            f"plan on PayPal's dashboard: a price changed behind our back is not ours.")
+
+
 def late_capture_refund(host_name, call_id, capture_id, amount_cents, refund_id):
     """To the caller: their payment completed after the call was over and went back in full."""
     return (f"Refunded: {dollars(amount_cents)} for your call with {host_name}", "\n".join([

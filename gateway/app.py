@@ -87,7 +87,7 @@ class Gateway:
         emulator_host = [urllib.parse.urlsplit(settings.paypal_url).netloc] if settings.paypal_emulated else []
         self.webhooks = WebhookVerifier(settings.paypal_webhook_id_in_use, emulator_host)
         self.refund_desk = refunds.RefundDesk(self.hub)
-        self.upgrades = upgrade.Upgrades(settings, self.db, member_changed=self.member_changed)
+        self.upgrades = upgrade.Upgrades(settings, self.db, member_changed=self.member_changed, mailer=self.mailer)
         self.follows = follows.Follows(self.db, self.member_changed)
         self.server = None
         self.session_watch = None

@@ -26,7 +26,7 @@ import pymongo
 import tornado.httpclient
 import tornado.web
 
-from actors import ledger
+from actors import ledger, receipts
 from gateway.accounts import ClientError, effective_tier, now, own_profile, subscription_view
 from gateway.http import BaseHandler
 from interkanect.db import object_id
@@ -92,6 +92,10 @@ class PayPalSubscriptions:
 
     async def subscription(self, subscription_id):
         return await self._call("GET", f"/v1/billing/subscriptions/{urllib.parse.quote(subscription_id)}")
+
+    async def refund_sale(self, sale_id, request_id):
+        """The whole sale back to the payer (PayPal's v1 sale refund); the refund."""
+        return await self._call("POST", f"/v1/payments/sale/{urllib.parse.quote(sale_id)}/refund", {}, request_id)
 
     async def cancel(self, subscription_id, reason):
         await self._call("POST", f"/v1/billing/subscriptions/{urllib.parse.quote(subscription_id)}/cancel",
@@ -249,9 +253,10 @@ def is_duplicate(current, resource):
 # The flow --------------------------------------------------------------------------------------
 
 class Upgrades:
-    def __init__(self, settings, db, paypal=None, member_changed=None):
+    def __init__(self, settings, db, paypal=None, member_changed=None, mailer=None):
         self.settings = settings
         self.db = db
+        self.mailer = mailer                # operators hear of a sale that did not match its plan
         self.member_changed = member_changed or (lambda member: None)  # the gateway tells the member's shard
         self.paypal = paypal or PayPalSubscriptions(settings.paypal_url, settings.paypal_client_id_in_use,
                                                     settings.paypal_client_secret_in_use)
@@ -370,12 +375,50 @@ class Upgrades:
             return
         amount = value_to_cents(sale["amount"]["total"])
         fee = value_to_cents((sale.get("transaction_fee") or {}).get("value", "0.00"))
-        transaction = ledger.subscription_transaction(member_id, sale["id"], amount, fee)
+        currency = sale["amount"].get("currency", "USD")
+        expected = await self.plan_price_cents(member_id, sale["billing_agreement_id"])
+        if currency != "USD" or (expected is not None and amount != expected):
+            await self.refund_mismatch(member_id, sale, amount, fee, currency, expected)
+            return
+        await self.book(ledger.subscription_transaction(member_id, sale["id"], amount, fee), sale)
+
+    async def book(self, transaction, sale):
         try:
             await self.db.ledger.insert_one(dict(transaction.document(), at=now(),
                                                  subscription_id=sale["billing_agreement_id"]))
         except pymongo.errors.DuplicateKeyError:
             pass  # booked already: a repeated delivery
+
+    async def plan_price_cents(self, member_id, subscription_id):
+        """What the member's subscription is for, as we created it (None: not known here)."""
+        member = await self.db.members.find_one({"_id": object_id(member_id)}, {"subscription": 1})
+        subscription = (member or {}).get("subscription") or {}
+        return subscription.get("price_cents") if subscription.get("id") == subscription_id else None
+
+    async def refund_mismatch(self, member_id, sale, amount, fee, currency, expected):
+        """A sale for another amount or currency than the member's plan (a price changed behind
+        our back) is not ours: refunded whole (the same request id for every delivery of it), and
+        each operator told once. In USD it is booked, then its refund, so the books follow the
+        PayPal balance (PayPal keeps its fee: the platform's cost); in another currency it never
+        reached the USD balance and nothing is booked."""
+        refund = await self.paypal.refund_sale(sale["id"], f"sale-mismatch-{sale['id']}")
+        if currency == "USD":
+            await self.book(ledger.subscription_transaction(member_id, sale["id"], amount, fee), sale)
+            await self.book(ledger.subscription_refund_transaction(member_id, sale["id"], amount, fee), sale)
+        try:
+            await self.db.sale_mismatches.insert_one({"_id": sale["id"], "member_id": member_id, "at": now(),
+                                                      "amount_cents": amount, "currency": currency,
+                                                      "expected_cents": expected, "refund_id": refund["id"]})
+        except pymongo.errors.DuplicateKeyError:
+            return  # told already: a repeated delivery
+        sold = f"{cents_to_value(amount)} {currency}"
+        log.error("subscription sale %s was for %s, the plan for %s cents: refunded (%s)", sale["id"], sold, expected,
+                  refund["id"])
+        subject, body = receipts.sale_mismatch_alert(member_id, sale["billing_agreement_id"], sale["id"], sold,
+                                                     expected, refund["id"])
+        async for operator in self.db.members.find({"operator": True}, {"email": 1}):
+            if self.mailer is not None:
+                await self.mailer.send(operator["email"], subject, body)
 
 
 # HTTP ------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from paypal_emulator.money import AmountError, parse_cents
 from paypal_emulator.orders import Orders
 from paypal_emulator.payments import Payments
 from paypal_emulator.payouts import Payouts
-from paypal_emulator.subscriptions import PRODUCTS_API, SUBSCRIPTIONS_API, Subscriptions, consent_page
+from paypal_emulator.subscriptions import PRODUCTS_API, SALES_API, SUBSCRIPTIONS_API, Subscriptions, consent_page
 from paypal_emulator.webhooks import AUTH_ALGO, SigningKey, envelope, serialize, verify
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class Emulator:
         self.subscriptions = Subscriptions(self.urls, request_ids)
         self._billing_timers = {}  # subscription id -> the timer of its next billing
         self.faults = Faults()
+        self.subscriptions.take_sale_mismatch = self._take_sale_mismatch
         # Every API request as it came in (newest last): what a test checks retries against.
         self.requests = collections.deque(maxlen=REQUEST_LOG_SIZE)
         self.tokens = Tokens(settings.token_ttl_s)
@@ -126,6 +127,7 @@ class Emulator:
             (r"/v1/billing/subscriptions", CreateSubscriptionHandler, a),
             (r"/v1/billing/subscriptions/" + ID, SubscriptionHandler, a),
             (r"/v1/billing/subscriptions/" + ID + "/cancel", CancelSubscriptionHandler, a),
+            (r"/v1/payments/sale/" + ID + "/refund", RefundSaleHandler, a),
             (r"/webapps/billing/subscriptions", SubscriptionConsentHandler, a),
             (r"/emulator/subscriptions/" + ID + "/advance", AdvanceSubscriptionHandler, a),
             (r"/emulator/billing-clock", BillingClockHandler, a),
@@ -165,6 +167,10 @@ class Emulator:
     @property
     def cert_url(self):
         return self.urls.cert(self.signing_key.cert_id)
+
+    def _take_sale_mismatch(self):
+        fault = self.faults.take("sale_mismatch")
+        return (fault.amount_cents, fault.currency) if fault else None
 
     def emit(self, events):
         now = self.clock()
@@ -633,6 +639,19 @@ class CreateSubscriptionHandler(ApiHandler):
                                       subscriptions.to_json(subscription))])
         await self.respond(subscriptions.to_json(subscription, full=self.wants_representation),
                            201 if created else 200)
+
+
+class RefundSaleHandler(ApiHandler):
+    """POST /v1/payments/sale/{id}/refund: a subscription payment given back (PayPal's v1)."""
+
+    api = SALES_API
+
+    async def post(self, sale_id):
+        subscriptions = self.emulator.subscriptions
+        refund, created, events = subscriptions.refund_sale(sale_id, self.json_body(allow_empty=True),
+                                                            self.request_id, self.now())
+        self.emulator.emit(events)
+        await self.respond(subscriptions.sale_refund_json(refund), 201 if created else 200)
 
 
 class SubscriptionHandler(ApiHandler):

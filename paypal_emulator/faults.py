@@ -9,8 +9,10 @@ from paypal_emulator.money import AmountError, parse_cents
 
 # Kinds that match HTTP requests by path (a glob: /v2/checkout/orders/*/capture) and method.
 REQUEST_KINDS = ("error", "timeout", "lost_response")
-KINDS = REQUEST_KINDS + ("capture_outcome", "capture_mismatch", "refund_outcome", "payout_item_outcome",
-                         "webhook_duplicate", "webhook_out_of_order")
+KINDS = REQUEST_KINDS + ("capture_outcome", "capture_mismatch", "sale_mismatch", "refund_outcome",
+                         "payout_item_outcome", "webhook_duplicate", "webhook_out_of_order")
+# What a capture or a subscription's sale is for instead of what was agreed.
+MISMATCH_KINDS = ("capture_mismatch", "sale_mismatch")
 CAPTURE_OUTCOMES = ("PENDING", "DECLINED", "INSTRUMENT_DECLINED")
 # A refund that stays PENDING (until /emulator/refunds/{id}/complete|fail|cancel), goes
 # PENDING then COMPLETED or FAILED by itself after `settle_s`, or FAILED at once.
@@ -40,7 +42,8 @@ class Fault:
     outcome: str = None
     hold_s: float = DEFAULT_HOLD_S
     settle_s: float = DEFAULT_REFUND_SETTLE_S
-    # capture_mismatch: what the next capture is for instead of its order's amount and currency.
+    # capture_mismatch / sale_mismatch: what the next capture (instead of its order's) or
+    # subscription sale (instead of its plan's) is for: amount and currency.
     amount_cents: int = None
     currency: str = None
 
@@ -55,6 +58,7 @@ class Fault:
         fields = {"error": ("path", "method", "status"), "timeout": ("path", "method", "delay_s", "commit"),
                   "lost_response": ("path", "method"), "capture_outcome": ("outcome",),
                   "refund_outcome": ("outcome", "settle_s"), "capture_mismatch": ("amount_cents", "currency"),
+                  "sale_mismatch": ("amount_cents", "currency"),
                   "payout_item_outcome": ("outcome",), "webhook_out_of_order": ("hold_s",)}.get(self.kind, ())
         shown = {"id": self.id, "kind": self.kind, "remaining": self.remaining}
         shown.update({name: getattr(self, name) for name in fields if getattr(self, name) is not None})
@@ -91,7 +95,7 @@ def parse_fault(spec, fault_id):
         fault.outcome = spec.get("outcome")
         if fault.outcome not in allowed:
             raise FaultError(f"outcome must be one of {', '.join(allowed)}")
-    if kind == "capture_mismatch":
+    if kind in MISMATCH_KINDS:
         amount = spec.get("amount")
         if amount is not None:
             try:

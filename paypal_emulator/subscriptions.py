@@ -22,6 +22,7 @@ from paypal_emulator.money import CURRENCY, AmountError, fee_cents, format_cents
 from paypal_emulator.orders import payer_for
 
 SUBSCRIPTIONS_API = "subscriptions/v1"
+SALES_API = "payments/v1"   # a subscription's sale and its refund are PayPal's v1 payments
 PRODUCTS_API = "catalog-products/v1"
 # billing_subscriptions_v1.json: "The server stores keys for 72 hours."
 SUBSCRIPTIONS_KEY_TTL_S = 72 * 3600
@@ -134,10 +135,21 @@ class Sale:
     amount_cents: int
     create_time: datetime.datetime
     custom: str = None
+    currency: str = CURRENCY
+    refunded_cents: int = 0
 
     @property
     def fee_cents(self):
         return fee_cents(self.amount_cents)
+
+
+@dataclasses.dataclass
+class SaleRefund:
+    id: str
+    sale_id: str
+    amount_cents: int
+    currency: str
+    create_time: datetime.datetime
 
 
 @dataclasses.dataclass
@@ -176,6 +188,9 @@ class Subscriptions:
         self.plans = {}
         self.subscriptions = {}
         self.sales = {}
+        self.sale_refunds = {}
+        # The emulator's sale_mismatch fault: (amount_cents, currency) for the next sale, or None.
+        self.take_sale_mismatch = lambda: None
 
     # Lookups ---------------------------------------------------------------------------
 
@@ -395,7 +410,11 @@ class Subscriptions:
         return None
 
     def _sale(self, subscription, cents, now):
-        sale = Sale(sale_id(), subscription.id, cents, now, subscription.custom_id)
+        mismatch = self.take_sale_mismatch()  # a plan changed behind the merchant's back
+        currency = CURRENCY
+        if mismatch:
+            cents, currency = mismatch[0] or cents, mismatch[1] or CURRENCY
+        sale = Sale(sale_id(), subscription.id, cents, now, subscription.custom_id, currency)
         self.sales[sale.id] = sale
         subscription.sale_ids.append(sale.id)
         subscription.last_payment = (cents, now)
@@ -480,17 +499,59 @@ class Subscriptions:
         """The v1 sale of a subscription payment, as PAYMENT.SALE.COMPLETED carries it."""
         href = self.urls.base + f"/v1/payments/sale/{sale.id}"
         body = {"id": sale.id, "state": "completed",
-                "amount": {"total": format_cents(sale.amount_cents), "currency": CURRENCY,
+                "amount": {"total": format_cents(sale.amount_cents), "currency": sale.currency,
                            "details": {"subtotal": format_cents(sale.amount_cents)}},
                 "payment_mode": "INSTANT_TRANSFER", "protection_eligibility": "ELIGIBLE",
                 "protection_eligibility_type": "ITEM_NOT_RECEIVED_ELIGIBLE,UNAUTHORIZED_PAYMENT_ELIGIBLE",
-                "transaction_fee": {"value": format_cents(sale.fee_cents), "currency": CURRENCY},
+                "transaction_fee": {"value": format_cents(sale.fee_cents), "currency": sale.currency},
                 "billing_agreement_id": sale.subscription_id,
                 "create_time": timestamp(sale.create_time), "update_time": timestamp(sale.create_time),
                 "links": [link(href, "self"), link(href + "/refund", "refund", "POST")]}
         if sale.custom:
             body["custom"] = sale.custom
         return body
+
+    # Sale refunds (POST /v1/payments/sale/{id}/refund) -------------------------------------
+
+    def refund_sale(self, sale_id_, body, request_id, now):
+        """(refund, created, events): all that is left of the sale, or `amount.total` of it;
+        the same request id answers the same refund. PayPal keeps its fee."""
+        if sale_id_ not in self.sales:
+            raise PayPalError(404, [detail("INVALID_RESOURCE_ID", "sale_id", sale_id_, location="path")], SALES_API)
+        sale = self.sales[sale_id_]
+        known = request_id and self.request_ids.lookup(("sales.refund", request_id), now)
+        if known:
+            return self.sale_refunds[known], False, []
+        left = sale.amount_cents - sale.refunded_cents
+        if left <= 0:
+            raise PayPalError(400, [], SALES_API, name="TRANSACTION_ALREADY_REFUNDED",
+                              message="Requested transaction has already been fully refunded.")
+        cents = left
+        total = ((body or {}).get("amount") or {}).get("total")
+        if total is not None:
+            try:
+                cents = parse_cents(total)
+            except AmountError:
+                raise invalid("INVALID_PARAMETER_VALUE", "amount.total", str(total), SALES_API) from None
+            if not 0 < cents <= left:
+                raise PayPalError(400, [], SALES_API, name="REFUND_EXCEEDED_TRANSACTION_AMOUNT",
+                                  message="Refund amount exceeded transaction amount.")
+        refund = SaleRefund("R" + secrets.token_hex(8).upper(), sale.id, cents, sale.currency, now)
+        sale.refunded_cents += cents
+        self.sale_refunds[refund.id] = refund
+        if request_id:
+            self.request_ids.remember(("sales.refund", request_id), refund.id, now, SUBSCRIPTIONS_KEY_TTL_S)
+        event = Event("PAYMENT.SALE.REFUNDED", "refund", f"A {dollars(format_cents(cents))} sale refund was made",
+                      self.sale_refund_json(refund), "1.0")
+        return refund, True, [event]
+
+    def sale_refund_json(self, refund):
+        href = self.urls.base + f"/v1/payments/refund/{refund.id}"
+        sale_href = self.urls.base + f"/v1/payments/sale/{refund.sale_id}"
+        return {"id": refund.id, "state": "completed", "sale_id": refund.sale_id,
+                "amount": {"total": format_cents(refund.amount_cents), "currency": refund.currency},
+                "create_time": timestamp(refund.create_time), "update_time": timestamp(refund.create_time),
+                "links": [link(href, "self"), link(sale_href, "sale")]}
 
     def approve_url(self, subscription):
         return f"{self.urls.base}/webapps/billing/subscriptions?ba_token={subscription.ba_token}"

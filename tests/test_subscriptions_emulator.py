@@ -260,3 +260,27 @@ def test_a_short_billing_day_renews_on_time(sdk, emulator, receiver, plan):
     assert status == 404 and body["error"]["code"] == "not_found"
     status, body = emulator.control("POST", f"/subscriptions/{subscription.id}/advance", {"to": "tomorrow"})
     assert status == 400 and body["error"]["code"] == "invalid_to"
+
+
+def test_a_sale_is_refunded_once_and_a_mismatched_sale_is_billed_as_the_fault_says(sdk, emulator, receiver, plan):
+    emulator.fault(kind="sale_mismatch", amount="12.99", currency="EUR")
+    subscription, _ = active_subscription(sdk, plan.id, custom_id="member-refund")
+    sale = receiver.wait_for(about(subscription.id, "PAYMENT.SALE.COMPLETED"))[0]["event"]["resource"]
+    assert sale["amount"]["total"] == "12.99" and sale["amount"]["currency"] == "EUR"
+    assert sale["transaction_fee"]["currency"] == "EUR"
+    path = f"/v1/payments/sale/{sale['id']}/refund"
+    # More than the sale: refused; then the whole of it, once per request id.
+    status, body = emulator.api("POST", path, {"amount": {"total": "13.00", "currency": "EUR"}})
+    assert status == 400 and body["name"] == "REFUND_EXCEEDED_TRANSACTION_AMOUNT"
+    status, refund = emulator.api("POST", path, {}, {"PayPal-Request-Id": "sale-refund-1"})
+    assert status == 201 and refund["state"] == "completed" and refund["sale_id"] == sale["id"]
+    assert refund["amount"] == {"total": "12.99", "currency": "EUR"}
+    status, again = emulator.api("POST", path, {}, {"PayPal-Request-Id": "sale-refund-1"})
+    assert status == 200 and again["id"] == refund["id"]
+    status, body = emulator.api("POST", path, {}, {"PayPal-Request-Id": "sale-refund-2"})
+    assert status == 400 and body["name"] == "TRANSACTION_ALREADY_REFUNDED"
+    refunded = receiver.wait_for(lambda event: event["event_type"] == "PAYMENT.SALE.REFUNDED"
+                                 and event["resource"]["id"] == refund["id"])
+    assert len(refunded) == 1 and refunded[0]["event"]["resource"]["sale_id"] == sale["id"]
+    status, body = emulator.api("POST", "/v1/payments/sale/NOSUCHSALE/refund", {})
+    assert status == 404 and body["details"][0]["issue"] == "INVALID_RESOURCE_ID"

@@ -14,6 +14,7 @@ import pytest
 
 from tests.client import Member
 from tests.conftest import run
+from tests.test_payouts import paypal_api
 from tests.waiting import eventually
 
 WAIT_S = 20
@@ -58,9 +59,6 @@ def emulator(system, method, path, body=None):
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as answer:
         return json.load(answer)
-
-
-
 
 
 async def me(member):
@@ -184,6 +182,58 @@ def test_each_renewal_is_booked_and_moves_the_renewal_date(system, plan):
             return when(renews_at) - when(first["renews_at"]) == datetime.timedelta(days=30)
         await eventually(moved, "the renewal date moving a month on", timeout_s=WAIT_S)
         assert (await me(member))["tier"] == "upgraded"
+    run(scenario())
+
+
+@pytest.mark.parametrize("mismatch", [{"amount": "12.99"}, {"currency": "EUR"}], ids=["amount", "currency"])
+def test_a_renewal_for_another_amount_or_currency_than_the_plan_is_refunded_and_operators_told(system, plan, mismatch):
+    async def scenario():
+        olga = await Member(system.url).sign_up("Olga Operator")
+        assert system.cli("members", "set-operator", olga.email).returncode == 0
+        member, _ = await upgraded_member(system, "Overbilled")
+        subscription = (await me(member))["subscription"]
+        await eventually(lambda: sales(system, member.id), "the first sale booked", timeout_s=WAIT_S)
+        # PayPal bills the next cycle for something else than the plan (changed behind our back).
+        emulator(system, "POST", "/faults", {"kind": "sale_mismatch", **mismatch})
+        emulator(system, "POST", f"/subscriptions/{subscription['id']}/advance", {"to": "next_cycle"})
+        [wrong] = await eventually(
+            lambda: [m for m in system.db.sale_mismatches.find({"member_id": member.id})], "the sale refunded",
+            timeout_s=WAIT_S)
+        sale_id = wrong["_id"]
+        refunded = emulator(system, "GET", "/webhooks?event_type=PAYMENT.SALE.REFUNDED")["deliveries"]
+        assert [d["resource_id"] for d in refunded].count(wrong["refund_id"]) == 1   # one refund at PayPal
+        booked = {t["_id"]: t for t in system.db.ledger.find({"_id": {"$regex": f"^sale:{sale_id}"}})}
+        totals = {}
+        for transaction in booked.values():
+            for entry in transaction["entries"]:
+                totals[entry["account"]] = totals.get(entry["account"], 0) + entry["amount_cents"]
+        if "amount" in mismatch:   # in USD: the sale and its refund, the member square, PayPal's fee our cost
+            assert set(booked) == {f"sale:{sale_id}", f"sale:{sale_id}:refund"}
+            assert totals == {f"subscriber:{member.id}": 0, "paypal:fees": 94, "platform:revenue": 0,
+                              "platform:costs": -94}
+        else:                      # in euros: never in the USD balance, nothing booked
+            assert booked == {}
+        # Only the first cycle is the platform's; the member stays upgraded.
+        assert len(sales(system, member.id)) == 1 + ("amount" in mismatch)
+        assert (await me(member))["tier"] == "upgraded"
+        alert = await eventually(lambda: system.db.outbox.find_one(
+            {"to": olga.email, "subject": f"A PayPal subscription payment did not match its plan "
+                                          f"(subscription {subscription['id']})"}), "the operators told")
+        assert sale_id in alert["body"] and "$9.99" in alert["body"]
+        # PayPal delivers its webhook again: nothing more is refunded, booked or mailed.
+        def deliveries_of_the_sale():
+            return [d for d in emulator(system, "GET", "/webhooks?event_type=PAYMENT.SALE.COMPLETED")["deliveries"]
+                    if d["resource_id"] == sale_id]
+        [event] = deliveries_of_the_sale()
+        status, _ = paypal_api(system.settings.paypal_url, "POST",
+                               f"/v1/notifications/webhooks-events/{event['event_id']}/resend")
+        assert status == 202
+        await eventually(lambda: [d["status"] for d in deliveries_of_the_sale()] == ["SUCCESS", "SUCCESS"],
+                         "the event delivered again", timeout_s=WAIT_S)
+        refunded = emulator(system, "GET", "/webhooks?event_type=PAYMENT.SALE.REFUNDED")["deliveries"]
+        assert [d["resource_id"] for d in refunded].count(wrong["refund_id"]) == 1
+        assert system.db.ledger.count_documents({"_id": {"$regex": f"^sale:{sale_id}"}}) == len(booked)
+        assert system.db.outbox.count_documents({"to": olga.email, "subject": alert["subject"]}) == 1
     run(scenario())
 
 
