@@ -14,6 +14,9 @@ Decisions:
   RESOLVED_WITH_PAYOUT, where PayPal pays the buyer itself) unfreezes the money exactly.
 - A resolution that arrives before its creation (PayPal promises no order) books the freeze
   first, from the resolution's own fields; the creation arriving later is then a repeat.
+- PayPal's dispute fee (a `money_movements` debit of the seller with reason DISPUTE_FEE or
+  CHARGEBACK_FEE, on the resolved dispute) is booked once as the platform's cost
+  (`dispute:<id>:fee`): the member loses the disputed amount, never PayPal's fee on it.
 - A dispute names one capture here (the first disputed transaction that is ours); PayPal's
   multi-transaction disputes are not used by our one-capture orders.
 """
@@ -24,6 +27,7 @@ from actors.terms import Refused
 
 RESOLVED = "RESOLVED"
 LOST_OUTCOMES = frozenset({"RESOLVED_BUYER_FAVOUR", "ACCEPTED"})
+FEE_REASONS = frozenset({"DISPUTE_FEE", "CHARGEBACK_FEE"})
 EVENT_PREFIX = "CUSTOMER.DISPUTE."
 
 
@@ -35,6 +39,7 @@ class Dispute:
     resolved: bool
     outcome: str = None
     refunded_cents: int = None  # what the buyer got back, when PayPal says
+    fee_cents: int = 0          # PayPal's dispute (or chargeback) fee, taken from the merchant
 
 
 def _cents(money):
@@ -58,8 +63,11 @@ def parse(event):
         return None
     outcome = resource.get("dispute_outcome") or {}
     resolved = event["event_type"] == EVENT_PREFIX + "RESOLVED" or resource.get("status") == RESOLVED
+    fee_cents = sum(_cents(movement.get("amount")) or 0 for movement in resource.get("money_movements") or ()
+                    if isinstance(movement, dict) and movement.get("reason") in FEE_REASONS
+                    and movement.get("affected_party") == "SELLER" and movement.get("type") == "DEBIT")
     return Dispute(dispute_id, captures, amount_cents, resolved, outcome.get("outcome_code"),
-                   _cents(outcome.get("amount_refunded")) if outcome.get("amount_refunded") else None)
+                   _cents(outcome.get("amount_refunded")) if outcome.get("amount_refunded") else None, fee_cents)
 
 
 def freeze_transaction(dispute, payment, call_pending_cents):
@@ -72,6 +80,11 @@ def freeze_transaction(dispute, payment, call_pending_cents):
 def frozen_cents(freeze):
     return sum(e.amount_cents for e in freeze.entries if e.amount_cents > 0
                and (ledger.parse_member_account(e.account) or (None, None))[1] == "frozen")
+
+
+def fee_transaction(dispute):
+    """PayPal's fee on the resolved dispute, or None when it charged none."""
+    return ledger.dispute_fee_transaction(dispute.dispute_id, dispute.fee_cents) if dispute.fee_cents else None
 
 
 def resolution_transaction(dispute, freeze, payment):

@@ -68,7 +68,8 @@ KINDS = KINDS | {LATE_CAPTURE_REFUND}
 # One billing cycle of a member's upgrade subscription, paid.
 SUBSCRIPTION = "subscription"
 SUBSCRIPTION_REFUND = "subscription_refund"
-KINDS = KINDS | {SUBSCRIPTION, SUBSCRIPTION_REFUND}
+DISPUTE_FEE = "dispute_fee"
+KINDS = KINDS | {SUBSCRIPTION, SUBSCRIPTION_REFUND, DISPUTE_FEE}
 # PayPal's fee on a payout item it delivered: the platform's cost, on top of the member's amount.
 PAYOUT_FEE = "payout_fee"
 KINDS = KINDS | {PAYOUT_FEE}
@@ -326,6 +327,13 @@ def subscription_transaction(member_id, sale_id, amount_cents, fee_cents):
                                                                  (PLATFORM_REVENUE, amount_cents - fee_cents))
                     if cents)
     return Transaction(f"sale:{_id(sale_id)}", SUBSCRIPTION, entries)
+
+
+def dispute_fee_transaction(dispute_id, fee_cents):
+    """PayPal's fee on a dispute the buyer won: the platform's cost, not the member's (they lose
+    the disputed amount only). Keyed by the dispute: once."""
+    _positive(fee_cents, "fee")
+    return Transaction(f"dispute:{_id(dispute_id)}:fee", DISPUTE_FEE, _moves((fee_cents, PLATFORM_COSTS, PAYPAL_FEES)))
 
 
 def subscription_refund_transaction(member_id, sale_id, amount_cents, fee_cents):

@@ -34,6 +34,8 @@ async def apply(db, event):
     freeze = await book(db, dispute_rules.freeze_transaction(dispute, payment, pending_cents))
     if dispute.resolved:
         await book(db, dispute_rules.resolution_transaction(dispute, freeze, payment))
+        if dispute_rules.fee_transaction(dispute) is not None:
+            await book(db, dispute_rules.fee_transaction(dispute))
     return True
 
 

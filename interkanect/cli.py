@@ -150,7 +150,7 @@ def paypal_emulator(settings, args):
         host=args.host, port=args.port, public_url=args.public_url, client_id=args.client_id,
         client_secret=args.client_secret, webhook_url=args.webhook_url, webhook_id=args.webhook_id,
         time_scale=args.time_scale, payout_processing_s=args.payout_processing_s,
-        payout_item_fee_cents=args.payout_item_fee_cents)))
+        payout_item_fee_cents=args.payout_item_fee_cents, dispute_fee_cents=args.dispute_fee_cents)))
 
 
 def mail_outbox(settings, args):
@@ -382,6 +382,8 @@ def parser():
                           help="multiplies PayPal's webhook retry backoff (1 = about 3 days for 25 retries)")
     emulator.add_argument("--payout-processing-s", type=float, default=2.0,
                           help="how long a payout batch stays PENDING")
+    emulator.add_argument("--dispute-fee-cents", type=int, default=1500,
+                          help="PayPal's fee on a dispute the buyer wins (default 1500: $15.00)")
     emulator.add_argument("--payout-item-fee-cents", type=int, default=0,
                           help="PayPal's fee per delivered payout item, charged to the sender (default 0)")
     emulator.set_defaults(run=paypal_emulator)

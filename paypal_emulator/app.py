@@ -88,7 +88,7 @@ class Emulator:
         self.payments = Payments(self.urls, request_ids, merchant)
         self.orders = Orders(self.urls, self.payments, request_ids, merchant)
         self.payouts = Payouts(self.urls, request_ids, settings.payout_item_fee_cents, settings.payout_rules)
-        self.disputes = Disputes(self.urls, self.payments)
+        self.disputes = Disputes(self.urls, self.payments, settings.dispute_fee_cents)
         self.subscriptions = Subscriptions(self.urls, request_ids)
         self._billing_timers = {}  # subscription id -> the timer of its next billing
         self.faults = Faults()

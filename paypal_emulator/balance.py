@@ -22,7 +22,7 @@ def balance_cents(payments, payouts, subscriptions, disputes):
                    for i in payouts.items.values() if i.status not in PAYOUT_BACK)
     sold = sum(s.amount_cents - s.fee_cents for s in subscriptions.sales.values() if s.currency == CURRENCY)
     sold -= sum(r.amount_cents for r in subscriptions.sale_refunds.values() if r.currency == CURRENCY)
-    lost = sum(d.amount_cents for d in disputes.disputes.values() if d.outcome in DISPUTE_LOST)
+    lost = sum(d.amount_cents + d.fee_cents for d in disputes.disputes.values() if d.outcome in DISPUTE_LOST)
     return captured - refunded - paid_out + sold - lost
 
 

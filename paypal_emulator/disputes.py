@@ -26,12 +26,18 @@ class Dispute:
     update_time: datetime.datetime
     status: str = "OPEN"
     outcome: str = None
+    fee_cents: int = 0          # PayPal's dispute fee, charged when the buyer wins
+
+
+# Outcomes where the buyer got the money from the merchant: PayPal charges its dispute fee.
+BUYER_WON = ("RESOLVED_BUYER_FAVOUR", "ACCEPTED")
 
 
 class Disputes:
-    def __init__(self, urls, payments):
+    def __init__(self, urls, payments, dispute_fee_cents=0):
         self.urls = urls
         self.payments = payments
+        self.dispute_fee_cents = dispute_fee_cents
         self.disputes = {}
 
     def open(self, capture_id, reason, amount_cents, now):
@@ -56,6 +62,8 @@ class Disputes:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
         dispute.status, dispute.outcome, dispute.update_time = "RESOLVED", outcome, now
+        if outcome in BUYER_WON:
+            dispute.fee_cents = self.dispute_fee_cents
         return dispute, [Event("CUSTOMER.DISPUTE.RESOLVED", "dispute",
                                f"A dispute was resolved with case # {dispute.id}", self.to_json(dispute), "1.0")]
 
@@ -77,4 +85,10 @@ class Disputes:
             body["dispute_outcome"] = {"outcome_code": dispute.outcome}
             if dispute.outcome == "RESOLVED_BUYER_FAVOUR":
                 body["dispute_outcome"]["amount_refunded"] = money(dispute.amount_cents)
+            if dispute.outcome in BUYER_WON:
+                # What moved on the merchant's account (the Disputes API's money_movements).
+                moved = [(dispute.amount_cents, "DISPUTE_SETTLEMENT"), (dispute.fee_cents, "DISPUTE_FEE")]
+                body["money_movements"] = [
+                    {"affected_party": "SELLER", "amount": money(cents), "initiated_time": timestamp(dispute.update_time),
+                     "type": "DEBIT", "reason": reason} for cents, reason in moved if cents]
         return body

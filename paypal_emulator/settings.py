@@ -29,6 +29,9 @@ class EmulatorSettings:
     # PayPal charges the sender a fee per payout item (shown as payout_item_fee); what it is
     # depends on the account's pricing, so it is configurable and free by default.
     payout_item_fee_cents: int = 0
+    # PayPal's dispute fee (US standard: $15.00), here charged to the merchant when the buyer
+    # wins a dispute; it shows in the dispute's `money_movements` as a DISPUTE_FEE debit.
+    dispute_fee_cents: int = 1500
     # Receivers (payout emails) containing these words end in these statuses; everything else
     # ends SUCCESS. Ordered: the first match wins.
     payout_rules: tuple = (("unclaimed", "UNCLAIMED"), ("returned", "RETURNED"), ("failed", "FAILED"),

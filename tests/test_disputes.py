@@ -83,6 +83,7 @@ def test_a_dispute_freezes_the_calls_earnings_once_and_a_won_dispute_gives_them_
     assert deliver(system, replayed) == 200
     assert deliver(system, {"id": "WH-REPLAY-3", "event_type": "CUSTOMER.DISPUTE.CREATED", "resource": dispute}) == 200
     assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze", f"dispute:{dispute_id}:resolved"]
+    assert db.ledger.find_one({"_id": f"dispute:{dispute_id}:fee"}) is None   # no fee when the seller wins
     assert balances(db, call) == {"caller": -1500, "pending": 1399, "available": 0, "frozen": 0}
 
 
@@ -101,6 +102,12 @@ def test_a_lost_dispute_whose_resolution_arrives_first_gives_the_caller_the_mone
              and acknowledged(system, "CUSTOMER.DISPUTE.RESOLVED", dispute_id, 1), "both deliveries taken")
     assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze", f"dispute:{dispute_id}:resolved"]
     assert db.ledger.find_one({"_id": f"dispute:{dispute_id}:resolved"})["kind"] == ledger.DISPUTE_LOST
+    # PayPal's dispute fee (its money_movements: DISPUTE_FEE, $15.00 in the emulator) is booked
+    # once, as the platform's cost, not the member's.
+    fee = wait_for(lambda: db.ledger.find_one({"_id": f"dispute:{dispute_id}:fee"}), "the dispute fee booked")
+    assert fee["kind"] == ledger.DISPUTE_FEE and fee["entries"] == [
+        {"account": ledger.PLATFORM_COSTS, "amount_cents": -1500}, {"account": ledger.PAYPAL_FEES, "amount_cents": 1500}]
+    assert db.ledger.count_documents({"_id": {"$regex": f"^dispute:{dispute_id}:fee"}}) == 1
     # PayPal gave the caller the gross back: the 13.99 earned and 1.01 more, owed by the member.
     assert balances(db, call) == {"caller": 0, "pending": 0, "available": -101, "frozen": 0}
 
