@@ -29,7 +29,7 @@ from collections import defaultdict
 from thespian.actors import Actor, ActorExitRequest, WakeupMessage
 
 from actors import call as rules
-from actors import lifelines, negotiation
+from actors import frames, lifelines, negotiation
 from actors.call_record import from_document, to_document
 from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, CallOver, CallRestore, CallSaved,
                              CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, OrderApproved,
@@ -419,18 +419,16 @@ class CallSession:
     def ring_frame(self, effect):
         call = self.call
         if effect.ringing:
-            return {"type": "incoming_call", "call_id": call.call_id,
-                    "caller": {"id": call.caller.member_id, "name": call.caller.name},
-                    "deadline_ms": int(call.deadline_s * 1000)}
-        return {"type": "ring_stopped", "call_id": call.call_id, "reason": effect.reason}
+            return frames.incoming_call(call.call_id, call.caller.member_id, call.caller.name,
+                                        int(call.deadline_s * 1000))
+        return frames.ring_stopped(call.call_id, effect.reason)
 
     def push(self, connection, frame):
         if connection is not None:
             self.host.push(connection, frame)
 
     def refuse(self, connection, request_id, refused):
-        self.push(connection, {"type": "error", "id": request_id if isinstance(request_id, int) else None,
-                               "code": refused.code, "message": refused.message})
+        self.push(connection, frames.error(request_id, refused.code, refused.message))
 
 
 class CallSessionActor(Actor):

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections import defaultdict
 
-from actors import limits, presence
+from actors import frames, limits, presence
 from actors.messages import (Attached, CallActive, CallFrame, CallJoined, CallMissed, CallOver, CallRefused,
                              CallRestore, CallStart, Close, ConnectionGone, Frame, Open, RingPages, RingRequest,
                              SendMail, ToCall, Unwatch, Watch)
@@ -71,7 +71,7 @@ class Member:
     def on_frame(self, event):
         frame, connection = event.frame, (event.bridge, event.conn_id)
         if frame["type"] == "ping":
-            self.shard.push(connection, {"type": "pong", "id": frame["id"]})
+            self.shard.push(connection, frames.pong(frame["id"]))
         elif frame["type"] == "call":
             self.place_call(connection, frame)
         elif self.calls.get(frame["call_id"]) is not None:
@@ -246,7 +246,7 @@ class Member:
 
     def followed_online(self, message):
         """A member this one follows is back: every open page shows it; with none open, a mail."""
-        frame = {"type": "followed_online", "member_id": message.member_id, "name": message.name}
+        frame = frames.followed_online(message.member_id, message.name)
         for connection in self.rules.connections:
             self.shard.push(connection, frame)
         if not self.rules.connections:
@@ -256,7 +256,7 @@ class Member:
     # Effects ---------------------------------------------------------------------------
 
     def error(self, connection, request_id, code, message):
-        self.shard.push(connection, {"type": "error", "id": request_id, "code": code, "message": message})
+        self.shard.push(connection, frames.error(request_id, code, message))
 
     def perform(self, effects):
         rules, shard = self.rules, self.shard

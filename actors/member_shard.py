@@ -25,7 +25,7 @@ from collections import defaultdict, deque
 
 from thespian.actors import Actor, ChildActorExited, WakeupMessage
 
-from actors import convention, presence
+from actors import convention, frames, presence
 from actors.call_session import CallSession, CallSessionActor
 from actors.liveness import BridgeLiveness
 from actors.member import Member, missed_call_mail
@@ -279,8 +279,8 @@ class MemberShard(Actor):
             self.guarded(host, host.on_message, event)  # a call session process: its host forwards
             return
         frame = event.message.frame
-        self.push(event.message.connection, {"type": "error", "id": frame.get("id"), "code": "no_such_call",
-                                             "message": "you take part in no call with this id"})
+        self.push(event.message.connection, frames.error(frame.get("id"), "no_such_call",
+                                                         "you take part in no call with this id"))
 
     def call_exited(self, address):
         """A call session exited: over (its member let it go), or died (its member restarts it)."""

@@ -16,7 +16,7 @@ import logging
 import time
 from collections import defaultdict
 
-from actors import leadership
+from actors import frames, leadership
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
 from actors.messages import (Attached, BridgeRef, Close, DirectoryMoved, Frame, GetShards, Heartbeat, Open, Ping, Presence, Presences,
@@ -181,9 +181,9 @@ class Hub:
                 return
         if frame["type"] not in STORELESS_FRAMES and not self.database_answers():
             # Refused here, with no effect, rather than held by the call for as long as the outage lasts.
-            connection.send_frame({"type": "error", "id": frame.get("id"), "code": "unavailable",
-                                   "message": "the database is not answering; the call goes on, "
-                                              "try this again in a few seconds"})
+            connection.send_frame(frames.error(frame.get("id"), "unavailable",
+                                               "the database is not answering; the call goes on, "
+                                               "try this again in a few seconds"))
             return
         host_id = connection.call_hosts.get(frame.get("call_id"))
         if host_id is not None:
@@ -327,8 +327,7 @@ class Hub:
             self.connections[conn_id].send_frame(frame)
 
 
-def presence_frame(member_id, status):
-    return {"type": "presence", "member_id": member_id, "status": status}
+presence_frame = frames.presence
 
 
 def learn_call_host(connection, frame):

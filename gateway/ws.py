@@ -13,6 +13,7 @@ import tornado.web
 import tornado.websocket
 
 import schemas
+from actors import frames
 from gateway.accounts import actor_profile
 from gateway.http import SESSION_COOKIE
 from gateway.hub import PageRefused, Unavailable, WatchRefused
@@ -109,15 +110,15 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         try:
             status = await self.app.hub.open(self.connection)
         except Unavailable as error:
-            self.send_frame({"type": "error", "id": None, "code": "unavailable", "message": str(error)})
+            self.send_frame(frames.error(None, "unavailable", str(error)))
             self.close(1011, "try again")
             return
         except PageRefused as refused:
             log.info("refused a page of member %s: %s", member_id, refused.code)
-            self.send_frame({"type": "error", "id": None, "code": refused.code, "message": str(refused)})
+            self.send_frame(frames.error(None, refused.code, str(refused)))
             self.close(CLOSE_POLICY, refused.code)
             return
-        self.send_frame({"type": "hello", "member_id": member_id, "status": status})
+        self.send_frame(frames.hello(member_id, status))
 
     def on_message(self, data):
         if not self.bucket.take(time.monotonic()):
@@ -128,12 +129,12 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             frame = schemas.CLIENT.validate(decode(data))
         except schemas.FrameError as error:
             log.info("refused a frame: %s", error.code)
-            self.send_frame({"type": "error", "id": error.request_id, "code": error.code, "message": error.message})
+            self.send_frame(frames.error(error.request_id, error.code, error.message))
             return
         except Exception:  # our fault, not the client's: logged, answered, and the socket stays up
             log.exception("a frame could not be read")
-            self.send_frame({"type": "error", "id": None, "code": "internal_error",
-                             "message": "interKanect could not handle this frame; it has been logged"})
+            self.send_frame(frames.error(None, "internal_error",
+                                         "interKanect could not handle this frame; it has been logged"))
             return
         self.app.metrics.frames.labels(frame["type"]).inc()
         # A coroutine returned here is awaited by Tornado before this socket's next frame, so a
@@ -158,11 +159,11 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             fresh = [member_id for member_id in wanted if member_id not in self.connection.watching]
             existing = await self.app.accounts.existing_members(fresh) if fresh else set()
         except WatchRefused as refused:
-            self.send_frame({"type": "error", "id": frame["id"], "code": refused.code, "message": str(refused)})
+            self.send_frame(frames.error(frame["id"], refused.code, str(refused)))
             return
         except pymongo.errors.ConnectionFailure:
-            self.send_frame({"type": "error", "id": frame["id"], "code": "unavailable",
-                             "message": "the database is not answering; watch again in a few seconds"})
+            self.send_frame(frames.error(frame["id"], "unavailable",
+                                         "the database is not answering; watch again in a few seconds"))
             return
         if self.connection.conn_id not in hub.connections:
             return  # the page closed meanwhile
@@ -170,18 +171,21 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         try:
             hub.check_watch(self.connection, found)  # again: another page of this account may have watched meanwhile
         except WatchRefused as refused:
-            self.send_frame({"type": "error", "id": frame["id"], "code": refused.code, "message": str(refused)})
+            self.send_frame(frames.error(frame["id"], refused.code, str(refused)))
             return
         hub.watch(self.connection, found)
         unknown = [member_id for member_id in fresh if member_id not in existing]
         if unknown:
-            self.send_frame({"type": "error", "id": frame["id"], "code": "no_such_member",
-                             "message": f"{len(unknown)} of these ids are no member: {', '.join(unknown[:5])}"
-                                        f"{'…' if len(unknown) > 5 else ''}"})
+            self.send_frame(frames.error(frame["id"], "no_such_member",
+                                         f"{len(unknown)} of these ids are no member: {', '.join(unknown[:5])}"
+                                         f"{'…' if len(unknown) > 5 else ''}"))
 
     def send_frame(self, frame):
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
+        if self.app.settings.check_frames:
+            # Tests and debugging: a frame the page would not understand is a bug here, loudly.
+            schemas.SERVER.validate(frame)
         self.app.metrics.refused(frame)
         self.write_message(encode(frame), binary=True)
 

@@ -153,6 +153,9 @@ class Settings:
     # A node's Prometheus metrics (its actor processes, CPU, memory, file descriptors) on this
     # port of actor_host; 0: none.
     node_metrics_port: int = 0
+    # Check every frame a gateway sends against schemas/server.json (tests, debugging): a frame
+    # a page could not read fails loudly at the gateway instead of confusing the page.
+    check_frames: bool = False
     data_dir: str = "var"
     # The Ed25519 key that signs call records (PEM); empty: data_dir/record-ed25519.pem, made on
     # first use. Every gateway of a deployment must read the same file.

@@ -89,3 +89,17 @@ def test_a_whole_number_sent_as_a_float_goes_on_as_an_int_and_a_fraction_is_refu
     with pytest.raises(schemas.FrameError) as refused:
         schemas.CLIENT.validate({"type": "tip", "id": 3, "call_id": "a" * 24, "amount_cents": 500.5})
     assert refused.value.code == "wrong_type"
+
+
+def test_every_frame_builder_makes_a_frame_of_the_protocol():
+    from actors import frames
+    built = [frames.error(7, "no_such_call", "you take part in no call with this id"),
+             frames.error(True, "x", "a boolean is no request id"), frames.error(None, "unavailable", "later"),
+             frames.hello("5f0c0ffee0ddba11c0ffee01", "online"), frames.pong(3),
+             frames.presence("5f0c0ffee0ddba11c0ffee01", "in_call"),
+             frames.followed_online("5f0c0ffee0ddba11c0ffee01", "Ada"),
+             frames.incoming_call("5f0c0ffee0ddba11c0ffee01", "5f0c0ffee0ddba11c0ffee02", "Carl", 1_796_000_000_000),
+             frames.ring_stopped("5f0c0ffee0ddba11c0ffee01", "answered")]
+    for frame in built:
+        schemas.SERVER.validate(frame)
+    assert built[1]["id"] is None
