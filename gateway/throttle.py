@@ -1,8 +1,13 @@
-"""Attempts counted per key in fixed windows (log-ins, sign-ups, reset requests), in the
+"""Attempts counted per key over a sliding window (log-ins, sign-ups, reset requests), in the
 database so that every gateway counts together, and the client address they count by.
 
 An attempt takes its slot atomically before it is acted on, so concurrent attempts can never
 all pass a check that counted none of them (issue 13: 40 guesses at once were all tried).
+
+The window slides: each key has a counter per fixed window, and an attempt counts the current
+window's attempts plus the previous window's in proportion to how much of it still lies within
+the last `window_s` (the sliding-window counter). Fixed windows alone let twice the limit through
+around a boundary (the limit at the end of one window, the limit again at the start of the next).
 """
 import datetime
 import functools
@@ -92,6 +97,16 @@ def address_key(text):
     return str(address)
 
 
+def free_in_s(limit, previous_count, current_count, window_s, left_s):
+    """How long until an attempt fits again: the previous window's share shrinks as time goes
+    (a slot frees once it carries few enough), and at this window's end the current count
+    becomes the previous one."""
+    room = limit - current_count - 1            # what the previous window may still carry
+    if room >= 0 and previous_count:
+        return max(0.0, left_s - window_s * room / previous_count)
+    return left_s + (window_s * (1 - max(0, limit - 1) / current_count) if current_count else 0)
+
+
 def document_id(key, window_index):
     return f"{key}@{window_index}"
 
@@ -119,18 +134,31 @@ class Throttle:
         # Inserted first, then updated on a condition: an upsert that races another may not say
         # whether it counted.
         try:
-            await self.collection.insert_one({"_id": doc_id, "key": key, "count": 0, "over": 0,
-                                              "last_at": None, "expires_at": ends_at})
+            # Kept one more window: the next one counts part of it.
+            await self.collection.insert_one({"_id": doc_id, "key": key, "count": 0, "over": 0, "last_at": None,
+                                              "expires_at": ends_at + datetime.timedelta(seconds=window_s)})
         except pymongo.errors.DuplicateKeyError:
             pass
         return doc_id, ends_at
 
     async def take(self, key, limit, window_s, at):
-        """One of `limit` slots of `key` in this window, or how long until the window ends."""
+        """One of `limit` slots of `key` in the last `window_s`, or how long until one frees."""
         doc_id, ends_at = await self._window_document(key, window_s, at)
+        index = window_of(at, window_s)[0]
+        previous = await self.collection.find_one({"_id": document_id(key, index - 1)}, {"count": 1})
+        previous_count = previous["count"] if previous else 0
+        share = (ends_at - at).total_seconds() / window_s   # of the previous window, still in the last window_s
+        carried = math.ceil(previous_count * share)
         taken = await self.collection.find_one_and_update(
-            {"_id": doc_id, "count": {"$lt": limit}}, {"$inc": {"count": 1}, "$set": {"last_at": at}})
-        return Taken((doc_id, "count")) if taken else Taken(None, seconds_until(ends_at, at))
+            {"_id": doc_id, "count": {"$lt": limit - carried}}, {"$inc": {"count": 1}, "$set": {"last_at": at}})
+        if taken:
+            return Taken((doc_id, "count"))
+        return Taken(None, whole_seconds(free_in_s(limit, previous_count, await self._count(doc_id), window_s,
+                                                   (ends_at - at).total_seconds())))
+
+    async def _count(self, doc_id):
+        document = await self.collection.find_one({"_id": doc_id}, {"count": 1})
+        return document["count"] if document else 0
 
     async def take_slowed(self, key, limit, window_s, first_s, max_s, at):
         """As `take`; past the limit, one attempt at a time, each `slowdown_s` after the last."""
