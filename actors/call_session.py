@@ -63,6 +63,7 @@ class CallSession:
         self.relay = None          # (bridge, host's conn_id, caller's conn_id) of the relay lease granted
         self.quality_unsaved = 0   # quality samples taken since the call was last stored
         self.loading_id = None     # the call being read from the store (a restore)
+        self.capturing = {}        # (tip, round) → the CaptureOrder the payments adapter has not answered
 
     # Messages --------------------------------------------------------------------------
 
@@ -110,16 +111,21 @@ class CallSession:
             due = (call.awaits_tip(message.tip, message.order_id) if message.tip
                    else call.awaits_order(message.round, message.order_id))
             if due:
-                self.host.send(self.services.payments, CaptureOrder(
-                    call.call_id, message.round, call.host.member_id, call.caller.member_id, message.order_id,
-                    message.tip))
+                capture = CaptureOrder(call.call_id, message.round, call.host.member_id, call.caller.member_id,
+                                       message.order_id, message.tip)
+                self.capturing[(message.tip, message.round if not message.tip else 0)] = capture
+                self.host.send(self.services.payments, capture)
         elif isinstance(message, TipCaptured):
+            self.capturing.pop((message.tip, 0), None)
             self.commit(self.call.tip_captured(message.tip, message.payment, now_s))
         elif isinstance(message, TipFailed):
+            self.capturing.pop((message.tip, 0), None)
             self.commit(self.call.tip_failed(message.tip, message.reason, now_s))
         elif isinstance(message, PaymentCaptured):
+            self.capturing.pop((0, message.round), None)
             self.commit(self.call.payment_captured(message.round, message.payment, now_s))
         elif isinstance(message, PaymentFailed):
+            self.capturing.pop((0, message.round), None)
             self.commit(self.call.payment_failed(message.round, message.reason, now_s))
 
     def services_moved(self):
@@ -133,11 +139,14 @@ class CallSession:
             return
         if self.queued:
             self.commit([])  # a newer version: its CallSaved releases every effect still waiting
-        if (call.state == rules.AWAITING_PAYMENT and call.order is None and call.pending is not None
-                and self.services.payments is not None):
+        if self.services.payments is None:
+            return
+        if call.state == rules.AWAITING_PAYMENT and call.order is None and call.pending is not None:
             self.host.send(self.services.payments, CreateOrder(
                 call.call_id, call.pending.round, call.host.member_id, call.caller.member_id,
                 call.pending.price_cents, terms=call.pending.view(call.call_id)))
+        for capture in self.capturing.values():  # the same PayPal-Request-Id: captured once at most
+            self.host.send(self.services.payments, capture)
 
     def timer(self, payload):
         """A timer this session armed (host.wake_after) went off."""

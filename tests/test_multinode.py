@@ -275,6 +275,7 @@ def test_the_leader_killed_with_calls_and_a_payout_in_flight_another_node_takes_
     rings within 10 s, and the payout is finished by the new leader, each member paid once."""
     from actors import payout_calendar
     from actors.payout_calendar import payout_batch_id
+    from tests.test_call_payments import approve_and_never_come_back
     from tests.test_late_capture import arm
     from tests.waiting import eventually, wait_for
     from tests.test_payouts import paid_call, the_only_batch_for
@@ -299,6 +300,15 @@ def test_the_leader_killed_with_calls_and_a_payout_in_flight_another_node_takes_
             await surviving.agree(0, 600)
             lost = await answered_call(cluster, "leader", "node-2")
             await lost.agree(0, 600)
+            # A third call is paying: the payer approved, and the leader's PayPal adapter is
+            # waiting for a capture PayPal will never answer (nothing done) when the leader dies.
+            paying = await answered_call(cluster, "node-1", "node-2")
+            await paying.agree(1500, 600)
+            ready = await paying.caller_page.expect("call_state", event="payment_ready")
+            arm(cluster.gateways[0].system, {"kind": "timeout", "path": "/v2/checkout/orders/*/capture",
+                                             "method": "POST", "delay_s": 60, "commit": False})
+            approve_and_never_come_back(ready["payment"]["approve_url"])
+            await eventually(lambda: paypal_requests(cluster, "/v2/checkout/orders/*/capture"), "the capture asked")
             # Two more members, to call each other once the leader is gone.
             caller = await member_on(cluster, a, "node-2", "New caller")
             host = await member_on(cluster, b, "node-1", "New host", upgraded=True)
@@ -331,6 +341,11 @@ def test_the_leader_killed_with_calls_and_a_payout_in_flight_another_node_takes_
             for page in (lost.host_page, lost.caller_page):
                 restored = await page.expect("call_state", event="restored", timeout_s=NODE_LOSS_BOUND_S)
                 assert restored["state"] == "running"
+            # The paying call's capture is asked again of the new PayPal adapter: paid, once.
+            for page in (paying.host_page, paying.caller_page):
+                await page.expect("call_state", state="running", event="payment_captured",
+                                  timeout_s=NODE_LOSS_BOUND_S)
+            assert cluster.db.ledger.count_documents({"call_id": paying.id, "kind": "call_payment"}) == 1
             for call in (surviving, lost):
                 await signal_until_relayed(call)
                 await call.host_page.request("hang_up", call_id=call.id)
@@ -373,8 +388,12 @@ async def signal_until_relayed(call, bound_s=NODE_LOSS_BOUND_S):
                 assert time.monotonic() < deadline, f"the {kind} never reached the other side again"
 
 
+def paypal_requests(cluster, path):
+    """The POSTs the emulator received on `path` (a glob)."""
+    with urllib.request.urlopen(f"{cluster.settings.paypal_url}/emulator/requests?path={path}", timeout=5) as answer:
+        return [request for request in json.load(answer)["requests"] if request["method"] == "POST"]
+
+
 def paypal_has_batch(cluster):
     """PayPal received the payout batch (the emulator commits it on receipt, then holds the answer)."""
-    with urllib.request.urlopen(cluster.settings.paypal_url + "/emulator/requests?path=/v1/payments/payouts",
-                                timeout=5) as answer:
-        return any(request["method"] == "POST" for request in json.load(answer)["requests"])
+    return bool(paypal_requests(cluster, "/v1/payments/payouts"))
