@@ -4,16 +4,15 @@ page under /history charts both sides' lines with the drop marked; a caller aski
 refund points at a moment by clicking the chart, and the operator's review shows it marked.
 Screenshots go to var/screenshots/call-quality*.png (one also to docs/screenshots/)."""
 import asyncio
-import concurrent.futures
 import os
 import re
 import shutil
 
 import pytest
 
-from tests.conftest import run, start_system
+from tests.conftest import start_system
 from tests.test_browser_call import DOC_SHOTS, SHOTS, STEP_MS, call_and_accept, member, shot, status, video_flows
-from tests.test_browser_operator import an_operator
+from tests.test_browser_operator import an_operator, run_in_thread
 from tests.test_browser_pages import CALLER_ZONE, logged_in, open_page
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 from tests.test_calls_live import Call
@@ -118,8 +117,7 @@ def paid_call_with_measurements(system):
         for page in (call.host_page, call.caller_page):
             await page.close()
         return call.host, call.caller, call.id
-    with concurrent.futures.ThreadPoolExecutor(1) as thread:
-        return thread.submit(run, scenario()).result(timeout=120)
+    return run_in_thread(scenario)
 
 
 def test_a_refund_request_points_at_a_moment_on_the_chart_and_the_operator_sees_it(browser, system):
