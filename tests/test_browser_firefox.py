@@ -101,6 +101,25 @@ def dot_status(member_id):
     return f'.status-dot[data-member-id="{member_id}"]'
 
 
+
+def firefox_calls_upgraded_host(system, ff, name, host, host_id):
+    """`host` (Chromium) is upgraded and online; `name` signs up in Firefox and calls from the
+    host's page; the host accepts the ring that names them; both reach the call page. The call id."""
+    upgrade(system, host, host_id)
+    open_live(host, system.url + "/")   # a new page: the member's shard now knows the tier
+    sign_up(ff, system, name)
+    ready(ff, f"{system.url}/m/{host_id}")
+    ff.click("#call-button")
+    popup = host.locator("[data-incoming-call]")
+    expect(popup.locator(".incoming-call__name")).to_have_text(name, timeout=STEP_MS)
+    popup.locator("[data-action=accept]").click()
+    host.wait_for_url("**/call/*", timeout=STEP_MS)
+    call_id = host.url.rsplit("/", 1)[1]
+    ff.wait_for("return location.pathname === arguments[0]", f"/call/{call_id}", timeout_s=STEP_S,
+                what="the call page")
+    status(host, "negotiating")
+    return call_id
+
 def test_a_member_logs_in_in_firefox_and_sees_a_dot_go_live_and_out(system, start_firefox, tmp_path):
     async def scenario():
         viewer = await Member(system.url).sign_up("Fiona Firefox")
@@ -143,23 +162,9 @@ def test_a_firefox_caller_and_a_chromium_host_see_each_other_and_chat(browser, s
     host_context, host, host_id = member(browser, system, "Chloe Chromium")
     ff = start_firefox("caller")
     try:
-        upgrade(system, host, host_id)
-        open_live(host, system.url + "/")   # a new page: the member's shard now knows the tier
-
-        # The caller signs up in Firefox and calls from the host's page.
-        sign_up(ff, system, "Felix Firefox")
-        ready(ff, f"{system.url}/m/{host_id}")
-        ff.click("#call-button")
-
-        # Chromium rings with Firefox's name; the host accepts; both are on the call page.
-        popup = host.locator("[data-incoming-call]")
-        expect(popup.locator(".incoming-call__name")).to_have_text("Felix Firefox", timeout=STEP_MS)
-        popup.locator("[data-action=accept]").click()
-        host.wait_for_url("**/call/*", timeout=STEP_MS)
-        call_id = host.url.rsplit("/", 1)[1]
-        ff.wait_for("return location.pathname === arguments[0]", f"/call/{call_id}", timeout_s=STEP_S,
-                    what="the call page")
-        status(host, "negotiating")
+        # The caller signs up in Firefox and calls from the host's page; Chromium rings with
+        # Firefox's name; the host accepts; both are on the call page.
+        call_id = firefox_calls_upgraded_host(system, ff, "Felix Firefox", host, host_id)
         ff.attribute_is("#call-status", "data-state", "negotiating", timeout_s=STEP_S)
 
         # Face to face while they talk terms: each decodes the other's camera.
@@ -237,19 +242,7 @@ def test_a_firefox_caller_pays_a_chromium_host_through_paypal_tips_and_hangs_up(
     host_context, host, host_id = member(browser, system, "Paula Paid")
     ff = start_firefox("payer")
     try:
-        upgrade(system, host, host_id)
-        open_live(host, system.url + "/")
-        sign_up(ff, system, "Fiona Firefox")
-        ready(ff, f"{system.url}/m/{host_id}")
-        ff.click("#call-button")
-        popup = host.locator("[data-incoming-call]")
-        expect(popup.locator(".incoming-call__name")).to_have_text("Fiona Firefox", timeout=STEP_MS)
-        popup.locator("[data-action=accept]").click()
-        host.wait_for_url("**/call/*", timeout=STEP_MS)
-        call_id = host.url.rsplit("/", 1)[1]
-        ff.wait_for("return location.pathname === arguments[0]", f"/call/{call_id}", timeout_s=STEP_S,
-                    what="the call page")
-        status(host, "negotiating")
+        call_id = firefox_calls_upgraded_host(system, ff, "Fiona Firefox", host, host_id)
 
         # Paid terms; Firefox pays on PayPal's page in a popup; the call runs with video both ways.
         host.fill("#price", "2.50")
