@@ -8,6 +8,8 @@ The window slides: each key has a counter per fixed window, and an attempt count
 window's attempts plus the previous window's in proportion to how much of it still lies within
 the last `window_s` (the sliding-window counter). Fixed windows alone let twice the limit through
 around a boundary (the limit at the end of one window, the limit again at the start of the next).
+The share assumes a window's attempts spread evenly; its last attempt's time bounds it, so no
+attempt is ever held more than `window_s` (a refusal never says to wait longer than the window).
 """
 import datetime
 import functools
@@ -97,14 +99,33 @@ def address_key(text):
     return str(address)
 
 
-def free_in_s(limit, previous_count, current_count, window_s, left_s):
+def free_in_s(limit, previous, current, window_s, left_s):
     """How long until an attempt fits again: the previous window's share shrinks as time goes
     (a slot frees once it carries few enough), and at this window's end the current count
-    becomes the previous one."""
+    becomes the previous one. `previous` and `current` are (count, seconds until that window's
+    last attempt is older than `window_s`, when all of its attempts stop counting)."""
+    (previous_count, previous_gone_s), (current_count, current_gone_s) = previous, current
     room = limit - current_count - 1            # what the previous window may still carry
     if room >= 0 and previous_count:
-        return max(0.0, left_s - window_s * room / previous_count)
-    return left_s + (window_s * (1 - max(0, limit - 1) / current_count) if current_count else 0)
+        return min(max(0.0, left_s - window_s * room / previous_count), previous_gone_s)
+    if not current_count:
+        return left_s                           # a limit of 0: nothing ever frees a slot
+    return min(left_s + window_s * (1 - max(0, limit - 1) / current_count), current_gone_s)
+
+
+def carried_count(window, window_s, at, share):
+    """What the previous window's attempts count now: its share, or none once even its last
+    attempt is older than `window_s`."""
+    if not window or window["last_at"] is None or window["last_at"] <= at - datetime.timedelta(seconds=window_s):
+        return 0
+    return math.ceil(window["count"] * share)
+
+
+def gone_in_s(window, window_s, at):
+    """Seconds until a window's last attempt is older than `window_s` (0 for no window)."""
+    if not window or window["last_at"] is None:
+        return 0.0
+    return max(0.0, (window["last_at"] - at).total_seconds() + window_s)
 
 
 def document_id(key, window_index):
@@ -145,20 +166,20 @@ class Throttle:
         """One of `limit` slots of `key` in the last `window_s`, or how long until one frees."""
         doc_id, ends_at = await self._window_document(key, window_s, at)
         index = window_of(at, window_s)[0]
-        previous = await self.collection.find_one({"_id": document_id(key, index - 1)}, {"count": 1})
-        previous_count = previous["count"] if previous else 0
-        share = (ends_at - at).total_seconds() / window_s   # of the previous window, still in the last window_s
-        carried = math.ceil(previous_count * share)
+        fields = {"count": 1, "last_at": 1}
+        previous = await self.collection.find_one({"_id": document_id(key, index - 1)}, fields)
+        left_s = (ends_at - at).total_seconds()
+        carried = carried_count(previous, window_s, at, left_s / window_s)  # the share still in the last window_s
         taken = await self.collection.find_one_and_update(
             {"_id": doc_id, "count": {"$lt": limit - carried}}, {"$inc": {"count": 1}, "$set": {"last_at": at}})
         if taken:
             return Taken((doc_id, "count"))
-        return Taken(None, whole_seconds(free_in_s(limit, previous_count, await self._count(doc_id), window_s,
-                                                   (ends_at - at).total_seconds())))
+        current = await self.collection.find_one({"_id": doc_id}, fields)
 
-    async def _count(self, doc_id):
-        document = await self.collection.find_one({"_id": doc_id}, {"count": 1})
-        return document["count"] if document else 0
+        def count_and_gone(window):
+            return (window["count"] if window else 0), gone_in_s(window, window_s, at)
+        return Taken(None, whole_seconds(free_in_s(limit, count_and_gone(previous), count_and_gone(current),
+                                                   window_s, left_s)))
 
     async def take_slowed(self, key, limit, window_s, first_s, max_s, at):
         """As `take`; past the limit, one attempt at a time, each `slowdown_s` after the last."""

@@ -54,3 +54,18 @@ def test_within_a_window_the_limit_holds_and_a_slot_given_back_is_free_again(thr
         await throttle.give_back(slots[0].slot)
         assert (await throttle.take("login-address:198.51.100.1", LIMIT, WINDOW_S, at)).slot is not None
     run(scenario())
+
+
+def test_a_refusal_never_says_to_wait_longer_than_the_window_and_the_attempt_then_fits(throttle):
+    async def scenario():
+        start = boundary()
+        burst = start + datetime.timedelta(seconds=5)   # early in a window: evenly spread, its share would
+        for _ in range(LIMIT):                          # hold the burst 20 s past the window
+            assert (await throttle.take("login-address:203.0.113.9", LIMIT, WINDOW_S, burst)).slot is not None
+        refused = await throttle.take("login-address:203.0.113.9", LIMIT, WINDOW_S, burst)
+        assert refused.slot is None and refused.wait_s == WINDOW_S
+        told = burst + datetime.timedelta(seconds=refused.wait_s)
+        assert (await throttle.take("login-address:203.0.113.9", LIMIT, WINDOW_S,
+                                    told - datetime.timedelta(seconds=1))).slot is None
+        assert (await throttle.take("login-address:203.0.113.9", LIMIT, WINDOW_S, told)).slot is not None
+    run(scenario())
