@@ -50,6 +50,11 @@ NEGOTIATION_FRAMES = {"propose", "pay", "renegotiate", "decline_terms"}
 QUALITY_UNSAVED_MAX = 6
 
 
+def gateways_of(pages):
+    """The gateways (BridgeRef) of some pages, each once."""
+    return list(dict.fromkeys(bridge for bridge, _ in pages))
+
+
 class CallSession:
     def __init__(self, host):
         self.host = host
@@ -60,7 +65,7 @@ class CallSession:
         self.queued = []           # (version, effects) waiting for the store
         self.finished = False
         self.loading_frames = []   # CallFrame or MemberBack that came while the call was loading
-        self.relay = None          # (bridge, host's conn_id, caller's conn_id) of the relay lease granted
+        self.relay = None          # (host's page, caller's page) of the relay lease granted
         self.quality_unsaved = 0   # quality samples taken since the call was last stored
         self.loading_id = None     # the call being read from the store (a restore)
         self.capturing = {}        # (tip, round) → the CaptureOrder the payments adapter has not answered
@@ -384,20 +389,21 @@ class CallSession:
                                                                 effect.capture_id))
 
     def lease_relay(self):
-        """Let the gateway of both pages relay their signaling by itself while the call allows
-        it (what call.signal checks), and take that back at the first change: two pages on one
-        gateway then signal without a hop through the shard."""
+        """Let the gateways of both pages relay their signaling by themselves while the call
+        allows it (what call.signal checks), and take that back at the first change: signaling
+        then never crosses the shard (within one gateway, or from one gateway to the other)."""
         call, wanted = self.call, None
         if call is not None and call.state in rules.MEDIA_STATES and call.host.connected and call.caller.connected:
-            host_page, caller_page = call.host.connection, call.caller.connection
-            if host_page and caller_page and host_page[0] == caller_page[0]:
-                wanted = (host_page[0], host_page[1], caller_page[1])
+            if call.host.connection and call.caller.connection:
+                wanted = (call.host.connection, call.caller.connection)
         if wanted == self.relay:
             return
         if self.relay is not None:
-            self.host.lease(self.relay[0], RelayLease(call.call_id))
+            for bridge in gateways_of(self.relay):
+                self.host.lease(bridge, RelayLease(call.call_id))
         if wanted is not None:
-            self.host.lease(wanted[0], RelayLease(call.call_id, wanted[1:]))
+            for bridge in gateways_of(wanted):
+                self.host.lease(bridge, RelayLease(call.call_id, wanted))
         self.relay = wanted
 
     def tell_member(self, who, message):

@@ -144,12 +144,27 @@ class Push:
 
 @dataclasses.dataclass(frozen=True)
 class RelayLease:
-    """A call's session lets a gateway relay the call's `signal` frames between two of its own
-    pages by itself (`conn_ids`: the host's page, the caller's), or takes that back (None).
-    Granted only while the call allows media and both sides are connected on that gateway;
-    revoked at every change, so the session stays the only authority over who may signal."""
+    """A call's session lets the gateways of its two pages relay the call's `signal` frames by
+    themselves (`pages`: the host's page and the caller's, each (BridgeRef, conn_id)): within
+    one gateway when both pages are on it, else from one gateway's bridge straight to the
+    other's (RelayedSignal); or takes that back (None). Granted only while the call allows
+    media and both sides are connected; revoked at every change, so the session stays the only
+    authority over who may signal."""
     call_id: str
-    conn_ids: tuple = None
+    pages: tuple = None
+
+
+@dataclasses.dataclass
+class RelayedSignal:
+    """Gateway → gateway: a page's `signal` frame for a page of the receiving gateway, sent
+    under a RelayLease. The receiver delivers it only if its own lease names that pair, and
+    otherwise hands it to the call's session like any frame (the lease was just taken back,
+    and the session answers the sender)."""
+    to_conn_id: int
+    sender: tuple       # (BridgeRef, conn_id) of the page that sent it
+    member_id: str      # the sender's member
+    host_id: str        # the call's host, whose shard runs the call's session
+    frame: dict
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
 from actors.messages import (Attached, BridgeRef, Close, DirectoryMoved, Frame, GetShards, Heartbeat, Open, Ping, Presence, Presences,
                              Push, Resync, Shards, ToCall, Unwatch, Watch, WhoAmI)
-from actors.messages import CallFrame, ProfileChanged, RelayLease, ToMember
+from actors.messages import Batch, CallFrame, ProfileChanged, RelayedSignal, RelayLease, ToMember
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ class Hub:
         self.attaching = {}                   # conn_id → future of Attached
         self.viewers = defaultdict(set)       # member_id → conn_ids watching it
         self.watched_by = defaultdict(int)    # member_id → members their pages here follow, in all
-        self.relays = {}                      # (conn_id, call_id) → the other page's conn_id (RelayLease)
-        self.relay_pairs = {}                 # call_id → the two conn_ids its lease names
+        self.relays = {}                      # (conn_id, call_id) → the other page, (BridgeRef, conn_id) (RelayLease)
+        self.relay_pairs = {}                 # call_id → this gateway's conn_ids its lease names
         self.statuses = {}                    # member_id → last known status, while watched
         self.heartbeat_s = 1.0                # the directory says (policy bridge_heartbeat_s)
         self.keeper = None                    # the heartbeat task
@@ -174,11 +174,8 @@ class Hub:
         return attached.status
 
     def frame(self, connection, frame):
-        if frame["type"] == "signal":
-            peer = self.connections.get(self.relays.get((connection.conn_id, frame["call_id"])))
-            if peer is not None:  # leased by the call's session: both pages are here
-                peer.send_frame({k: v for k, v in frame.items() if k != "id"})
-                return
+        if frame["type"] == "signal" and self.relay(connection, frame):
+            return
         if frame["type"] not in STORELESS_FRAMES and not self.database_answers():
             # Refused here, with no effect, rather than held by the call for as long as the outage lasts.
             connection.send_frame(frames.error(frame.get("id"), "unavailable",
@@ -194,6 +191,37 @@ class Hub:
             return
         self.bridge.send(connection.member, Frame(connection.member_id, connection.conn_id,
                                                   self.address, frame))
+
+    def relay(self, connection, frame):
+        """A signal frame under the call's relay lease goes straight to the other page: on this
+        gateway, or to the other page's gateway (one hop, never through the shard). False when
+        no lease covers it: the call's session decides."""
+        peer = self.relays.get((connection.conn_id, frame["call_id"]))
+        if peer is None:
+            return False
+        bridge, conn_id = peer
+        if bridge == self.address:
+            other = self.connections.get(conn_id)
+            if other is None:
+                return False   # the page just went: the session knows what to say
+            other.send_frame(relayed(frame))
+            return True
+        self.bridge.send(bridge.address, RelayedSignal(conn_id, (self.address, connection.conn_id),
+                                                       connection.member_id, connection.call_hosts.get(frame["call_id"]),
+                                                       frame))
+        return True
+
+    def relayed_signal(self, message):
+        """Another gateway relayed a page's signal to one of ours: delivered if our own lease
+        names the pair, else handed to the call's session (a lease just taken back), which
+        relays it or answers the sender why not."""
+        call_id = message.frame["call_id"]
+        connection = self.connections.get(message.to_conn_id)
+        if connection is not None and self.relays.get((message.to_conn_id, call_id)) == message.sender:
+            connection.send_frame(relayed(message.frame))
+        elif message.host_id is not None:
+            self.bridge.send(self.shard_of(message.host_id), ToCall(message.host_id, call_id, CallFrame(
+                message.member_id, message.sender, message.frame)))
 
     def to_call(self, host_id, call_id, message):
         """Deliver a message to a call (from PayPal's side), through its host's shard."""
@@ -270,7 +298,11 @@ class Hub:
 
     def on_messages(self, messages):
         for message in messages:
-            if isinstance(message, Push):
+            if isinstance(message, Batch):  # from another gateway's bridge
+                self.on_messages(message.events)
+            elif isinstance(message, RelayedSignal):
+                self.relayed_signal(message)
+            elif isinstance(message, Push):
                 for item in message.items:
                     if isinstance(item, RelayLease):
                         self.relay_lease(item)
@@ -312,10 +344,14 @@ class Hub:
     def relay_lease(self, lease):
         for conn_id in self.relay_pairs.pop(lease.call_id, ()):
             self.relays.pop((conn_id, lease.call_id), None)
-        if lease.conn_ids is not None:
-            host_page, caller_page = self.relay_pairs[lease.call_id] = lease.conn_ids
-            self.relays[(host_page, lease.call_id)] = caller_page
-            self.relays[(caller_page, lease.call_id)] = host_page
+        if lease.pages is not None:
+            host_page, caller_page = lease.pages
+            ours = []
+            for page, other in ((host_page, caller_page), (caller_page, host_page)):
+                if page[0] == self.address:
+                    self.relays[(page[1], lease.call_id)] = other
+                    ours.append(page[1])
+            self.relay_pairs[lease.call_id] = ours
 
     def on_presence(self, message):
         viewers = self.viewers.get(message.member_id)
@@ -328,6 +364,11 @@ class Hub:
 
 
 presence_frame = frames.presence
+
+
+def relayed(frame):
+    """A signal frame as the other page gets it: the sender's request id is the sender's."""
+    return {k: v for k, v in frame.items() if k != "id"}
 
 
 def learn_call_host(connection, frame):

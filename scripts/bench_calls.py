@@ -29,10 +29,10 @@ import statistics
 import sys
 import time
 
-from benchkit import (CLK_TCK, Page, WebsocketsClient, bring_online, comment, cpu_line, emit, idle_window,
-                      insert_accounts, machine_busy_s, measure_roundtrips, memory_reading, percentile, progress,
-                      raise_open_files_limit, report_goal, run_bench, session_pids, sign_up_through_api, start_echo,
-                      system_cpu_watch)
+from benchkit import (CLK_TCK, Page, WebsocketsClient, add_shards_option, bring_online, comment, cpu_line, emit,
+                      idle_window, insert_accounts, machine_busy_s, measure_roundtrips, memory_reading,
+                      percentile, progress, raise_open_files_limit, report_goal, run_bench, session_pids,
+                      settings_of, sign_up_through_api, start_echo, system_cpu_watch)
 
 SIGNUP_SAMPLES = 1            # a sign-up through the real API, to check the stored shape
 FRAME_TIMEOUT_S = 30          # one expected frame; generous, the machine is shared
@@ -656,6 +656,7 @@ def parse_args(argv):
                    help=f"their negotiation window (default: long enough for all of them to be placed first, at "
                         f"the rate the main calls were, and at least {EXPIRY_WINDOW_MIN_S} s)")
     p.add_argument("--open-window", type=int, default=16, help="member pages waiting for their hello at once")
+    add_shards_option(p)
     p.add_argument("--time-limit-s", type=float, help="give up after this long (default 900; quick 120)")
     args = p.parse_args(argv)
     defaults = dict(calls=(20, 200), peers=(4, 20), probe_calls=(5, 20), rt_seconds=(1.5, 5), rt_repeats=(1, 3),
@@ -681,6 +682,7 @@ def main(argv=None):
     header = (f"bench_calls: {args.calls} calls ({args.peers} with aiortc peers), {2 * args.calls} members, "
               f"{os.cpu_count()} CPUs, open files limit {nofile}, load average at start {os.getloadavg()[0]:.2f}")
     return run_bench("bench-calls", header, lambda system, workdir: bench(system, args, workdir), args.time_limit_s,
+                     settings=settings_of(args),
                      policy=dict(ring_timeout_s=RING_TIMEOUT_S, negotiation_window_s=MAIN_NEGOTIATION_WINDOW_S),
                      report_leftovers=True)
 

@@ -16,9 +16,10 @@ import statistics
 import sys
 import time
 
-from benchkit import (Page, bring_online, comment, cpu_line, cpu_snapshot, emit, idle_window, insert_accounts,
-                      memory_reading, percentile, progress, raise_open_files_limit, report_goal, run_bench,
-                      run_roundtrip_worker, sign_up_through_api, start_echo, system_cpu_watch)
+from benchkit import (Page, add_shards_option, bring_online, comment, cpu_line, cpu_snapshot, emit, idle_window,
+                      insert_accounts, memory_reading, percentile, progress, raise_open_files_limit,
+                      report_goal, run_bench, run_roundtrip_worker, settings_of, sign_up_through_api,
+                      start_echo, system_cpu_watch)
 
 PRESENCE_TIMEOUT_S = 5        # a status change not seen by then counts as lost
 SIGNUP_SAMPLES = 2            # sign-ups through the real API, to time Argon2 and check the stored shape
@@ -255,6 +256,7 @@ def parse_args(argv):
     p.add_argument("--rt-repeats", type=int, help="runs of each round-trip kind, median kept (default 3; quick 1)")
     p.add_argument("--client-lib", choices=("websockets", "tornado"), default="websockets",
                    help="websocket client library of the round-trip clients")
+    add_shards_option(p)
     p.add_argument("--time-limit-s", type=float, help="give up after this long (default 900; quick 120)")
     args = p.parse_args(argv)
     defaults = dict(members=(100, 1000), watchers=(20, 100), toggles=(10, 20), rt_seconds=(2, 5),
@@ -274,7 +276,7 @@ def main(argv=None):
     header = (f"bench_presence: {args.members} members, {args.watchers} watchers, {os.cpu_count()} CPUs, "
               f"open files limit {nofile}, load average at start {os.getloadavg()[0]:.2f}")
     return run_bench("bench-presence", header, lambda system, workdir: bench(system, args, workdir),
-                     args.time_limit_s)
+                     args.time_limit_s, settings=settings_of(args))
 
 
 if __name__ == "__main__":

@@ -202,9 +202,10 @@ class System:
     database; every process this starts is remembered, so `leftovers()` can prove none is left.
     """
 
-    def __init__(self, workdir, **policy):
+    def __init__(self, workdir, settings=None, **policy):
         self.workdir = Path(workdir)
         self.db_port = free_port()
+        self.overrides = settings or {}          # Settings fields (member_shards, call_hosting ...)
         self.settings = self._settings(policy)
         self.database = processes.Supervisor()   # stopped last
         self.children = processes.Supervisor()   # node, gateway and the benchmark's helper roles
@@ -220,7 +221,7 @@ class System:
         return config.Settings(port=free_port(), admin_port=free_port(), db_port=self.db_port,
                                paypal_emulator_port=free_port(),
                                mongodb_url=f"mongodb://127.0.0.1:{self.db_port}/?directConnection=true",
-                               db_name="bench", data_dir=str(self.workdir), policy=policy)
+                               db_name="bench", data_dir=str(self.workdir), policy=policy, **self.overrides)
 
     @property
     def env(self):
@@ -735,14 +736,14 @@ def on_signal(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_bench(prefix, header, bench, time_limit_s, policy=None, report_leftovers=False):
-    """Start the system (with `policy` overrides), run `bench(system, workdir)` within the
+def run_bench(prefix, header, bench, time_limit_s, policy=None, report_leftovers=False, settings=None):
+    """Start the system (with `policy` and `settings` overrides), run `bench(system, workdir)` within the
     time limit, stop every process, print the wall time; returns the exit status."""
     signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
     comment(header)
     with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as workdir:
-        system = System(workdir, **(policy or {}))
+        system = System(workdir, settings, **(policy or {}))
         status = 0
         try:
             progress(f"starting SecantusDB, actor node and gateway (logs in {workdir})")
@@ -771,6 +772,16 @@ def run_bench(prefix, header, bench, time_limit_s, policy=None, report_leftovers
                     processes.kill_sessions(system.sessions)
     emit("bench_wall_s", time.monotonic() - started)
     return status
+
+
+def add_shards_option(parser):
+    """`--shards N`: the node's member shards (default: the setting's default)."""
+    parser.add_argument("--shards", type=int, help="member shards on the node (default: the member_shards setting's)")
+
+
+def settings_of(args):
+    """The Settings overrides a benchmark's options ask for."""
+    return {"member_shards": args.shards} if args.shards else {}
 
 
 def main(argv=None):

@@ -33,9 +33,10 @@ import sys
 import time
 
 from bench_calls import Mailbox, close_pages, upgrade_hosts
-from benchkit import (WebsocketsClient, bring_online, comment, cpu_line, emit, free_port, idle_window,
-                      insert_accounts, memory_of, memory_reading, percentile, progress, raise_open_files_limit,
-                      report_goal, run_bench, session_pids, sign_up_through_api, start_echo, system_cpu_watch)
+from benchkit import (WebsocketsClient, add_shards_option, bring_online, comment, cpu_line, emit, free_port,
+                      idle_window, insert_accounts, memory_of, memory_reading, percentile, progress,
+                      raise_open_files_limit, report_goal, run_bench, session_pids, settings_of,
+                      sign_up_through_api, start_echo, system_cpu_watch)
 
 FRAME_TIMEOUT_S = 60          # one expected frame under load on a shared 2-core machine
 PAID_PRICE_CENTS = 1500
@@ -458,6 +459,7 @@ def parse_args(argv):
     p.add_argument("--bare-actors", type=int, default=200, help="bare Thespian actors created for the ceilings")
     p.add_argument("--open-window", type=int, default=32, help="pages waiting for their hello at once")
     p.add_argument("--settle-s", type=float, default=3, help="idle seconds before memory is read")
+    add_shards_option(p)
     p.add_argument("--time-limit-s", type=float, help="give up after this long (default 1800; quick 300)")
     args = p.parse_args(argv)
     for name, (quick, full) in dict(members=(40, 400), calls=(10, 100), media=(2, 4),
@@ -478,6 +480,7 @@ def main(argv=None):
               f"storm {'on' if args.storm else 'off'}; {os.cpu_count()} CPUs, open files limit {nofile}, "
               f"load average at start {os.getloadavg()[0]:.2f}")
     return run_bench("loadgen", header, lambda system, workdir: load(system, args, workdir), args.time_limit_s,
+                     settings=settings_of(args),
                      policy=dict(reconnect_grace_s=RECONNECT_GRACE_S, negotiation_window_s=3600,
                                  payment_window_s=600, ring_timeout_s=600),
                      report_leftovers=True)

@@ -1,5 +1,9 @@
 """Several gateways on one actor node: members on different gateways see each other's
-status, call each other, and a session ended on one gateway closes its sockets on all."""
+status, call each other (their signaling relayed gateway to gateway under the call's lease),
+and a session ended on one gateway closes its sockets on all."""
+import os
+import signal as signals
+
 import pytest
 
 from tests.client import Member
@@ -50,6 +54,74 @@ def test_a_caller_on_one_gateway_calls_a_host_on_another(two_gateways):
         assert (await caller_page.expect("signal", call_id=call_id))["sdp"] == "v=0 from B"
         await caller_page.request("hang_up", call_id=call_id)
         assert (await host_page.expect("call_state", state="ended"))["end_reason"] == "hung_up"
+    run(scenario())
+
+
+def test_pages_on_two_gateways_signal_gateway_to_gateway_and_the_lease_follows_the_call(two_gateways, system):
+    """The call's session leases the relay to both pages' gateways: signaling goes on while the
+    shard running the session is stopped; a page taking the call over ends the old page's part,
+    and the end of the call ends the lease."""
+    a, b = two_gateways
+
+    async def scenario():
+        host = await Member(b).sign_up("Host on B")
+        caller = await Member(a).sign_up("Caller on A")
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        await caller_page.expect("call_state", call_id=call_id, state="negotiating")
+        await host_page.expect("call_state", call_id=call_id, state="negotiating")
+        shard_pid = system.db.calls.find_one({"_id": call_id})["session_pid"]
+        os.kill(shard_pid, signals.SIGSTOP)
+        try:
+            await host_page.request("signal", call_id=call_id, kind="offer", sdp="v=0 from B")
+            assert (await caller_page.expect("signal", call_id=call_id))["sdp"] == "v=0 from B"
+            await caller_page.request("signal", call_id=call_id, kind="answer", sdp="v=0 from A")
+            assert (await host_page.expect("signal", call_id=call_id))["sdp"] == "v=0 from A"
+        finally:
+            os.kill(shard_pid, signals.SIGCONT)
+        # The host takes the call over from a page on A: the lease moves with it (both on A now).
+        host_on_a = await on(a, host).socket()
+        await host_on_a.request("attach_call", call_id=call_id)
+        await host_on_a.expect("call_state", call_id=call_id, state="negotiating")
+        request_id = await host_page.request("signal", call_id=call_id, kind="offer", sdp="old page")
+        assert (await host_page.expect("error", id=request_id))["code"] == "not_call_page"
+        await host_on_a.request("signal", call_id=call_id, kind="offer", sdp="new page")
+        assert (await caller_page.expect("signal", call_id=call_id))["sdp"] == "new page"
+        await caller_page.request("hang_up", call_id=call_id)
+        await host_on_a.expect("call_state", call_id=call_id, state="ended")
+        request_id = await caller_page.request("signal", call_id=call_id, kind="answer", sdp="too late")
+        assert (await caller_page.expect("error", id=request_id))["code"] in ("media_not_allowed", "no_such_call")
+        assert not [f for f in host_on_a.received + host_page.received
+                    if f["type"] == "signal" and f.get("sdp") in ("old page", "too late")]
+    run(scenario())
+
+
+def test_a_signal_sent_as_the_call_ends_is_refused_whichever_gateway_hears_of_the_end_first(two_gateways, system):
+    """The caller's gateway is held still while its page signals and the host hangs up on the
+    other gateway: the host's gateway drops the lease first, so a frame the caller's gateway
+    still relays under it goes to the call's session, which refuses it to the sender."""
+    a, b = two_gateways
+    gateway_a = next(process for name, process in system.children.children if name == "gateway")
+
+    async def scenario():
+        host = await Member(b).sign_up("Host on B")
+        caller = await Member(a).sign_up("Caller on A")
+        host_page, caller_page = await host.socket(), await caller.socket()
+        call_id = await ring(caller_page, [host_page], host.id)
+        await host_page.request("accept", call_id=call_id)
+        await caller_page.expect("call_state", call_id=call_id, state="negotiating")
+        gateway_a.send_signal(signals.SIGSTOP)
+        try:
+            request_id = await caller_page.request("signal", call_id=call_id, kind="offer", sdp="as it ends")
+            await host_page.request("hang_up", call_id=call_id)
+            await host_page.expect("call_state", call_id=call_id, state="ended")
+        finally:
+            gateway_a.send_signal(signals.SIGCONT)
+        refused = await caller_page.expect("error", id=request_id)
+        assert refused["code"] in ("media_not_allowed", "no_such_call")
+        await caller_page.expect("call_state", call_id=call_id, state="ended")
+        assert not [f for f in host_page.received if f["type"] == "signal"]
     run(scenario())
 
 
