@@ -13,10 +13,11 @@ class BridgeRef:
     (Thespian's addresses are not hashable; their string form is unique per endpoint)."""
     key: str
     address: Any = dataclasses.field(compare=False, hash=False)
+    link: tuple = dataclasses.field(default=None, compare=False, hash=False)  # (host, port): gateway/links.py
 
     @classmethod
-    def of(cls, address):
-        return cls(str(address), address)
+    def of(cls, address, link=None):
+        return cls(str(address), address, link)
 
 
 @dataclasses.dataclass
@@ -147,24 +148,11 @@ class RelayLease:
     """A call's session lets the gateways of its two pages relay the call's `signal` frames by
     themselves (`pages`: the host's page and the caller's, each (BridgeRef, conn_id)): within
     one gateway when both pages are on it, else from one gateway's bridge straight to the
-    other's (RelayedSignal); or takes that back (None). Granted only while the call allows
+    other's (gateway/links.py); or takes that back (None). Granted only while the call allows
     media and both sides are connected; revoked at every change, so the session stays the only
     authority over who may signal."""
     call_id: str
     pages: tuple = None
-
-
-@dataclasses.dataclass
-class RelayedSignal:
-    """Gateway → gateway: a page's `signal` frame for a page of the receiving gateway, sent
-    under a RelayLease. The receiver delivers it only if its own lease names that pair, and
-    otherwise hands it to the call's session like any frame (the lease was just taken back,
-    and the session answers the sender)."""
-    to_conn_id: int
-    sender: tuple       # (BridgeRef, conn_id) of the page that sent it
-    member_id: str      # the sender's member
-    host_id: str        # the call's host, whose shard runs the call's session
-    frame: dict
 
 
 @dataclasses.dataclass

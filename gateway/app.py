@@ -15,6 +15,7 @@ from gateway import earnings, follows, history, http, metrics, operators, paymen
 from gateway.accounts import Accounts, actor_profile
 from gateway.bridge import ActorBridge
 from gateway.hub import Hub
+from gateway.links import Links
 from gateway.paypal_webhooks import WebhookVerifier
 from gateway.throttle import client_address, trusted_networks
 from gateway.ws import CLOSE_SESSION_ENDED, SocketHandler
@@ -82,7 +83,7 @@ class Gateway:
         self.metrics = metrics.GatewayMetrics()
         self.record_keys = evidence.RecordKeys(settings)
         self.hub = Hub(ActorBridge(settings, self._on_actor_messages), lambda: self.database_up, settings.policy,
-                       self.metrics)
+                       self.metrics, Links(settings.actor_host, settings.gateway_link_port))
         # The local emulator serves its signing certificate itself; real PayPal from its own hosts.
         emulator_host = [urllib.parse.urlsplit(settings.paypal_url).netloc] if settings.paypal_emulated else []
         self.webhooks = WebhookVerifier(settings.paypal_webhook_id_in_use, emulator_host)

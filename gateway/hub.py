@@ -21,7 +21,7 @@ from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
 from actors.messages import (Attached, BridgeRef, Close, DirectoryMoved, Frame, GetShards, Heartbeat, Open, Ping, Presence, Presences,
                              Push, Resync, Shards, ToCall, Unwatch, Watch, WhoAmI)
-from actors.messages import Batch, CallFrame, ProfileChanged, RelayedSignal, RelayLease, ToMember
+from actors.messages import CallFrame, ProfileChanged, RelayLease, ToMember
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ class WatchRefused(Exception):
 
 
 class Hub:
-    def __init__(self, bridge, database_answers=lambda: True, policy=None, metrics=None):
+    def __init__(self, bridge, database_answers=lambda: True, policy=None, metrics=None, links=None):
         self.bridge = bridge
+        self.links = links                    # gateway.links.Links: signaling to other gateways' pages
         self.metrics = metrics                # gateway.metrics.GatewayMetrics, or None
         self.policy = policy                  # watched_per_page_max, watched_per_member_max
         self.database_answers = database_answers  # a call's every change is stored before it acts
@@ -76,7 +77,10 @@ class Hub:
         self.lease_token = lease_token
         name = leadership.global_name(DIRECTORY_NAME, lease_token)
         self.directory = await self.bridge.call(lambda context: context.createActor(Directory, globalName=name))
-        self.address = BridgeRef.of((await self.bridge.request(self.directory, WhoAmI)).address)
+        link = await self.links.start() if self.links else None
+        self.address = BridgeRef.of((await self.bridge.request(self.directory, WhoAmI)).address, link)
+        if self.links:
+            self.links.key, self.links.deliver, self.links.undelivered = self.address.key, self.link_signal, self.undelivered
         deadline = asyncio.get_running_loop().time() + timeout_s
         while not self.shards:  # the node configures the directory; wait until it has
             answer = await self.bridge.request(self.directory, GetShards)
@@ -90,6 +94,8 @@ class Hub:
     def stop(self):
         if self.keeper is not None:
             self.keeper.cancel()
+        if self.links:
+            self.links.stop()
         self.bridge.stop()
 
     async def keep_alive(self):
@@ -176,6 +182,10 @@ class Hub:
     def frame(self, connection, frame):
         if frame["type"] == "signal" and self.relay(connection, frame):
             return
+        self.route(connection, frame)
+
+    def route(self, connection, frame):
+        """A page's frame to the actor that decides: the call's session, or the page's member."""
         if frame["type"] not in STORELESS_FRAMES and not self.database_answers():
             # Refused here, with no effect, rather than held by the call for as long as the outage lasts.
             connection.send_frame(frames.error(frame.get("id"), "unavailable",
@@ -194,8 +204,8 @@ class Hub:
 
     def relay(self, connection, frame):
         """A signal frame under the call's relay lease goes straight to the other page: on this
-        gateway, or to the other page's gateway (one hop, never through the shard). False when
-        no lease covers it: the call's session decides."""
+        gateway, or over the link to the other page's gateway (never through the shard).
+        False when no lease covers it: the call's session decides."""
         peer = self.relays.get((connection.conn_id, frame["call_id"]))
         if peer is None:
             return False
@@ -206,22 +216,26 @@ class Hub:
                 return False   # the page just went: the session knows what to say
             other.send_frame(relayed(frame))
             return True
-        self.bridge.send(bridge.address, RelayedSignal(conn_id, (self.address, connection.conn_id),
-                                                       connection.member_id, connection.call_hosts.get(frame["call_id"]),
-                                                       frame))
+        if bridge.link is None or self.links is None:
+            return False
+        self.links.send(bridge.link, connection.conn_id, conn_id, frame)
         return True
 
-    def relayed_signal(self, message):
-        """Another gateway relayed a page's signal to one of ours: delivered if our own lease
-        names the pair, else handed to the call's session (a lease just taken back), which
-        relays it or answers the sender why not."""
-        call_id = message.frame["call_id"]
-        connection = self.connections.get(message.to_conn_id)
-        if connection is not None and self.relays.get((message.to_conn_id, call_id)) == message.sender:
-            connection.send_frame(relayed(message.frame))
-        elif message.host_id is not None:
-            self.bridge.send(self.shard_of(message.host_id), ToCall(message.host_id, call_id, CallFrame(
-                message.member_id, message.sender, message.frame)))
+    def link_signal(self, peer_key, to_conn_id, from_conn_id, frame):
+        """Another gateway's page signals one of ours: delivered if our own lease names the
+        pair (True), else bounced back to be given to the call's session."""
+        connection = self.connections.get(to_conn_id)
+        peer = self.relays.get((to_conn_id, frame.get("call_id")))
+        if connection is None or peer is None or (peer[0].key, peer[1]) != (peer_key, from_conn_id):
+            return False
+        connection.send_frame(relayed(frame))
+        return True
+
+    def undelivered(self, conn_id, frame):
+        """A signal of our page that the other gateway did not take: to the call's session."""
+        connection = self.connections.get(conn_id)
+        if connection is not None:
+            self.route(connection, frame)
 
     def to_call(self, host_id, call_id, message):
         """Deliver a message to a call (from PayPal's side), through its host's shard."""
@@ -298,11 +312,7 @@ class Hub:
 
     def on_messages(self, messages):
         for message in messages:
-            if isinstance(message, Batch):  # from another gateway's bridge
-                self.on_messages(message.events)
-            elif isinstance(message, RelayedSignal):
-                self.relayed_signal(message)
-            elif isinstance(message, Push):
+            if isinstance(message, Push):
                 for item in message.items:
                     if isinstance(item, RelayLease):
                         self.relay_lease(item)

@@ -170,6 +170,9 @@ class Settings:
     # connection sends, unauthenticated: 127.0.0.1, or with several machines this machine's
     # private address behind a firewall, never a public one (docs/operating.md).
     actor_host: str = "127.0.0.1"
+    # Where a gateway listens, on actor_host, for the other gateways' links (a call's signaling
+    # between pages on two gateways: gateway/links.py); 0: any free port, said in its leases.
+    gateway_link_port: int = 0
     member_shards: int = 8
     # Where call sessions run: "shard", inside their host's member shard (a call costs no process
     # and a frame one hop less; README "Decisions"), or "process", a Thespian actor process each

@@ -89,7 +89,8 @@ class RunningSystem:
 
     def add_gateway(self):
         """Another gateway process on the same actor node and database; returns its URL."""
-        settings = dataclasses.replace(self.settings, port=free_port())
+        settings = dataclasses.replace(self.settings, port=free_port(),
+                                       gateway_link_port=self.settings.gateway_link_port and free_port())
         env = dict(os.environ, **config.to_environ(settings))
         log = open(self.log_dir / f"gateway-{settings.port}.log", "ab")
         process = self.children.start("gateway", [sys.executable, "-m", "interkanect.cli", "gateway"], env=env,

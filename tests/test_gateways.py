@@ -1,13 +1,17 @@
 """Several gateways on one actor node: members on different gateways see each other's
 status, call each other (their signaling relayed gateway to gateway under the call's lease),
 and a session ended on one gateway closes its sockets on all."""
+import asyncio
 import os
 import signal as signals
 
+import msgpack
 import pytest
 
+from gateway import links
+
 from tests.client import Member
-from tests.conftest import run
+from tests.conftest import free_port, run
 from tests.test_calls_live import ring
 
 
@@ -151,4 +155,40 @@ def test_an_expired_session_closes_its_sockets(system_with):
         await socket.expect("hello")
         assert await socket.closed(timeout_s=5) == 4401
         assert (await member.request("GET", "/api/me")).code == 401
+    run(scenario())
+
+
+def test_a_gateway_link_delivers_nothing_its_own_leases_do_not_allow(system_with):
+    """Whoever reaches a gateway's link port: records that are not signals close the link, and
+    a signal for pages no lease pairs with the sender is bounced back, never delivered."""
+    system = system_with(gateway_link_port=free_port())
+
+    async def record(reader):
+        (length,) = links.LENGTH.unpack(await reader.readexactly(links.LENGTH.size))
+        return msgpack.unpackb(await reader.readexactly(length), raw=False)
+
+    def packed(item):
+        payload = msgpack.packb(item, use_bin_type=True)
+        return links.LENGTH.pack(len(payload)) + payload
+
+    async def scenario():
+        member = await Member(system.url).sign_up()
+        page = await member.socket()
+        await page.expect("hello")
+        port = system.settings.gateway_link_port
+        reader, writer = await asyncio.open_connection(system.settings.actor_host, port)
+        writer.write(links.LENGTH.pack(10 * 1024 * 1024))   # a record far over the limit
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        reader, writer = await asyncio.open_connection(system.settings.actor_host, port)
+        writer.write(packed([links.HELLO, "a gateway nobody knows"]))
+        forged = {"type": "signal", "call_id": "0" * 24, "kind": "offer", "sdp": "v=0 forged"}
+        for conn_id in range(1, 6):
+            writer.write(packed([links.SIGNAL, conn_id, 7, forged]))
+        for _ in range(5):
+            assert await asyncio.wait_for(record(reader), 5) == [links.BOUNCE, 7, forged]
+        writer.write(packed(["not", "a", "record"]))
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        await page.request("ping")
+        await page.expect("pong")
+        assert not [f for f in page.received if f["type"] == "signal"]
     run(scenario())
