@@ -174,7 +174,7 @@ class Directory(Actor):
         if not self.nodes:
             log.error("no actor node hosts members yet; shards are placed when one joins")
             return
-        self.placement = placement.spread(self.settings.member_shards, self.nodes)
+        self.placement = placement.spread(self.settings.member_shards_in_use, self.nodes)
         log.info("member shards placed: %s", self.placement)
         self.shards = [self.create_shard(node) for _, node in sorted(self.placement.items())]
         self.services = Services(self.settings, list(self.shards), *self.adapters)

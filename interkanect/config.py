@@ -173,7 +173,9 @@ class Settings:
     # Where a gateway listens, on actor_host, for the other gateways' links (a call's signaling
     # between pages on two gateways: gateway/links.py); 0: any free port, said in its leases.
     gateway_link_port: int = 0
-    member_shards: int = 8
+    # Member shards in the deployment (processes hosting the online members and their calls);
+    # 0: one per core of each member-hosting node, `member_shards_in_use` (README "Decisions").
+    member_shards: int = 0
     # Where call sessions run: "shard", inside their host's member shard (a call costs no process
     # and a frame one hop less; README "Decisions"), or "process", a Thespian actor process each
     # (isolation, debugging).
@@ -230,6 +232,10 @@ class Settings:
     @property
     def paypal_client_id_in_use(self):
         return self.paypal_client_id or EMULATOR_CLIENT_ID
+
+    @property
+    def member_shards_in_use(self):
+        return self.member_shards or default_member_shards(os.cpu_count() or 1, self.member_nodes)
 
     @property
     def paypal_client_secret_in_use(self):
@@ -343,6 +349,14 @@ def check_actor_host(host):
         raise SystemExit("error: IK_ACTOR_HOST may not be 0.0.0.0: the actor transport runs whatever a connection "
                          "sends it; give 127.0.0.1, or this machine's private address (docs/operating.md)")
     return host
+
+
+def default_member_shards(cores, member_nodes):
+    """One shard per core of each member-hosting node (the leader's cores for each): a shard is
+    one process, and on a 2-core machine 2 shards made twice the gateway → shard → gateway
+    round trips of 8 (bench_presence.py), a burst's frames to fewer shards being fewer actor
+    messages."""
+    return max(1, cores) * max(1, member_nodes)
 
 
 def to_environ(settings):

@@ -111,7 +111,9 @@ def start_system(database_url, log_dir, **overrides):
     settings = config.Settings(port=free_port(), admin_port=free_port(), paypal_emulator_port=free_port(),
                                mongodb_url=database_url,
                                db_name="t" + secrets.token_hex(4), data_dir=str(log_dir), policy=policy,
-                               **{"check_frames": True, **{k: v for k, v in overrides.items() if k not in policy_fields}})
+                               # 8 shards whatever the machine: tests kill some and count on others
+                               **{"check_frames": True, "member_shards": 8,
+                                  **{k: v for k, v in overrides.items() if k not in policy_fields}})
     env = dict(os.environ, **config.to_environ(settings))
     me = [sys.executable, "-m", "interkanect.cli"]
     children = processes.Supervisor()

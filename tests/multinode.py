@@ -48,7 +48,7 @@ class Cluster:
         self.settings = config.Settings(port=free_port(), admin_port=free_port(), paypal_emulator_port=free_port(),
                                         mongodb_url=database_url, db_name="t" + secrets.token_hex(4),
                                         data_dir=str(log_dir), policy=policy, node_name="leader", check_frames=True,
-                                        member_nodes=node_count)
+                                        member_nodes=node_count, member_shards=8)
         self.children = processes.Supervisor()
         self.nodes = []
         self.gateways = []

@@ -85,6 +85,7 @@ def test_serve_runs_everything_prints_the_url_and_stops_with_no_orphans(tmp_path
             health = await member.request("GET", "/healthz", xsrf=False)
             assert health.code == 200 and health.json()["ok"]
             assert health.json()["paypal"] == "emulator"     # told to, and says so
+            assert health.json()["actors"]["shards"] == os.cpu_count()  # the default: one per core
             await socket.close()
         run(sign_up_and_open_a_page())
     finally:
