@@ -14,11 +14,16 @@ from bson import Binary
 from thespian.actors import Actor, WakeupMessage
 
 from actors import receipts
-from actors.messages import CallLoaded, CallSaved, LoadCall, MailCallRecord, SaveCall, SavePlacement, SendMail
+from actors.messages import (CallLoaded, CallSaved, CallsSaved, LoadCall, MailCallRecord, SaveCall, SaveCalls,
+                             SavePlacement, SendMail)
 from interkanect import mail
 from interkanect.db import object_id
 
 log = logging.getLogger(__name__)
+
+# A bulk write of call saves stays well under MongoDB's 16 MB message and each piece's wait short.
+SAVES_PER_WRITE = 500
+DUPLICATE_KEY = 11000
 
 # Short enough that a call resumes about a second after its database is back; each try
 # while it is down costs serverSelectionTimeoutMS (5 s) of this adapter's time anyway.
@@ -56,20 +61,23 @@ class WaitsForDatabase(Actor):
             self.waiting = False
             self.run()
         elif self.accepts(message):
-            key = self.key(message, sender)
-            kept = self.work.get(key)
-            if kept is None or self.newer(message, kept[0]):
-                self.work[key] = (message, sender)
+            for piece in self.pieces(message):
+                key = self.key(piece, sender)
+                kept = self.work.get(key)
+                if kept is None or self.newer(piece, kept[0]):
+                    self.work[key] = (piece, sender)
             if not self.waiting:
                 self.run()
 
     def run(self):
         """Do the work in order until it is all done or the database does not answer."""
         while self.work and self.db is not None:
-            key = next(iter(self.work))
-            message, sender = self.work[key]
+            keys = self.together()
             try:
-                self.do(message, sender)
+                if len(keys) == 1:
+                    self.do(*self.work[keys[0]])
+                else:
+                    self.do_together([self.work[key] for key in keys])
             except pymongo.errors.ConnectionFailure as error:  # down, restarting, no primary: wait
                 log.warning("%s: the database does not answer (%s); %d pieces of work wait, next try in %.0f s",
                             type(self).__name__, type(error).__name__, len(self.work), DATABASE_RETRY_S)
@@ -78,8 +86,21 @@ class WaitsForDatabase(Actor):
                 return
             except Exception:
                 # A fault of this piece of work, not of the database: it would block all the rest.
-                log.exception("%s could not do %r; dropped", type(self).__name__, message)
-            del self.work[key]  # done (or dropped); nothing newer can have come meanwhile: one mailbox
+                log.exception("%s could not do %r; dropped", type(self).__name__, [self.work[k][0] for k in keys])
+            for key in keys:  # done (or dropped); nothing newer can have come meanwhile: one mailbox
+                del self.work[key]
+
+    def pieces(self, message):
+        """The pieces of work a message brings (a batch brings several)."""
+        return [message]
+
+    def together(self):
+        """The keys of the work done next, at once: the first piece alone unless `do_together`
+        can do it with those after it."""
+        return [next(iter(self.work))]
+
+    def do_together(self, pieces):
+        raise NotImplementedError
 
     def accepts(self, message):
         raise NotImplementedError
@@ -95,10 +116,41 @@ class WaitsForDatabase(Actor):
 
 
 class CallStore(WaitsForDatabase):
-    """Writes call documents (newest version wins) and reads them back for a restart."""
+    """Writes call documents (newest version wins) and reads them back for a restart. The saves
+    waiting in a row (a shard's SaveCalls) go in one bulk write."""
 
     def accepts(self, message):
-        return isinstance(message, (SaveCall, LoadCall, SavePlacement))
+        return isinstance(message, (SaveCall, SaveCalls, LoadCall, SavePlacement))
+
+    def pieces(self, message):
+        return message.saves if isinstance(message, SaveCalls) else [message]
+
+    def together(self):
+        keys = []
+        for key, (message, _) in self.work.items():
+            if not isinstance(message, SaveCall) or len(keys) == SAVES_PER_WRITE:
+                break
+            keys.append(key)
+        return keys or [next(iter(self.work))]
+
+    def do_together(self, pieces):
+        """Saves in one bulk write; each sender hears of its calls in one CallsSaved."""
+        requests = [pymongo.ReplaceOne(*self.save_request(message), upsert=True) for message, _ in pieces]
+        failed = set()
+        try:
+            self.db.calls.bulk_write(requests, ordered=False)
+        except pymongo.errors.BulkWriteError as error:
+            for write_error in error.details["writeErrors"]:
+                if write_error["code"] != DUPLICATE_KEY:  # a duplicate: this version or a newer one is stored
+                    failed.add(write_error["index"])
+                    log.error("call %s could not be stored: %s", pieces[write_error["index"]][0].call_id,
+                              write_error.get("errmsg"))
+        saved = {}
+        for index, (message, sender) in enumerate(pieces):
+            if index not in failed:
+                saved.setdefault(str(sender), (sender, []))[1].append(CallSaved(message.call_id, message.version))
+        for sender, answers in saved.values():
+            self.send(sender, answers[0] if len(answers) == 1 else CallsSaved(answers))
 
     def key(self, message, sender):
         if isinstance(message, SaveCall):  # one session's versions only grow: keep its newest
@@ -133,12 +185,16 @@ class CallStore(WaitsForDatabase):
         except pymongo.errors.DuplicateKeyError:
             log.warning("a directory under a newer lease placed the shards; this placement is not stored")
 
+    @staticmethod
+    def save_request(message):
+        """(filter, document): only a newer version replaces what is stored, so a late retry
+        cannot roll a call back."""
+        return ({"_id": message.call_id, "version": {"$lt": message.version}},
+                dict(message.document, version=message.version))
+
     def save(self, message):
-        document = dict(message.document, version=message.version)
         try:
-            # Only a newer version replaces what is stored: a late retry cannot roll a call back.
-            self.db.calls.replace_one({"_id": message.call_id, "version": {"$lt": message.version}}, document,
-                                      upsert=True)
+            self.db.calls.replace_one(*self.save_request(message), upsert=True)
         except pymongo.errors.DuplicateKeyError:
             pass  # this version or a newer one is stored already (a retry of a write that got through)
 

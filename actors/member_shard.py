@@ -33,6 +33,7 @@ from actors.messages import (Batch, CallLoaded, CallMissed, CallRef, CallRefused
                              Push, RecoverCalls, Resync, RingRequest, SendMail, ShardsMoved, ShardStart, ToCall,
                              ToMember, Unwatch, Watch)
 from actors.messages import Adopted, DirectoryMoved, FindLiveCalls, FollowedOnline, MailFollower, TellFollowers
+from actors.messages import CallsSaved, SaveCall, SaveCalls
 from actors.recovery import CallFinder
 from actors.shards import shard_index
 
@@ -62,6 +63,7 @@ class MemberShard(Actor):
         self.local = deque()              # (deliver, member_id or call_id, message) inside this shard
         self.outbox = defaultdict(list)   # BridgeRef → [(conn_ids, frame)], sent once per message
         self.statuses = defaultdict(list)  # BridgeRef → [Presence], sent once per message
+        self.saves = {}                   # str(store) → (store, [SaveCall]), sent once per message
 
     def receiveMessage(self, message, sender):
         if isinstance(message, ShardStart):
@@ -89,6 +91,9 @@ class MemberShard(Actor):
             self.deliver(message.host_id, message)
         elif isinstance(message, (CallSaved, CallLoaded)):  # the call store's answer to one of our calls
             self.deliver_to_call(message.call_id, message)
+        elif isinstance(message, CallsSaved):
+            for saved in message.saved:
+                self.deliver_to_call(saved.call_id, saved)
         elif isinstance(message, WakeupMessage):
             self.timer(message.payload)
         elif isinstance(message, Heartbeat):
@@ -290,7 +295,19 @@ class MemberShard(Actor):
         if member is not None:
             self.guarded(member, member.restart_call, address)
 
+    def save_call(self, store, save):
+        """A call's change for the store, sent with the others this message made (flush)."""
+        self.saves.setdefault(str(store), (store, []))[1].append(save)
+
+    def flush_saves(self, store=None):
+        """Send the saves waiting for `store` (every store: None)."""
+        for key in [str(store)] if store is not None else list(self.saves):
+            if key in self.saves:
+                address, saves = self.saves.pop(key)
+                self.send(address, saves[0] if len(saves) == 1 else SaveCalls(saves))
+
     def flush(self):
+        self.flush_saves()
         for bridge, items in self.outbox.items():
             self.send(bridge.address, Push(items))
         self.outbox.clear()
@@ -376,7 +393,11 @@ class ShardCallHost:
         return os.getpid(), os.getpid()
 
     def send(self, address, message):
-        self.shard.send(address, message)
+        if isinstance(message, SaveCall):
+            self.shard.save_call(address, message)
+        else:
+            self.shard.flush_saves(address)  # what goes to the store keeps its order
+            self.shard.send(address, message)
 
     def to_member(self, member_id, message):
         self.shard.to_member(member_id, message)

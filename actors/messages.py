@@ -303,9 +303,22 @@ class SaveCall:
 
 
 @dataclasses.dataclass
+class SaveCalls:
+    """The SaveCall of every call a shard changed while handling one message, in one message:
+    the call store writes them in one bulk write (a reconnect storm re-attaches thousands)."""
+    saves: list
+
+
+@dataclasses.dataclass
 class CallSaved:
     call_id: str
     version: int
+
+
+@dataclasses.dataclass
+class CallsSaved:
+    """The call store's CallSaved for one SaveCalls, in one message."""
+    saved: list
 
 
 @dataclasses.dataclass

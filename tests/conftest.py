@@ -9,6 +9,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 import json
 from pathlib import Path
@@ -99,6 +100,24 @@ class RunningSystem:
         processes.wait_until(lambda: _healthy(other), 60, "the second gateway", process=process)
         return other.url
 
+    def books(self):
+        """`interkanect ledger reconcile --json`: the ledger against the PayPal emulator's balance."""
+        answer = self.cli("ledger", "reconcile", "--json")
+        try:
+            return json.loads(answer.stdout)
+        except ValueError:
+            return {"error": (answer.stderr or answer.stdout)[-500:]}
+
+    def check_books(self, timeout_s=20):
+        """Whatever the tests did with money, the ledger ends reconciled with PayPal's balance to
+        the cent (issue 12): waited for, bounded, as money in flight settles."""
+        if not self.settings.paypal_emulated:
+            return
+        deadline = time.monotonic() + timeout_s
+        while (report := self.books()).get("difference_cents") != 0:
+            assert time.monotonic() < deadline, f"the ledger does not reconcile with PayPal's balance: {report}"
+            time.sleep(0.5)
+
     def stop(self):
         self.children.stop_all()
         processes.kill_sessions(self.actor_sessions)
@@ -148,7 +167,10 @@ def _healthy(system):
 def system(database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("system"))
     yield running
-    running.stop()
+    try:
+        running.check_books()
+    finally:
+        running.stop()
 
 
 @pytest.fixture
@@ -160,8 +182,12 @@ def system_with(database_url, tmp_path_factory):
         started.append(start_system(database_url, tmp_path_factory.mktemp("system"), **overrides))
         return started[-1]
     yield start
-    for running in started:
-        running.stop()
+    try:
+        for running in started:
+            running.check_books()
+    finally:
+        for running in started:
+            running.stop()
 
 
 def tell_call(system, host_id, call_id, message):
