@@ -58,3 +58,6 @@ def test_the_ledger_and_paypals_balance_agree_to_the_cent_and_a_difference_is_re
     db.ledger.insert_one(dict(forged.document(), at=datetime.datetime.now(UTC)))
     code, figures = reconcile(system)
     assert code == 1 and figures["difference_cents"] == -916
+    # Taken out again: every test system must end reconciled (conftest's check_books).
+    db.ledger.delete_one({"_id": forged.key})
+    assert reconcile(system)[1]["difference_cents"] == 0
