@@ -122,6 +122,13 @@ class RunningSystem:
         self.children.stop_all()
         processes.kill_sessions(self.actor_sessions)
 
+    def finish(self):
+        """The end of a test system: its books checked (check_books), then every process stopped."""
+        try:
+            self.check_books()
+        finally:
+            self.stop()
+
 
 def start_system(database_url, log_dir, **overrides):
     """An actor node and a gateway on unused ports, with the test policy plus `overrides`."""
@@ -167,10 +174,7 @@ def _healthy(system):
 def system(database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("system"))
     yield running
-    try:
-        running.check_books()
-    finally:
-        running.stop()
+    running.finish()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ LIMITS = dict(pages_per_member_max=2, watched_per_page_max=3, watched_per_member
 def limited(database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("limited"), **LIMITS)
     yield running
-    running.stop()
+    running.finish()
 
 
 

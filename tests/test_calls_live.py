@@ -16,7 +16,7 @@ def system(request, database_url, tmp_path_factory):
     """Calls hosted both ways: inside their host's shard (the default) and a process each."""
     running = start_system(database_url, tmp_path_factory.mktemp("calls"), call_hosting=request.param)
     yield running
-    running.stop()
+    running.finish()
 
 
 # upgraded_host sets a payout email, and its owner is told so by mail: not a money mail.
@@ -188,7 +188,7 @@ def quick_system(database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("quick"), ring_timeout_s=0.5,
                            negotiation_window_s=1.0, payment_window_s=1.0, reconnect_grace_s=1.0)
     yield running
-    running.stop()
+    running.finish()
 
 
 def test_a_missed_call_ends_for_both_and_emails_the_host(quick_system):

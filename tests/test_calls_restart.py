@@ -17,7 +17,7 @@ from tests.test_calls_live import Call
 def system(request, database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("restart"), call_hosting=request.param)
     yield running
-    running.stop()
+    running.finish()
 
 
 def kill_session(system, call_id):

@@ -16,7 +16,7 @@ FIRST_ROUND_S = 4  # short, so the paid time runs out within the test
 def system(database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("webrtc"), min_length_s=1, reconnect_grace_s=10)
     yield running
-    running.stop()
+    running.finish()
 
 
 async def talk(a, b):

@@ -18,7 +18,7 @@ from tests.waiting import wait_for
 def metered(database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("system"), node_metrics_port=free_port())
     yield running
-    running.stop()
+    running.finish()
 
 
 def scrape(url, headers=None):

@@ -760,7 +760,7 @@ def payout_system(database_url, tmp_path_factory):
     """The whole system with no earnings hold, so a call just ended is payable."""
     running = start_system(database_url, tmp_path_factory.mktemp("system"), earnings_hold_s=0, refund_window_s=0)
     yield running
-    running.stop()
+    running.finish()
 
 
 async def paid_call(system, host, caller, price_cents):

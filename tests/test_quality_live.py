@@ -22,7 +22,7 @@ def system(database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("quality"), quality_interval_s=INTERVAL_S,
                            min_length_s=60)
     yield running
-    running.stop()
+    running.finish()
 
 
 async def refused(page, request_id):

@@ -23,7 +23,7 @@ def lifecycle_system(database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("system"), min_length_s=PAID_LENGTH_S,
                            refund_retry_s=1, refund_attempts_max=3)
     yield running
-    running.stop()
+    running.finish()
 
 
 def host_balances(db, host_id):

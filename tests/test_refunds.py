@@ -26,7 +26,7 @@ def refund_system(database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("system"), min_length_s=PAID_LENGTH_S,
                            refund_retry_s=1)
     yield running
-    running.stop()
+    running.finish()
 
 
 async def approve(olga, request_id, note=None):
