@@ -80,7 +80,8 @@ class Hub:
         link = await self.links.start() if self.links else None
         self.address = BridgeRef.of((await self.bridge.request(self.directory, WhoAmI)).address, link)
         if self.links:
-            self.links.key, self.links.deliver, self.links.undelivered = self.address.key, self.link_signal, self.undelivered
+            self.links.key = self.address.key
+            self.links.deliver, self.links.undelivered = self.link_signal, self.undelivered
         deadline = asyncio.get_running_loop().time() + timeout_s
         while not self.shards:  # the node configures the directory; wait until it has
             answer = await self.bridge.request(self.directory, GetShards)

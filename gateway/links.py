@@ -87,7 +87,7 @@ class Links:
                 _, to_conn_id, from_conn_id, frame = record
                 if not self.deliver(peer_key, to_conn_id, from_conn_id, frame):
                     _write(writer, [BOUNCE, from_conn_id, frame])
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError, asyncio.LimitOverrunError):
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, TypeError, asyncio.LimitOverrunError):
             pass  # the peer went, or sent what is not a record: the link is closed
         except asyncio.CancelledError:
             pass
@@ -125,8 +125,8 @@ class _Peer:
 
     async def _run(self):
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.address, limit=RECORD_MAX_BYTES + LENGTH.size),
-                                                    CONNECT_TIMEOUT_S)
+            opening = asyncio.open_connection(*self.address, limit=RECORD_MAX_BYTES + LENGTH.size)
+            reader, writer = await asyncio.wait_for(opening, CONNECT_TIMEOUT_S)
             _write(writer, [HELLO, self.links.key])
             self.writer = writer
             for _, record in self.waiting:
