@@ -28,6 +28,19 @@ def on(url, member):
     return twin
 
 
+async def answered_across(a, b):
+    """A call answered between a host on gateway `b` and a caller on gateway `a`, negotiating
+    on both pages: (host, host's page, caller's page, call id)."""
+    host = await Member(b).sign_up("Host on B")
+    caller = await Member(a).sign_up("Caller on A")
+    host_page, caller_page = await host.socket(), await caller.socket()
+    call_id = await ring(caller_page, [host_page], host.id)
+    await host_page.request("accept", call_id=call_id)
+    for page in (caller_page, host_page):
+        await page.expect("call_state", call_id=call_id, state="negotiating")
+    return host, host_page, caller_page, call_id
+
+
 def test_presence_crosses_gateways(two_gateways):
     a, b = two_gateways
 
@@ -48,12 +61,7 @@ def test_a_caller_on_one_gateway_calls_a_host_on_another(two_gateways):
     a, b = two_gateways
 
     async def scenario():
-        host = await Member(b).sign_up("Host on B")
-        caller = await Member(a).sign_up("Caller on A")
-        host_page, caller_page = await host.socket(), await caller.socket()
-        call_id = await ring(caller_page, [host_page], host.id)
-        await host_page.request("accept", call_id=call_id)
-        await caller_page.expect("call_state", state="negotiating")
+        _, host_page, caller_page, call_id = await answered_across(a, b)
         await host_page.request("signal", call_id=call_id, kind="answer", sdp="v=0 from B")
         assert (await caller_page.expect("signal", call_id=call_id))["sdp"] == "v=0 from B"
         await caller_page.request("hang_up", call_id=call_id)
@@ -68,13 +76,7 @@ def test_pages_on_two_gateways_signal_gateway_to_gateway_and_the_lease_follows_t
     a, b = two_gateways
 
     async def scenario():
-        host = await Member(b).sign_up("Host on B")
-        caller = await Member(a).sign_up("Caller on A")
-        host_page, caller_page = await host.socket(), await caller.socket()
-        call_id = await ring(caller_page, [host_page], host.id)
-        await host_page.request("accept", call_id=call_id)
-        await caller_page.expect("call_state", call_id=call_id, state="negotiating")
-        await host_page.expect("call_state", call_id=call_id, state="negotiating")
+        host, host_page, caller_page, call_id = await answered_across(a, b)
         shard_pid = system.db.calls.find_one({"_id": call_id})["session_pid"]
         os.kill(shard_pid, signals.SIGSTOP)
         try:
@@ -109,12 +111,7 @@ def test_a_signal_sent_as_the_call_ends_is_refused_whichever_gateway_hears_of_th
     gateway_a = next(process for name, process in system.children.children if name == "gateway")
 
     async def scenario():
-        host = await Member(b).sign_up("Host on B")
-        caller = await Member(a).sign_up("Caller on A")
-        host_page, caller_page = await host.socket(), await caller.socket()
-        call_id = await ring(caller_page, [host_page], host.id)
-        await host_page.request("accept", call_id=call_id)
-        await caller_page.expect("call_state", call_id=call_id, state="negotiating")
+        _, host_page, caller_page, call_id = await answered_across(a, b)
         gateway_a.send_signal(signals.SIGSTOP)
         try:
             request_id = await caller_page.request("signal", call_id=call_id, kind="offer", sdp="as it ends")
