@@ -116,10 +116,12 @@ def first_payout_for(call_ended_at, hold_s):
     return next_payouts(ready - datetime.timedelta(microseconds=1), 1)[0]
 
 
-def payout_batch_id(instant):
-    """PayPal's sender_batch_id for the payout at this instant: one batch per payout, so a retry
-    or a restart mid-payout reuses it and PayPal refuses a second batch (for 30 days)."""
-    return f"interkanect-payout-{instant.astimezone(LOS_ANGELES):%Y-%m-%d}"
+def payout_batch_id(instant, part=1):
+    """PayPal's sender_batch_id for the payout at this instant: fixed per payout (and per part
+    of it when more members are paid than one batch holds), so a retry or a restart mid-payout
+    reuses it and PayPal refuses a second batch (for 30 days)."""
+    base = f"interkanect-payout-{instant.astimezone(LOS_ANGELES):%Y-%m-%d}"
+    return base if part == 1 else f"{base}-{part}"
 
 
 def parse_moment(text):

@@ -15,29 +15,32 @@ Decisions:
   decides a request sets another state once the decision's money has moved (the refund booked).
 - An open dispute is read from the ledger itself: a `dispute:<id>:freeze` transaction of the
   call without its `dispute:<id>:resolved`.
-- One batch per instant: sender_batch_id = `payout_calendar.payout_batch_id(P)`. Its items are
-  fixed in the `payouts` document (state "intent") before PayPal hears of it; every retry,
-  restart or operator run sends exactly those items with that sender_batch_id, and PayPal
-  refuses a second batch with it and names the first (which is then read: "already sent").
-  `payout:<batch_id>` is booked only once PayPal has the batch; its ledger key is unique.
+- One plan per instant, in as many batches as PayPal's item limit needs (15,000 items each):
+  part 1 is sender_batch_id `payout_calendar.payout_batch_id(P)`, part k that id with `-k`.
+  Every part's items are fixed in its `payouts` document (state "intent"), all parts written in
+  one database transaction, before PayPal hears of any; every retry, restart or operator run
+  sends exactly those items with that sender_batch_id, and PayPal refuses a second batch with
+  it and names the first (which is then read: "already sent"). An item is booked
+  (`payout:<batch_id>:<member>`, a unique ledger key) only once PayPal has its batch.
 - Nothing new is planned while an earlier batch is unconfirmed: that one is sent (or found
   sent) and booked first, so available balances always reflect every batch PayPal may have.
 - PayPal forgets a sender_batch_id after 30 days: an intent older than 29 days that was never
   confirmed is not sent again (a resend could pay twice); the run stops and says so.
-- A batch pays each member's positive available balance (`ledger.payout_amounts`). Members
-  without a usable payout email are skipped, kept in the document and emailed once per
-  instant; their money waits for a later payout. PayPal takes at most 15,000 items per batch:
-  the largest amounts go first, the rest wait for the next payout.
+- A plan pays each member's positive available balance (`ledger.payout_amounts`). Members
+  without a usable payout email are skipped, kept in the first part's document and emailed once
+  per instant; their money waits for a later payout. Members are split into parts in the order
+  of their ids, so a part's members never depend on amounts.
 - Item statuses: SUCCESS is paid; FAILED, RETURNED, BLOCKED, REFUNDED, REVERSED and CANCELED
   put the money back in available (one `payout-item:<id>:returned` each, whatever reported it);
   UNCLAIMED and ONHOLD wait (an unclaimed item can still be claimed for 30 days: it is booked
   back only once PayPal returns it). A DENIED batch paid nothing: all its items come back.
 - A run with nothing to pay records an "empty" document (so the start-up catch-up does not
   repeat it); a later run for that instant may still plan a batch. So may a run after PayPal
-  refused the batch with a 4xx (nothing was sent; the error is kept in the document): once an
-  operator has fixed the cause, `interkanect payouts run --at` plans and sends it again. No
-  answer at all (5xx, timeouts after every retry) is not a refusal: the intent stays and the
-  scheduler tries again.
+  refused a part with a 4xx (nothing of it was sent; the error is kept in the document): once
+  an operator has fixed the cause, `interkanect payouts run --at` plans again what is available
+  then (the parts PayPal took were booked, so their members are not paid again) under the ids
+  of the refused or empty parts first, then new part numbers. No answer at all (5xx, timeouts
+  after every retry) is not a refusal: the intent stays and the scheduler tries again.
 - Catch-up: on start, the latest payout instant that has passed runs if no document records
   it. Earlier missed instants need no run of their own: balances accumulate and the latest
   run pays all of it.
@@ -132,23 +135,43 @@ def usable_email(email):
     return isinstance(email, str) and len(email) <= 254 and bool(_EMAIL.fullmatch(email.strip()))
 
 
-def plan_items(amounts_by_member, payout_email_by_member, max_items=MAX_BATCH_ITEMS):
-    """(items, skipped) of a batch: each member with a positive amount and a usable payout
-    email gets an item; the others are skipped with the reason. Largest amounts first when
-    PayPal's item limit is reached (the rest are not in this batch and wait)."""
+def plan_items(amounts_by_member, payout_email_by_member):
+    """(items, skipped) of a payout, in member id order: each member with a positive amount and
+    a usable payout email gets an item; the others are skipped with the reason."""
     items, skipped = [], []
-    for member_id, cents in sorted(amounts_by_member.items(), key=lambda pair: (-pair[1], pair[0])):
+    for member_id, cents in sorted(amounts_by_member.items()):
         if cents <= 0:
             continue
         email = payout_email_by_member.get(member_id) or ""
         if not usable_email(email):
             skipped.append({"member_id": member_id, "amount_cents": cents,
                             "reason": "invalid_payout_email" if email else "no_payout_email"})
-        elif len(items) < max_items:
+        else:
             items.append({"member_id": member_id, "receiver": email.strip(), "amount_cents": cents})
-    if len(items) == max_items and len(amounts_by_member) - len(skipped) > max_items:
-        log.warning("more than %d members to pay: the smallest amounts wait for the next payout", max_items)
-    return sorted(items, key=lambda item: item["member_id"]), skipped
+    return items, skipped
+
+
+def part_number(document):
+    return document.get("part", 1)   # documents from before parts are part 1
+
+
+def plan_parts(items, existing_parts, max_items=MAX_BATCH_ITEMS):
+    """[(part number, items)] of a plan: PayPal's batches for these items, at most `max_items`
+    each, numbered first with the existing parts PayPal never had (empty or refused: their
+    sender_batch_ids are free), then after the highest existing part. Every replannable part
+    gets a number here, with no items when the plan needs fewer batches (it becomes empty)."""
+    chunks = [items[start:start + max_items] for start in range(0, len(items), max_items)] or [[]]
+    free = sorted(part_number(p) for p in existing_parts if p["state"] in REPLANNABLE)
+    after = max((part_number(p) for p in existing_parts), default=0)
+    numbers = free + list(range(after + 1, after + 1 + max(0, len(chunks) - len(free))))
+    return [(number, chunks[index] if index < len(chunks) else []) for index, number in enumerate(numbers)]
+
+
+def instant_state(parts):
+    """One word for an instant's parts: what most needs saying first (something not sent yet,
+    something refused), else what they all are."""
+    states = {part["state"] for part in parts}
+    return next(state for state in (INTENT, REFUSED, SENT, FINAL, EMPTY) if state in states)
 
 
 def amounts_of(items):
@@ -343,6 +366,7 @@ class Report:
     returned: list = dataclasses.field(default_factory=list)
     error: str = None
     step_s: dict = dataclasses.field(default_factory=dict)   # how long each step took, in seconds
+    parts: list = dataclasses.field(default_factory=list)    # each batch: id, state, PayPal's id, items, cents
 
     @property
     def paid_cents(self):
@@ -362,9 +386,9 @@ class PayoutRun:
       body)]): many at once.
     Every step is safe to repeat: a crash anywhere is repaired by running again."""
 
-    def __init__(self, store, paypal, notify, hold_s, account_url, notify_many=None):
+    def __init__(self, store, paypal, notify, hold_s, account_url, notify_many=None, max_items=MAX_BATCH_ITEMS):
         self.store, self.paypal, self.notify = store, paypal, notify
-        self.hold_s, self.account_url = hold_s, account_url
+        self.hold_s, self.account_url, self.max_items = hold_s, account_url, max_items
         # Many mails at once (a batch's notices): one database write or SMTP connection for all.
         self.notify_many = notify_many or (lambda mails: [notify(*mail) for mail in mails])
 
@@ -377,27 +401,35 @@ class PayoutRun:
             step_s[step] = round(step_s.get(step, 0) + time.monotonic() - started, 3)
             started = time.monotonic()
         for earlier in self.store.payouts_in_state(INTENT):
-            if earlier["_id"] != batch_id:
+            if earlier["instant"] != instant:
                 self.send(earlier, now)
         took("earlier_batches")
         released = self.release(min(now, instant), now)
         took("release")
-        document = self.store.payout(batch_id)
-        already_sent = document is not None and document["state"] not in REPLANNABLE
-        if not already_sent:
-            document = self.plan(instant, batch_id, document, now)
+        parts = self.store.payouts_of(instant)
+        replan = not parts or any(part["state"] in REPLANNABLE for part in parts)
+        # Parts an earlier run of this instant planned and did not send (it died) go first, so
+        # the balances a new plan reads reflect them.
+        parts = [self.send(part, now) if part["state"] == INTENT else part for part in parts]
+        took("send")
+        if replan:
+            parts = self.plan(instant, parts, now)
         took("plan")
-        if document["state"] == INTENT:
-            document = self.send(document, now)
+        parts = [self.send(part, now) if part["state"] == INTENT else part for part in parts]
         took("send")
         returned = []
-        if document["state"] == SENT:
-            document, returned = self.check(document, now)
+        for index, part in enumerate(parts):
+            if part["state"] == SENT:
+                parts[index], came_back = self.check(part, now)
+                returned += came_back
         took("check")
-        return Report(batch_id, instant.astimezone(payout_calendar.LOS_ANGELES).isoformat(), document["state"],
-                      already_sent, document.get("paypal_batch_id"), document.get("items", []),
-                      document.get("skipped", []), [r.call_id for r in released], returned, document.get("error"),
-                      step_s)
+        return Report(batch_id, instant.astimezone(payout_calendar.LOS_ANGELES).isoformat(), instant_state(parts),
+                      not replan, parts[0].get("paypal_batch_id"), [i for p in parts for i in p.get("items", [])],
+                      [s for p in parts for s in p.get("skipped", [])], [r.call_id for r in released], returned,
+                      next((p["error"] for p in parts if p.get("error")), None), step_s,
+                      [{"batch_id": p["_id"], "state": p["state"], "paypal_batch_id": p.get("paypal_batch_id"),
+                        "items": len(p.get("items", [])), "paid_cents": sum(i["amount_cents"] for i in p.get("items", [])),
+                        "error": p.get("error")} for p in parts])
 
     def follow(self, now):
         """Look at every sent batch once: (returned items booked, whether PayPal is still
@@ -427,21 +459,29 @@ class PayoutRun:
                 log.error("cannot release call %s: it was released before with another amount", release.call_id)
         return [release for release in due if booked[f"release:{release.call_id}"] != "conflict"]
 
-    def plan(self, instant, batch_id, previous, now):
+    def plan(self, instant, parts, now):
+        """Fix what this instant pays in its parts' documents (all in one write); the instant's
+        parts afterwards. Replaces the parts PayPal never had, keeps the others."""
         amounts = ledger.payout_amounts(self.store.available_balances())
         items, skipped = plan_items(amounts, self.store.payout_emails(sorted(amounts)))
-        document = {"_id": batch_id, "instant": instant, "state": INTENT if items else EMPTY, "planned_at": now,
-                    "items": [dict(item, status=None, item_id=None) for item in items], "skipped": skipped}
-        created = self.store.create_payout(document) if previous is None else self.store.replan_payout(document)
-        if not created:  # another run planned this instant first: carry on with its plan
-            return self.store.payout(batch_id)
-        told = {s["member_id"] for s in (previous or {}).get("skipped", ())}
+        kept = [part for part in parts if part["state"] not in REPLANNABLE]
+        recorded = {s["member_id"] for part in kept for s in part.get("skipped", ())}
+        skipped = [member for member in skipped if member["member_id"] not in recorded]
+        documents = [{"_id": payout_calendar.payout_batch_id(instant, number), "instant": instant, "part": number,
+                      "state": INTENT if chunk else EMPTY, "planned_at": now,
+                      "items": [dict(item, status=None, item_id=None) for item in chunk],
+                      "skipped": skipped if index == 0 else []}
+                     for index, (number, chunk) in enumerate(plan_parts(items, parts, self.max_items))]
+        replaced = {part["_id"] for part in parts if part["state"] in REPLANNABLE}
+        if not self.store.save_plan(documents, replaced):  # another run planned first: carry on with its plan
+            return self.store.payouts_of(instant)
+        told = {s["member_id"] for part in parts for s in part.get("skipped", ())}
         next_instant = payout_calendar.next_payouts(max(now, instant), 1)[0]
         for member in skipped:
             if member["member_id"] not in told:
                 self.notify(member["member_id"], *skipped_mail(member["amount_cents"], member["reason"],
                                                                self.account_url, next_instant))
-        return document
+        return sorted(kept + documents, key=part_number)
 
     def send(self, document, now):
         """PayPal gets the batch (or already has it), then the ledger books what it pays."""

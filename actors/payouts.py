@@ -89,7 +89,7 @@ class PayoutScheduler(Actor):
         self.mailer = message.mailer
         self.settings, self.store, self.lead_s = s, store, s.policy.payout_lead_s
         self.payouts = payout_rules.PayoutRun(store, paypal, self.notify, s.policy.earnings_hold_s, f"{s.url}account",
-                                              self.notify_many)
+                                              self.notify_many, s.paypal_payout_batch_items)
         latest = payout_rules.latest_payout_at_or_before(now)
         try:
             store.ensure_indexes()
@@ -150,9 +150,10 @@ class PayoutScheduler(Actor):
             self.polls += 1
 
     def after_run(self, report):
-        log.info("payout %s: %s, %d items, %d cents, %d skipped; seconds per step %s", report.batch_id, report.state,
-                 len(report.items), report.paid_cents, len(report.skipped), report.step_s)
-        if report.state == payout_rules.SENT:
+        log.info("payout %s: %s, %d items in %d batches, %d cents, %d skipped; seconds per step %s", report.batch_id,
+                 report.state, len(report.items), len(report.parts), report.paid_cents, len(report.skipped),
+                 report.step_s)
+        if any(part["state"] == payout_rules.SENT for part in report.parts):
             self.polls = 0
             self.arm_poll(payout_rules.poll_delay_s(self.polls, True))
             self.polls += 1
@@ -202,6 +203,10 @@ def ask_run(settings, instant, timeout_s=RUN_ANSWER_TIMEOUT_S):
     return actors.ask(scheduler, RunPayout(instant), datetime.timedelta(seconds=timeout_s))
 
 
+class _PlanTaken(Exception):
+    """A part to replace was planned by another run meanwhile: the transaction writes nothing."""
+
+
 # What a member's view of a batch needs of the batch itself.
 BATCH_SUMMARY = ("instant", "state", "batch_status")
 
@@ -217,6 +222,7 @@ class MongoPayoutStore:
         """What a run and the earnings page look up by. The ledger is shared with the payments
         adapter: an index someone else made on the same keys is fine, so a conflict only warns."""
         for collection, keys in (("ledger", "entries.account"), ("ledger", "call_id"), ("payouts", "state"),
+                                 ("payouts", "instant"),
                                  ("payout_items", [("member_id", 1), ("instant", -1)]), ("payout_items", "batch_id")):
             try:
                 self.db[collection].create_index(keys)
@@ -229,25 +235,34 @@ class MongoPayoutStore:
         return self.db.payouts.find_one({"_id": batch_id})
 
     def payouts_in_state(self, state):
-        return list(self.db.payouts.find({"state": state}).sort("instant", 1))
+        return list(self.db.payouts.find({"state": state}).sort([("instant", 1), ("part", 1)]))
 
-    def create_payout(self, document):
+    def payouts_of(self, instant):
+        """The parts of one instant's payout, part 1 first."""
+        return sorted(self.db.payouts.find({"instant": instant}), key=payout_rules.part_number)
+
+    def save_plan(self, documents, replaced):
+        """Write a plan's parts in one transaction: the ids in `replaced` replace parts PayPal
+        never had (empty, refused), the others are new. False, with nothing written, when
+        another run got there first (a new id taken, a replaced part no longer replannable)."""
         self.fence.check()
+
+        def write(session):
+            for document in documents:
+                if document["_id"] not in replaced:
+                    self.db.payouts.insert_one(document, session=session)
+                elif self.db.payouts.replace_one({"_id": document["_id"],
+                                                  "state": {"$in": list(payout_rules.REPLANNABLE)}},
+                                                 document, session=session).matched_count != 1:
+                    raise _PlanTaken()
         try:
-            self.db.payouts.insert_one(document)
-        except pymongo.errors.DuplicateKeyError:
+            with self.db.client.start_session() as session:
+                session.with_transaction(write)
+        except (_PlanTaken, pymongo.errors.DuplicateKeyError):
             return False
-        self.write_read_model(document)
-        return True
-
-    def replan_payout(self, document):
-        """Replace a plan PayPal never had (empty, refused); False if it is no longer one."""
-        self.fence.check()
-        found = self.db.payouts.replace_one({"_id": document["_id"], "state": {"$in": list(payout_rules.REPLANNABLE)}},
-                                            document)
-        if found.matched_count == 1:
+        for document in documents:
             self.write_read_model(document)
-        return found.matched_count == 1
+        return True
 
     def update_payout(self, batch_id, fields):
         self.fence.check()
@@ -283,13 +298,20 @@ class MongoPayoutStore:
             # PayPal's batch differs from the plan (it is booked as PayPal has it): write it whole.
             self.write_read_model(self.db.payouts.find_one({"_id": batch_id}))
             return
-        # One update per new status (a whole batch turning SUCCESS is one write, not 10,000).
+        # A whole batch turning SUCCESS is one write, not 15,000; other changes go by ids in
+        # chunks (an $in of 15,000 ids took SecantusDB minutes).
         by_status = {}
         for item in items:
             if stored[item["member_id"]].get("status") != item.get("status"):
                 by_status.setdefault(item.get("status"), []).append(f"{batch_id}:{item['member_id']}")
         for status, ids in by_status.items():
-            self.db.payout_items.update_many({"_id": {"$in": ids}}, {"$set": {"status": status}})
+            if len(ids) == len(stored):
+                self.db.payout_items.update_many({"batch_id": batch_id, "skipped": {"$ne": True}},
+                                                 {"$set": {"status": status}})
+                continue
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                self.db.payout_items.update_many({"_id": {"$in": ids[start:start + LOOKUP_CHUNK]}},
+                                                 {"$set": {"status": status}})
 
     def backfill_read_model(self):
         """Batches written before the read model existed get theirs (once, at start)."""

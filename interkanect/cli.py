@@ -341,12 +341,16 @@ def payouts_run(settings, args):
     print(f"{report['batch_id']} ({report['payout_at']}): {sent}{report['state']}, {len(report['items'])} members, "
           f"{dollars(report['paid_cents'])}" + (f", PayPal batch {report['paypal_batch_id']}"
                                                  if report['paypal_batch_id'] else ""))
+    if len(report["parts"]) > 1:
+        for part in report["parts"]:
+            print(f"  batch {part['batch_id']}: {part['state']}, {part['items']} members, {dollars(part['paid_cents'])}"
+                  + (f", PayPal batch {part['paypal_batch_id']}" if part["paypal_batch_id"] else ""))
     for skipped in report["skipped"]:
         print(f"  skipped {skipped['member_id']} ({skipped['reason']}): {dollars(skipped['amount_cents'])} waits")
     for item in report["returned"]:
         print(f"  came back ({item['status']}): {dollars(item['amount_cents'])} to {item['member_id']}")
     if report["error"]:
-        print(f"  PayPal refused the batch: {report['error']}")
+        print(f"  PayPal refused {'a' if len(report['parts']) > 1 else 'the'} batch: {report['error']}")
 
 
 def parser():

@@ -16,6 +16,8 @@ EMULATOR_CLIENT_SECRET = "emulator-client-secret"
 EMULATOR_WEBHOOK_ID = "EMULATORWEBHOOKID"
 DEFAULT_CONFIG_FILE = "interkanect.toml"
 CALL_HOSTINGS = ("shard", "process")
+# PayPal: "up to 15,000 individual payouts in one API call" (as actors/payout_rules.py plans them).
+PAYPAL_MAX_PAYOUT_ITEMS = 15_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +213,9 @@ class Settings:
     paypal_timeout_s: float = 15
     # The local emulator's fee per delivered payout item (PayPal's depends on the account's pricing).
     paypal_emulator_payout_item_fee_cents: int = 0
+    # Items per payout batch: PayPal takes at most 15,000; a payout for more members goes in
+    # several batches. Smaller batches settle sooner and a refused one holds fewer members back.
+    paypal_payout_batch_items: int = 15000
     # The first wait before a PayPal request is retried (5xx, timeout, lost answer), doubling
     # per attempt with jitter over 5 attempts (about 15 s in all at 0.5).
     paypal_backoff_s: float = 0.5
@@ -334,6 +339,9 @@ def load(environ=None, config_file=None):
                 ipaddress.ip_network(entry.strip(), strict=False)
             except ValueError:
                 raise SystemExit(f"error: IK_{name.upper()}: {entry!r} is not an IP address or network") from None
+    if not 1 <= settings.paypal_payout_batch_items <= PAYPAL_MAX_PAYOUT_ITEMS:
+        raise SystemExit(f"error: IK_PAYPAL_PAYOUT_BATCH_ITEMS is 1 to {PAYPAL_MAX_PAYOUT_ITEMS} (PayPal's limit per "
+                         f"batch), not {settings.paypal_payout_batch_items}")
     if settings.call_hosting not in CALL_HOSTINGS:
         raise SystemExit(f"error: IK_CALL_HOSTING is one of {', '.join(CALL_HOSTINGS)}, not {settings.call_hosting!r}")
     return settings

@@ -173,7 +173,8 @@ def test_fees_command_exits_non_zero_on_stderr():
 @pytest.mark.parametrize("environ, words", [
     ({"IK_MIN_PRICE_CENTS": "40"}, "IK_MIN_PRICE_CENTS is 40, but PayPal's fee takes all of a payment under $0.52"),
     ({"IK_MIN_PRICE_CENTS": "500", "IK_MAX_PRICE_CENTS": "400"}, "IK_MAX_PRICE_CENTS (400) is below IK_MIN_PRICE_CENTS"),
-    ({"IK_EARNINGS_HOLD_S": "3600"}, "IK_EARNINGS_HOLD_S (3600 s) is shorter than IK_REFUND_WINDOW_S (86400 s)")])
+    ({"IK_EARNINGS_HOLD_S": "3600"}, "IK_EARNINGS_HOLD_S (3600 s) is shorter than IK_REFUND_WINDOW_S (86400 s)"),
+    ({"IK_PAYPAL_PAYOUT_BATCH_ITEMS": "20000"}, "IK_PAYPAL_PAYOUT_BATCH_ITEMS is 1 to 15000 (PayPal's limit per batch)")])
 def test_money_settings_that_contradict_each_other_stop_every_command(environ, words):
     # `fees` stands for every command: node, gateway and serve read the same settings first.
     done = subprocess.run([sys.executable, "-m", "interkanect.cli", "fees", "10"], capture_output=True, text=True,

@@ -65,7 +65,7 @@ def test_a_deposed_leaders_money_writes_are_fenced_off(db):
     with pytest.raises(leadership.Fenced):
         stale_payouts.book(tip, T0)
     with pytest.raises(leadership.Fenced):
-        stale_payouts.create_payout({"_id": "payout-x", "state": "intent", "items": []})
+        stale_payouts.save_plan([{"_id": "payout-x", "state": "intent", "items": []}], set())
     with pytest.raises(leadership.Fenced):
         MongoRefundStore(db, leadership.Fence(db, old.token)).refund_started("r1", 0, "REFUND1", "COMPLETED")
     assert db.ledger.count_documents({}) == 0 and db.payouts.count_documents({}) == 0

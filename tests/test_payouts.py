@@ -79,10 +79,19 @@ def test_a_batch_pays_positive_available_balances_to_payout_emails_and_skips_mem
                        {"member_id": "m3", "amount_cents": 250, "reason": "invalid_payout_email"}]
 
 
-def test_beyond_paypals_item_limit_the_largest_amounts_go_first_and_the_rest_wait():
+def test_beyond_paypals_item_limit_a_payout_goes_in_several_batches_by_member_id():
     amounts = {f"m{i}": 100 + i for i in range(5)}
-    items, skipped = plan_items(amounts, {m: f"{m}@example.com" for m in amounts}, max_items=3)
-    assert sorted(item["amount_cents"] for item in items) == [102, 103, 104] and skipped == []
+    items, skipped = plan_items(amounts, {m: f"{m}@example.com" for m in amounts})
+    assert [item["member_id"] for item in items] == [f"m{i}" for i in range(5)] and skipped == []
+    parts = payout_rules.plan_parts(items, [], max_items=2)
+    assert [(number, [i["member_id"] for i in chunk]) for number, chunk in parts] == [
+        (1, ["m0", "m1"]), (2, ["m2", "m3"]), (3, ["m4"])]
+    # Planned again after PayPal refused part 2 of three (1 and 3 went): part 2's id first, then 4.
+    existing = [{"part": 1, "state": SENT}, {"part": 2, "state": REFUSED}, {"part": 3, "state": SENT}]
+    assert [number for number, _ in payout_rules.plan_parts(items, existing, max_items=2)] == [2, 4, 5]
+    # ... and with fewer batches than replannable parts, the extra ones are planned empty.
+    existing = [{"part": 1, "state": REFUSED}, {"part": 2, "state": REFUSED}]
+    assert payout_rules.plan_parts(items[:1], existing, max_items=2) == [(1, items[:1]), (2, [])]
 
 
 @pytest.mark.parametrize("batch_status, item_status, outcome", [
@@ -182,7 +191,7 @@ def crashing(target, crash_point, name):
 
 
 # Where a run's process can die with an effect done and not yet followed up.
-CRASHES = st.tuples(st.sampled_from(["store.create_payout", "store.replan_payout", "store.update_payout", "store.book",
+CRASHES = st.tuples(st.sampled_from(["store.save_plan", "store.update_payout", "store.book",
                                      "store.book_all", "store.claim", "paypal.create_payout", "paypal.payout_batch"]),
                     st.integers(0, 1))
 
@@ -201,16 +210,17 @@ class MemoryStore:
         return [copy.deepcopy(d) for d in sorted(self.payouts.values(), key=lambda d: d["instant"])
                 if d["state"] == state]
 
-    def create_payout(self, document):
-        if document["_id"] in self.payouts:
-            return False
-        self.payouts[document["_id"]] = copy.deepcopy(document)
-        return True
+    def payouts_of(self, instant):
+        return sorted((copy.deepcopy(d) for d in self.payouts.values() if d["instant"] == instant),
+                      key=payout_rules.part_number)
 
-    def replan_payout(self, document):
-        if self.payouts[document["_id"]]["state"] not in payout_rules.REPLANNABLE:
-            return False
-        self.payouts[document["_id"]] = copy.deepcopy(document)
+    def save_plan(self, documents, replaced):
+        for document in documents:
+            stored = self.payouts.get(document["_id"])
+            if (stored is not None) != (document["_id"] in replaced) or \
+                    (stored is not None and stored["state"] not in payout_rules.REPLANNABLE):
+                return False
+        self.payouts.update((document["_id"], copy.deepcopy(document)) for document in documents)
         return True
 
     def update_payout(self, batch_id, fields):
@@ -273,14 +283,20 @@ class ModelPayPal:
     Refused = Refusal
     OUTCOMES = {"returned": "RETURNED", "unclaimed": "UNCLAIMED", "failed": "FAILED", "blocked": "BLOCKED"}
 
-    def __init__(self):
+    def __init__(self, max_items=payout_rules.MAX_BATCH_ITEMS):
         self.batches, self.by_sender = {}, {}
+        self.max_items = max_items
+        self.refuse_next = False   # the next new batch is refused (a 4xx: PayPal keeps nothing of it)
 
     def create_payout(self, sender_batch_id, items):
         if sender_batch_id in self.by_sender:
             return self.payout_batch(self.by_sender[sender_batch_id])
+        if self.refuse_next:
+            self.refuse_next = False
+            raise Refusal("HTTP 422 UNPROCESSABLE_ENTITY: INSUFFICIENT_FUNDS")
         members = [item["member_id"] for item in items]
         assert len(members) == len(set(members)) and all(item["amount_cents"] > 0 for item in items)
+        assert 0 < len(items) <= self.max_items
         batch_id = f"B{len(self.batches)}"
         self.batches[batch_id] = {"payout_batch_id": batch_id, "batch_status": "PENDING",
                                   "sender_batch_id": sender_batch_id, "items": [
@@ -328,7 +344,8 @@ class PayoutRuns(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
-        self.store, self.paypal, self.mail = MemoryStore(), ModelPayPal(), []
+        # Two items per batch for three members: a payout often takes two batches.
+        self.store, self.paypal, self.mail = MemoryStore(), ModelPayPal(max_items=2), []
         self.now = T0
         self.earned = dict.fromkeys(MEMBERS, 0)
         self.calls = 0
@@ -341,7 +358,7 @@ class PayoutRuns(RuleBasedStateMachine):
 
     def payouts(self, crash_point):
         return PayoutRun(crashing(self.store, crash_point, "store"), crashing(self.paypal, crash_point, "paypal"),
-                         lambda *mail: self.mail.append(mail), HOLD_S, "http://ik.test/account")
+                         lambda *mail: self.mail.append(mail), HOLD_S, "http://ik.test/account", max_items=2)
 
     @rule(member=st.sampled_from(MEMBERS), cents=st.integers(200, 50_000), ended_h=st.none() | st.integers(0, 60))
     def a_call_is_paid(self, member, cents, ended_h):
@@ -395,6 +412,10 @@ class PayoutRuns(RuleBasedStateMachine):
             pass
 
     @rule()
+    def paypal_refuses_the_next_batch(self):
+        self.paypal.refuse_next = True
+
+    @rule()
     def paypal_processes_its_batches(self):
         self.paypal.process()
 
@@ -418,6 +439,7 @@ class PayoutRuns(RuleBasedStateMachine):
         self.settle()   # however a story ended, one clean run puts everything right
 
     def settle(self):
+        self.paypal.refuse_next = False
         payouts = self.payouts(CrashPoint())
         payouts.run(latest_payout_at_or_before(self.now), self.now)
         self.paypal.process()
@@ -435,7 +457,7 @@ class PayoutRuns(RuleBasedStateMachine):
             assert sum(buckets) == self.earned[member] and min(buckets) >= 0
 
     @invariant()
-    def nobody_is_paid_more_than_they_earned_and_each_instant_is_one_batch(self):
+    def nobody_is_paid_more_than_they_earned_and_each_sender_batch_id_is_one_batch(self):
         for member in MEMBERS:
             assert self.paypal.delivered_cents(member) <= self.earned[member]
         assert len(self.paypal.by_sender) == len(self.paypal.batches)
@@ -447,7 +469,7 @@ TestPayoutRuns = PayoutRuns.TestCase
 TestPayoutRuns.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
 
 
-@pytest.mark.parametrize("where", ["store.create_payout", "store.book_all", "store.update_payout",
+@pytest.mark.parametrize("where", ["store.save_plan", "store.book_all", "store.update_payout",
                                    "store.claim", "paypal.create_payout", "paypal.payout_batch"])
 def test_a_run_that_died_at_any_step_is_finished_by_running_it_again_and_pays_nobody_twice(where):
     store, paypal, mail = MemoryStore(), ModelPayPal(), []
@@ -507,6 +529,36 @@ def test_a_refused_batch_pays_nothing_and_is_planned_again_once_fixed():
     assert report.state == SENT and not report.already_sent and store.ledger.balance(paid_out("m1")) == 916
     # m2 was told once that they have no payout email, not once per attempt.
     assert [m[0] for m in mail if "payout email" in m[1]] == ["m2"]
+
+
+def test_a_payout_beyond_one_batch_goes_in_parts_and_a_refused_part_is_planned_again_without_paying_twice():
+    store, paypal, mail = MemoryStore(), ModelPayPal(max_items=2), []
+    members = ("m1", "m2", "m3", "m4", "m5")
+    for n, member in enumerate(members):
+        store.emails[member] = "pay@example.com"
+        store.ledger.apply(tip_transaction(f"call{n}", member, "c1", f"TIP{n}", 1000, 84))
+
+    def payouts(crash_point=None):
+        return PayoutRun(store, crashing(paypal, crash_point or CrashPoint(), "paypal"), lambda *m: mail.append(m),
+                         HOLD_S, "http://ik.test/account", max_items=2)
+    # Part 1 refused (PayPal out of funds), part 2 taken by PayPal but the run dies before it
+    # hears so; part 3 never sent.
+    paypal.refuse_next = True
+    with pytest.raises(Crash):
+        payouts(CrashPoint(("paypal.create_payout", 0))).run(FRIDAY, FRIDAY)
+    assert [(d["_id"], d["state"]) for d in store.payouts_of(FRIDAY)] == [
+        (payout_batch_id(FRIDAY), REFUSED), (payout_batch_id(FRIDAY, 2), INTENT), (payout_batch_id(FRIDAY, 3), INTENT)]
+    # Run again once the operator fixed it: parts 2 and 3 are sent (2 found already sent), part
+    # 1's members are planned again under part 1's id; each member paid once.
+    report = payouts().run(FRIDAY, FRIDAY + HOUR)
+    assert [(p["batch_id"], p["state"], p["items"]) for p in report.parts] == [
+        (payout_batch_id(FRIDAY), SENT, 2), (payout_batch_id(FRIDAY, 2), SENT, 2), (payout_batch_id(FRIDAY, 3), SENT, 1)]
+    assert report.state == SENT and sorted(i["member_id"] for i in report.items) == list(members)
+    paypal.process()
+    payouts().follow(FRIDAY + HOUR)
+    assert all(paypal.delivered_cents(member) == 916 == store.ledger.balance(paid_out(member)) for member in members)
+    assert len(paypal.batches) == 3 and {d["state"] for d in store.payouts.values()} == {FINAL}
+    assert sorted(m[0] for m in mail if "on its way" in m[1]) == list(members)
 
 
 # --- runs against SecantusDB and the PayPal emulator --------------------------------------------
@@ -618,6 +670,28 @@ def test_a_payout_answer_lost_on_the_way_back_is_one_batch_booked_once(mongo_pay
     assert db.ledger.find_one({"_id": f"payout:{batch_id}:{bob}"})["entries"] == [
         {"account": available(bob), "amount_cents": -net(2500)}, {"account": paid_out(bob), "amount_cents": net(2500)}]
     assert sorted(m[0] for m in mail if m[1] == "Your interKanect payout is on its way") == sorted([ada, bob])
+
+
+def test_a_payout_in_several_batches_is_planned_in_one_write_and_each_member_paid_once(mongo_payouts, emulator):
+    payouts, db, (ada, bob), mail = mongo_payouts
+    payouts.max_items = 1
+    instant = la("2026-08-28 19:00")
+    report = payouts.run(instant, instant + HOUR)
+    ids = [payout_batch_id(instant), payout_batch_id(instant, 2)]
+    assert [part["batch_id"] for part in report.parts] == ids and report.paid_cents == net(1000) + net(2500)
+    for batch_id, member in zip(ids, sorted([ada, bob])):
+        assert the_only_batch_for(emulator.url, batch_id) == db.payouts.find_one({"_id": batch_id})["paypal_batch_id"]
+        assert db.ledger.count_documents({"_id": f"payout:{batch_id}:{member}"}) == 1
+        assert db.payout_items.find_one({"batch_id": batch_id})["member_id"] == member
+    assert payouts.run(instant, instant + 2 * HOUR).already_sent and db.ledger.count_documents({"kind": "payout"}) == 2
+    # A plan racing another one writes none of its parts: here part 2 was taken meanwhile.
+    later = la("2026-09-04 19:00")
+    taken = {"_id": payout_batch_id(later, 2), "instant": later, "part": 2, "state": INTENT, "items": []}
+    db.payouts.insert_one(taken)
+    parts = [{"_id": payout_batch_id(later), "instant": later, "part": 1, "state": EMPTY, "items": []},
+             dict(taken, state=EMPTY)]
+    assert payouts.store.save_plan(parts, set()) is False
+    assert payouts.store.payouts_of(later) == [taken]
 
 
 def test_each_member_reads_their_own_row_of_a_batch_and_batches_from_before_the_rows_get_them(mongo_payouts):
@@ -880,6 +954,35 @@ def test_a_paid_call_is_paid_out_once_through_paypal_and_the_member_sees_it(payo
     body = db.outbox.find_one({"to": db.members.find_one({"_id": ObjectId(ada)})["email"],
                                "subject": "Your interKanect payout is on its way"})["body"]
     assert "$13.99" in body
+
+
+def test_an_operator_sees_a_payout_beyond_one_batch_sent_in_several_and_each_member_booked_once(
+        database_url, tmp_path_factory):
+    """Through the scheduler and the CLI, with batches of two items for five members."""
+    system = start_system(database_url, tmp_path_factory.mktemp("parts"), paypal_payout_batch_items=2)
+    try:
+        db = system.db
+        members = sorted(str(db.members.insert_one({"email": f"m{n}@example.com", "display_name": f"M{n}",
+                                                    "payout_email": f"m{n}.pay@example.com"}).inserted_id)
+                         for n in range(5))
+        now = datetime.datetime.now(UTC)
+        db.ledger.insert_many([dict(tip_transaction(f"call{n}", member, "caller1", f"TIP{n}", 1000, 84).document(),
+                                    at=now) for n, member in enumerate(members)])
+        instant = latest_payout_at_or_before(now)
+        answer = system.cli("payouts", "run", "--at", instant.isoformat())
+        assert answer.returncode == 0, answer.stderr
+        ids = [payout_batch_id(instant, part) for part in (1, 2, 3)]
+        assert f"{ids[0]} (" in answer.stdout and "sent, 5 members, $45.80" in answer.stdout, answer.stdout
+        for batch_id, paid in zip(ids, ("2 members, $18.32", "2 members, $18.32", "1 members, $9.16")):
+            assert f"batch {batch_id}: sent, {paid}" in answer.stdout, answer.stdout
+        for batch_id, part in zip(ids, (members[:2], members[2:4], members[4:])):
+            assert the_only_batch_for(system.settings.paypal_url, batch_id)
+            assert sorted(t["_id"] for t in db.ledger.find({"kind": "payout", "_id": {"$regex": f"^payout:{batch_id}:"}})) \
+                == [f"payout:{batch_id}:{member}" for member in part]
+        again = system.cli("payouts", "run", "--at", instant.isoformat(), "--json")
+        assert json.loads(again.stdout)["already_sent"] and db.ledger.count_documents({"kind": "payout"}) == 5
+    finally:
+        system.stop()   # not finish(): the tips were written straight to the ledger, PayPal never had them
 
 
 def paypal_control(system, method, path):
