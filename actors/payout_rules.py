@@ -290,15 +290,28 @@ def member_item_row(batch_id, instant, item, skipped=False):
     return dict(row, receiver=item["receiver"], status=item.get("status"))
 
 
+def row_statuses(statuses):
+    """How a batch's item statuses are kept in the members' rows: (the batch's `items_status`,
+    {member_id: the row's own status}) where a row says its status only when it differs from
+    the batch's most common one. A whole batch turning SUCCESS is then one small write, not
+    15,000 (SecantusDB updates ~2,000 rows a second)."""
+    counts = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    common = max(counts, key=lambda status: (counts[status], str(status)), default=None)
+    return common, {member_id: None if status == common else status for member_id, status in statuses.items()}
+
+
 def member_payout_view(row, batch):
-    """One payout as its member sees it, from their `payout_items` row and the batch summary."""
+    """One payout as its member sees it, from their `payout_items` row and the batch summary
+    (a row without a status of its own has the batch's `items_status`)."""
     document = dict(batch, _id=row["batch_id"], instant=row["instant"])
     if row.get("skipped"):
         document["skipped"] = [{"member_id": row["member_id"], "amount_cents": row["amount_cents"],
                                 "reason": row["reason"]}]
     else:
         document["items"] = [{"member_id": row["member_id"], "amount_cents": row["amount_cents"],
-                              "receiver": row["receiver"], "status": row.get("status")}]
+                              "receiver": row["receiver"], "status": row.get("status") or batch.get("items_status")}]
     return payout_view(document, row["member_id"])
 
 

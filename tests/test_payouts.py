@@ -94,6 +94,16 @@ def test_beyond_paypals_item_limit_a_payout_goes_in_several_batches_by_member_id
     assert payout_rules.plan_parts(items[:1], existing, max_items=2) == [(1, items[:1]), (2, [])]
 
 
+def test_a_members_row_keeps_its_own_status_only_when_it_differs_from_most_of_the_batch():
+    common, own = payout_rules.row_statuses({"m1": "SUCCESS", "m2": "UNCLAIMED", "m3": "SUCCESS"})
+    assert (common, own) == ("SUCCESS", {"m1": None, "m2": "UNCLAIMED", "m3": None})
+    batch = {"state": SENT, "batch_status": "SUCCESS", "items_status": common}
+    row = {"batch_id": "B", "member_id": "m1", "instant": FRIDAY, "amount_cents": 916, "receiver": "a@example.com"}
+    assert payout_rules.member_payout_view(dict(row, status=None), batch)["status"] == "SUCCESS"
+    assert payout_rules.member_payout_view(dict(row, status="UNCLAIMED"), batch)["status"] == "UNCLAIMED"
+    assert payout_rules.row_statuses({}) == (None, {})
+
+
 @pytest.mark.parametrize("batch_status, item_status, outcome", [
     ("SUCCESS", "SUCCESS", PAID), ("SUCCESS", "UNCLAIMED", WAITING), ("SUCCESS", "ONHOLD", WAITING),
     ("PROCESSING", "PENDING", WAITING), ("SUCCESS", "RETURNED", BACK), ("DENIED", "FAILED", BACK),
