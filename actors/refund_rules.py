@@ -345,7 +345,8 @@ class Settlement:
     """Moves a decided request's money and mails its decision, over its ports:
     - store: `request(id)`, `undone()`, `refund_started(id, index, refund_id, status)`,
       `refund_pending(id, index, poll_at)`, `refund_not_done(id, index, failure, request_id,
-      escalated)`, `refund_failed(id, index, attempts, retry_at, error)`, `refund_booked(id,
+      escalated)` (escalated: operators not told yet), `operators_told(id, index)`,
+      `refund_failed(id, index, attempts, retry_at, error)`, `refund_booked(id,
       index)`, `refund_elsewhere(id, index, error)`, `call_pending_cents(call_id, member_id)`,
       `book(transaction, now)` (False when the key is booked already), `finish(id, now)`,
       `claim_mail(id, now)`, `operators()`;
@@ -386,6 +387,8 @@ class Settlement:
         if item.get("booked") or item.get("elsewhere"):
             return None
         if item.get("escalated"):
+            if item.get("operators_told") is False:   # handed to operators, and stopped before telling them
+                self.tell_operators(document, index, item)
             return STUCK
         due = item.get("retry_at")
         polled = item.get("refund_id") is not None and item.get("refund_status") == REFUND_PENDING
@@ -436,9 +439,15 @@ class Settlement:
                                    paypal_request_id(document["_id"], item["capture_id"], len(failed)), escalated)
         if not escalated:
             return now  # due at once: a new refund
-        for operator_id in self.store.operators():
-            self.notify(operator_id, *stuck_mail(document, dict(item, failed_refunds=failed), len(failed)))
+        self.tell_operators(document, index, dict(item, failed_refunds=failed))
         return STUCK
+
+    def tell_operators(self, document, index, item):
+        """Mail every operator that this capture needs them, then say so in the request: a
+        crash in between mails them again at the next settlement, never not at all."""
+        for operator_id in self.store.operators():
+            self.notify(operator_id, *stuck_mail(document, item, len(item["failed_refunds"])))
+        self.store.operators_told(document["_id"], index)
 
 
 def retry_fields(document, attempts_max):

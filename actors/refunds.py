@@ -160,6 +160,7 @@ class MongoRefundStore:
         found = self.db.refund_requests.find({"decision": {"$ne": None}, "$or": [
             {"state": refund_rules.OPEN, "plan": {"$elemMatch": {"booked": {"$ne": True}, "escalated": {"$ne": True},
                                                                  "elsewhere": {"$ne": True}}}},
+            {"plan": {"$elemMatch": {"escalated": True, "operators_told": False}}},
             {"mailed_at": None}]},
             {"_id": 1}).sort("decided_at", 1)
         return [document["_id"] for document in found]
@@ -183,7 +184,11 @@ class MongoRefundStore:
             "$set": {f"plan.{index}.refund_id": None, f"plan.{index}.refund_status": None,
                      f"plan.{index}.request_id": next_request_id, f"plan.{index}.retry_at": None,
                      f"plan.{index}.attempts": 0, f"plan.{index}.escalated": escalated,
+                     f"plan.{index}.operators_told": not escalated,
                      f"plan.{index}.error": f"PayPal's refund {failure['refund_id']} is {failure['status']}"}})
+
+    def operators_told(self, request_id, index):
+        self._set(request_id, {f"plan.{index}.operators_told": True})
 
     def refund_elsewhere(self, request_id, index, error):
         self._set(request_id, {f"plan.{index}.elsewhere": True, f"plan.{index}.error": error})
