@@ -69,6 +69,8 @@ REFUND_RETRY_S = 60.0
 # A database write is retried this long (a restart, a primary stepping down) before the
 # message is handed back to Thespian (one more delivery, then the sender is told).
 DB_RETRY_S = 120.0
+# One attempt waits this long for the database before it counts as failed (and is retried).
+DB_SELECTION_TIMEOUT_S = 5.0
 # Mail server down: the ready mails are tried again after this.
 MAIL_RETRY_S = 30.0
 
@@ -115,7 +117,8 @@ class PaymentsActor(Actor):
         s = self.settings = settings
         self.paypal = PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use,
                              timeout_s=s.paypal_timeout_s, backoff_s=s.paypal_backoff_s)
-        self.client = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)
+        self.client = pymongo.MongoClient(s.database_url, tz_aware=True,
+                                          serverSelectionTimeoutMS=int(DB_SELECTION_TIMEOUT_S * 1000))
         self.db = self.client[s.db_name]
         self.resume()
 
@@ -207,7 +210,7 @@ class PaymentsActor(Actor):
         """Read what PayPal holds for an order whose capture answer we do not have, and act on
         it as on a capture's answer (booked once by its capture id; a call over without it
         refunds it in full as a late capture). PayPal unreachable: read again later."""
-        order = self.db.orders.find_one({"_id": order_id})
+        order = self.find_order(order_id)
         if order is None or order.get("capture_id"):
             return  # not ours, or its capture is known by now (the webhook, a retry)
         request = CaptureOrder(order["call_id"], order["round"], order["host_id"], order["caller_id"], order_id,
@@ -264,7 +267,7 @@ class PaymentsActor(Actor):
     def mismatched(self, request, captured):
         """PayPal took another currency or amount than the order we made for the agreed terms
         (an order changed behind our back, or a bug): never booked as the call's payment."""
-        order = self.db.orders.find_one({"_id": request.order_id}, {"amount_cents": 1})
+        order = self.find_order(request.order_id, {"amount_cents": 1})
         return (captured.get("currency") or "USD") != "USD" or (
             order is not None and captured["amount_cents"] != order["amount_cents"])
 
@@ -272,7 +275,7 @@ class PaymentsActor(Actor):
         """Give it all back, tell the call it failed and every operator why. A USD capture is
         booked as a call payment and refunded as a late capture (the ledger follows PayPal's
         balance: the platform bears the fee); another currency never touches the USD ledger."""
-        order = self.db.orders.find_one({"_id": request.order_id})
+        order = self.find_order(request.order_id)
         capture_id, currency = captured["capture_id"], captured.get("currency") or "USD"
         words = f"{currency} {cents_to_value(captured['amount_cents'])}"
         mismatch = {"captured_cents": captured["amount_cents"], "currency": currency,
@@ -284,17 +287,19 @@ class PaymentsActor(Actor):
         if call is not None:
             self.reply(call, request, self.failed(request, "amount_mismatch"))
         alert = receipts.mismatch_alert(request.call_id, request.order_id, capture_id, words, order["amount_cents"])
-        operators = [str(m["_id"]) for m in self.db.members.find({"operator": True}, {"_id": 1})]
+        operators = self.retrying("read the operators", lambda: [
+            str(m["_id"]) for m in self.db.members.find({"operator": True}, {"_id": 1})])
         rows = [mail_row(f"mismatch:{capture_id}", f"operator-{member_id}", member_id, *alert, capture_id, READY)
                 for member_id in operators]
         if currency == "USD":
             self.book(dataclasses.replace(request, tip=0), captured)   # held: it is never the host's
-            self.refund_late(self.db.orders.find_one({"_id": request.order_id}))
+            self.refund_late(self.find_order(request.order_id))
         else:
             self.refund_foreign(order, captured, words)
         if rows:
             try:
-                self.db.money_mails.insert_many([dict(row, created_at=utc_now()) for row in rows], ordered=False)
+                self.retrying("store the operators' alerts", lambda: self.db.money_mails.insert_many(
+                    [dict(row, created_at=utc_now()) for row in rows], ordered=False))
             except pymongo.errors.BulkWriteError:
                 pass  # told already (this capture reported twice)
         self.deliver()
@@ -318,7 +323,7 @@ class PaymentsActor(Actor):
     def follow(self, order_id, delay_s):
         """Read a PENDING capture from PayPal: cleared, it is booked (and settled); denied, the
         call hears it; still pending, read again later."""
-        order = self.db.orders.find_one({"_id": order_id})
+        order = self.find_order(order_id)
         if order is None or order.get("capture_state") != PENDING:
             return  # the call's capture request found it cleared first
         try:
@@ -334,8 +339,9 @@ class PaymentsActor(Actor):
         self.captured(request, captured, self.callers.pop(order_id, None))
 
     def names(self, *member_ids):
-        found = {str(m["_id"]): m.get("display_name") or "an interKanect member" for m in self.db.members.find(
-            {"_id": {"$in": [object_id(i) for i in member_ids]}}, {"display_name": 1})}
+        found = self.retrying("read names", lambda: {
+            str(m["_id"]): m.get("display_name") or "an interKanect member" for m in self.db.members.find(
+                {"_id": {"$in": [object_id(i) for i in member_ids]}}, {"display_name": 1})})
         return [found.get(i, "an interKanect member") for i in member_ids]
 
     def book(self, request, captured):
@@ -345,7 +351,7 @@ class PaymentsActor(Actor):
         builder = ledger.tip_transaction if request.tip else ledger.capture_transaction
         transaction = builder(request.call_id, request.host_id, request.caller_id, capture_id,
                               split.amount_cents, split.fee_cents)
-        order = self.db.orders.find_one({"_id": request.order_id}) or {}
+        order = self.find_order(request.order_id) or {}
         host_name, caller_name = self.names(request.host_id, request.caller_id)
         policy, now = self.settings.policy, utc_now()
         if request.tip:
@@ -372,10 +378,11 @@ class PaymentsActor(Actor):
         """Is this booked call payment used by its call? The stored call says: among its
         payments, yes (its mails go); the call over without it, it goes back to the caller;
         otherwise the call has not decided yet: ask again shortly."""
-        order = self.db.orders.find_one({"_id": order_id})
+        order = self.find_order(order_id)
         if order is None or order.get("capture_state") not in (BOOKED, REFUNDING):
             return
-        call = self.db.calls.find_one({"_id": order["call_id"]}, {"state": 1, "payments": 1})
+        call = self.retrying(f"read call {order['call_id']}", lambda: self.db.calls.find_one(
+            {"_id": order["call_id"]}, {"state": 1, "payments": 1}))
         if call is not None and any(p.get("capture_id") == order["capture_id"] for p in call.get("payments", [])):
             self.retrying(f"release mails of {order['capture_id']}", lambda: self.db.money_mails.update_many(
                 {"capture_id": order["capture_id"], "state": HELD}, {"$set": {"state": READY}}))
@@ -478,6 +485,9 @@ class PaymentsActor(Actor):
                     return False  # booked already (a retried capture, the webhook first)
             return True
         return self.retrying(f"book {transaction.key}", attempt)
+
+    def find_order(self, order_id, projection=None):
+        return self.retrying(f"read order {order_id}", lambda: self.db.orders.find_one({"_id": order_id}, projection))
 
     def retrying(self, what, function):
         """Run a database operation, retrying transient failures (the server restarting or

@@ -9,6 +9,7 @@ import urllib.request
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from actors.payments import DB_SELECTION_TIMEOUT_S
 from tests.conftest import run
 from tests.test_call_payments import approve_and_never_come_back, approve_on_paypal
 from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call
@@ -20,6 +21,12 @@ from tests.waiting import eventually
 def requests_to(system, path):
     with urllib.request.urlopen(f"{system.settings.paypal_url}/emulator/requests?path={path}", timeout=5) as answer:
         return json.load(answer)["requests"]
+
+
+def answered_at_paypal(system, order_id):
+    """The emulator's access log has answered the capture of this order."""
+    log = (system.log_dir / "paypal.log").read_text(errors="replace")
+    return f"POST /v2/checkout/orders/{order_id}/capture (" in log
 
 
 def put_webhook_url(system, url):
@@ -224,7 +231,11 @@ def test_a_database_restart_between_capture_and_booking_books_once(system_on_own
         approve_on_paypal(ready["payment"]["approve_url"])
         await eventually(lambda: requests_to(system, f"/v2/checkout/orders/{order_id}/capture"), "the capture request")
         await asyncio.to_thread(own_database.stop)
-        await asyncio.sleep(8)    # the answer came at 4 s; the booking has been failing since
+        # PayPal answers at 4 s; the database stays away until the adapter's first reads and
+        # writes of that answer have failed (each waits DB_SELECTION_TIMEOUT_S), so what brings
+        # the money into the books is the adapter retrying, not the database coming back in time.
+        await eventually(lambda: answered_at_paypal(system, order_id), "PayPal's answer to the capture", timeout_s=30)
+        await asyncio.sleep(DB_SELECTION_TIMEOUT_S * 2)
         assert captures_at_paypal(system, order_id)   # the money is in at PayPal, not yet in our books
         await asyncio.to_thread(own_database.start)
         await call.host_page.expect("call_state", state="running", event="payment_captured", timeout_s=60)
