@@ -7,14 +7,12 @@ webhook, whichever comes first: both reach the session, and the capture's reques
 the second one return the first capture). A completed capture is written to the ledger,
 keyed by the capture id, before the session is told, so a repeat books nothing twice.
 
-What happens to a capture after that, the order document records (`capture_state`):
-- pending: PayPal has not cleared it (e.g. an eCheck); followed here until it clears or is
-  denied, whether or not the call is still there to hear of it.
-- booked: a call payment in the ledger, not yet known to be used by its call. The stored call
-  decides (its session stores a change before acting on it): the capture among its payments,
-  it is used; the call over without it (approval racing the payment window, a capture that
-  cleared after the call ended), it goes back to the caller in full (late capture).
-- used, refunding, refunded, refund_refused (left to an operator), declined.
+What happens to a capture after that, the order document records (`capture_state`); the
+decisions are in actors/capture_rules.py. A booked call payment's stored call decides (its
+session stores a change before acting on it): the capture among its payments, it is used; the
+call over without it (approval racing the payment window, a capture that cleared after the
+call ended), it goes back to the caller in full (late capture). A pending one is followed here
+until it clears or is denied, whether or not the call is still there to hear of it.
 
 Mail: each booking inserts, in the same database transaction, the mails it sends (the caller's
 receipt, the member's earnings notice; a late capture's refund notice), keyed by the ledger
@@ -33,7 +31,8 @@ import pymongo
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 from thespian.actors import Actor, WakeupMessage
 
-from actors import fees, ledger, receipts
+from actors import capture_rules as rules, fees, ledger, receipts
+from actors.capture_rules import BOOKED, DECLINED, PENDING, REFUND_REFUSED, REFUNDED, REFUNDING, USED
 from actors.adapters import Configured
 from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCaptured, PaymentFailed,
                              RefundLateCapture, TipCaptured, TipFailed, ToCall)
@@ -43,18 +42,6 @@ from interkanect.db import object_id
 
 log = logging.getLogger(__name__)
 
-# PayPal's word that the payer's money will not come: the call ends.
-FINAL_REFUSALS = {"INSTRUMENT_DECLINED", "PAYER_ACTION_REQUIRED"}
-# PayPal's word that the order was captured already (by a request whose answer we lost, under
-# a request id PayPal no longer remembers): the capture is read from the order.
-ALREADY_CAPTURED = "ORDER_ALREADY_CAPTURED"
-
-# A capture's states at PayPal that mean the payer's money came (a refund since does not undo
-# that: a repeated capture request answers the capture's latest state).
-MONEY_IN = {"COMPLETED", "REFUNDED", "PARTIALLY_REFUNDED"}
-# Capture states on the order document.
-PENDING, BOOKED, USED = "pending", "booked", "used"
-REFUNDING, REFUNDED, REFUND_REFUSED, DECLINED = "refunding", "refunded", "refund_refused", "declined"
 # Mail states.
 HELD, READY, SENT, CANCELLED, UNDELIVERABLE = "held", "ready", "sent", "cancelled", "undeliverable"
 
@@ -191,11 +178,12 @@ class PaymentsActor(Actor):
         try:
             captured = self.paypal.capture(request.order_id, request_id=f"capture-{self.purpose(request)}")
         except PayPalError as refusal:
-            if ALREADY_CAPTURED in (refusal.issue, refusal.name):
+            next_step = rules.after_refusal(refusal.issue, refusal.name)
+            if next_step == rules.FIND:
                 self.find_capture(request.order_id, call)
-            elif refusal.issue in FINAL_REFUSALS or refusal.name in FINAL_REFUSALS:
+            elif next_step == rules.FAIL:
                 self.reply(call, request, self.failed(request, refusal.issue.lower() or "declined"))
-            else:  # e.g. ORDER_NOT_APPROVED: the payer is not done yet; their approval will come back
+            else:
                 log.info("capture of %s not possible yet: %s", request.order_id, refusal.issue)
             return
         except Exception as error:
@@ -233,10 +221,10 @@ class PaymentsActor(Actor):
     def captured(self, request, captured, call):
         """Act on a capture's state as PayPal reports it (from the capture or a later read)."""
         order_id, status = request.order_id, captured["status"]
-        if status in MONEY_IN and self.mismatched(request, captured):
+        next_step = rules.after_capture(status, status in rules.MONEY_IN and self.mismatched(request, captured))
+        if next_step == rules.MISMATCH:
             self.refund_mismatch(request, captured, call)
-            return
-        if status in MONEY_IN:
+        elif next_step == rules.BOOK:
             payment = self.book(request, captured)
             if call is not None:
                 self.reply(call, request, TipCaptured(request.tip, payment) if request.tip
@@ -244,7 +232,7 @@ class PaymentsActor(Actor):
             if not request.tip:
                 self.settle(order_id)
             self.deliver()
-        elif status == "PENDING":
+        elif next_step == rules.FOLLOW:
             # Money not in hand: PAYMENT.CAPTURE.COMPLETED brings a live call back here; this
             # follows it anyway, since the call may be over by then.
             self.retrying(f"mark {order_id} pending", lambda: self.db.orders.update_one(
@@ -253,7 +241,7 @@ class PaymentsActor(Actor):
             if call is not None:
                 self.callers[order_id] = call
             self.later("follow", order_id, FOLLOW_FIRST_S)
-        elif status in ("DECLINED", "FAILED"):  # refused at once, or a pending one denied
+        elif next_step == rules.DECLINE:  # refused at once, or a pending one denied
             self.retrying(f"mark {order_id} declined", lambda: self.db.orders.update_one(
                 {"_id": order_id, "capture_state": {"$in": [None, PENDING]}},
                 {"$set": {"capture_state": DECLINED, "capture_id": captured["capture_id"]}}))
@@ -379,17 +367,18 @@ class PaymentsActor(Actor):
         payments, yes (its mails go); the call over without it, it goes back to the caller;
         otherwise the call has not decided yet: ask again shortly."""
         order = self.find_order(order_id)
-        if order is None or order.get("capture_state") not in (BOOKED, REFUNDING):
+        if order is None or not rules.settling(order.get("capture_state")):
             return
         call = self.retrying(f"read call {order['call_id']}", lambda: self.db.calls.find_one(
             {"_id": order["call_id"]}, {"state": 1, "payments": 1}))
-        if call is not None and any(p.get("capture_id") == order["capture_id"] for p in call.get("payments", [])):
+        fate = rules.payment_fate(order["capture_id"], call)
+        if fate == USED:
             self.retrying(f"release mails of {order['capture_id']}", lambda: self.db.money_mails.update_many(
                 {"capture_id": order["capture_id"], "state": HELD}, {"$set": {"state": READY}}))
             self.retrying(f"mark {order_id} used", lambda: self.db.orders.update_one(
                 {"_id": order_id, "capture_state": BOOKED}, {"$set": {"capture_state": USED}}))
             self.deliver()
-        elif call is None or call["state"] == "ended":
+        elif fate == REFUNDING:
             self.refund_late(order)
         else:
             self.later("settle", order_id, SETTLE_CHECK_S)
@@ -409,7 +398,7 @@ class PaymentsActor(Actor):
                 refund = self.paypal.get_refund(order["refund_id"])
             else:
                 refund = self.paypal.refund_capture(
-                    capture_id, request_id=f"late-refund-{capture_id}" + (f"-retry{len(failed)}" if failed else ""),
+                    capture_id, request_id=rules.late_refund_request_id(capture_id, len(failed)),
                     note_to_payer="The call was over before your payment completed: refunded in full.")
                 self.retrying(f"store refund of {order_id}", lambda: self.db.orders.update_one(
                     {"_id": order_id}, {"$set": {"refund_id": refund["refund_id"]}}))
@@ -423,9 +412,10 @@ class PaymentsActor(Actor):
             self.later("settle", order_id, REFUND_RETRY_S)
             return
         status = refund["status"]
-        if status in ("FAILED", "CANCELLED"):
+        next_step = rules.after_late_refund(status, len(failed), policy.refund_attempts_max)
+        if next_step in (rules.AGAIN, rules.OPERATOR):
             failed = failed + [{"refund_id": refund["refund_id"], "status": status}]
-            stuck = len(failed) >= policy.refund_attempts_max
+            stuck = next_step == rules.OPERATOR
             log.warning("late capture %s: PayPal's refund %s is %s%s", capture_id, refund["refund_id"], status,
                         "; left to an operator" if stuck else "; asking again")
             update = {"failed_refunds": failed, "refund_id": None}
@@ -436,7 +426,7 @@ class PaymentsActor(Actor):
             if not stuck:
                 self.refund_late(dict(order, **update))
             return
-        if status != "COMPLETED":  # PENDING: nothing moved yet
+        if next_step == rules.POLL:
             self.later("settle", order_id, policy.refund_poll_s)
             return
         transaction = ledger.late_capture_refund_transaction(order["call_id"], order["host_id"], order["caller_id"],
