@@ -36,7 +36,8 @@ from actors.capture_rules import BOOKED, DECLINED, PENDING, REFUND_REFUSED, REFU
 from actors.adapters import Configured
 from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCaptured, PaymentFailed,
                              RefundLateCapture, TipCaptured, TipFailed, ToCall)
-from actors.paypal import PayPal, PayPalError, cents_to_value
+from interkanect.paypal import PayPalError, cents_to_value
+from interkanect.paypal.payments import PayPal
 from interkanect import mail
 from interkanect.db import object_id
 

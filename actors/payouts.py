@@ -81,7 +81,7 @@ class PayoutScheduler(Actor):
                 self.follow(now)
 
     def start(self, message, now):
-        from actors.paypal import PayPalPayouts  # loads only in this actor's process
+        from interkanect.paypal.payouts import PayPalPayouts  # loads only in this actor's process
         s = message.settings
         db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
         store = MongoPayoutStore(db, leadership.Fence(db, message.token))

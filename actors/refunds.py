@@ -76,7 +76,7 @@ class RefundsActor(Actor):
             self.sweep()
 
     def start(self, message):
-        from actors.paypal import PayPal  # the SDK loads only in this actor's process
+        from interkanect.paypal.payments import PayPal  # the SDK loads only in this actor's process
         s = message.settings
         db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
         self.mailer, self.retry_s = message.mailer, s.policy.refund_retry_s

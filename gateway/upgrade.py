@@ -11,160 +11,32 @@ read of the tier compares with the clock. The member's shard learns the tier whe
 and whenever the subscription changes (`member_changed`, pushed to a live member); the
 lazy end of a paid period reaches it at the next page open.
 
-PayPal calls go over its REST API with Tornado's AsyncHTTPClient, never blocking the loop
-(paypal-server-sdk covers plans and subscriptions but blocks, and has no catalog products).
+PayPal calls go over its REST API on Tornado's loop, never blocking it (interkanect/paypal/
+subscriptions.py: paypal-server-sdk covers plans and subscriptions but blocks, and has no
+catalog products).
 """
-import base64
 import datetime
-import json
 import logging
 import secrets
-import time
 import urllib.parse
 
 import pymongo
-import tornado.httpclient
 import tornado.web
 
 from actors import ledger, receipts
 from gateway.accounts import ClientError, effective_tier, now, own_profile, subscription_view
 from gateway.http import BaseHandler
 from interkanect.db import object_id
+from interkanect.paypal import PayPalError, PayPalUnavailable, cents_to_value, value_to_cents
+from interkanect.paypal.subscriptions import PayPalSubscriptions
 
 log = logging.getLogger(__name__)
 
 PLAN_ID = "upgrade_plan"          # the platform settings document holding the plan
 INTERVALS = ("DAY", "WEEK", "MONTH", "YEAR")
-ATTEMPTS = 3
-TIMEOUT_S = 15
-TOKEN_RENEW_MARGIN_S = 60
 CANCEL_REASON = "Cancelled by the member on interKanect"
 # Statuses a subscription cannot come back from: a late ACTIVATED for it is stale.
 FINAL = ("CANCELLED", "EXPIRED")
-
-
-class PayPalRefused(Exception):
-    """PayPal said no for good (a 4xx): `name` and `issue` as PayPal gave them."""
-
-    def __init__(self, status, name, issue, message):
-        super().__init__(message)
-        self.status, self.name, self.issue = status, name, issue
-
-
-class PayPalUnavailable(Exception):
-    """No usable answer from PayPal: whether it acted is unknown (retry with the same request id)."""
-
-
-# PayPal ----------------------------------------------------------------------------------------
-
-class PayPalSubscriptions:
-    """Catalog products, plans and subscriptions over PayPal's REST API, asynchronously, with a
-    client-credentials token cached until shortly before it expires."""
-
-    def __init__(self, base_url, client_id, client_secret, timeout_s=TIMEOUT_S):
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-        self._basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
-        self._token, self._token_expires_at = None, 0.0
-
-    @property
-    def _http(self):
-        return tornado.httpclient.AsyncHTTPClient()  # Tornado's one client of the running loop
-
-    async def create_product(self, name, request_id):
-        return await self._call("POST", "/v1/catalogs/products", {"name": name, "type": "SERVICE",
-                                                                  "category": "SOFTWARE"}, request_id)
-
-    async def create_plan(self, product_id, name, price_cents, interval, request_id):
-        cycle = {"frequency": {"interval_unit": interval, "interval_count": 1}, "tenure_type": "REGULAR",
-                 "sequence": 1, "total_cycles": 0,
-                 "pricing_scheme": {"fixed_price": {"currency_code": "USD", "value": cents_to_value(price_cents)}}}
-        return await self._call("POST", "/v1/billing/plans", {
-            "product_id": product_id, "name": name, "status": "ACTIVE", "billing_cycles": [cycle],
-            "payment_preferences": {"auto_bill_outstanding": True, "payment_failure_threshold": 1}}, request_id)
-
-    async def create_subscription(self, plan_id, custom_id, return_url, cancel_url, request_id):
-        return await self._call("POST", "/v1/billing/subscriptions", {
-            "plan_id": plan_id, "custom_id": custom_id,
-            "application_context": {"brand_name": "interKanect", "shipping_preference": "NO_SHIPPING",
-                                    "user_action": "SUBSCRIBE_NOW", "return_url": return_url,
-                                    "cancel_url": cancel_url}}, request_id)
-
-    async def subscription(self, subscription_id):
-        return await self._call("GET", f"/v1/billing/subscriptions/{urllib.parse.quote(subscription_id)}")
-
-    async def refund_sale(self, sale_id, request_id):
-        """The whole sale back to the payer (PayPal's v1 sale refund); the refund."""
-        return await self._call("POST", f"/v1/payments/sale/{urllib.parse.quote(sale_id)}/refund", {}, request_id)
-
-    async def cancel(self, subscription_id, reason):
-        await self._call("POST", f"/v1/billing/subscriptions/{urllib.parse.quote(subscription_id)}/cancel",
-                         {"reason": reason})
-
-    async def _call(self, method, path, body=None, request_id=None):
-        """Retry what may be transient (5xx, 429, no answer) with the same request id; a 4xx is
-        PayPal's final word. An expired token is renewed once."""
-        renewed, failure = False, None
-        for attempt in range(1, ATTEMPTS + 1):
-            headers = {"Authorization": f"Bearer {await self._access_token()}", "Accept": "application/json"}
-            if body is not None:
-                headers["Content-Type"] = "application/json"
-            if request_id:
-                headers["PayPal-Request-Id"] = request_id
-            if method == "POST":
-                headers["Prefer"] = "return=representation"
-            try:
-                answer = await self._http.fetch(self.base_url + path, method=method, headers=headers,
-                                                body=None if body is None else json.dumps(body),
-                                                request_timeout=self.timeout_s, raise_error=False)
-            except OSError as error:
-                failure = error
-            else:
-                if answer.code < 300 and answer.code != 599:
-                    return json.loads(answer.body) if answer.body else None
-                parsed = _json(answer.body)
-                if answer.code == 401 and not renewed:
-                    self._token, renewed = None, True
-                    continue
-                if answer.code < 500 and answer.code != 429:
-                    details = parsed.get("details") or [{}]
-                    raise PayPalRefused(answer.code, parsed.get("name", ""), details[0].get("issue", ""),
-                                        f"HTTP {answer.code} {parsed.get('name', '')}: {parsed.get('message', '')}")
-                failure = f"HTTP {answer.code} {parsed.get('name', '') or answer.error or ''}"
-            log.warning("PayPal %s %s failed (attempt %d): %s", method, path, attempt, failure)
-        raise PayPalUnavailable(f"PayPal {method} {path}: {failure}")
-
-    async def _access_token(self):
-        if self._token and time.monotonic() < self._token_expires_at:
-            return self._token
-        answer = await self._http.fetch(self.base_url + "/v1/oauth2/token", method="POST",
-                                        body="grant_type=client_credentials", raise_error=False,
-                                        request_timeout=self.timeout_s,
-                                        headers={"Authorization": f"Basic {self._basic}", "Accept": "application/json",
-                                                 "Content-Type": "application/x-www-form-urlencoded"})
-        if answer.code != 200:
-            raise PayPalUnavailable(f"no PayPal token (HTTP {answer.code})")
-        token = json.loads(answer.body)
-        self._token = token["access_token"]
-        self._token_expires_at = time.monotonic() + max(0, token.get("expires_in", 0) - TOKEN_RENEW_MARGIN_S)
-        return self._token
-
-
-def _json(raw):
-    try:
-        parsed = json.loads(raw) if raw else {}
-    except ValueError:
-        parsed = {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def cents_to_value(cents):
-    return f"{cents // 100}.{cents % 100:02d}"
-
-
-def value_to_cents(value):
-    whole, _, fraction = value.partition(".")
-    return int(whole) * 100 + int((fraction + "00")[:2])
 
 
 def paypal_time(value):
@@ -275,7 +147,7 @@ class Upgrades:
             resource = await self.paypal.create_subscription(
                 plan["plan_id"], member_id, f"{self.settings.url}paypal/subscription-return",
                 f"{self.settings.url}account?upgrade=cancelled", f"upgrade-{member_id}-{secrets.token_hex(8)}")
-        except PayPalRefused as refused:
+        except PayPalError as refused:
             log.error("PayPal refused a subscription on plan %s: %s", plan["plan_id"], refused)
             raise ClientError(502, "paypal_refused", "PayPal refused the subscription; try again later") from None
         except PayPalUnavailable:
@@ -348,7 +220,7 @@ class Upgrades:
     async def _cancel_at_paypal(self, subscription_id, reason):
         try:
             await self.paypal.cancel(subscription_id, reason)
-        except PayPalRefused as refused:
+        except PayPalError as refused:
             if refused.issue != "SUBSCRIPTION_STATUS_INVALID":  # cancelled or expired already: fine
                 raise
 
@@ -463,7 +335,7 @@ class SubscriptionReturnHandler(BaseHandler):
             return
         try:
             member = await self.app.upgrades.returned(subscription_id)
-        except PayPalRefused:
+        except PayPalError:
             raise ClientError(404, "no_such_subscription", "PayPal knows no such subscription") from None
         except PayPalUnavailable:
             # The ACTIVATED webhook will still come; the account page shows what is known.

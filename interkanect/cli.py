@@ -175,6 +175,8 @@ def upgrade_plan_create(settings, args):
     """Create the upgrade's product (once) and a plan at PayPal; every gateway offers it."""
     from gateway import upgrade
     from interkanect.db import async_database
+    from interkanect.paypal import PayPalError, PayPalUnavailable
+    from interkanect.paypal.subscriptions import PayPalSubscriptions
     try:
         price_cents = upgrade.parse_price_cents(args.price)
     except ValueError as error:
@@ -184,11 +186,11 @@ def upgrade_plan_create(settings, args):
         raise SystemExit(f"error: the interval is one of {', '.join(upgrade.INTERVALS)}")
 
     async def create():
-        paypal = upgrade.PayPalSubscriptions(settings.paypal_url, settings.paypal_client_id_in_use,
-                                             settings.paypal_client_secret_in_use)
+        paypal = PayPalSubscriptions(settings.paypal_url, settings.paypal_client_id_in_use,
+                                     settings.paypal_client_secret_in_use)
         try:
             return await upgrade.create_plan(async_database(settings), paypal, price_cents, interval)
-        except (upgrade.PayPalRefused, upgrade.PayPalUnavailable) as error:
+        except (PayPalError, PayPalUnavailable) as error:
             raise SystemExit(f"error: PayPal did not create the plan: {error}")
     plan = asyncio.run(create())
     print_upgrade_plan(plan, args.json)
@@ -284,7 +286,7 @@ def ledger_reconcile(settings, args):
     """The ledger against PayPal: what the platform's PayPal account should hold (members'
     held money, the platform's revenue less its costs) and what PayPal says it holds."""
     from actors import ledger
-    from actors.paypal import PayPalPayouts
+    from interkanect.paypal.payouts import PayPalPayouts
     from actors.terms import dollars
     from interkanect.db import database
     rows = database(settings).ledger.aggregate([{"$unwind": "$entries"}, {"$group": {

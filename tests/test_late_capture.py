@@ -10,7 +10,7 @@ import urllib.request
 
 from actors import call as rules
 from actors.call import Call, CallPolicy, Side
-from actors.paypal import PayPal
+from interkanect.paypal.payments import PayPal
 from actors.terms import Terms
 from tests.conftest import run
 from tests.test_call_payments import approve_on_paypal

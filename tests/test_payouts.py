@@ -647,7 +647,7 @@ def mongo_payouts(database_url, emulator):
     import pymongo
 
     from actors.payouts import MongoPayoutStore
-    from actors.paypal import PayPalPayouts
+    from interkanect.paypal.payouts import PayPalPayouts
     db = pymongo.MongoClient(database_url, tz_aware=True)["p" + secrets.token_hex(4)]
     store = MongoPayoutStore(db)
     store.ensure_indexes()
