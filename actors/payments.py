@@ -28,10 +28,10 @@ import smtplib
 import time
 
 import pymongo
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 from thespian.actors import Actor, WakeupMessage
 
-from actors import capture_rules as rules, fees, ledger, receipts
+from actors import capture_rules as rules, fees, ledger, ledger_store, receipts
 from actors.capture_rules import BOOKED, DECLINED, PENDING, REFUND_REFUSED, REFUNDED, REFUNDING, USED
 from actors.adapters import Configured
 from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCaptured, PaymentFailed,
@@ -454,7 +454,14 @@ class PaymentsActor(Actor):
         now = utc_now()
 
         def body(session):
-            self.db.ledger.insert_one(dict(transaction.document(), at=now), session=session)
+            try:
+                if not ledger_store.book(self.db, transaction, now, session=session):
+                    return False  # booked already (a retried capture, the webhook first)
+            except ledger_store.KeyReused as reused:
+                # PayPal's capture is a fact: the first booking of it stands, and an operator
+                # reads why another one was refused (the actor carries on with the next message).
+                log.error("%s; kept as it was", reused)
+                return False
             if cancel_held_of:
                 self.db.money_mails.update_many({"capture_id": cancel_held_of, "state": HELD},
                                                 {"$set": {"state": CANCELLED}}, session=session)
@@ -462,19 +469,11 @@ class PaymentsActor(Actor):
                 self.db.money_mails.insert_many([dict(row, created_at=now) for row in mails], session=session)
             if order_update:
                 self.db.orders.update_one({"_id": order_update[0]}, {"$set": order_update[1]}, session=session)
+            return True
 
         def attempt():
             with self.client.start_session() as session:
-                try:
-                    session.with_transaction(body)
-                except DuplicateKeyError:
-                    stored = self.db.ledger.find_one({"_id": transaction.key})
-                    if stored is None:
-                        raise  # a mail row, not the booking: mails and ledger disagree
-                    if ledger.Transaction.from_document(stored) != transaction:
-                        log.error("%s is booked with other entries; kept as it was", transaction.key)
-                    return False  # booked already (a retried capture, the webhook first)
-            return True
+                return session.with_transaction(body)
         return self.retrying(f"book {transaction.key}", attempt)
 
     def find_order(self, order_id, projection=None):

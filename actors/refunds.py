@@ -16,7 +16,7 @@ import logging
 import pymongo
 from thespian.actors import Actor, WakeupMessage
 
-from actors import convention, leadership, ledger, refund_rules
+from actors import convention, leadership, ledger, ledger_store, refund_rules
 from actors.messages import SendMail
 
 log = logging.getLogger(__name__)
@@ -237,9 +237,10 @@ class MongoRefundStore:
     def book(self, transaction, now):
         """False when the key is booked already: a refund is booked once, whatever split between
         pending and available its first booking took."""
-        self.fence.check()
         try:
-            self.db.ledger.insert_one(dict(transaction.document(), at=now))
-            return True
-        except pymongo.errors.DuplicateKeyError:
+            return ledger_store.book(self.db, transaction, now, fence=self.fence)
+        except ledger_store.KeyReused:
+            # PayPal's PAYMENT.CAPTURE.REFUNDED can beat the storing of this refund's id, and the
+            # gateway then books it as an outside refund, split from the call's pending as it
+            # found it: the same money under the same key, so that booking stands.
             return False

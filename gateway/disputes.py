@@ -6,9 +6,7 @@ a reordering books nothing twice."""
 import datetime
 import logging
 
-import pymongo
-
-from actors import dispute_rules, ledger, refund_rules
+from actors import dispute_rules, ledger, ledger_store, refund_rules
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +47,12 @@ async def call_pending_cents(db, call_id, member_id):
 
 
 async def book(db, transaction):
-    """The transaction as booked under its key: this one, or the one booked first (a freeze
-    computed twice may differ in its pending/available split; the first stands)."""
+    """The transaction as booked under its key: this one, or the one booked first."""
     try:
-        await db.ledger.insert_one(dict(transaction.document(), at=datetime.datetime.now(datetime.timezone.utc)))
-        return transaction
-    except pymongo.errors.DuplicateKeyError:
-        return ledger.Transaction.from_document(await db.ledger.find_one({"_id": transaction.key}))
+        await ledger_store.book_async(db, transaction, datetime.datetime.now(datetime.timezone.utc))
+    except ledger_store.KeyReused as reused:
+        # Each delivery computes its freeze from the call's pending as it finds it, so two may
+        # split pending/available differently (and a resolution follows its freeze): the first
+        # stands, and what follows is booked against it.
+        return reused.stored
+    return transaction

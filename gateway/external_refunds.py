@@ -7,9 +7,10 @@ platform's own, `refund:<refund id>`: a refund the refunds actor made (or will b
 moment), a duplicate or a replayed delivery finds it and books nothing more; two deliveries
 racing insert one (the unique _id). Runs on the loop with the async driver; a database failure
 raises, the webhook answers 5xx and PayPal delivers again."""
+import datetime
 import logging
 
-from actors import fees, ledger, refund_rules
+from actors import fees, ledger, ledger_store, refund_rules
 from actors.terms import Refused
 from gateway import disputes
 
@@ -78,7 +79,12 @@ async def apply(db, event):
     # on a refund): the member's earnings pay it, available going negative if need be.
     transaction = ledger.refund_transaction(payment["call_id"], payment["host_id"], payment["caller_id"],
                                             refund_id, cents, pending_cents, capture_id)
-    booked = await disputes.book(db, transaction)
-    if booked is transaction:
+    try:
+        booked = await ledger_store.book_async(db, transaction, datetime.datetime.now(datetime.timezone.utc))
+    except ledger_store.KeyReused:
+        # The refunds actor booked this refund (ours after all) between our read and our write,
+        # split from the call's pending as it found it: that booking stands.
+        return False
+    if booked:
         log.info("refund %s of capture %s made outside the platform: %d cents booked", refund_id, capture_id, cents)
-    return booked is transaction
+    return booked

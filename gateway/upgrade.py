@@ -23,7 +23,7 @@ import urllib.parse
 import pymongo
 import tornado.web
 
-from actors import ledger, receipts
+from actors import ledger, ledger_store, receipts
 from gateway.accounts import ClientError, effective_tier, now, own_profile, subscription_view
 from gateway.http import BaseHandler
 from interkanect.db import object_id
@@ -255,11 +255,14 @@ class Upgrades:
         await self.book(ledger.subscription_transaction(member_id, sale["id"], amount, fee), sale)
 
     async def book(self, transaction, sale):
+        """Once per key: a repeated delivery books nothing more."""
         try:
-            await self.db.ledger.insert_one(dict(transaction.document(), at=now(),
-                                                 subscription_id=sale["billing_agreement_id"]))
-        except pymongo.errors.DuplicateKeyError:
-            pass  # booked already: a repeated delivery
+            await ledger_store.book_async(self.db, transaction, now(),
+                                          fields={"subscription_id": sale["billing_agreement_id"]})
+        except ledger_store.KeyReused as reused:
+            # The sale is PayPal's fact and its first booking stands; answering 5xx would only
+            # have PayPal deliver the same sale again, so an operator is told in the log.
+            log.error("subscription sale %s: %s; kept as it was", sale.get("id"), reused)
 
     async def plan_price_cents(self, member_id, subscription_id):
         """What the member's subscription is for, as we created it (None: not known here)."""
