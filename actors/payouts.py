@@ -14,7 +14,7 @@ import logging
 import pymongo
 from thespian.actors import Actor, WakeupMessage
 
-from actors import convention, leadership, ledger, payout_calendar, payout_rules
+from actors import convention, leadership, ledger, ledger_store, payout_calendar, payout_rules
 from actors.messages import SendMail
 from interkanect import mail
 from interkanect.db import object_id
@@ -375,33 +375,10 @@ class MongoPayoutStore:
                 for member in self._find_in("members", "_id", ids, {}, {"email": 1})}
 
     def book_all(self, transactions, now):
-        """Write many transactions in one round trip: {key: "booked" | "repeat" | "conflict"}
-        (a repeat has the same entries under its key, a conflict other ones)."""
-        outcome = {transaction.key: "booked" for transaction in transactions}
-        if not transactions:
-            return outcome
-        self.fence.check()
-        try:
-            self.db.ledger.insert_many([dict(t.document(), at=now) for t in transactions], ordered=False)
-        except pymongo.errors.BulkWriteError as failed:
-            if any(error["code"] != 11000 for error in failed.details["writeErrors"]):
-                raise
-            by_key = {transaction.key: transaction for transaction in transactions}
-            for error in failed.details["writeErrors"]:
-                key = transactions[error["index"]].key
-                stored = ledger.Transaction.from_document(self.db.ledger.find_one({"_id": key}))
-                outcome[key] = "repeat" if stored == by_key[key] else "conflict"
-        return outcome
+        """Many transactions in one round trip: {key: "booked" | "repeat" | "conflict"}."""
+        return ledger_store.book_all(self.db, transactions, now, fence=self.fence)
 
     def book(self, transaction, now):
-        """Write one ledger transaction; False if its key is booked already with the same
-        entries (a repeat), LedgerError if with other ones."""
-        self.fence.check()
-        try:
-            self.db.ledger.insert_one(dict(transaction.document(), at=now))
-            return True
-        except pymongo.errors.DuplicateKeyError:
-            stored = ledger.Transaction.from_document(self.db.ledger.find_one({"_id": transaction.key}))
-            if stored != transaction:
-                raise ledger.LedgerError("key_reused", f"{transaction.key} is booked with other entries") from None
-            return False
+        """One transaction: False if its key is booked already with it (a repeat),
+        ledger_store.KeyReused (a LedgerError) if with another one."""
+        return ledger_store.book(self.db, transaction, now, fence=self.fence)
