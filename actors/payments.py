@@ -276,21 +276,24 @@ class PaymentsActor(Actor):
         if call is not None:
             self.reply(call, request, self.failed(request, "amount_mismatch"))
         alert = receipts.mismatch_alert(request.call_id, request.order_id, capture_id, words, order["amount_cents"])
-        operators = self.retrying("read the operators", lambda: [
-            str(m["_id"]) for m in self.db.members.find({"operator": True}, {"_id": 1})])
-        rows = [mail_row(f"mismatch:{capture_id}", f"operator-{member_id}", member_id, *alert, capture_id, READY)
-                for member_id in operators]
         if currency == "USD":
             self.book(dataclasses.replace(request, tip=0), captured)   # held: it is never the host's
             self.refund_late(self.find_order(request.order_id))
         else:
             self.refund_foreign(order, captured, words)
+        self.tell_operators(f"mismatch:{capture_id}", alert, capture_id)
+
+    def tell_operators(self, key, alert, capture_id):
+        """Mail every operator `alert` (subject, body), once per key whatever is repeated."""
+        operators = self.retrying("read the operators", lambda: [
+            str(m["_id"]) for m in self.db.members.find({"operator": True}, {"_id": 1})])
+        rows = [dict(mail_row(key, f"operator-{member_id}", member_id, *alert, capture_id, READY), created_at=utc_now())
+                for member_id in operators]
         if rows:
             try:
-                self.retrying("store the operators' alerts", lambda: self.db.money_mails.insert_many(
-                    [dict(row, created_at=utc_now()) for row in rows], ordered=False))
+                self.retrying("store the operators' alerts", lambda: self.db.money_mails.insert_many(rows, ordered=False))
             except pymongo.errors.BulkWriteError:
-                pass  # told already (this capture reported twice)
+                pass  # told already (the same case reported twice)
         self.deliver()
 
     def refund_foreign(self, order, captured, words):
@@ -407,6 +410,9 @@ class PaymentsActor(Actor):
             log.error("late capture %s of call %s cannot be refunded: %s", capture_id, order["call_id"], refusal)
             self.retrying(f"mark {order_id} refused", lambda: self.db.orders.update_one(
                 {"_id": order_id}, {"$set": {"capture_state": REFUND_REFUSED, "refund_refusal": refusal.issue}}))
+            self.tell_operators(f"late-refund-refused:{capture_id}", receipts.late_refund_stuck_alert(
+                order["call_id"], capture_id, order.get("captured_cents"), f"PayPal refused it ({refusal.issue or refusal})"),
+                capture_id)
             return
         except Exception as error:
             log.warning("late capture %s: PayPal refund failed for now: %s", capture_id, error)
@@ -424,7 +430,11 @@ class PaymentsActor(Actor):
                 update.update(capture_state=REFUND_REFUSED, refund_refusal=f"REFUND_{status}")
             self.retrying(f"mark {order_id} refund {status}", lambda: self.db.orders.update_one(
                 {"_id": order_id}, {"$set": update}))
-            if not stuck:
+            if stuck:
+                self.tell_operators(f"late-refund-refused:{capture_id}", receipts.late_refund_stuck_alert(
+                    order["call_id"], capture_id, order.get("captured_cents"),
+                    f"PayPal's refunds came to nothing {len(failed)} times (the last {status})"), capture_id)
+            else:
                 self.refund_late(dict(order, **update))
             return
         if next_step == rules.POLL:

@@ -94,6 +94,15 @@ def mismatch_alert(call_id, order_id, capture_id, captured, expected_cents):
             f"Look at the order on PayPal's dashboard: an amount changed after we created it is not ours.")
 
 
+def late_refund_stuck_alert(call_id, capture_id, amount_cents, why):
+    """To operators: a capture its call never used that we could not give back."""
+    amount = dollars(amount_cents) if amount_cents is not None else "The payment"
+    return (f"A late payment could not be refunded (call {call_id})",
+            f"{amount} captured by PayPal (capture {capture_id}) after call {call_id} was over belongs to the caller, "
+            f"but its refund did not go through: {why}. It is held from the host's payout. Refund it on PayPal's "
+            f"dashboard, or find out from PayPal why it cannot be refunded.")
+
+
 def sale_mismatch_alert(member_id, subscription_id, sale_id, sold, expected_cents, refund_id):
     """To operators: a subscription payment that did not match the member's plan."""
     return (f"A PayPal subscription payment did not match its plan (subscription {subscription_id})",

@@ -10,11 +10,12 @@ import urllib.request
 
 from actors import call as rules
 from actors.call import Call, CallPolicy, Side
-from interkanect.paypal.payments import PayPal
 from actors.terms import Terms
+from interkanect.paypal.payments import PayPal
 from tests.conftest import run
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call as LiveCall
+from tests.test_refunds import operator
 from tests.waiting import eventually
 
 POLICY = CallPolicy(ring_timeout_s=60, negotiation_window_s=300, extension_offer_s=60, payment_window_s=600,
@@ -132,6 +133,28 @@ def test_a_pending_capture_that_clears_after_the_call_ended_is_refunded_in_full(
         # The eCheck clears: PAYMENT.CAPTURE.COMPLETED, for a call that is over.
         control(system, f"/emulator/captures/{order['capture_id']}/complete", {})
         await assert_refunded_once(system, call)
+    run(scenario())
+
+
+def test_a_late_capture_whose_refunds_all_fail_is_left_to_operators_and_they_are_told_once(system_with):
+    system = system_with(payment_window_s=3)
+
+    async def scenario():
+        olga = await operator(system, "Ona Operator")
+        call = await LiveCall.answered(system, "Late Host", "Unrefundable Caller")
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        arm(system, {"kind": "timeout", "path": "/v2/checkout/orders/*/capture", "method": "POST", "delay_s": 6})
+        arm(system, {"kind": "refund_outcome", "outcome": "FAILED", "count": 3})
+        approve_on_paypal(ready["payment"]["approve_url"])
+        await call.caller_page.expect("call_state", state="ended", timeout_s=10)
+        order = await eventually(lambda: system.db.orders.find_one({"call_id": call.id, "capture_state": "refund_refused"}),
+                                 "the late capture left to operators", timeout_s=30)
+        assert len(order["failed_refunds"]) == 3 and order["refund_refusal"] == "REFUND_FAILED"
+        mail = await eventually(lambda: system.db.outbox.find_one({"to": olga.email}), "the operators' alert")
+        assert mail["subject"] == f"A late payment could not be refunded (call {call.id})"
+        assert order["capture_id"] in mail["body"] and "$15.00" in mail["body"]
+        assert system.db.ledger.count_documents({"call_id": call.id, "kind": "late_capture_refund"}) == 0
     run(scenario())
 
 
