@@ -9,7 +9,6 @@ import secrets
 import shutil
 import subprocess
 import threading
-import time
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -17,6 +16,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from tests.client import PASSWORD, Member
 from tests.conftest import free_port, run
+from tests.waiting import wait_for
 
 NEW_PASSWORD = "a whole new passphrase"
 RESET_LINK = re.compile(r"/reset\?token=([A-Za-z0-9_-]+)")
@@ -70,13 +70,10 @@ async def confirm_reset(member, token, password=NEW_PASSWORD):
 def wait_for_log(system, text):
     """The gateway log once it holds `text` (bounded), so an absence checked after is meaningful."""
     path = system.log_dir / "gateway.log"
-    deadline = time.monotonic() + LOG_BOUND_S
-    while True:
+    def holding():
         log = path.read_text(errors="replace")
-        if text in log or time.monotonic() > deadline:
-            assert text in log, f"{text!r} never reached {path}"
-            return log
-        time.sleep(0.05)
+        return log if text in log else None
+    return wait_for(holding, f"{text!r} in {path}", timeout_s=LOG_BOUND_S)
 
 
 # Sign up ---------------------------------------------------------------------------------
