@@ -34,6 +34,7 @@ from thespian.actors import Actor, WakeupMessage
 from actors import capture_rules as rules, fees, ledger, ledger_store, receipts
 from actors.capture_rules import BOOKED, DECLINED, PENDING, REFUND_REFUSED, REFUNDED, REFUNDING, USED
 from actors.adapters import Configured
+from actors.capture_pool import CapturePool
 from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCaptured, PaymentFailed,
                              RefundLateCapture, TipCaptured, TipFailed, ToCall)
 from interkanect.paypal import PayPalError, cents_to_value
@@ -46,8 +47,9 @@ log = logging.getLogger(__name__)
 # Mail states.
 HELD, READY, SENT, CANCELLED, UNDELIVERABLE = "held", "ready", "sent", "cancelled", "undeliverable"
 
-# The session answers a capture within milliseconds; the stored call is read again after this
-# only when it had not decided yet (a session ending as the capture came may never answer).
+# The session answers a capture within milliseconds (its decision stored before it acts): the
+# stored call is read this long after a capture a session asked for, and again after this while
+# it has not decided (a session ending as the capture came may never answer).
 SETTLE_CHECK_S = 2.0
 # A PENDING capture (an eCheck clears in days) is read from PayPal from 5 s on, doubling to 10 min.
 FOLLOW_FIRST_S = 5.0
@@ -61,6 +63,13 @@ DB_RETRY_S = 120.0
 DB_SELECTION_TIMEOUT_S = 5.0
 # Mail server down: the ready mails are tried again after this.
 MAIL_RETRY_S = 30.0
+# Captures at PayPal at once, each on a thread of its own (the SDK blocks): a burst of approvals
+# (40 webhooks at once in scripts/bench_money.py) no longer waits one HTTP round trip per capture
+# in a row; a few cover a 2-core machine, and PayPal sees no more connections than this.
+CAPTURES_AT_ONCE = 4
+# While captures are at PayPal, their answers are collected this often (a thread cannot wake a
+# Thespian actor: the actor looks).
+CAPTURE_POLL_S = 0.002
 
 
 def utc_now():
@@ -88,6 +97,9 @@ class PaymentsActor(Actor):
         self.db = None
         self.callers = {}        # order id → the call waiting on its PENDING capture (this process only)
         self.scheduled = set()   # wakeups armed and not yet fired: (kind, order id)
+        self.captures = None     # CapturePool: captures asked of PayPal off this thread
+        self.at_paypal = {}      # order id → [(CaptureOrder, call)]: the first at PayPal, the rest after it
+        self.asked_again = set()  # (order id, purpose) whose answer failed once to be acted on
 
     def receiveMessage(self, message, sender):
         if isinstance(message, Configured):
@@ -105,6 +117,9 @@ class PaymentsActor(Actor):
         s = self.settings = settings
         self.paypal = PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use,
                              timeout_s=s.paypal_timeout_s, backoff_s=s.paypal_backoff_s)
+        self.captures = CapturePool(lambda: PayPal(
+            s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use, timeout_s=s.paypal_timeout_s,
+            backoff_s=s.paypal_backoff_s), CAPTURES_AT_ONCE)
         self.client = pymongo.MongoClient(s.database_url, tz_aware=True,
                                           serverSelectionTimeoutMS=int(DB_SELECTION_TIMEOUT_S * 1000))
         self.db = self.client[s.db_name]
@@ -131,7 +146,9 @@ class PaymentsActor(Actor):
     def woken(self, payload):
         kind, order_id, delay_s = payload
         self.scheduled.discard((kind, order_id))
-        if kind == "settle":
+        if kind == "captures":
+            self.collect_captures()
+        elif kind == "settle":
             self.settle(order_id)
         elif kind == "follow":
             self.follow(order_id, delay_s)
@@ -176,24 +193,62 @@ class PaymentsActor(Actor):
     # Captures -------------------------------------------------------------------------
 
     def capture(self, request, call):
-        try:
-            captured = self.paypal.capture(request.order_id, request_id=f"capture-{self.purpose(request)}")
-        except PayPalError as refusal:
-            next_step = rules.after_refusal(refusal.issue, refusal.name)
+        """Ask PayPal on a thread of the pool; the answer is acted on here once collected. A second
+        request for an order already at PayPal (its webhook and the payer's return) waits for the
+        first, then asks with the same request id: PayPal answers it with the first capture."""
+        waiting = self.at_paypal.setdefault(request.order_id, [])
+        waiting.append((request, call))
+        if len(waiting) == 1:
+            self.ask_capture(request)
+
+    def ask_capture(self, request):
+        order_id, request_id = request.order_id, f"capture-{self.purpose(request)}"
+        self.captures.submit(order_id, lambda paypal: paypal.capture(order_id, request_id=request_id))
+        self.later("captures", None, CAPTURE_POLL_S)
+
+    def collect_captures(self):
+        """Act on each capture PayPal has answered; look again shortly while any is still out. An
+        answer whose handling fails (the database away past DB_RETRY_S) is asked for once more,
+        as Thespian delivers a failed message once more, then left to the logs."""
+        for order_id, captured, error in self.captures.finished():
+            waiting = self.at_paypal[order_id]
+            request, call = waiting.pop(0)
+            if waiting:
+                self.ask_capture(waiting[0][0])
+            else:
+                del self.at_paypal[order_id]
+            again = (order_id, self.purpose(request))
+            try:
+                self.capture_answered(request, call, captured, error)
+                self.asked_again.discard(again)
+            except Exception:
+                if again in self.asked_again:
+                    self.asked_again.discard(again)
+                    log.exception("capture of order %s not acted on, twice: left as it is", order_id)
+                else:
+                    self.asked_again.add(again)
+                    log.exception("capture of order %s not acted on: asking again", order_id)
+                    self.capture(request, call)
+        if self.at_paypal:
+            self.later("captures", None, CAPTURE_POLL_S)
+
+    def capture_answered(self, request, call, captured, error):
+        """What PayPal's answer to a capture (or `error`, the call's failure) means for the call."""
+        if isinstance(error, PayPalError):
+            next_step = rules.after_refusal(error.issue, error.name)
             if next_step == rules.FIND:
                 self.find_capture(request.order_id, call)
             elif next_step == rules.FAIL:
-                self.reply(call, request, self.failed(request, refusal.issue.lower() or "declined"))
+                self.reply(call, request, self.failed(request, error.issue.lower() or "declined"))
             else:
-                log.info("capture of %s not possible yet: %s", request.order_id, refusal.issue)
-            return
-        except Exception as error:
+                log.info("capture of %s not possible yet: %s", request.order_id, error.issue)
+        elif error is not None:
             # No answer after every retry: PayPal may have captured. The order says; nobody else
             # may ask again (the call's window may close first), so this actor finds out.
             log.error("capture of order %s failed after retries (%s): reading the order", request.order_id, error)
             self.find_capture(request.order_id, call)
-            return
-        self.captured(request, captured, call)
+        else:
+            self.captured(request, captured, call)
 
     def find_capture(self, order_id, call, delay_s=FOLLOW_FIRST_S):
         """Read what PayPal holds for an order whose capture answer we do not have, and act on
@@ -222,17 +277,23 @@ class PaymentsActor(Actor):
     def captured(self, request, captured, call):
         """Act on a capture's state as PayPal reports it (from the capture or a later read)."""
         order_id, status = request.order_id, captured["status"]
-        next_step = rules.after_capture(status, status in rules.MONEY_IN and self.mismatched(request, captured))
+        order = self.find_order(order_id) if status in rules.MONEY_IN else None   # read once, for both
+        next_step = rules.after_capture(status, status in rules.MONEY_IN and self.mismatched(order, captured))
         if next_step == rules.MISMATCH:
             self.refund_mismatch(request, captured, call)
         elif next_step == rules.BOOK:
-            payment = self.book(request, captured)
+            payment = self.book(request, captured, order)
             if call is not None:
                 self.reply(call, request, TipCaptured(request.tip, payment) if request.tip
                            else PaymentCaptured(request.round, payment))
-            if not request.tip:
+            if request.tip:
+                self.deliver()   # a tip's mails go at once; a call payment's are held until settled
+            elif call is None:
                 self.settle(order_id)
-            self.deliver()
+            else:
+                # The call being told now decides first: it stores the payment as used, or (over
+                # already) sends RefundLateCapture; the stored call is read once it has.
+                self.later("settle", order_id, SETTLE_CHECK_S)
         elif next_step == rules.FOLLOW:
             # Money not in hand: PAYMENT.CAPTURE.COMPLETED brings a live call back here; this
             # follows it anyway, since the call may be over by then.
@@ -253,10 +314,10 @@ class PaymentsActor(Actor):
 
     # A capture that does not match its order -----------------------------------------
 
-    def mismatched(self, request, captured):
+    @staticmethod
+    def mismatched(order, captured):
         """PayPal took another currency or amount than the order we made for the agreed terms
         (an order changed behind our back, or a bug): never booked as the call's payment."""
-        order = self.find_order(request.order_id, {"amount_cents": 1})
         return (captured.get("currency") or "USD") != "USD" or (
             order is not None and captured["amount_cents"] != order["amount_cents"])
 
@@ -336,14 +397,14 @@ class PaymentsActor(Actor):
                 {"_id": {"$in": [object_id(i) for i in member_ids]}}, {"display_name": 1})})
         return [found.get(i, "an interKanect member") for i in member_ids]
 
-    def book(self, request, captured):
+    def book(self, request, captured, order=None):
         """Write the capture to the ledger with its mails; the payment as the call logs it."""
         split = fees.breakdown(captured["amount_cents"], captured["fee_cents"])
         capture_id = captured["capture_id"]
         builder = ledger.tip_transaction if request.tip else ledger.capture_transaction
         transaction = builder(request.call_id, request.host_id, request.caller_id, capture_id,
                               split.amount_cents, split.fee_cents)
-        order = self.find_order(request.order_id) or {}
+        order = (self.find_order(request.order_id) if order is None else order) or {}
         host_name, caller_name = self.names(request.host_id, request.caller_id)
         policy, now = self.settings.policy, utc_now()
         if request.tip:
