@@ -6,13 +6,15 @@ The event's resource is the refund; its capture is the `up` link. The ledger key
 platform's own, `refund:<refund id>`: a refund the refunds actor made (or will book in a
 moment), a duplicate or a replayed delivery finds it and books nothing more; two deliveries
 racing insert one (the unique _id). Runs on the loop with the async driver; a database failure
-raises, the webhook answers 5xx and PayPal delivers again."""
+raises, the webhook answers 5xx and PayPal delivers again; so does a refund of one of our
+captures that is not booked yet (gateway/booked_captures.py)."""
 import datetime
 import logging
 
 from actors import fees, ledger, ledger_store, refund_rules
 from actors.terms import Refused
 from gateway import disputes
+from gateway.booked_captures import NotYet, booked_capture
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,7 @@ NOT_DONE = {"FAILED", "CANCELLED"}
 LATE_REFUND_STATES = ("refunding", "refunded")
 
 
-class RefundNotSettledYet(Exception):
+class RefundNotSettledYet(NotYet):
     """The platform is refunding this capture itself right now: answer 5xx, PayPal redelivers."""
 
 
@@ -38,8 +40,9 @@ def capture_id_of(refund):
     return related.get("capture_id")
 
 
-async def apply(db, event):
-    """Book an external refund; False when there is nothing (more) to book."""
+async def apply(db, paypal, event):
+    """Book an external refund; False when there is nothing (more) to book. `paypal` reads a
+    capture the ledger does not hold (gateway/booked_captures.py)."""
     if event.get("event_type") != EVENT_TYPE:
         return False
     refund = event.get("resource") or {}
@@ -55,7 +58,7 @@ async def apply(db, event):
     # A late capture the platform refunds whole is booked under the capture, not the refund id.
     if await db.ledger.find_one({"_id": f"capture:{capture_id}:late-refund"}, {"_id": 1}) is not None:
         return False
-    captured = await db.ledger.find_one({"_id": f"capture:{capture_id}"})
+    captured = await booked_capture(db, paypal, capture_id)
     if captured is None or captured.get("kind") not in (ledger.CALL_PAYMENT, ledger.TIP):
         log.warning("refund %s of capture %s that is not ours: ignored", refund_id, capture_id)
         return False

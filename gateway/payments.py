@@ -10,7 +10,9 @@ import tornado.web
 
 from actors.messages import OrderApproved
 from gateway import disputes, external_refunds, refunds
+from gateway.booked_captures import NotYet
 from gateway.paypal_webhooks import WebhookRefused
+from interkanect.paypal import PayPalError, PayPalUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,19 @@ class PayPalWebhookHandler(tornado.web.RequestHandler):
                                                         "received_at": datetime.datetime.now(datetime.timezone.utc),
                                                         "resource": event.get("resource")}}, upsert=True)
         await tell_call_approved(self.app, approved_order_id(event))
-        await disputes.apply(self.app.db, event)
-        # One of our refunds (an approved request's) is settled by the refunds actor, which books
-        # it; any other refund of our captures was made on PayPal's side and is booked here.
-        if not await refunds.refund_event(self.app, event):
-            await external_refunds.apply(self.app.db, event)
+        try:
+            await disputes.apply(self.app.db, self.app.captures, event)
+            # One of our refunds (an approved request's) is settled by the refunds actor, which
+            # books it; any other refund of our captures was made on PayPal's side: booked here.
+            if not await refunds.refund_event(self.app, event):
+                await external_refunds.apply(self.app.db, self.app.captures, event)
+        except (NotYet, PayPalUnavailable, PayPalError) as later:
+            # Not bookable yet (or PayPal cannot say whose capture it is): PayPal delivers again.
+            log.info("webhook %s (%s) answered 503: %s", event.get("id"), event.get("event_type"), later)
+            self.app.metrics.webhook(event.get("event_type"), 503)
+            self.set_status(503)
+            self.finish({"error": {"code": "not_yet", "message": f"cannot act on this event yet: {later}"}})
+            return
         await self.app.upgrades.on_webhook(event)
         self.app.metrics.webhook(event.get("event_type"), 200, self.request.headers.get("PAYPAL-TRANSMISSION-TIME"))
         self.finish({"ok": True})

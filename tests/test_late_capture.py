@@ -54,6 +54,7 @@ def arm(system, fault):
                                      headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=5) as answer:
         assert answer.status == 201
+        return json.load(answer)
 
 
 def control(system, path, body=None):

@@ -13,7 +13,10 @@ from actors.payments import DB_SELECTION_TIMEOUT_S
 from tests.conftest import run
 from tests.test_call_payments import approve_and_never_come_back, approve_on_paypal
 from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call
+from tests.test_disputes import balances
+from tests.test_external_refunds import REFUNDED, refund_at_paypal
 from tests.test_late_capture import arm, assert_refunded_once, control, paypal
+from tests.test_payouts import paypal_api
 from tests.test_refunds import operator
 from tests.waiting import eventually
 
@@ -296,3 +299,53 @@ def test_a_capture_in_another_currency_is_refunded_in_full_and_never_booked(syst
         answer = system.cli("ledger", "reconcile", "--json")
         assert answer.returncode == 0, answer.stdout
     run(scenario())
+
+
+def test_a_refund_told_before_its_capture_is_booked_is_answered_503_and_booked_once_paypal_delivers_it_again(
+        system_with):
+    system = system_with(paypal_backoff_s=0.01)
+    db = system.db
+
+    async def scenario():
+        call = await Call.answered(system, "Early Host", "Early Refund")
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        order_id = ready["payment"]["order_id"]
+        # PayPal captures but every answer is lost and the order cannot be read: the capture is
+        # PayPal's, not yet in our ledger. Its own webhook goes nowhere (so it nudges nothing).
+        faults = [arm(system, {"kind": "lost_response", "path": "/v2/checkout/orders/*/capture", "method": "POST",
+                               "count": 1000}),
+                  arm(system, {"kind": "error", "path": f"/v2/checkout/orders/{order_id}", "method": "GET",
+                               "status": 503, "count": 1000})]
+        put_webhook_url(system, "")
+        approve_on_paypal(ready["payment"]["approve_url"])
+        capture_id = (await eventually(lambda: deliveries(system, "PAYMENT.CAPTURE.COMPLETED"), "the capture"))[0][
+            "resource_id"]
+        put_webhook_url(system, f"{system.url}/paypal/webhook")
+
+        # An operator refunds $5.00 on PayPal's dashboard: its webhook is answered 503, nothing booked.
+        refund_id = refund_at_paypal(system, capture_id, 500)
+        (told,) = await eventually(lambda: [d for d in deliveries(system, REFUNDED) if d["resource_id"] == refund_id
+                                            and d["attempts"] and d["attempts"][0].get("status_code")],
+                                   "the refund's first delivery")
+        assert told["attempts"][0]["status_code"] == 503 and told["status"] == "PENDING"   # PayPal will try again
+        assert db.ledger.count_documents({"call_id": call.id}) == 0
+
+        # PayPal answers again; the payer comes back from PayPal: the capture is booked, the call runs.
+        for fault in faults:
+            urllib.request.urlopen(urllib.request.Request(
+                f"{system.settings.paypal_url}/emulator/faults/{fault['id']}", method="DELETE"), timeout=5).close()
+        with urllib.request.urlopen(f"{system.url}/paypal/return?token={order_id}", timeout=10):
+            pass
+        await call.caller_page.expect("call_state", state="running", event="payment_captured", timeout_s=15)
+        # PayPal's next try of the same event (its resend API, as its retry schedule would): booked once.
+        assert paypal_api(system.settings.paypal_url, "POST",
+                          f"/v1/notifications/webhooks-events/{told['event_id']}/resend")[0] == 202
+        await eventually(lambda: db.ledger.find_one({"_id": f"refund:{refund_id}"}), "the refund booked")
+        assert balances(db, call) == {"caller": -1000, "pending": 899, "available": 0, "frozen": 0}
+        await call.host_page.request("hang_up", call_id=call.id)
+    run(scenario())
+
+
+def deliveries(system, event_type):
+    return control(system, f"/emulator/webhooks?event_type={event_type}")["deliveries"]
