@@ -91,5 +91,5 @@ def resolution_transaction(dispute, freeze, payment):
     if dispute.outcome in LOST_OUTCOMES:
         return ledger.dispute_lost_transaction(payment["call_id"], payment["host_id"], payment["caller_id"],
                                                dispute.dispute_id, dispute.refunded_cents or dispute.amount_cents,
-                                               frozen_cents(freeze))
+                                               frozen_cents(freeze), capture_id=payment["capture_id"])
     return ledger.dispute_won_transaction(freeze, dispute.dispute_id)

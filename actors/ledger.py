@@ -303,9 +303,10 @@ def dispute_won_transaction(freeze, dispute_id):
 
 
 def dispute_lost_transaction(call_id, member_id, caller_id, dispute_id, reversed_cents, frozen_cents,
-                             dispute_fee_cents=0):
+                             dispute_fee_cents=0, capture_id=None):
     """Resolved for the payer: PayPal took `reversed_cents` back to them (and maybe a fee). The
-    frozen money pays it; what it does not cover comes from available, negative if need be."""
+    frozen money pays it; what it does not cover comes from available, negative if need be.
+    `capture_id`, the disputed capture: a refund of it later gives back only what is left."""
     _positive(reversed_cents, "reversed amount")
     for cents, what in ((frozen_cents, "frozen amount"), (dispute_fee_cents, "dispute fee")):
         if isinstance(cents, bool) or not isinstance(cents, int) or cents < 0:
@@ -313,7 +314,7 @@ def dispute_lost_transaction(call_id, member_id, caller_id, dispute_id, reversed
     entries = _moves((frozen_cents, frozen(member_id), caller(caller_id)),
                      (reversed_cents - frozen_cents, available(member_id), caller(caller_id)),
                      (dispute_fee_cents, available(member_id), PAYPAL_FEES))
-    return Transaction(f"dispute:{_id(dispute_id)}:resolved", DISPUTE_LOST, entries, call_id)
+    return Transaction(f"dispute:{_id(dispute_id)}:resolved", DISPUTE_LOST, entries, call_id, capture_id)
 
 
 def subscription_transaction(member_id, sale_id, amount_cents, fee_cents):

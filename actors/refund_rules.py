@@ -33,7 +33,11 @@ Decisions:
   open), leaves the request "approved": the capture is tried again after Policy.refund_retry_s,
   doubling per attempt up to a day, and the last error is shown to operators. PayPal saying the
   capture is refunded in full already (CAPTURE_FULLY_REFUNDED: by hand, on its dashboard) ends
-  that capture's part: the caller has the money; the refund's own webhook books it.
+  that capture's part: the caller has the money; the refund's own webhook books it. PayPal
+  saying ours is more than is left (REFUND_AMOUNT_EXCEEDED: part of it refunded on its
+  dashboard after the plan was made) plans that capture again from the ledger once the other
+  refund is booked there (its webhook): what is left for the caller, under a new request id
+  (`…-after<cents>`), or nothing (that capture's part ends).
 - The decision mail goes to both sides once the decision is final (refunded or denied), at
   most once (claimed before sending).
 """
@@ -56,6 +60,8 @@ REFUND_COMPLETED, REFUND_PENDING = "COMPLETED", "PENDING"
 REFUND_NOT_DONE = ("FAILED", "CANCELLED")
 # PayPal's refusal when a capture has nothing left to refund.
 FULLY_REFUNDED = "CAPTURE_FULLY_REFUNDED"
+# PayPal's refusal of a refund for more than is left of its capture.
+AMOUNT_EXCEEDED = "REFUND_AMOUNT_EXCEEDED"
 # What Settlement.refund answers for a capture that waits for an operator.
 STUCK = "stuck"
 
@@ -156,12 +162,12 @@ def payment_of(transaction):
 def call_payments(transactions):
     """The call payments of a call from its ledger transactions (tips left out), each with
     `refunded_cents`: what of it the caller got back already (refunds of it, a late-capture
-    refund of it in full)."""
+    refund of it in full, a dispute of it lost)."""
     transactions = [t if isinstance(t, ledger.Transaction) else ledger.Transaction.from_document(t)
                     for t in transactions]
     refunded = {}
     for transaction in transactions:
-        if transaction.kind in (ledger.REFUND, ledger.LATE_CAPTURE_REFUND) and transaction.capture_id:
+        if transaction.kind in (ledger.REFUND, ledger.LATE_CAPTURE_REFUND, ledger.DISPUTE_LOST) and transaction.capture_id:
             to_caller = sum(e.amount_cents for e in transaction.entries if e.account.startswith("caller:"))
             refunded[transaction.capture_id] = refunded.get(transaction.capture_id, 0) + to_caller
     payments = [dict(payment_of(t), refunded_cents=0) for t in transactions if t.kind == ledger.CALL_PAYMENT]
@@ -198,9 +204,12 @@ def refund_cents(payment):
     return max(0, payment["amount_cents"] - payment["fee_cents"] - payment.get("refunded_cents", 0))
 
 
-def paypal_request_id(request_id, capture_id, refunds_failed=0):
-    """A new id per refund asked: the same id again would return PayPal's failed refund."""
+def paypal_request_id(request_id, capture_id, refunds_failed=0, replanned_after=None):
+    """A new id per refund asked: the same id again would return PayPal's failed refund (or,
+    for a capture planned again after an outside refund, its refusal of the old amount)."""
     base = f"refund-{request_id}-{capture_id}"
+    if replanned_after is not None:
+        base = f"{base}-after{replanned_after}"
     return f"{base}-retry{refunds_failed}" if refunds_failed else base
 
 
@@ -410,6 +419,8 @@ class Settlement:
             if issue == FULLY_REFUNDED:  # by hand, on PayPal: the caller has it, its webhook books it
                 self.store.refund_elsewhere(document["_id"], index, f"{issue}: {error}"[:500])
                 return None
+            if issue == AMOUNT_EXCEEDED and (replanned := self.replanned(document, index, item)) is not None:
+                return self.refund(document, index, replanned, now, read_now)
             attempts = item.get("attempts", 0) + 1
             retry_at = now + datetime.timedelta(seconds=retry_delay_s(attempts, self.retry_s))
             self.store.refund_failed(document["_id"], index, attempts, retry_at, f"{issue}: {error}"[:500])
@@ -429,6 +440,26 @@ class Settlement:
         self.store.refund_pending(document["_id"], index, status, poll_at)
         return poll_at
 
+    def replanned(self, document, index, item):
+        """This capture's item planned again from the ledger, when refunds of it were booked
+        since the plan (made on PayPal's dashboard); None when none were (their webhook may
+        still be on its way: the refusal is retried like any other)."""
+        payment = next((p for p in call_payments(self.store.call_transactions(document["call_id"]))
+                        if p["capture_id"] == item["capture_id"]), None)
+        if payment is None or payment["refunded_cents"] <= item["refunded_cents"]:
+            return None
+        cents = refund_cents(payment)
+        if cents == 0:   # the caller got all of it back elsewhere
+            self.store.refund_elsewhere(document["_id"], index, f"{AMOUNT_EXCEEDED}: refunded on PayPal's side")
+            return dict(item, elsewhere=True)
+        fields = {"refund_cents": cents, "refunded_cents": payment["refunded_cents"],
+                  "replanned_after": payment["refunded_cents"], "attempts": 0, "retry_at": None,
+                  "request_id": paypal_request_id(document["_id"], item["capture_id"],
+                                                  len(item.get("failed_refunds", [])), payment["refunded_cents"]),
+                  "error": f"{AMOUNT_EXCEEDED}: part refunded on PayPal's side; now {dollars(cents)}"}
+        self.store.refund_replanned(document["_id"], index, fields, cents - item["refund_cents"])
+        return dict(item, **fields)
+
     def not_done(self, document, index, item, refund_id, status, now):
         """PayPal failed or cancelled this refund: nothing was booked for it, so nothing is
         reversed. Asked again as a new refund, or, past the allowance, handed to operators."""
@@ -436,7 +467,8 @@ class Settlement:
         allowed = item.get("refunds_allowed") or self.attempts_max
         escalated = len(failed) >= allowed
         self.store.refund_not_done(document["_id"], index, {"refund_id": refund_id, "status": status},
-                                   paypal_request_id(document["_id"], item["capture_id"], len(failed)), escalated)
+                                   paypal_request_id(document["_id"], item["capture_id"], len(failed),
+                                                     item.get("replanned_after")), escalated)
         if not escalated:
             return now  # due at once: a new refund
         self.tell_operators(document, index, dict(item, failed_refunds=failed))

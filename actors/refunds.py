@@ -190,6 +190,17 @@ class MongoRefundStore:
     def operators_told(self, request_id, index):
         self._set(request_id, {f"plan.{index}.operators_told": True})
 
+    def refund_replanned(self, request_id, index, fields, change_cents):
+        """A capture's refund planned again (less was left): its item and the request's total."""
+        log.warning("refund of request %s, capture %d planned again: %s", request_id, index, fields["error"])
+        self.fence.check()
+        self.db.refund_requests.update_one({"_id": request_id}, {
+            "$set": {f"plan.{index}.{name}": value for name, value in fields.items()},
+            "$inc": {"refund_cents": change_cents}})
+
+    def call_transactions(self, call_id):
+        return list(self.db.ledger.find({"call_id": call_id}))
+
     def refund_elsewhere(self, request_id, index, error):
         self._set(request_id, {f"plan.{index}.elsewhere": True, f"plan.{index}.error": error})
 

@@ -342,7 +342,10 @@ class MoneyEventOrder(RuleBasedStateMachine):
     @precondition(lambda self: any(call["request"] is None for call in self.calls.values()))
     @rule(data=st.data())
     def refund_approved(self, data):
-        call_id = data.draw(st.sampled_from(sorted(c for c, call in self.calls.items() if call["request"] is None)))
+        self.approve(data.draw(st.sampled_from(sorted(c for c, call in self.calls.items() if call["request"] is None))))
+
+    def approve(self, call_id):
+        """The caller asks, an operator approves: the plan is read from the ledger now."""
         payments = refund_rules.call_payments(self.call_transactions(call_id))
         if not any(refund_rules.refund_cents(payment) > 0 for payment in payments):
             return   # nothing_to_refund: no request can be made
@@ -510,6 +513,13 @@ class MoneyEventOrder(RuleBasedStateMachine):
                 if call["request"]:
                     self.settle(call["request"])
         assert {event["id"] for event in self.paypal.outbox} <= self.acknowledged
+        for call_id, call in self.calls.items():   # every approved refund is done, or an operator's
+            disputed = any(self.paypal.disputed(capture_id) for capture_id, capture in self.paypal.captures.items()
+                           if capture["call_id"] == call_id)   # PayPal refuses refunds until it is resolved
+            if call["request"] and not disputed:
+                document = self.store.documents[call["request"]]
+                assert document["state"] == refund_rules.REFUNDED or any(
+                    item.get("escalated") for item in document["plan"]), document
         for call_id, call in self.calls.items():
             back = back_to_caller(self.call_transactions(call_id), call["caller"])
             assert back == self.paypal.back_to_caller_cents(call_id), call_id
@@ -528,6 +538,12 @@ class MoneyEventOrder(RuleBasedStateMachine):
             event("an event told before its capture was booked, asked again")
         if self.lowest_available < 0:
             event("available went negative")
+        items = [item for call in self.calls.values() if call["request"]
+                 for item in self.store.documents[call["request"]]["plan"]]
+        if any(item.get("replanned_after") is not None for item in items):
+            event("a refund planned again: less was left at PayPal")
+        if any(item.get("elsewhere") for item in items):
+            event("a refund's capture given back elsewhere in full")
 
 
 def outside_member(transaction):
@@ -596,3 +612,22 @@ def test_an_event_told_before_its_capture_is_booked_is_asked_for_again_and_booke
     assert machine.deliver(captured)
     assert [machine.deliver(event) for event in later] == [True] * len(later)   # PayPal's retries
     assert caller_back(machine) == machine.paypal.back_to_caller_cents("call1") > 0
+
+
+def test_our_refund_for_more_than_a_dashboard_refund_left_is_planned_again_once_that_refund_is_booked():
+    machine, captured = paid_call(1500)
+    machine.deliver(captured)
+    machine.approve("call1")                                 # 13.99 back to the caller (PayPal keeps 1.01)
+    request_id = machine.calls["call1"]["request"]
+    machine.paypal.refund("CAP1", 500, "DASH1")              # meanwhile $5.00 on PayPal's dashboard: 10.00 left
+    machine.settle(request_id)
+    (item,) = machine.store.documents[request_id]["plan"]
+    assert item["error"].startswith(refund_rules.AMOUNT_EXCEEDED) and item["retry_at"] is not None
+    dashboard = machine.paypal.outbox[-1]
+    assert machine.deliver(dashboard)                        # its webhook books it
+    machine.settle(request_id)
+    document = machine.store.documents[request_id]
+    (item,) = document["plan"]
+    assert document["state"] == refund_rules.REFUNDED and document["refund_cents"] == 899 == item["refund_cents"]
+    assert item["request_id"] == f"refund-{request_id}-CAP1-after500"
+    assert caller_back(machine) == 1399 == machine.paypal.back_to_caller_cents("call1")

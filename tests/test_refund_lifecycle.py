@@ -155,6 +155,35 @@ def test_a_refund_plan_leaves_out_what_was_refunded_on_paypal_already(lifecycle_
     run(scenario())
 
 
+def test_a_dashboard_refund_the_plan_did_not_know_of_makes_ours_refunded_for_what_is_left(lifecycle_system):
+    system, db = lifecycle_system, lifecycle_system.db
+
+    async def scenario():
+        call = await paid_call(system, [1500])
+        olga = await operator(system, "Rita Race")
+        (capture,) = db.ledger.find({"call_id": call.id, "kind": "call_payment"})
+        capture_id = capture["_id"].split(":")[1]
+        # $5.00 refunded on PayPal's dashboard; its webhook is held back a few seconds, so the
+        # approval plans the whole 13.99 and PayPal refuses it (only 10.00 is left).
+        arm(system, {"kind": "webhook_out_of_order", "count": 2, "hold_s": 4})
+        status, dashboard = paypal_api(system.settings.paypal_url, "POST", f"/v2/payments/captures/{capture_id}/refund",
+                                       {"amount": {"currency_code": "USD", "value": "5.00"}})
+        assert status == 201
+        view = await asked_and_approved(system, call, olga)
+        assert view["refund_cents"] == net(1500)
+        wait_for(lambda: (item_of(db, view["id"])["error"] or "").startswith("REFUND_AMOUNT_EXCEEDED"), "refused")
+        # Once the dashboard refund is booked, ours is planned again for what is left: 8.99.
+        done = wait_for(lambda: db.refund_requests.find_one({"_id": view["id"], "state": "refunded"}), "refunded",
+                        timeout_s=20)
+        assert done["refund_cents"] == net(1500) - 500 == item_of(db, view["id"])["refund_cents"]
+        assert item_of(db, view["id"])["request_id"].endswith("-after500")
+        assert len(refunds_of(db, call.id)) == 2
+        assert f"refund:{dashboard['id']}" in [r["_id"] for r in refunds_of(db, call.id)]
+        shown = (await call.caller.request("GET", f"/api/calls/{call.id}/refund")).json()
+        assert shown["state"] == "refunded" and shown["refund_cents"] == net(1500) - 500
+    run(scenario())
+
+
 def test_a_call_refunded_whole_on_paypal_has_nothing_left_to_ask(lifecycle_system):
     system, db = lifecycle_system, lifecycle_system.db
 

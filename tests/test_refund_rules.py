@@ -187,6 +187,13 @@ class MemoryStore:
     def refund_booked(self, request_id, index):
         self._item(request_id, index)["booked"] = True
 
+    def refund_replanned(self, request_id, index, fields, change_cents):
+        self._item(request_id, index).update(fields)
+        self.documents[request_id]["refund_cents"] += change_cents
+
+    def call_transactions(self, call_id):
+        return [t for t in self.ledger.transactions if t.call_id == call_id]
+
     def finish(self, request_id, now):
         self.documents[request_id]["state"] = "refunded"
 
