@@ -20,12 +20,19 @@ from actors.followers import FollowersAdapter
 from actors.member_shard import MemberShard
 from actors.payouts import PAYOUTS_NAME, PayoutScheduler, StartPayouts
 from actors.refunds import REFUNDS_NAME, RefundsActor, StartRefunds
-from actors.messages import (Adopted, BridgeRef, Configure, GetShards, Ping, Pong, SavePlacement, Services, Shards,
-                             ShardStart, ShardsMoved, WhoAmI, YouAre)
+from actors.messages import (Adopted, BridgeRef, Configure, GetShards, MailerMoved, Ping, Pong, SavePlacement, Services,
+                             Shards, ShardStart, ShardsMoved, WhoAmI, YouAre)
 
 log = logging.getLogger(__name__)
 
 DIRECTORY_NAME = "interkanect-directory"
+# The adapters every shard, member and call reaches, in Services' order. The payments adapter
+# by name, so PayPal's SDK is imported in its process only: imported here, every shard and
+# member forked after it would carry it (README, Performance).
+ADAPTERS = (CallStore, Mailer, "actors.payments.PaymentsActor", FollowersAdapter)
+# Each adapter is sent a no-op this often: one whose process died comes back as a dead letter,
+# even when Thespian missed its ChildActorExited (it can, for two children dying at once).
+ADAPTER_WATCH_S = 5
 PLACEMENT_RETRY_S = 0.2
 
 
@@ -39,6 +46,7 @@ class Directory(Actor):
         self.settings = None
         self.services = None
         self.adapters = None          # (store, mailer, payments, followers)
+        self.singletons = ()          # (payout scheduler, refunds actor), by global name
         self.shards = []              # index → address
         self.nodes = []               # member-hosting nodes present, in preference order (leader first)
         self.placement = {}           # shard index → node name
@@ -75,10 +83,17 @@ class Directory(Actor):
             self.adopt()
         elif isinstance(message, WakeupMessage) and message.payload == "save_placement":
             self.save_placement()
+        elif isinstance(message, WakeupMessage) and message.payload == "adapters" and not self.stopping:
+            for adapter in self.adapters:
+                self.send(adapter, Ping(0))
+            self.wakeupAfter(ADAPTER_WATCH_S, payload="adapters")
         elif isinstance(message, ActorExitRequest):
             self.stopping = True  # the node shuts down: its shards exit too; none start again
         elif isinstance(message, ChildActorExited) and message.childAddress in self.shards and not self.stopping:
             self.shard_died(message.childAddress)
+        elif (isinstance(message, ChildActorExited) and message.childAddress in (self.adapters or ())
+              and not self.stopping):
+            self.adapter_died(message.childAddress)
         elif isinstance(message, DeadEnvelope) and message.deadAddress in self.shards and not self.stopping:
             # Thespian can miss one of two children that die at once (its child list is pruned
             # without a ChildActorExited for the second: seen with two shards SIGKILLed
@@ -87,6 +102,9 @@ class Directory(Actor):
             # at each restart). A busy shard still accepts connections, so it never lands here.
             log.warning("a message to member shard %s found it dead", message.deadAddress)
             self.shard_died(message.deadAddress)
+        elif isinstance(message, DeadEnvelope) and message.deadAddress in (self.adapters or ()) and not self.stopping:
+            log.warning("a message to adapter %s found it dead", message.deadAddress)
+            self.adapter_died(message.deadAddress)
 
     def shard_died(self, address):
         """A shard's process died, with its members and the calls they host. On a node still
@@ -97,22 +115,40 @@ class Directory(Actor):
         self.restart_shards({index: node} if node in self.nodes else
                             placement.rehome({index: node}, node, self.nodes), recovered=True)
 
+    def adapter_died(self, address):
+        """An adapter's process died (killed, out of memory): a new one takes its place and picks
+        up from the database (the payments adapter its captures on the way, the mailer its
+        outbox); every shard, member and call uses it from now on, and each call asks it again
+        what the old one had not answered (Adopted, as after a new leader)."""
+        index = self.adapters.index(address)
+        log.error("adapter %s died; starting a new one", ADAPTERS[index])
+        adapters = list(self.adapters)
+        adapters[index] = self.createActor(ADAPTERS[index])
+        self.adapters = tuple(adapters)
+        self.send(self.adapters[index], Configured(self.settings))
+        if ADAPTERS[index] is Mailer:   # the payout scheduler and the refunds actor mail through it
+            for singleton in self.singletons:
+                self.send(singleton, MailerMoved(self.adapters[index]))
+        if self.services is not None:
+            self.services = Services(self.settings, list(self.shards), *self.adapters)
+            for shard in self.shards:
+                self.send(shard, Adopted(self.services, self.myAddress, self.token))
+
     def shard_list(self, req_id):
         return Shards(req_id, list(self.shards), self.settings.policy.bridge_heartbeat_s if self.settings else 0)
 
     def configure(self, settings, takeover=None):
         self.settings = settings
-        # By name, so the PayPal SDK is imported in the payments actor's process only: imported
-        # here, every shard and member forked after it would carry it (README, Performance).
-        store, mailer = self.createActor(CallStore), self.createActor(Mailer)
-        payments = self.createActor("actors.payments.PaymentsActor")
-        self.adapters = (store, mailer, payments, self.createActor(FollowersAdapter))
+        self.adapters = tuple(self.createActor(kind) for kind in ADAPTERS)
         for adapter in self.adapters:
             self.send(adapter, Configured(settings))
-        self.send(self.createActor(PayoutScheduler, globalName=leadership.global_name(PAYOUTS_NAME, self.token)),
-                  StartPayouts(settings, mailer, self.token))
-        self.send(self.createActor(RefundsActor, globalName=leadership.global_name(REFUNDS_NAME, self.token)),
-                  StartRefunds(settings, mailer, self.token))
+        self.wakeupAfter(ADAPTER_WATCH_S, payload="adapters")
+        mailer = self.adapters[1]
+        self.singletons = (
+            self.createActor(PayoutScheduler, globalName=leadership.global_name(PAYOUTS_NAME, self.token)),
+            self.createActor(RefundsActor, globalName=leadership.global_name(REFUNDS_NAME, self.token)))
+        self.send(self.singletons[0], StartPayouts(settings, mailer, self.token))
+        self.send(self.singletons[1], StartRefunds(settings, mailer, self.token))
         if settings.hosts_members:
             self.nodes.append(convention.node_name(settings))
         # The leader tells us of every node already in the convention, then of each change.

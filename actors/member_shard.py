@@ -318,13 +318,15 @@ class MemberShard(Actor):
     # Gateways --------------------------------------------------------------------------
 
     def adopted(self, message):
-        """The leader was lost; a new directory adopted this shard. Our members and calls share
-        this services object: they use the new adapters from now on, and each call asks again
-        what the old ones had not answered. The gateways we hear from are told where the
-        directory is now (they ask it for the shards each heartbeat)."""
+        """The leader was lost and a new directory adopted this shard, or an adapter died and the
+        directory started a new one. Our members and calls share this services object: they use
+        the new adapters from now on, and each call asks again what the old ones had not
+        answered. The gateways we hear from are told where the directory is now (they ask it
+        for the shards each heartbeat; the same directory changes nothing for them)."""
         for name in ("store", "mailer", "payments", "followers", "shards"):
             setattr(self.services, name, getattr(message.services, name))
-        log.warning("shard %d adopted by a new member directory (the leader was lost)", self.index)
+        log.warning("shard %d: new adapters from the member directory (a new leader, or an adapter restarted)",
+                    self.index)
         for session in list(self.sessions.values()):
             self.guarded_call(session, session.on_message, message)
         for call, _ in self.calls:  # call session processes hold their own copy

@@ -532,8 +532,9 @@ class SavePlacement:
 
 @dataclasses.dataclass
 class Adopted:
-    """New directory → a shard that survived its leader: the new adapters and shard list (work
-    they had not answered is asked again), and the directory the gateways must ask from now on."""
+    """New directory → a shard that survived its leader, or the directory → every shard when an
+    adapter died and a new one took its place: the new adapters and shard list (work they had
+    not answered is asked again), and the directory the gateways must ask from now on."""
     services: Any
     directory: Any
     token: int = None       # the new leader's lease: the global names of its singletons
@@ -544,3 +545,10 @@ class DirectoryMoved:
     """Shard → a gateway's bridge it hears heartbeats from: the member directory is this one now."""
     directory: Any
     token: int = None
+
+
+@dataclasses.dataclass
+class MailerMoved:
+    """Directory → the payout scheduler and the refunds actor: the mailer died and this one
+    took its place."""
+    mailer: Any

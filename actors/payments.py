@@ -23,8 +23,10 @@ marked; a crash between sending and marking sends that one mail again at the nex
 import dataclasses
 import datetime
 import logging
+import os
 import random
 import smtplib
+import socket
 import time
 
 import pymongo
@@ -123,17 +125,32 @@ class PaymentsActor(Actor):
         self.client = pymongo.MongoClient(s.database_url, tz_aware=True,
                                           serverSelectionTimeoutMS=int(DB_SELECTION_TIMEOUT_S * 1000))
         self.db = self.client[s.db_name]
+        # Which process pays, for operators (and a test that kills it).
+        self.retrying("say where the payments adapter runs", lambda: self.db.platform.update_one(
+            {"_id": "payments_adapter"}, {"$set": {"pid": os.getpid(), "host": socket.gethostname(),
+                                                   "started_at": utc_now()}}, upsert=True))
         self.resume()
 
     def resume(self):
-        """After a (re)start: carry on with every capture still on its way, send unsent mail."""
+        """After a (re)start: carry on with every capture still on its way, find out what PayPal
+        did with every capture asked whose answer never came (a process killed mid-capture),
+        send unsent mail."""
         self.retrying("index orders", lambda: self.db.orders.create_index("capture_state", sparse=True))
+        self.retrying("index unanswered", lambda: self.db.orders.create_index("capture_unanswered", sparse=True))
         self.retrying("index mails", lambda: self.db.money_mails.create_index("state"))
         for order in self.db.orders.find({"capture_state": {"$in": [PENDING, BOOKED, REFUNDING]}}, {"capture_state": 1}):
             if order["capture_state"] == PENDING:
                 self.later("follow", order["_id"], FOLLOW_FIRST_S)
             else:
                 self.settle(order["_id"])
+        # The mark outlives the answer (writing it off at each of the capture's outcomes would
+        # cost every capture a write): those with an outcome are cleared here, the rest read.
+        self.retrying("clear answered marks", lambda: self.db.orders.update_many(
+            {"capture_unanswered": True,
+             "$or": [{"capture_state": {"$exists": True}}, {"capture_id": {"$exists": True}}]},
+            {"$unset": {"capture_unanswered": ""}}))
+        for order in list(self.db.orders.find({"capture_unanswered": True}, {"_id": 1})):
+            self.find_capture(order["_id"], None)
         self.deliver()
 
     # Wakeups ----------------------------------------------------------------------------
@@ -199,6 +216,11 @@ class PaymentsActor(Actor):
         waiting = self.at_paypal.setdefault(request.order_id, [])
         waiting.append((request, call))
         if len(waiting) == 1:
+            # Stored before PayPal hears of it: if this process dies before the answer is acted
+            # on, the next one reads the order at PayPal (resume), whether or not a call is left.
+            self.retrying(f"mark {request.order_id} asked", lambda: self.db.orders.update_one(
+                {"_id": request.order_id, "capture_state": {"$exists": False}, "capture_unanswered": {"$ne": True}},
+                {"$set": {"capture_unanswered": True}}))
             self.ask_capture(request)
 
     def ask_capture(self, request):
@@ -269,6 +291,8 @@ class PaymentsActor(Actor):
             return
         if captured is None:
             log.info("order %s holds no capture: nothing was taken", order_id)
+            self.retrying(f"unmark {order_id}", lambda: self.db.orders.update_one(
+                {"_id": order_id}, {"$unset": {"capture_unanswered": ""}}))
             return
         log.info("order %s was captured (%s, %s) though its answer was lost", order_id, captured["capture_id"],
                  captured["status"])

@@ -15,7 +15,7 @@ import pymongo
 from thespian.actors import Actor, WakeupMessage
 
 from actors import convention, leadership, ledger, ledger_store, payout_calendar, payout_rules
-from actors.messages import SendMail
+from actors.messages import MailerMoved, SendMail
 from interkanect import mail
 from interkanect.db import object_id
 
@@ -74,6 +74,8 @@ class PayoutScheduler(Actor):
             self.start(message, now)
         elif isinstance(message, RunPayout):
             self.send(sender, self.run_asked(message.instant, now))
+        elif isinstance(message, MailerMoved):
+            self.mailer = message.mailer
         elif isinstance(message, WakeupMessage) and isinstance(message.payload, tuple):
             if message.payload[0] == "payout":
                 self.payout_due(*message.payload[1:], now)

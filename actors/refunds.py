@@ -17,7 +17,7 @@ import pymongo
 from thespian.actors import Actor, WakeupMessage
 
 from actors import convention, leadership, ledger, ledger_store, refund_rules
-from actors.messages import SendMail
+from actors.messages import MailerMoved, SendMail
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class RefundsActor(Actor):
             self.start(message)
         elif isinstance(message, SettleRefund):
             self.send(sender, self.settle_asked(message))
+        elif isinstance(message, MailerMoved):
+            self.mailer = message.mailer
         elif isinstance(message, WakeupMessage) and message.payload == ("sweep", self.sweep_token):
             self.sweep_at = None
             self.sweep()

@@ -4,7 +4,9 @@ however often PayPal tells us, one order, one capture, one ledger transaction, o
 call, one set of mails."""
 import asyncio
 import json
+import os
 import secrets
+import signal
 import urllib.request
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -349,3 +351,37 @@ def test_a_refund_told_before_its_capture_is_booked_is_answered_503_and_booked_o
 
 def deliveries(system, event_type):
     return control(system, f"/emulator/webhooks?event_type={event_type}")["deliveries"]
+
+
+def test_a_payments_adapter_killed_before_a_capture_answer_is_replaced_and_the_next_finds_and_refunds_it(
+        system_with):
+    system = system_with(paypal_backoff_s=0.01, payment_window_s=3)
+    db = system.db
+
+    async def scenario():
+        put_webhook_url(system, "")   # no webhook to ask again: only the payments adapter can find out
+        call = await Call.answered(system, "Late Host", "Killed Adapter")
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        order_id = ready["payment"]["order_id"]
+        faults = [arm(system, {"kind": "lost_response", "path": "/v2/checkout/orders/*/capture", "method": "POST",
+                               "count": 1000}),
+                  arm(system, {"kind": "error", "path": f"/v2/checkout/orders/{order_id}", "method": "GET",
+                               "status": 503, "count": 1000})]
+        approve_on_paypal(ready["payment"]["approve_url"])
+        await eventually(lambda: deliveries(system, "PAYMENT.CAPTURE.COMPLETED"), "PayPal's capture")
+        assert db.orders.find_one({"_id": order_id})["capture_unanswered"] is True
+        ended = await call.caller_page.expect("call_state", state="ended", timeout_s=10)
+        assert ended["end_reason"] == "payment_timeout"
+        # Then the process that asked dies, PayPal's answer still unknown to us, and no call is
+        # left to ask again: the host's shard (where the ended session lingers a moment) dies too.
+        os.kill(db.calls.find_one({"_id": call.id})["shard_pid"], signal.SIGKILL)
+        first = db.platform.find_one({"_id": "payments_adapter"})["pid"]
+        os.kill(first, signal.SIGKILL)
+        for fault in faults:   # PayPal answers again: the new adapter reads the order it marked
+            urllib.request.urlopen(urllib.request.Request(
+                f"{system.settings.paypal_url}/emulator/faults/{fault['id']}", method="DELETE"), timeout=5).close()
+        await eventually(lambda: db.platform.find_one({"_id": "payments_adapter"})["pid"] != first,
+                         "a new payments adapter", timeout_s=15)
+        await assert_refunded_once(system, call)
+    run(scenario())
