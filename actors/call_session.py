@@ -92,6 +92,9 @@ class CallSession:
             if self.services is not None:
                 self.services.shards = message.addresses
         elif isinstance(message, Adopted):
+            if self.services is not None:   # a session process's own copy (in a shard: shared, set already)
+                for name in ("store", "mailer", "payments", "followers", "shards"):
+                    setattr(self.services, name, getattr(message.services, name))
             self.services_moved()
         elif self.call is None:
             if isinstance(message, (CallFrame, MemberBack)):

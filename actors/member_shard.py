@@ -330,7 +330,7 @@ class MemberShard(Actor):
         for session in list(self.sessions.values()):
             self.guarded_call(session, session.on_message, message)
         for call, _ in self.calls:  # call session processes hold their own copy
-            self.send(call, ShardsMoved(list(self.services.shards)))
+            self.send(call, message)
         for bridge in self.bridges.last_seen_s if self.bridges else ():
             self.send(bridge.address, DirectoryMoved(message.directory, message.token))
 

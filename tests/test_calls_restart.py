@@ -10,7 +10,9 @@ import pytest
 from actors.messages import PaymentCaptured
 from interkanect import processes
 from tests.conftest import run, start_system, tell_call
+from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module", params=["shard", "process"])
@@ -122,4 +124,22 @@ def test_two_killed_shards_bring_back_every_live_call_they_hosted_once(system):
                 assert len(restores) == (1 if call in hit else 0), (call.id, restores)
                 signals = [f for f in page.received if f["type"] == "signal"]
                 assert len(signals) == (1 if page is call.caller_page else 0)
+    run(scenario())
+
+
+def test_a_killed_payments_adapter_is_replaced_and_a_call_waiting_for_its_payment_pays_through_the_new_one(system):
+    """Hosted either way, a call awaiting payment uses the adapter that replaced a killed one."""
+    async def scenario():
+        call = await Call.answered(system)
+        await call.agree(1500, 600)
+        ready = await call.caller_page.expect("call_state", event="payment_ready")
+        first = system.db.platform.find_one({"_id": "payments_adapter"})["pid"]
+        os.kill(first, signal.SIGKILL)
+        await eventually(lambda: system.db.platform.find_one({"_id": "payments_adapter"})["pid"] != first,
+                         "a new payments adapter", timeout_s=15)
+        approve_on_paypal(ready["payment"]["approve_url"])
+        await call.host_page.expect("call_state", state="running", event="payment_captured", timeout_s=15)
+        assert system.db.ledger.count_documents({"call_id": call.id}) == 1
+        await call.host_page.request("hang_up", call_id=call.id)
+        await call.caller_page.expect("call_state", state="ended")
     run(scenario())
