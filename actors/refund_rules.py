@@ -62,6 +62,10 @@ REFUND_NOT_DONE = ("FAILED", "CANCELLED")
 FULLY_REFUNDED = "CAPTURE_FULLY_REFUNDED"
 # PayPal's refusal of a refund for more than is left of its capture.
 AMOUNT_EXCEEDED = "REFUND_AMOUNT_EXCEEDED"
+# PayPal's refusals that pass: a dispute open on the capture, another refund not booked here yet.
+# Any other 4xx (REFUND_TIME_LIMIT_EXCEEDED, PERMISSION_DENIED, …) is final: it counts as a refund
+# not done, so past the allowance operators are told instead of it being asked daily forever.
+REFUSALS_THAT_PASS = ("TRANSACTION_DISPUTED", AMOUNT_EXCEEDED)
 # What Settlement.refund answers for a capture that waits for an operator.
 STUCK = "stuck"
 
@@ -228,6 +232,12 @@ def totals(items):
             "refund_cents": sum(item["refund_cents"] for item in items)}
 
 
+def final_refusal(error, issue):
+    """PayPal said no for good (a 4xx other than those that pass), as opposed to not answering."""
+    status = getattr(error, "status", None)
+    return isinstance(status, int) and 400 <= status < 500 and status != 429 and issue not in REFUSALS_THAT_PASS
+
+
 def retry_delay_s(attempts, base_s):
     return min(MAX_RETRY_S, base_s * 2 ** max(0, attempts - 1))
 
@@ -339,7 +349,7 @@ def stuck_mail(document, item, failed):
             f"PayPal did not complete the refund of capture {item['capture_id']} "
             f"({dollars(item['refund_cents'])}) for refund request {document['_id']} on call "
             f"{document['call_id']} ({document['caller']['name']} ← {document['host']['name']}): "
-            f"{', '.join(f['refund_id'] + ' ' + f['status'] for f in item.get('failed_refunds', []))}.\n\n"
+            f"{', '.join((f['refund_id'] or 'refund') + ' ' + f['status'] for f in item.get('failed_refunds', []))}.\n\n"
             f"Nothing was taken from the host's earnings for it. Look at the caller's payment on PayPal, then ask "
             f"for the refund again from the review queue (Retry), or refund it on PayPal's dashboard.")
 
@@ -421,6 +431,8 @@ class Settlement:
                 return None
             if issue == AMOUNT_EXCEEDED and (replanned := self.replanned(document, index, item)) is not None:
                 return self.refund(document, index, replanned, now, read_now)
+            if final_refusal(error, issue):
+                return self.not_done(document, index, item, None, f"REFUSED {issue}", now)
             attempts = item.get("attempts", 0) + 1
             retry_at = now + datetime.timedelta(seconds=retry_delay_s(attempts, self.retry_s))
             self.store.refund_failed(document["_id"], index, attempts, retry_at, f"{issue}: {error}"[:500])
@@ -461,8 +473,9 @@ class Settlement:
         return dict(item, **fields)
 
     def not_done(self, document, index, item, refund_id, status, now):
-        """PayPal failed or cancelled this refund: nothing was booked for it, so nothing is
-        reversed. Asked again as a new refund, or, past the allowance, handed to operators."""
+        """PayPal failed or cancelled this refund (or refused it for good: `refund_id` None):
+        nothing was booked for it, so nothing is reversed. Asked again as a new refund, or, past
+        the allowance, handed to operators."""
         failed = item.get("failed_refunds", []) + [{"refund_id": refund_id, "status": status}]
         allowed = item.get("refunds_allowed") or self.attempts_max
         escalated = len(failed) >= allowed

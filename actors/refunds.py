@@ -187,7 +187,8 @@ class MongoRefundStore:
                      f"plan.{index}.request_id": next_request_id, f"plan.{index}.retry_at": None,
                      f"plan.{index}.attempts": 0, f"plan.{index}.escalated": escalated,
                      f"plan.{index}.operators_told": not escalated,
-                     f"plan.{index}.error": f"PayPal's refund {failure['refund_id']} is {failure['status']}"}})
+                     f"plan.{index}.error": f"PayPal's refund {failure['refund_id']} is {failure['status']}"
+                     if failure["refund_id"] else f"PayPal {failure['status']}"}})
 
     def operators_told(self, request_id, index):
         self._set(request_id, {f"plan.{index}.operators_told": True})

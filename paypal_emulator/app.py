@@ -18,7 +18,7 @@ from paypal_emulator.delivery import WebhookSender
 from paypal_emulator.disputes import Disputes
 from paypal_emulator.events import Event, timestamp
 from paypal_emulator.errors import (ORDERS_API, PAYMENTS_API, PayoutsError, PayPalError, authentication_failure,
-                                    internal, invalid)
+                                    internal, invalid, unprocessable)
 from paypal_emulator.faults import FaultError, Faults
 from paypal_emulator.idempotency import RequestIds
 from paypal_emulator.links import Urls
@@ -275,6 +275,9 @@ class ApiHandler(BaseHandler):
         fault = faults.take("error", method, path)
         if fault:
             raise internal(fault.status, self.api)
+        fault = faults.take("refusal", method, path)
+        if fault:
+            raise unprocessable(fault.issue, api=self.api)
         fault = faults.take("timeout", method, path)
         if fault and fault.commit:
             self.answer_delay_s = fault.delay_s  # done at once, answered late

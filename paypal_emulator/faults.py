@@ -8,7 +8,7 @@ import itertools
 from paypal_emulator.money import AmountError, parse_cents
 
 # Kinds that match HTTP requests by path (a glob: /v2/checkout/orders/*/capture) and method.
-REQUEST_KINDS = ("error", "timeout", "lost_response")
+REQUEST_KINDS = ("error", "timeout", "lost_response", "refusal")
 KINDS = REQUEST_KINDS + ("capture_outcome", "capture_mismatch", "sale_mismatch", "refund_outcome",
                          "payout_item_outcome", "webhook_duplicate", "webhook_out_of_order")
 # What a capture or a subscription's sale is for instead of what was agreed.
@@ -40,6 +40,8 @@ class Fault:
     # timeout: after the hang, perform the request (True) or close the connection untouched.
     commit: bool = True
     outcome: str = None
+    # refusal: the 422 UNPROCESSABLE_ENTITY issue PayPal answers instead (e.g. PERMISSION_DENIED).
+    issue: str = None
     hold_s: float = DEFAULT_HOLD_S
     settle_s: float = DEFAULT_REFUND_SETTLE_S
     # capture_mismatch / sale_mismatch: what the next capture (instead of its order's) or
@@ -59,7 +61,8 @@ class Fault:
                   "lost_response": ("path", "method"), "capture_outcome": ("outcome",),
                   "refund_outcome": ("outcome", "settle_s"), "capture_mismatch": ("amount_cents", "currency"),
                   "sale_mismatch": ("amount_cents", "currency"),
-                  "payout_item_outcome": ("outcome",), "webhook_out_of_order": ("hold_s",)}.get(self.kind, ())
+                  "payout_item_outcome": ("outcome",), "webhook_out_of_order": ("hold_s",),
+                  "refusal": ("path", "method", "issue")}.get(self.kind, ())
         shown = {"id": self.id, "kind": self.kind, "remaining": self.remaining}
         shown.update({name: getattr(self, name) for name in fields if getattr(self, name) is not None})
         return shown
@@ -84,6 +87,10 @@ def parse_fault(spec, fault_id):
         fault.status = spec.get("status", 500)
         if fault.status not in ERROR_STATUSES:
             raise FaultError(f"status must be one of {', '.join(map(str, ERROR_STATUSES))}")
+    if kind == "refusal":
+        fault.issue = _text(spec, "issue", required=True)
+        if not fault.issue.replace("_", "").isalnum() or not fault.issue.isupper():
+            raise FaultError("issue must be PayPal's word in capitals, such as PERMISSION_DENIED")
     if kind == "timeout":
         fault.delay_s = _seconds(spec, "delay_s", required=True)
         fault.commit = spec.get("commit", True)

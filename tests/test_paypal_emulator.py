@@ -779,6 +779,22 @@ def test_fault_refund_pending_then_completed_failed_or_cancelled(sdk, emulator, 
     assert status == 400 and "outcome" in body["error"]["message"]
 
 
+def test_fault_refusal_answers_paypals_422_with_the_issue_and_does_nothing(sdk, emulator):
+    _, payment = captured(sdk)
+    path = f"/v2/payments/captures/{payment.id}/refund"
+    shown = emulator.fault(kind="refusal", path="/v2/payments/captures/*/refund", method="POST",
+                           issue="PERMISSION_DENIED")
+    assert shown["issue"] == "PERMISSION_DENIED" and shown["path"] == "/v2/payments/captures/*/refund"
+    status, body = emulator.api("POST", path, {})
+    assert status == 422 and body["name"] == "UNPROCESSABLE_ENTITY"
+    assert body["details"][0]["issue"] == "PERMISSION_DENIED"
+    status, refund = emulator.api("POST", path, {})   # the fault is spent; nothing was refunded before
+    assert status == 201 and refund["status"] == "COMPLETED"
+    for spec in ({"kind": "refusal", "path": path}, {"kind": "refusal", "path": path, "issue": "not a word"}):
+        status, body = emulator.control("POST", "/faults", spec)
+        assert status == 400 and "issue" in body["error"]["message"]
+
+
 def test_fault_webhooks_duplicated(sdk, emulator, receiver):
     emulator.fault(kind="webhook_duplicate")
     order = approved_order(sdk)

@@ -131,6 +131,30 @@ def test_refunds_paypal_fails_too_often_go_to_operators_who_ask_again(lifecycle_
     run(scenario())
 
 
+def test_a_refund_paypal_refuses_for_good_goes_to_operators_after_the_allowance(lifecycle_system):
+    system, db = lifecycle_system, lifecycle_system.db
+
+    async def scenario():
+        call = await paid_call(system, [1800])
+        olga = await operator(system, "Rex Refused")
+        arm(system, {"kind": "refusal", "path": "/v2/payments/captures/*/refund", "method": "POST",
+                     "issue": "PERMISSION_DENIED", "count": 3})
+        view = await asked_and_approved(system, call, olga)
+        wait_for(lambda: "A refund needs you: PayPal failed it 3 times" in mail_subjects(db, olga), "the operators told",
+                 timeout_s=15)
+        item = item_of(db, view["id"])
+        assert item["escalated"] and [f["status"] for f in item["failed_refunds"]] == ["REFUSED PERMISSION_DENIED"] * 3
+        assert item["error"] == "PayPal REFUSED PERMISSION_DENIED"
+        assert refunds_of(db, call.id) == [] and host_balances(db, call.host.id)[0] == net(1800)
+        assert len([r for r in requests_to(system, f"/v2/payments/captures/{item['capture_id']}/refund")
+                    if r["method"] == "POST"]) == 3   # asked three times, not daily forever
+        again = await olga.request("POST", f"/api/refunds/{view['id']}/retry", {})
+        assert again.code == 200, again.body
+        wait_for(lambda: db.refund_requests.find_one({"_id": view["id"], "state": "refunded"}), "refunded", timeout_s=15)
+        assert len(refunds_of(db, call.id)) == 1
+    run(scenario())
+
+
 def test_a_refund_plan_leaves_out_what_was_refunded_on_paypal_already(lifecycle_system):
     system, db = lifecycle_system, lifecycle_system.db
 

@@ -371,3 +371,61 @@ def test_a_plan_leaves_out_what_was_refunded_already_and_captures_refunded_whole
     items = refund_rules.plan("r1", payments)
     assert [(item["capture_id"], item["refund_cents"], item["refunded_cents"]) for item in items] == [
         ("CAP1", 1399 - 500, 500)]
+
+
+class Refusal(Exception):
+    """PayPal's 4xx, as interkanect.paypal's PayPalError carries it."""
+
+    def __init__(self, issue, status=422):
+        super().__init__(f"HTTP {status} {issue}")
+        self.issue, self.status = issue, status
+
+
+class RefusingPayPal(MemoryPayPal):
+    def __init__(self, issue, times):
+        super().__init__()
+        self.issue, self.times = issue, times
+
+    def refund_capture(self, capture_id, request_id, amount_cents, note_to_payer):
+        if self.times:
+            self.times -= 1
+            raise Refusal(self.issue)
+        return super().refund_capture(capture_id, request_id, amount_cents, note_to_payer)
+
+
+def approved_request(transactions, paypal, mail):
+    payments = refund_rules.call_payments(transactions)
+    document = refund_rules.new_request("r1", call(), "no show", payments, ENDED, 7)
+    document.update(refund_rules.decision_fields("approve", "", None, payments, "r1", ENDED))
+    store = MemoryStore(document, Ledger(transactions))
+    return store, Settlement(store, paypal, lambda *m: mail.append(m), retry_s=60, attempts_max=3)
+
+
+def test_a_refund_paypal_refuses_for_good_goes_to_operators_after_the_allowance_not_daily_forever():
+    mail = []
+    store, settlement = approved_request([booked(1500, "CAP1")], RefusingPayPal("REFUND_TIME_LIMIT_EXCEEDED", 99), mail)
+    now = ENDED
+    for _ in range(5):
+        settlement.settle("r1", now)
+        now += datetime.timedelta(days=1)
+    item = store.documents["r1"]["plan"][0]
+    assert item["escalated"] and [f["status"] for f in item["failed_refunds"]] == [
+        "REFUSED REFUND_TIME_LIMIT_EXCEEDED"] * 3
+    assert [m[1] for m in mail] == ["A refund needs you: PayPal failed it 3 times"]
+    assert "refund REFUSED REFUND_TIME_LIMIT_EXCEEDED" in mail[0][2]
+    assert store.documents["r1"]["state"] == "open" and not store.ledger.transactions[1:]
+
+
+@pytest.mark.parametrize("issue", ["TRANSACTION_DISPUTED", refund_rules.AMOUNT_EXCEEDED])
+def test_a_refusal_that_passes_is_retried_with_backoff_and_never_escalated(issue):
+    mail = []
+    paypal = RefusingPayPal(issue, 6)
+    store, settlement = approved_request([booked(1500, "CAP1")], paypal, mail)
+    now = ENDED
+    for _ in range(8):
+        settlement.settle("r1", now)
+        now += datetime.timedelta(days=1)
+    item = store.documents["r1"]["plan"][0]
+    assert not item.get("escalated") and item["failed_refunds"] == []
+    assert not [m for m in mail if m[1].startswith("A refund needs you")]
+    assert store.documents["r1"]["state"] == "refunded" and paypal.refunds == [("CAP1", 1399)]
