@@ -1,5 +1,6 @@
 """Accounts under abuse, through the real path (HTTP client → gateway → database; the pages in
-Chromium): guesses at once, a slowed-down but never locked-out owner, clients behind a trusted
+Chromium; the throttling tests against the gateway's application served in this process, with
+no actor node: tests/inprocess.py): guesses at once, a slowed-down but never locked-out owner, clients behind a trusted
 proxy, sign-up and reset floods, sign-up probing for registered emails, and the payout email
 changed with a stolen session (issue 13, "Accounts")."""
 import asyncio
@@ -12,6 +13,7 @@ from tornado.httpclient import AsyncHTTPClient
 from gateway.throttle import address_key, client_address, slowdown_s, trusted_networks
 from tests.client import PASSWORD, Member
 from tests.conftest import run
+from tests.inprocess import http_system_with  # noqa: F401 (a fixture)
 from tests.test_accounts import outbox_mails
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
@@ -49,8 +51,8 @@ def retry_after_s(answer):
 
 # Log-in: guesses at once, and the owner slowed down, not locked out -------------------------
 
-def test_forty_guesses_at_once_check_no_more_passwords_than_the_accounts_limit(system_with):
-    system = system_with(login_failures_per_account=5, login_failures_per_address=100,
+def test_forty_guesses_at_once_check_no_more_passwords_than_the_accounts_limit(http_system_with):
+    system = http_system_with(login_failures_per_account=5, login_failures_per_address=100,
                          login_slowdown_s=30, login_slowdown_max_s=60)
 
     async def scenario():
@@ -73,8 +75,8 @@ def test_forty_guesses_at_once_check_no_more_passwords_than_the_accounts_limit(s
     run(scenario())
 
 
-def test_past_the_accounts_failures_the_owner_waits_a_growing_delay_then_logs_in(system_with):
-    system = system_with(login_failures_per_account=3, login_slowdown_s=1, login_slowdown_max_s=2)
+def test_past_the_accounts_failures_the_owner_waits_a_growing_delay_then_logs_in(http_system_with):
+    system = http_system_with(login_failures_per_account=3, login_slowdown_s=1, login_slowdown_max_s=2)
 
     async def scenario():
         owner = await Member(system.url).sign_up("Slowed Down")
@@ -99,8 +101,8 @@ def test_past_the_accounts_failures_the_owner_waits_a_growing_delay_then_logs_in
     run(scenario())
 
 
-def test_an_address_past_its_failures_is_refused_until_the_window_ends_even_with_the_right_password(system_with):
-    system = system_with(login_failures_per_address=4, login_window_s=600)
+def test_an_address_past_its_failures_is_refused_until_the_window_ends_even_with_the_right_password(http_system_with):
+    system = http_system_with(login_failures_per_address=4, login_window_s=600)
 
     async def scenario():
         AsyncHTTPClient(max_clients=64)
@@ -142,8 +144,8 @@ def test_the_slow_down_doubles_from_the_first_wait_up_to_the_most():
     assert slowdown_s(10_000, 1, 60) == 60
 
 
-def test_without_trusted_proxies_x_forwarded_for_is_ignored_so_it_cannot_buy_fresh_limits(system_with):
-    system = system_with(login_failures_per_address=3)
+def test_without_trusted_proxies_x_forwarded_for_is_ignored_so_it_cannot_buy_fresh_limits(http_system_with):
+    system = http_system_with(login_failures_per_address=3)
 
     async def scenario():
         owner = await Member(system.url).sign_up("Behind Nothing")
@@ -156,6 +158,7 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored_so_it_cannot_buy_fre
 
 
 def test_behind_a_trusted_proxy_each_client_counts_by_its_forwarded_address(system_with):
+    # A gateway process: its access log is read below.
     system = system_with(login_failures_per_address=3, trusted_proxies=PROXY)
 
     async def scenario():
@@ -177,8 +180,8 @@ def test_behind_a_trusted_proxy_each_client_counts_by_its_forwarded_address(syst
 
 # Sign-up and reset requests ------------------------------------------------------------------
 
-def test_sign_ups_are_limited_per_address_and_per_email(system_with):
-    system = system_with(signups_per_address=3, signups_per_email=2, trusted_proxies=PROXY)
+def test_sign_ups_are_limited_per_address_and_per_email(http_system_with):
+    system = http_system_with(signups_per_address=3, signups_per_email=2, trusted_proxies=PROXY)
 
     async def scenario():
         crowd = behind_proxy("203.0.113.50")
@@ -199,8 +202,8 @@ def test_sign_ups_are_limited_per_address_and_per_email(system_with):
     run(scenario())
 
 
-def test_reset_requests_are_limited_per_address_and_per_email_alike_for_registered_or_not(system_with):
-    system = system_with(reset_requests_per_address=4, reset_requests_per_email=2, trusted_proxies=PROXY)
+def test_reset_requests_are_limited_per_address_and_per_email_alike_for_registered_or_not(http_system_with):
+    system = http_system_with(reset_requests_per_address=4, reset_requests_per_email=2, trusted_proxies=PROXY)
 
     async def scenario():
         member = await Member(system.url).sign_up("Reset Bombed")
@@ -242,8 +245,8 @@ def test_sign_up_with_a_registered_email_answers_as_a_new_one_and_mails_the_owne
 
 # The payout email and a stolen session ---------------------------------------------------------
 
-def test_a_stolen_session_cannot_guess_the_password_through_the_payout_email(system_with):
-    system = system_with(login_failures_per_account=2, login_slowdown_s=60)
+def test_a_stolen_session_cannot_guess_the_password_through_the_payout_email(http_system_with):
+    system = http_system_with(login_failures_per_account=2, login_slowdown_s=60)
 
     async def scenario():
         member = await Member(system.url).sign_up("Session Stolen")

@@ -1,6 +1,7 @@
 """Accounts through the real path (HTTP client → gateway → database): sign up, log in and
 out, the session cookie, XSRF, log-in throttling, and password reset by a one-time token
-mailed to the outbox (no SMTP configured) or over SMTP (aiosmtpd on loopback)."""
+mailed to the outbox (no SMTP configured) or over SMTP (aiosmtpd on loopback). Tests that need
+their own policy serve the gateway's application in this process (tests/inprocess.py)."""
 import asyncio
 import email
 import hashlib
@@ -16,6 +17,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from tests.client import PASSWORD, Member
 from tests.conftest import free_port, run
+from tests.inprocess import http_system_with  # noqa: F401 (a fixture)
 from tests.waiting import wait_for
 
 NEW_PASSWORD = "a whole new passphrase"
@@ -229,8 +231,8 @@ def test_every_state_changing_request_without_the_xsrf_token_is_refused_and_chan
 THROTTLE = dict(login_failures_per_account=3, login_failures_per_address=5, login_slowdown_s=60)
 
 
-def test_log_in_is_slowed_down_per_account_until_a_password_reset(system_with):
-    system = system_with(**THROTTLE)
+def test_log_in_is_slowed_down_per_account_until_a_password_reset(http_system_with):
+    system = http_system_with(**THROTTLE)
 
     async def scenario():
         member = await Member(system.url).sign_up()
@@ -252,8 +254,8 @@ def test_log_in_is_slowed_down_per_account_until_a_password_reset(system_with):
     run(scenario())
 
 
-def test_log_in_is_throttled_per_address(system_with):
-    system = system_with(**THROTTLE)
+def test_log_in_is_throttled_per_address(http_system_with):
+    system = http_system_with(**THROTTLE)
 
     async def scenario():
         member = await Member(system.url).sign_up()
@@ -382,7 +384,7 @@ def smtp_server():
 
 
 def test_password_reset_over_smtp_mails_the_link_and_no_password(system_with, smtp_server):
-    system = system_with(smtp_host="127.0.0.1", smtp_port=smtp_server.port)
+    system = system_with(smtp_host="127.0.0.1", smtp_port=smtp_server.port)   # a process: its log is read
     handler = smtp_server.handler
 
     async def scenario():
