@@ -17,7 +17,7 @@ from actors import (actor_transport, convention, leadership, lifelines, node_met
                     transport_tuning)
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.messages import Configure, Shards
-from interkanect import processes
+from interkanect import logs, processes
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def start(settings, stop):
             leader = leadership.current(db).admin
             log.warning("node %s joins %s:%d, which holds the leader's lease", convention.node_name(settings), *leader)
     system = ActorSystem("multiprocTCPBase", capabilities=convention.capabilities(settings, leader),
-                         transientUnique=True)
+                         logDefs=logs.actor_log_config(settings.log_level), transientUnique=True)
     keeper = LeaseKeeper(settings, system, db, lease, leader or (convention.parse_join(settings.join)
                                                                  if settings.join else None), stop)
     threading.Thread(target=keeper.run, name="lease-keeper", daemon=True).start()

@@ -2,7 +2,6 @@
 import argparse
 import asyncio
 import json
-import logging
 import os
 import shutil
 import signal
@@ -12,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from interkanect import config, processes
+from interkanect import config, logs, processes
 
 
 def serve(settings, args):
@@ -456,7 +455,7 @@ def main(argv=None):
     from actors.fees import check_policy
     check_policy(settings.policy)
     processes.raise_open_file_limit()  # children (node, gateway) inherit it
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logs.configure(settings.log_level)
     return args.run(settings, args) or 0
 
 
