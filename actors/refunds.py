@@ -179,7 +179,7 @@ class MongoRefundStore:
         self._set(request_id, {f"plan.{index}.refund_status": status, f"plan.{index}.retry_at": poll_at})
 
     def refund_not_done(self, request_id, index, failure, next_request_id, escalated):
-        log.warning("refund %s of request %s (capture %d) is %s%s", failure["refund_id"], request_id, index,
+        log.warning("refund %s of request %s (capture %d) is %s%s", failure["refund_id"] or "asked", request_id, index,
                     failure["status"], "; operators are told" if escalated else "; asking PayPal again")
         self.db.refund_requests.update_one({"_id": request_id}, {
             "$push": {f"plan.{index}.failed_refunds": failure},
