@@ -8,6 +8,8 @@ and a call session hears `CallSaved` only once its change is really stored (it a
 import datetime
 import itertools
 import logging
+import os
+import socket
 
 import pymongo
 from bson import Binary
@@ -37,6 +39,14 @@ class Configured:
         self.settings = settings
 
 
+def say_where_running(db, adapter):
+    """Which process runs this adapter (`platform`, `_id: adapter:<class>`): for operators
+    reading the logs (docs/operating.md) and for the tests that kill it."""
+    db.platform.update_one({"_id": f"adapter:{type(adapter).__name__}"}, {"$set": {
+        "pid": os.getpid(), "host": socket.gethostname(),
+        "started_at": datetime.datetime.now(datetime.timezone.utc)}}, upsert=True)
+
+
 class WaitsForDatabase(Actor):
     """An adapter whose work survives the database going away: each piece of work is kept,
     in order, until it is done; the first one that finds the database down stops the round
@@ -56,6 +66,10 @@ class WaitsForDatabase(Actor):
             self.settings = message.settings
             s = self.settings
             self.db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
+            try:
+                say_where_running(self.db, self)
+            except pymongo.errors.PyMongoError as error:  # only a note for people: never worth waiting for
+                log.warning("%s could not say where it runs: %s", type(self).__name__, error)
             self.run()
         elif isinstance(message, WakeupMessage) and message.payload == "retry":
             self.waiting = False

@@ -23,10 +23,8 @@ marked; a crash between sending and marking sends that one mail again at the nex
 import dataclasses
 import datetime
 import logging
-import os
 import random
 import smtplib
-import socket
 import time
 
 import pymongo
@@ -35,7 +33,7 @@ from thespian.actors import Actor, WakeupMessage
 
 from actors import capture_rules as rules, fees, ledger, ledger_store, receipts
 from actors.capture_rules import BOOKED, DECLINED, PENDING, REFUND_REFUSED, REFUNDED, REFUNDING, USED
-from actors.adapters import Configured
+from actors.adapters import Configured, say_where_running
 from actors.capture_pool import CapturePool
 from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCaptured, PaymentFailed,
                              RefundLateCapture, TipCaptured, TipFailed, ToCall)
@@ -125,10 +123,7 @@ class PaymentsActor(Actor):
         self.client = pymongo.MongoClient(s.database_url, tz_aware=True,
                                           serverSelectionTimeoutMS=int(DB_SELECTION_TIMEOUT_S * 1000))
         self.db = self.client[s.db_name]
-        # Which process pays, for operators (and a test that kills it).
-        self.retrying("say where the payments adapter runs", lambda: self.db.platform.update_one(
-            {"_id": "payments_adapter"}, {"$set": {"pid": os.getpid(), "host": socket.gethostname(),
-                                                   "started_at": utc_now()}}, upsert=True))
+        self.retrying("say where the payments adapter runs", lambda: say_where_running(self.db, self))
         self.resume()
 
     def resume(self):

@@ -133,9 +133,9 @@ def test_a_killed_payments_adapter_is_replaced_and_a_call_waiting_for_its_paymen
         call = await Call.answered(system)
         await call.agree(1500, 600)
         ready = await call.caller_page.expect("call_state", event="payment_ready")
-        first = system.db.platform.find_one({"_id": "payments_adapter"})["pid"]
+        first = system.db.platform.find_one({"_id": "adapter:PaymentsActor"})["pid"]
         os.kill(first, signal.SIGKILL)
-        await eventually(lambda: system.db.platform.find_one({"_id": "payments_adapter"})["pid"] != first,
+        await eventually(lambda: system.db.platform.find_one({"_id": "adapter:PaymentsActor"})["pid"] != first,
                          "a new payments adapter", timeout_s=15)
         approve_on_paypal(ready["payment"]["approve_url"])
         await call.host_page.expect("call_state", state="running", event="payment_captured", timeout_s=15)

@@ -376,12 +376,12 @@ def test_a_payments_adapter_killed_before_a_capture_answer_is_replaced_and_the_n
         # Then the process that asked dies, PayPal's answer still unknown to us, and no call is
         # left to ask again: the host's shard (where the ended session lingers a moment) dies too.
         os.kill(db.calls.find_one({"_id": call.id})["shard_pid"], signal.SIGKILL)
-        first = db.platform.find_one({"_id": "payments_adapter"})["pid"]
+        first = db.platform.find_one({"_id": "adapter:PaymentsActor"})["pid"]
         os.kill(first, signal.SIGKILL)
         for fault in faults:   # PayPal answers again: the new adapter reads the order it marked
             urllib.request.urlopen(urllib.request.Request(
                 f"{system.settings.paypal_url}/emulator/faults/{fault['id']}", method="DELETE"), timeout=5).close()
-        await eventually(lambda: db.platform.find_one({"_id": "payments_adapter"})["pid"] != first,
+        await eventually(lambda: db.platform.find_one({"_id": "adapter:PaymentsActor"})["pid"] != first,
                          "a new payments adapter", timeout_s=15)
         await assert_refunded_once(system, call)
     run(scenario())

@@ -6,6 +6,9 @@ and ask again by hand; a plan leaves out what was refunded already on PayPal's s
 
 The system polls a PENDING refund only hourly (the policy's default), so a refund settling
 here within seconds was settled by its webhook."""
+import os
+import signal
+
 import pytest
 
 from actors import ledger
@@ -15,7 +18,7 @@ from tests.test_late_capture import arm, control
 from tests.test_money_faults import requests_to
 from tests.test_payouts import paypal_api
 from tests.test_refunds import PAID_LENGTH_S, approve, mail_subjects, net, operator, paid_call, refunds_of
-from tests.waiting import wait_for
+from tests.waiting import eventually, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +155,24 @@ def test_a_refund_paypal_refuses_for_good_goes_to_operators_after_the_allowance(
         assert again.code == 200, again.body
         wait_for(lambda: db.refund_requests.find_one({"_id": view["id"], "state": "refunded"}), "refunded", timeout_s=15)
         assert len(refunds_of(db, call.id)) == 1
+    run(scenario())
+
+
+def test_a_killed_mailer_is_replaced_and_the_refunds_actor_mails_its_decisions_through_the_new_one(lifecycle_system):
+    system, db = lifecycle_system, lifecycle_system.db
+
+    async def scenario():
+        call = await paid_call(system, [1500])
+        olga = await operator(system, "Mo Mailer")
+        first = db.platform.find_one({"_id": "adapter:Mailer"})["pid"]
+        os.kill(first, signal.SIGKILL)
+        await eventually(lambda: db.platform.find_one({"_id": "adapter:Mailer"})["pid"] != first, "a new mailer",
+                         timeout_s=15)
+        view = await asked_and_approved(system, call, olga)
+        wait_for(lambda: db.refund_requests.find_one({"_id": view["id"], "state": "refunded"}), "refunded", timeout_s=15)
+        wait_for(lambda: "Your refund was approved" in mail_subjects(db, call.caller), "the caller told", timeout_s=15)
+        wait_for(lambda: "A refund of your call was approved" in mail_subjects(db, call.host), "the host told",
+                 timeout_s=15)
     run(scenario())
 
 
