@@ -66,6 +66,9 @@ AMOUNT_EXCEEDED = "REFUND_AMOUNT_EXCEEDED"
 # Any other 4xx (REFUND_TIME_LIMIT_EXCEEDED, PERMISSION_DENIED, …) is final: it counts as a refund
 # not done, so past the allowance operators are told instead of it being asked daily forever.
 REFUSALS_THAT_PASS = ("TRANSACTION_DISPUTED", AMOUNT_EXCEEDED)
+# PayPal delivers a webhook again for three days: an outside refund still not in the ledger
+# after that never will be, so REFUND_AMOUNT_EXCEEDED retried that long goes to operators.
+PAYPAL_REDELIVERY_S = 3 * 24 * 3600
 # What Settlement.refund answers for a capture that waits for an operator.
 STUCK = "stuck"
 
@@ -242,6 +245,11 @@ def retry_delay_s(attempts, base_s):
     return min(MAX_RETRY_S, base_s * 2 ** max(0, attempts - 1))
 
 
+def waited_s(attempts, base_s):
+    """How long `attempts` retries waited in all."""
+    return sum(retry_delay_s(n, base_s) for n in range(1, attempts + 1))
+
+
 # Documents and views ------------------------------------------------------------------------------
 
 def new_request(request_id, call, reason, payments, now, review_business_days, moment_s=None):
@@ -345,7 +353,7 @@ def decision_mail(document, role):
 
 def stuck_mail(document, item, failed):
     """(subject, body) telling operators that PayPal failed a capture's refund too often."""
-    return (f"A refund needs you: PayPal failed it {failed} times",
+    return (f"A refund needs you: PayPal failed it {'once' if failed == 1 else f'{failed} times'}",
             f"PayPal did not complete the refund of capture {item['capture_id']} "
             f"({dollars(item['refund_cents'])}) for refund request {document['_id']} on call "
             f"{document['call_id']} ({document['caller']['name']} ← {document['host']['name']}): "
@@ -434,6 +442,8 @@ class Settlement:
             if final_refusal(error, issue):
                 return self.not_done(document, index, item, None, f"REFUSED {issue}", now)
             attempts = item.get("attempts", 0) + 1
+            if issue == AMOUNT_EXCEEDED and waited_s(attempts - 1, self.retry_s) >= PAYPAL_REDELIVERY_S:
+                return self.not_done(document, index, item, None, f"REFUSED {issue}", now, escalate=True)
             retry_at = now + datetime.timedelta(seconds=retry_delay_s(attempts, self.retry_s))
             self.store.refund_failed(document["_id"], index, attempts, retry_at, f"{issue}: {error}"[:500])
             return retry_at
@@ -472,13 +482,13 @@ class Settlement:
         self.store.refund_replanned(document["_id"], index, fields, cents - item["refund_cents"])
         return dict(item, **fields)
 
-    def not_done(self, document, index, item, refund_id, status, now):
+    def not_done(self, document, index, item, refund_id, status, now, escalate=False):
         """PayPal failed or cancelled this refund (or refused it for good: `refund_id` None):
         nothing was booked for it, so nothing is reversed. Asked again as a new refund, or, past
         the allowance, handed to operators."""
         failed = item.get("failed_refunds", []) + [{"refund_id": refund_id, "status": status}]
         allowed = item.get("refunds_allowed") or self.attempts_max
-        escalated = len(failed) >= allowed
+        escalated = escalate or len(failed) >= allowed
         self.store.refund_not_done(document["_id"], index, {"refund_id": refund_id, "status": status},
                                    paypal_request_id(document["_id"], item["capture_id"], len(failed),
                                                      item.get("replanned_after")), escalated)

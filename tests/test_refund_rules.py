@@ -429,3 +429,18 @@ def test_a_refusal_that_passes_is_retried_with_backoff_and_never_escalated(issue
     assert not item.get("escalated") and item["failed_refunds"] == []
     assert not [m for m in mail if m[1].startswith("A refund needs you")]
     assert store.documents["r1"]["state"] == "refunded" and paypal.refunds == [("CAP1", 1399)]
+
+
+def test_more_than_is_left_with_no_outside_refund_ever_booked_goes_to_operators_after_paypals_redelivery_span():
+    mail = []
+    store, settlement = approved_request([booked(1500, "CAP1")], RefusingPayPal(refund_rules.AMOUNT_EXCEEDED, 99), mail)
+    now, told_at = ENDED, None
+    for _ in range(30):   # the sweep, twelve hours apart; the outside refund's webhook never comes
+        settlement.settle("r1", now)
+        if told_at is None and store.documents["r1"]["plan"][0].get("escalated"):
+            told_at = now
+        now += datetime.timedelta(hours=12)
+    item = store.documents["r1"]["plan"][0]
+    assert item["escalated"] and [f["status"] for f in item["failed_refunds"]] == ["REFUSED REFUND_AMOUNT_EXCEEDED"]
+    assert told_at - ENDED >= datetime.timedelta(seconds=refund_rules.PAYPAL_REDELIVERY_S)
+    assert [m[1] for m in mail] == ["A refund needs you: PayPal failed it once"]
