@@ -38,7 +38,7 @@ from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, Call
 from actors.messages import Adopted, CallMissed, MailCallRecord, MemberBack, ShardsMoved, ToCall, ToMember
 from actors.shards import shard_index
 from actors.terms import Refused
-from actors.turn import ice_servers
+from actors.turn import ice_servers, turn_config
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +432,7 @@ class CallSession:
         """Short-lived TURN credentials for this call, valid at most until the call could end."""
         settings, call = self.services.settings, self.call
         bound_s = call.deadline_s or (now_s + call.remaining_s(now_s) + call.policy.negotiation_window_s)
-        return ice_servers(settings.turn, call.call_id, now_s, bound_s + call.policy.reconnect_grace_s)
+        return ice_servers(turn_config(settings), call.call_id, now_s, bound_s + call.policy.reconnect_grace_s)
 
     def ring_frame(self, effect):
         call = self.call

@@ -44,6 +44,13 @@ class TurnConfig:
                 f"the TURN credential lifetime cap must be positive, not {self.max_credential_lifetime_s}")
 
 
+def turn_config(settings):
+    """The TURN part of the settings (interkanect/config.py's stun_urls, turn_urls, turn_secret,
+    turn_credential_max_lifetime_s), checked."""
+    return TurnConfig(stun_urls=tuple(settings.stun_urls), turn_urls=tuple(settings.turn_urls),
+                      secret=settings.turn_secret, max_credential_lifetime_s=settings.turn_credential_max_lifetime_s)
+
+
 def rest_username(expires_at_s, call_id):
     """The TURN username: the expiry in whole Unix seconds, then the call it was issued for."""
     if not call_id:

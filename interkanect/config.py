@@ -251,12 +251,6 @@ class Settings:
         return self.paypal_webhook_id or EMULATOR_WEBHOOK_ID
 
     @property
-    def turn(self):
-        from actors.turn import TurnConfig
-        return TurnConfig(stun_urls=tuple(self.stun_urls), turn_urls=tuple(self.turn_urls), secret=self.turn_secret,
-                          max_credential_lifetime_s=self.turn_credential_max_lifetime_s)
-
-    @property
     def url(self):
         if self.public_url:
             return self.public_url.rstrip("/") + "/"

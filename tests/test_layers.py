@@ -1,0 +1,64 @@
+"""The layers, read from the imports (issue 15 item 1): the pure rules import only the standard
+library, third-party packages and each other; the platform (interkanect/, but for the command
+line on top of everything) imports nothing of ours; no actor imports the gateway; nothing of the
+product imports the tests or the PayPal emulator. The folders do not show the rules apart yet
+(they live in actors/ beside the actors): RULES names them until they move."""
+import ast
+import pathlib
+
+from actors import fees
+from interkanect import config
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OURS = ("actors", "gateway", "interkanect", "paypal_emulator", "tests", "scripts", "schemas")
+RULES = {"presence", "call", "negotiation", "terms", "turn", "fees", "payout_calendar", "ledger", "payout_rules",
+         "refund_rules", "dispute_rules", "capture_rules", "receipts", "placement", "liveness", "follow_rules",
+         "quality", "frames"}
+
+
+def imported(path):
+    """Our modules `path` imports, dotted (`from actors import ledger` is actors.ledger)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= ({f"{node.module}.{alias.name}" for alias in node.names} if node.module in OURS
+                      else {node.module})
+    return {name for name in found if name.split(".")[0] in OURS}
+
+
+def files(folder):
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_the_rules_import_only_each_other():
+    wrong = {}
+    for name in sorted(RULES):
+        outside = {m for m in imported(ROOT / "actors" / f"{name}.py")
+                   if not (m.startswith("actors.") and m.split(".")[1] in RULES)}
+        if outside:
+            wrong[name] = sorted(outside)
+    assert wrong == {}
+
+
+def test_the_platform_imports_nothing_of_ours_but_itself():
+    wrong = {str(path.relative_to(ROOT)): sorted(m for m in imported(path) if not m.startswith("interkanect"))
+             for path in files("interkanect") if path.name != "cli.py"}
+    assert {path: modules for path, modules in wrong.items() if modules} == {}
+
+
+def test_no_actor_imports_the_gateway_and_nothing_of_the_product_imports_the_tests_or_the_emulator():
+    wrong = {}
+    for folder, forbidden in (("actors", ("gateway", "tests", "paypal_emulator", "scripts")),
+                              ("gateway", ("tests", "paypal_emulator", "scripts")),
+                              ("interkanect", ("tests", "scripts"))):
+        for path in files(folder):
+            bad = sorted(m for m in imported(path) if m.split(".")[0] in forbidden)
+            if bad:
+                wrong[str(path.relative_to(ROOT))] = bad
+    assert wrong == {}
+
+
+def test_the_fee_rules_default_minimum_is_the_policys():
+    assert fees.DEFAULT_MIN_PAYMENT_CENTS == config.Policy().min_price_cents
