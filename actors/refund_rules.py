@@ -306,7 +306,8 @@ def view(document, operator=False):
         shown["refunds"] = [{"capture_id": item["capture_id"], "refund_cents": item["refund_cents"],
                              "refund_id": item.get("refund_id"), "status": item.get("refund_status"),
                              "done": bool(item.get("booked") or item.get("elsewhere")),
-                             "failed_refunds": [f["refund_id"] for f in item.get("failed_refunds", [])],
+                             "failed_refunds": [{"refund_id": f["refund_id"], "status": f["status"]}
+                                                for f in item.get("failed_refunds", [])],
                              "needs_operator": bool(item.get("escalated")), "error": item.get("error")}
                             for item in document.get("plan", [])]
         shown["needs_operator"] = any(item.get("escalated") for item in document.get("plan", []))

@@ -203,7 +203,7 @@ def test_a_refund_paypal_keeps_failing_is_shown_to_operators_who_ask_paypal_agai
         item = page.locator(f'.refund-item[data-call-id="{call_id}"]')
         expect(item).to_have_attribute("data-state", "approved")
         expect(item.locator('.refund-item__progress [data-needs-operator="true"]')).to_contain_text(
-            "PayPal failed this refund 3 times")
+            "PayPal failed this refund 3 times (last: FAILED)")
         shot(page, "operator-refund-failing", full_page=True)
         tab_until(page, f'.refund-item[data-call-id="{call_id}"] .retry-form button[type=submit]')
         page.keyboard.press("Enter")

@@ -148,6 +148,9 @@ def test_a_refund_paypal_refuses_for_good_goes_to_operators_after_the_allowance(
         item = item_of(db, view["id"])
         assert item["escalated"] and [f["status"] for f in item["failed_refunds"]] == ["REFUSED PERMISSION_DENIED"] * 3
         assert item["error"] == "PayPal REFUSED PERMISSION_DENIED"
+        shown = (await olga.request("GET", f"/api/calls/{call.id}/refund")).json()["refunds"][0]
+        assert shown["needs_operator"] and shown["failed_refunds"] == [
+            {"refund_id": None, "status": "REFUSED PERMISSION_DENIED"}] * 3
         assert refunds_of(db, call.id) == [] and host_balances(db, call.host.id)[0] == net(1800)
         assert len([r for r in requests_to(system, f"/v2/payments/captures/{item['capture_id']}/refund")
                     if r["method"] == "POST"]) == 3   # asked three times, not daily forever

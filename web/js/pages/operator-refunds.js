@@ -104,7 +104,12 @@ function notesPart(refund, replace) {
 function paypalWords(part) {
   const failed = part.failed_refunds.length;
   const tries = failed === 1 ? "once" : `${failed} times`;
-  if (part.needs_operator) return `PayPal failed this refund ${tries}: look at the payment on PayPal, then ask again.`;
+  if (part.needs_operator) {
+    // Why, in PayPal's words: the last refund's status (FAILED, CANCELLED, REFUSED <issue>).
+    const last = part.failed_refunds[failed - 1];
+    const why = last ? ` (last: ${last.status})` : "";
+    return `PayPal failed this refund ${tries}${why}: look at the payment on PayPal, then ask again.`;
+  }
   if (part.done) return "Refunded.";
   if (part.status === "PENDING") return "PayPal holds the refund as pending (e.g. an eCheck); we follow it.";
   if (part.error) return `Not done yet, tried again automatically: ${part.error}`;
