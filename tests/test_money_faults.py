@@ -315,10 +315,7 @@ def test_a_refund_told_before_its_capture_is_booked_is_answered_503_and_booked_o
         order_id = ready["payment"]["order_id"]
         # PayPal captures but every answer is lost and the order cannot be read: the capture is
         # PayPal's, not yet in our ledger. Its own webhook goes nowhere (so it nudges nothing).
-        faults = [arm(system, {"kind": "lost_response", "path": "/v2/checkout/orders/*/capture", "method": "POST",
-                               "count": 1000}),
-                  arm(system, {"kind": "error", "path": f"/v2/checkout/orders/{order_id}", "method": "GET",
-                               "status": 503, "count": 1000})]
+        faults = capture_unanswered(system, order_id)
         put_webhook_url(system, "")
         approve_on_paypal(ready["payment"]["approve_url"])
         capture_id = (await eventually(lambda: deliveries(system, "PAYMENT.CAPTURE.COMPLETED"), "the capture"))[0][
@@ -334,9 +331,7 @@ def test_a_refund_told_before_its_capture_is_booked_is_answered_503_and_booked_o
         assert db.ledger.count_documents({"call_id": call.id}) == 0
 
         # PayPal answers again; the payer comes back from PayPal: the capture is booked, the call runs.
-        for fault in faults:
-            urllib.request.urlopen(urllib.request.Request(
-                f"{system.settings.paypal_url}/emulator/faults/{fault['id']}", method="DELETE"), timeout=5).close()
+        disarm(system, faults)
         with urllib.request.urlopen(f"{system.url}/paypal/return?token={order_id}", timeout=10):
             pass
         await call.caller_page.expect("call_state", state="running", event="payment_captured", timeout_s=15)
@@ -364,10 +359,7 @@ def test_a_payments_adapter_killed_before_a_capture_answer_is_replaced_and_the_n
         await call.agree(1500, 600)
         ready = await call.caller_page.expect("call_state", event="payment_ready")
         order_id = ready["payment"]["order_id"]
-        faults = [arm(system, {"kind": "lost_response", "path": "/v2/checkout/orders/*/capture", "method": "POST",
-                               "count": 1000}),
-                  arm(system, {"kind": "error", "path": f"/v2/checkout/orders/{order_id}", "method": "GET",
-                               "status": 503, "count": 1000})]
+        faults = capture_unanswered(system, order_id)
         approve_on_paypal(ready["payment"]["approve_url"])
         await eventually(lambda: deliveries(system, "PAYMENT.CAPTURE.COMPLETED"), "PayPal's capture")
         assert db.orders.find_one({"_id": order_id})["capture_unanswered"] is True
@@ -378,10 +370,22 @@ def test_a_payments_adapter_killed_before_a_capture_answer_is_replaced_and_the_n
         os.kill(db.calls.find_one({"_id": call.id})["shard_pid"], signal.SIGKILL)
         first = db.platform.find_one({"_id": "adapter:PaymentsActor"})["pid"]
         os.kill(first, signal.SIGKILL)
-        for fault in faults:   # PayPal answers again: the new adapter reads the order it marked
-            urllib.request.urlopen(urllib.request.Request(
-                f"{system.settings.paypal_url}/emulator/faults/{fault['id']}", method="DELETE"), timeout=5).close()
+        disarm(system, faults)   # PayPal answers again: the new adapter reads the order it marked
         await eventually(lambda: db.platform.find_one({"_id": "adapter:PaymentsActor"})["pid"] != first,
                          "a new payments adapter", timeout_s=15)
         await assert_refunded_once(system, call)
     run(scenario())
+
+
+def capture_unanswered(system, order_id):
+    """PayPal captures but every answer is lost and the order cannot be read, until disarmed."""
+    return [arm(system, {"kind": "lost_response", "path": "/v2/checkout/orders/*/capture", "method": "POST",
+                         "count": 1000}),
+            arm(system, {"kind": "error", "path": f"/v2/checkout/orders/{order_id}", "method": "GET",
+                         "status": 503, "count": 1000})]
+
+
+def disarm(system, faults):
+    for fault in faults:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{system.settings.paypal_url}/emulator/faults/{fault['id']}", method="DELETE"), timeout=5).close()
