@@ -14,6 +14,7 @@ import urllib.request
 import json
 from pathlib import Path
 
+import hypothesis
 import pymongo
 import pytest
 
@@ -42,6 +43,13 @@ def _worker_port_range(whole=processes.PORT_RANGE):
 
 processes.PORT_RANGE = _worker_port_range()
 free_port = processes.free_port
+
+# The suite shares 2 cores among its workers (and whatever else runs): a property test's input
+# may take seconds to draw or an example seconds to run when a worker is starved of CPU. Neither
+# is a failure of the code under test; every property still runs its examples and its asserts.
+hypothesis.settings.register_profile("suite", deadline=None,
+                                     suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile("suite")
 
 
 def run(coroutine):
