@@ -14,6 +14,7 @@ import urllib.request
 import json
 from pathlib import Path
 
+import hypothesis
 import pymongo
 import pytest
 
@@ -28,7 +29,27 @@ TEST_POLICY = dict(member_exit_grace_s=0.5, session_check_interval_s=0.2, ws_pin
                    ws_ping_timeout_s=5, signups_per_address=100_000)
 
 
+def _worker_port_range(whole=processes.PORT_RANGE):
+    """Under pytest-xdist (scripts/test runs the suite in several workers) each worker hands out
+    ports from its own slice of the range: two workers never pick the same port in the moment
+    between the pick and a child's bind (or while a test's database is down for a restart)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")      # gw0, gw1, ...
+    if not worker:
+        return whole
+    count, index = int(os.environ["PYTEST_XDIST_WORKER_COUNT"]), int(worker.removeprefix("gw"))
+    size = (whole[1] - whole[0]) // count
+    return whole[0] + index * size, whole[0] + (index + 1) * size
+
+
+processes.PORT_RANGE = _worker_port_range()
 free_port = processes.free_port
+
+# The suite shares 2 cores among its workers (and whatever else runs): a property test's input
+# may take seconds to draw or an example seconds to run when a worker is starved of CPU. Neither
+# is a failure of the code under test; every property still runs its examples and its asserts.
+hypothesis.settings.register_profile("suite", deadline=None,
+                                     suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile("suite")
 
 
 def run(coroutine):

@@ -16,6 +16,7 @@ from tests.conftest import run
 from tests.inprocess import http_system_with  # noqa: F401 (a fixture)
 from tests.test_accounts import outbox_mails
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
+from tests.waiting import wait_for
 
 WRONG = "not the password at all"
 PROXY = ("127.0.0.1",)  # the test client's address: it plays the load balancer
@@ -173,9 +174,12 @@ def test_behind_a_trusted_proxy_each_client_counts_by_its_forwarded_address(syst
         # Another client behind the same proxy is not held back by the guesser.
         assert (await log_in(Member(system.url, owner.email), headers=behind_proxy("198.51.100.9"))).code == 200
     run(scenario())
-    # The access log names the client, then the proxy it came through.
-    log = (system.log_dir / "gateway.log").read_text()
-    assert "POST /api/login (203.0.113.7 via 127.0.0.1)" in log and "(198.51.100.9 via 127.0.0.1)" in log
+    # The access log names the client, then the proxy it came through (Tornado writes an access
+    # line after the answer is sent: waited for, bounded).
+    def logged():
+        log = (system.log_dir / "gateway.log").read_text()
+        return "POST /api/login (203.0.113.7 via 127.0.0.1)" in log and "(198.51.100.9 via 127.0.0.1)" in log
+    wait_for(logged, "the access log naming each client and the proxy")
 
 
 # Sign-up and reset requests ------------------------------------------------------------------
