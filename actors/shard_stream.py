@@ -15,9 +15,10 @@ Shard → gateway: frames for pages, relay leases, attach answers, statuses, and
 an ACK of the records it has handled (the gateway answers the rest `unavailable` if the stream
 drops: gateway/shard_streams.py). Anything else closes the stream, and nothing else changes.
 
-A gateway that reads nothing while STALLED_BYTES wait for it is stalled: the shard closes its
-stream and gives it up as if its heartbeats had stopped (its pages are closed for presence and
-calls), so it cannot grow the shard's memory; its next heartbeat attaches it again.
+A gateway that reads nothing while STALLED_BYTES wait for it (besides what the kernel holds,
+SEND_BUFFER_BYTES) is stalled: the shard closes its stream and gives it up as if its heartbeats
+had stopped (its pages are closed for presence and calls), so it cannot grow the shard's
+memory; its next heartbeat attaches it again.
 """
 import errno
 import logging
@@ -40,6 +41,10 @@ READ_BYTES = 256 * 1024
 READS_PER_PASS = 4
 # A backlog the kernel would not take is tried again this soon (ThespianWatch watches reads only).
 RETRY_WRITE_S = 0.002
+# What the kernel may hold for a gateway besides our backlog (it doubles this): fixed rather
+# than autotuned (up to 4 MB), so a stalled gateway costs at most ~2 MB + STALLED_BYTES here.
+# 1 MB outlasts a round trip of a private network at any rate a shard can write.
+SEND_BUFFER_BYTES = 1024 * 1024
 
 
 # Encoding: the gateway's side -----------------------------------------------------------
@@ -175,6 +180,7 @@ class ShardStreams:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
             self.streams[sock.fileno()] = Stream(sock)
 
     def read(self, stream):

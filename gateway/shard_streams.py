@@ -63,15 +63,25 @@ class _Stream:
         self.writer = None
         self.waiting = []          # (bytes, entry) until connected
         self.unacked = deque()     # entries of records written and not yet acknowledged
+        self.out = []              # records of this loop iteration: written together (one send)
         self.closed = False
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.loop = asyncio.get_running_loop()
+        self.task = self.loop.create_task(self._run())
 
     def send(self, data, entry):
         if self.writer is None:
             self.waiting.append((data, entry))
             return
-        self.writer.write(data)
+        if not self.out:
+            self.loop.call_soon(self._write)
+        self.out.append(data)
         self.unacked.append(entry)
+
+    def _write(self):
+        if self.closed:
+            return
+        self.writer.write(b"".join(self.out))
+        self.out = []
         if self.writer.transport.get_write_buffer_size() > records.STALLED_BYTES:
             log.warning("the stream to member shard %d is stalled; closing it", self.index)
             self.close()
@@ -79,7 +89,16 @@ class _Stream:
     def close(self):
         if not self.closed:
             self.task.cancel()
-            self.closed = True
+            self._forget()
+
+    def _forget(self):
+        """No more records for this stream: the next goes on a new one, which attaches again
+        unless the shard itself is new (ShardStreams.moved took this one out first)."""
+        self.closed = True
+        streams = self.streams
+        if streams.streams.get(self.index) is self:
+            del streams.streams[self.index]
+            streams.dropped.add(self.index)
 
     async def _run(self):
         streams = self.streams
@@ -124,16 +143,14 @@ class _Stream:
                 self.streams.on_messages(messages)
 
     def _lost(self):
-        self.closed = True
+        self._forget()
         streams = self.streams
-        if streams.streams.get(self.index) is self:
-            del streams.streams[self.index]
-            streams.dropped.add(self.index)
         if self.writer is not None:
             self.writer.close()
         owed = [entry for entry in self.unacked if entry is not None]
         owed += [entry for _, entry in self.waiting if entry is not None]
         self.unacked.clear()
+        self.out = []
         self.waiting = []
         if owed:
             streams.lost(owed)
