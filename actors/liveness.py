@@ -24,6 +24,11 @@ class BridgeLiveness:
             self.given_up.add(bridge)
         return lost
 
+    def give_up(self, bridge):
+        """Declared lost by other means (its stream stalled): its next heartbeat means "resync"."""
+        self.last_seen_s.pop(bridge, None)
+        self.given_up.add(bridge)
+
     @property
     def watching(self):
         return bool(self.last_seen_s)

@@ -264,10 +264,10 @@ class Member:
             if isinstance(effect, presence.Welcome):
                 bridge, conn_id = effect.connection
                 # Frames for this connection go to the shard, which hands them to this member.
-                shard.send(bridge.address, Attached(rules.member_id, conn_id, shard.myAddress, effect.status))
+                shard.attached(bridge, Attached(rules.member_id, conn_id, shard.myAddress, effect.status))
             elif isinstance(effect, presence.TooManyPages):
                 bridge, conn_id = effect.connection
-                shard.send(bridge.address, Attached(
+                shard.attached(bridge, Attached(
                     rules.member_id, conn_id, shard.myAddress, presence.OFFLINE, refused="too_many_pages",
                     message=f"you have {effect.limit} interKanect pages open already; close one and this one connects"))
             elif isinstance(effect, presence.Broadcast):

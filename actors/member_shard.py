@@ -7,7 +7,9 @@ Performance). Each call a member hosts is a `call_session.CallSession` living he
 settings.call_hosting is "process": then a call session process, a child of this shard). The
 shard gives its members and calls what an actor has, one message at a time: events from the
 gateways (Batch), messages for them (ToMember, ToCall; the adapters' answers to a call), their
-timers, and a way to act (`send`, `create_call`, `tell_call`, `wakeupAfter`). Messages between
+timers, and a way to act (`send`, `create_call`, `tell_call`, `wakeupAfter`). Gateways reach it
+over a stream each (actors/shard_stream.py, watched by Thespian's select loop), each record
+handled like one event of a Batch (still the way in for Thespian clients). Messages between
 members and calls of the same shard are queued and handled after the current one, as a mailbox
 would, never in the middle of it. A member or call whose handler fails is logged and left as it
 was; the shard and the others go on.
@@ -20,10 +22,11 @@ live calls back from the store.
 import itertools
 import logging
 import os
+import secrets
 import time
 from collections import defaultdict, deque
 
-from thespian.actors import Actor, ChildActorExited, WakeupMessage
+from thespian.actors import Actor, ActorExitRequest, ChildActorExited, ThespianWatch, WakeupMessage, WatchMessage
 
 from actors import convention, frames, presence
 from actors.call_session import CallSession, CallSessionActor
@@ -33,8 +36,9 @@ from actors.messages import (Batch, CallLoaded, CallMissed, CallRef, CallRefused
                              Push, RecoverCalls, Resync, RingRequest, SendMail, ShardsMoved, ShardStart, ToCall,
                              ToMember, Unwatch, Watch)
 from actors.messages import Adopted, DirectoryMoved, FindLiveCalls, FollowedOnline, MailFollower, TellFollowers
-from actors.messages import CallsSaved, SaveCall, SaveCalls
+from actors.messages import CallsSaved, SaveCall, SaveCalls, StreamAt, StreamWhere
 from actors.recovery import CallFinder
+from actors.shard_stream import RETRY_WRITE_S, ShardStreams
 from actors.shards import shard_index
 
 log = logging.getLogger(__name__)
@@ -62,25 +66,46 @@ class MemberShard(Actor):
         self.early = []                   # messages that came before ShardStart
         self.local = deque()              # (deliver, member_id or call_id, message) inside this shard
         self.outbox = defaultdict(list)   # BridgeRef → [(conn_ids, frame)], sent once per message
+        self.answers = defaultdict(list)  # BridgeRef → [Attached], sent before the outbox
+        self.streams = None               # ShardStreams: the gateways' streams, once started
+        self.acks = []                    # (stream, records handled) of this message, after its answers
+        self.retrying = False             # a wakeup to write what a stream's kernel buffer refused
         self.statuses = defaultdict(list)  # BridgeRef → [Presence], sent once per message
         self.saves = {}                   # str(store) → (store, [SaveCall]), sent once per message
 
     def receiveMessage(self, message, sender):
+        # The watch goes back with every message, or Thespian stops watching the streams: a
+        # failure here (a bug: members and calls are guarded one by one) is logged and that
+        # message dropped, not retried.
+        try:
+            self.receive(message, sender)
+        except Exception:
+            log.exception("shard %s failed on %s", self.index, type(message).__name__)
+        return ThespianWatch(self.streams.filenos()) if self.streams is not None else None
+
+    def receive(self, message, sender):
         if isinstance(message, ShardStart):
             self.start(message)
         elif self.services is None:
             # A gateway or another shard told of this new shard before its start arrived.
-            self.early.append(message)
+            self.early.append((message, sender))
+        elif isinstance(message, WatchMessage):
+            self.streams_ready(message.ready)
         else:
-            self.handle(message)
+            self.handle(message, sender)
+        self.deliver_local()
+        self.flush()
+
+    def deliver_local(self):
         while self.local:
             deliver, key, queued = self.local.popleft()
             deliver(key, queued)
-        self.flush()
 
-    def handle(self, message):
+    def handle(self, message, sender):
         if isinstance(message, Batch):
             self.route(message.events)
+        elif isinstance(message, StreamWhere):
+            self.stream_where(message, sender)
         elif isinstance(message, ToMember):
             self.deliver(message.member_id, message.message)
         elif isinstance(message, ProfileChanged):  # a gateway's, straight here like its frames
@@ -96,6 +121,8 @@ class MemberShard(Actor):
                 self.deliver_to_call(saved.call_id, saved)
         elif isinstance(message, WakeupMessage):
             self.timer(message.payload)
+        elif isinstance(message, ActorExitRequest) and self.streams is not None:
+            self.streams.close_all()
         elif isinstance(message, Heartbeat):
             self.heartbeat(message.bridge)
         elif isinstance(message, ShardsMoved):
@@ -116,13 +143,16 @@ class MemberShard(Actor):
 
     def start(self, message):
         self.services, self.index = message.services, self.position(message)
+        settings = self.services.settings
+        self.streams = ShardStreams(settings.actor_host,
+                                    settings.shard_stream_port + self.index if settings.shard_stream_port else 0)
         policy = self.services.settings.policy
         self.bridges = BridgeLiveness(policy.bridge_heartbeat_s * policy.bridge_missed_heartbeats)
         if message.recovered:
             # This shard replaces one lost with its node: the calls of its members died there too.
             self.find_live_calls()
-        for early in self.early:
-            self.handle(early)
+        for early, sender in self.early:
+            self.handle(early, sender)
         self.early.clear()
 
     def position(self, start):
@@ -139,6 +169,8 @@ class MemberShard(Actor):
     def timer(self, payload):
         if payload == "liveness":
             self.check_bridges()
+        elif payload == "stream_write":
+            self.retrying = False  # flush() writes, and asks again if the kernel still refuses
         elif payload == "recover":
             self.find_live_calls()
         elif payload[0] == "call":
@@ -203,9 +235,14 @@ class MemberShard(Actor):
         """A member's status for a gateway that watches it, sent with the others of this message."""
         self.statuses[bridge].append(Presence(member_id, status))
 
+    def attached(self, bridge, answer):
+        """A page's attach answer (Attached), sent before this message's frames."""
+        self.answers[bridge].append(answer)
+
     def forget_pushes(self, bridge):
         self.outbox.pop(bridge, None)
         self.statuses.pop(bridge, None)
+        self.answers.pop(bridge, None)
 
     def retire(self, member_id):
         """The member has had no page and no call for its exit grace: it goes."""
@@ -307,13 +344,35 @@ class MemberShard(Actor):
                 self.send(address, saves[0] if len(saves) == 1 else SaveCalls(saves))
 
     def flush(self):
+        """What this message made for the gateways: over each one's stream, or by Thespian to
+        those with none (a gateway reconnecting, Thespian clients, actor tests)."""
         self.flush_saves()
-        for bridge, items in self.outbox.items():
-            self.send(bridge.address, Push(items))
+        for bridge in {**self.answers, **self.outbox, **self.statuses}:
+            answers, items, statuses = self.answers.get(bridge, ()), self.outbox.get(bridge, ()), self.statuses.get(bridge, ())
+            if self.streams is not None and self.streams.send(bridge, [*answers, *items, *statuses]):
+                continue
+            for answer in answers:
+                self.send(bridge.address, answer)
+            if items:
+                self.send(bridge.address, Push(items))
+            if statuses:
+                self.send(bridge.address, statuses[0] if len(statuses) == 1 else Presences(statuses))
+        self.answers.clear()
         self.outbox.clear()
-        for bridge, items in self.statuses.items():
-            self.send(bridge.address, items[0] if len(items) == 1 else Presences(items))
         self.statuses.clear()
+        if self.streams is not None:
+            for stream, count in self.acks:
+                self.streams.ack(stream, count)
+            self.acks.clear()
+            self.write_streams()
+
+    def write_streams(self):
+        if self.streams.flush() and not self.retrying:
+            self.retrying = True
+            self.wakeupAfter(RETRY_WRITE_S, payload="stream_write")
+        for bridge in self.streams.stalled:
+            self.lose_bridge(bridge)
+        self.streams.stalled.clear()
 
     # Gateways --------------------------------------------------------------------------
 
@@ -347,15 +406,52 @@ class MemberShard(Actor):
         self.ticking = False
         for bridge in self.bridges.silent(time.time()):
             log.warning("shard %d: gateway bridge %s fell silent; closing its connections", self.index, bridge.key)
-            for member_id in list(self.watchers):
-                self.watchers[member_id].discard(bridge)
-                if not self.watchers[member_id]:
-                    del self.watchers[member_id]
-            for member in list(self.members.values()):
-                self.guarded(member, member.bridge_lost, bridge)
+            self.drop_bridge(bridge)
         if self.bridges.watching:
             self.ticking = True
             self.wakeupAfter(self.services.settings.policy.bridge_heartbeat_s, payload="liveness")
+
+    def lose_bridge(self, bridge):
+        """A gateway whose stream stalled: given up like a silent one (its pages closed here, and
+        nothing more sent to it) until its next heartbeat, which tells it to attach again."""
+        log.warning("shard %d: gateway bridge %s reads nothing; closing its connections", self.index, bridge.key)
+        self.bridges.give_up(bridge)
+        self.drop_bridge(bridge)
+
+    def drop_bridge(self, bridge):
+        for member_id in list(self.watchers):
+            self.watchers[member_id].discard(bridge)
+            if not self.watchers[member_id]:
+                del self.watchers[member_id]
+        for member in list(self.members.values()):
+            self.guarded(member, member.bridge_lost, bridge)
+        self.deliver_local()
+
+    # Streams ---------------------------------------------------------------------------
+
+    def stream_where(self, message, sender):
+        """A gateway asks where this shard's stream is: listening from now on."""
+        token = secrets.token_hex(16)
+        self.streams.invite(message.bridge, token)
+        self.send(sender, StreamAt(message.req_id, self.streams.listen(), token))
+
+    def streams_ready(self, filenos):
+        """Records from the gateways' streams, each handled like one event of a Batch (the
+        messages it makes for members and calls of this shard before the next), then one
+        ACK per stream for its gateway."""
+        for stream, events in self.streams.ready(filenos):
+            for event in events:
+                self.stream_event(event)
+                self.deliver_local()
+            self.acks.append((stream, len(events)))
+
+    def stream_event(self, event):
+        if isinstance(event, Heartbeat):
+            self.heartbeat(event.bridge)
+        elif isinstance(event, ProfileChanged):
+            self.deliver(event.member_id, event)
+        else:
+            self.route([event])
 
     # Recovery --------------------------------------------------------------------------
 

@@ -169,6 +169,21 @@ class Presences:
     items: list
 
 
+@dataclasses.dataclass
+class StreamWhere:
+    """Bridge → shard, by Thespian: where is your stream (actors/shard_stream.py)? The shard
+    listens from then on and expects this bridge's hello with the token of its answer."""
+    req_id: int
+    bridge: Any             # BridgeRef
+
+
+@dataclasses.dataclass
+class StreamAt:
+    req_id: int
+    address: tuple          # (host, port) on the shard's actor_host
+    token: str
+
+
 # Directory → shard.
 
 @dataclasses.dataclass

@@ -1,19 +1,18 @@
 """The bridge between this gateway's asyncio loop and the actor system.
 
 Thespian's external contexts are not thread-safe and block, so one thread owns a private
-context: it sends what the loop queued (grouped into one `Batch` per destination actor, so
-a burst of frames costs one actor message) and listens for what actors send back, handing
-it to the loop in one call per burst.
+context: it sends what the loop queued and listens for what actors send back, handing it to
+the loop in one call per burst. Pages' events and what shards say to pages do not come this
+way: they travel on this gateway's stream to each shard (gateway/shard_streams.py); the
+bridge carries the rest (the directory, heartbeat answers, call session processes, money).
 """
 import asyncio
 import itertools
 import logging
 import queue
 import threading
-from collections import defaultdict
 
 from actors import actor_transport
-from actors.messages import Batch
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +52,13 @@ class ActorBridge:
         if self.thread:
             self.thread.join(timeout=5)
 
-    def send(self, address, event):
-        """Queue one event for an actor; events to the same actor travel in one Batch."""
-        self.outbound.put((address, event, True))
-
     def tell(self, address, message):
-        """Send one message as it is (not batched)."""
-        self.outbound.put((address, message, False))
+        self.outbound.put((address, message))
 
     def call(self, function):
         """Run function(context) on the bridge thread (e.g. createActor); await its result."""
         future = self.loop.create_future()
-        self.outbound.put((None, (function, future), False))
+        self.outbound.put((None, (function, future)))
         return future
 
     def request(self, address, make_message, timeout_s=5.0):
@@ -128,27 +122,17 @@ class ActorBridge:
         self.slice_s = LISTEN_SLICE_S if busy else min(2 * self.slice_s, IDLE_LISTEN_SLICE_S)
 
     def _send_queued(self, context):
-        batches = defaultdict(list)  # str(address) → events; addresses are not hashable
-        addresses = {}
-        singles = []
+        sent = False
         while True:
             try:
-                address, item, batched = self.outbound.get_nowait()
+                address, item = self.outbound.get_nowait()
             except queue.Empty:
-                break
-            if batched:
-                batches[str(address)].append(item)
-                addresses[str(address)] = address
-            else:
-                singles.append((address, item))
-        for address, item in singles:
+                return sent
+            sent = True
             if address is None:
                 self._call(context, *item)
             else:
                 self._tell(context, address, item)
-        for key, events in batches.items():
-            self._tell(context, addresses[key], Batch(events))
-        return bool(singles or batches)
 
     def _call(self, context, function, future):
         try:

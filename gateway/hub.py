@@ -1,9 +1,10 @@
 """This gateway's open connections and what they follow, on the asyncio loop.
 
 The hub attaches each websocket to its member (hosted by the member's shard),
-forwards frames to that actor, counts how many of its sockets watch each member so a
-shard hears of a gateway once however many of its viewers look, and delivers what
-actors send back.
+forwards frames to that shard over this gateway's stream to it (gateway/shard_streams.py),
+counts how many of its sockets watch each member so a shard hears of a gateway once however
+many of its viewers look, and delivers what shards (by their streams) and other actors (by
+Thespian: call session processes, the directory) send back.
 
 It also keeps the link alive: every `heartbeat_s` it tells each shard this gateway lives
 (a silent gateway's connections are closed by the shards) and asks the directory for the
@@ -16,12 +17,13 @@ import logging
 import time
 from collections import defaultdict
 
-from actors import frames, leadership
+from actors import frames, leadership, shard_stream
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.shards import shard_index
-from actors.messages import (Attached, BridgeRef, Close, DirectoryMoved, Frame, GetShards, Heartbeat, Open, Ping, Presence, Presences,
-                             Push, Resync, Shards, ToCall, Unwatch, Watch, WhoAmI)
-from actors.messages import CallFrame, ProfileChanged, RelayLease, ToMember
+from actors.messages import (Attached, BridgeRef, DirectoryMoved, GetShards, Ping, Presence, Presences,
+                             Push, Resync, Shards, ToCall, WhoAmI)
+from actors.messages import RelayLease
+from gateway.shard_streams import UNAVAILABLE, ShardStreams
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class Hub:
         self.keeper = None                    # the heartbeat task
         self.lease_token = None               # the leader's lease (actors/leadership.py): its singletons' names
         self.refreshing = None                # the shard list asked of a new directory (held: not collected)
+        self.streams = None                   # ShardStreams: this gateway's stream to each shard
 
     async def start(self, lease_token=None, timeout_s=30):
         await self.bridge.start()
@@ -79,6 +82,8 @@ class Hub:
         self.directory = await self.bridge.call(lambda context: context.createActor(Directory, globalName=name))
         link = await self.links.start() if self.links else None
         self.address = BridgeRef.of((await self.bridge.request(self.directory, WhoAmI)).address, link)
+        self.streams = ShardStreams(self.bridge, self.address, self.on_messages, self.stream_lost,
+                                    lambda index: self.resync({index}))
         if self.links:
             self.links.key = self.address.key
             self.links.deliver, self.links.undelivered = self.link_signal, self.undelivered
@@ -97,13 +102,15 @@ class Hub:
             self.keeper.cancel()
         if self.links:
             self.links.stop()
+        if self.streams:
+            self.streams.stop()
         self.bridge.stop()
 
     async def keep_alive(self):
         """Heartbeats to every shard, and the shard addresses from the directory, each interval."""
         while True:
-            for shard in self.shards:
-                self.bridge.tell(shard, Heartbeat(self.address))
+            for index in range(len(self.shards)):
+                self.to_shard(index, shard_stream.HEARTBEAT_RECORD)
             try:
                 asked = time.monotonic()
                 answer = await self.bridge.request(self.directory, GetShards, max(2.0, 2 * self.heartbeat_s))
@@ -130,6 +137,8 @@ class Hub:
         if moved:
             log.warning("member shards %s started again elsewhere; attaching their members again", sorted(moved))
             self.shards = list(addresses)
+            for index in moved:
+                self.streams.moved(index)
             self.resync(moved)
 
     def resync(self, indexes):
@@ -139,12 +148,12 @@ class Hub:
         for connection in self.connections.values():
             index = shard_index(connection.member_id, count)
             if index in indexes and connection.conn_id not in self.attaching:
-                self.bridge.send(self.shards[index], Open(connection.member_id, connection.conn_id, self.address,
-                                                          connection.profile))
+                self.to_shard(index, shard_stream.open_record(connection.member_id, connection.conn_id,
+                                                              connection.profile))
         for member_id in self.viewers:
             index = shard_index(member_id, count)
             if index in indexes:
-                self.bridge.send(self.shards[index], Watch(member_id, self.address))
+                self.to_shard(index, shard_stream.watch_record(member_id))
 
     async def health(self, timeout_s=2):
         try:
@@ -157,14 +166,35 @@ class Hub:
     def shard_of(self, member_id):
         return self.shards[shard_index(member_id, len(self.shards))]
 
+    def to_shard(self, index, record, entry=None):
+        """A record for shard `index`, on this gateway's stream to it (entry: what is owed if
+        the stream drops before the shard handled it, gateway/shard_streams.py)."""
+        self.streams.send(index, self.shards[index], record, entry)
+
+    def to_member_shard(self, member_id, record, entry=None):
+        self.to_shard(shard_index(member_id, len(self.shards)), record, entry)
+
+    def stream_lost(self, owed):
+        """A shard stream dropped before the shard handled these: pages' frames are answered
+        `unavailable` (nothing is known to have happened), attaches waiting fail."""
+        for entry in owed:
+            if entry[0] == "frame":
+                connection = self.connections.get(entry[1])
+                if connection is not None:
+                    connection.send_frame(frames.error(entry[2], "unavailable", UNAVAILABLE))
+            else:
+                future = self.attaching.get(entry[1])
+                if future is not None and not future.done():
+                    future.set_exception(Unavailable(UNAVAILABLE))
+
     async def open(self, connection, timeout_s=20):
         """Attach a new websocket to its member, in the member's shard; returns the member's status."""
         connection.conn_id = next(self.conn_ids)
         self.connections[connection.conn_id] = connection
         future = asyncio.get_running_loop().create_future()
         self.attaching[connection.conn_id] = future
-        self.bridge.send(self.shard_of(connection.member_id),
-                         Open(connection.member_id, connection.conn_id, self.address, connection.profile))
+        self.to_member_shard(connection.member_id, shard_stream.open_record(
+            connection.member_id, connection.conn_id, connection.profile), ("open", connection.conn_id))
         asked = time.monotonic()
         try:
             attached = await asyncio.wait_for(future, timeout_s)
@@ -177,7 +207,6 @@ class Hub:
         if attached.refused:
             self.connections.pop(connection.conn_id, None)
             raise PageRefused(attached.refused, attached.message)
-        connection.member = attached.member
         return attached.status
 
     def frame(self, connection, frame):
@@ -197,11 +226,12 @@ class Hub:
         if host_id is not None:
             # Straight to the call's session, in its host's shard: one hop less than through this
             # member's shard (the session checks that the sender takes part in the call).
-            self.bridge.send(self.shard_of(host_id), ToCall(host_id, frame["call_id"], CallFrame(
-                connection.member_id, (self.address, connection.conn_id), frame)))
+            self.to_member_shard(host_id, shard_stream.call_frame_record(
+                host_id, frame["call_id"], connection.member_id, connection.conn_id, frame),
+                ("frame", connection.conn_id, frame.get("id")))
             return
-        self.bridge.send(connection.member, Frame(connection.member_id, connection.conn_id,
-                                                  self.address, frame))
+        self.to_member_shard(connection.member_id, shard_stream.frame_record(
+            connection.member_id, connection.conn_id, frame), ("frame", connection.conn_id, frame.get("id")))
 
     def relay(self, connection, frame):
         """A signal frame under the call's relay lease goes straight to the other page: on this
@@ -245,24 +275,18 @@ class Hub:
     def profile_changed(self, member_id, profile):
         """The member's tier, payout email or name changed: their live actor (if any) uses it now,
         and this gateway's pages attach with it again after a resync."""
-        actor = None
         for connection in self.connections.values():
             if connection.member_id == member_id:
                 connection.profile = profile
-                actor = connection.member or actor
-        if actor is not None:
-            # Straight to the actor, the way this gateway's frames go: a call placed from the page
-            # right after the change (a new name) cannot overtake it.
-            self.bridge.tell(actor, ProfileChanged(member_id, profile))
-        else:  # the shard passes it on only if the actor exists
-            self.bridge.tell(self.shard_of(member_id), ToMember(member_id, ProfileChanged(member_id, profile)))
+        # On the stream this gateway's frames take: a call placed from the page right after the
+        # change (a new name) cannot overtake it. The shard passes it on if the member is there.
+        self.to_member_shard(member_id, shard_stream.profile_record(member_id, profile))
 
     def close(self, connection):
         if self.connections.pop(connection.conn_id, None) is None:
             return
         self.unwatch(connection, list(connection.watching))
-        destination = connection.member or self.shard_of(connection.member_id)
-        self.bridge.send(destination, Close(connection.member_id, connection.conn_id, self.address))
+        self.to_member_shard(connection.member_id, shard_stream.close_record(connection.member_id, connection.conn_id))
 
     def check_watch(self, connection, member_ids):
         """Raise WatchRefused if following `member_ids` too would pass this page's or this
@@ -286,7 +310,7 @@ class Hub:
             first = not self.viewers[member_id]
             self.viewers[member_id].add(connection.conn_id)
             if first:
-                self.bridge.send(self.shard_of(member_id), Watch(member_id, self.address))
+                self.to_member_shard(member_id, shard_stream.watch_record(member_id))
             elif member_id in self.statuses:
                 connection.send_frame(presence_frame(member_id, self.statuses[member_id]))
 
@@ -303,7 +327,7 @@ class Hub:
             if not viewers:
                 del self.viewers[member_id]
                 self.statuses.pop(member_id, None)
-                self.bridge.send(self.shard_of(member_id), Unwatch(member_id, self.address))
+                self.to_member_shard(member_id, shard_stream.watch_record(member_id, watch=False))
 
     def connections_of_sessions(self):
         sessions = defaultdict(list)
@@ -336,8 +360,6 @@ class Hub:
                     future.set_result(message)
                 elif message.conn_id in self.connections and message.refused:  # attached again, now one too many
                     self.connections[message.conn_id].close(CLOSE_POLICY, message.message)
-                elif message.conn_id in self.connections:  # attached again (resync)
-                    self.connections[message.conn_id].member = message.member
             elif isinstance(message, Resync):
                 self.resync({message.index})
             elif isinstance(message, Shards):

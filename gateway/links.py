@@ -17,20 +17,15 @@ cannot be sent (the link will not open, or is stalled) goes to the session the s
 """
 import asyncio
 import logging
-import struct
 
-import msgpack
+from actors.records import LENGTH, RECORD_MAX_BYTES, STALLED_BYTES, RecordError, encode
+from actors.records import read as _read
 
 log = logging.getLogger(__name__)
 
 HELLO, SIGNAL, BOUNCE = 0, 1, 2
-LENGTH = struct.Struct("!I")
-# A signal frame is at most ~33 KB (schemas/client.json: an SDP of 32 KiB); anything larger
-# is not ours.
-RECORD_MAX_BYTES = 128 * 1024
-# A peer that reads nothing while this much waits for it is stalled: its signals go to the
+# A peer that reads nothing while STALLED_BYTES wait for it is stalled: its signals go to the
 # sessions instead (they refuse or deliver them, and say so to the senders).
-STALLED_BYTES = 4 * 1024 * 1024
 CONNECT_TIMEOUT_S = 3
 
 
@@ -87,7 +82,7 @@ class Links:
                 _, to_conn_id, from_conn_id, frame = record
                 if not self.deliver(peer_key, to_conn_id, from_conn_id, frame):
                     _write(writer, [BOUNCE, from_conn_id, frame])
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError, TypeError, asyncio.LimitOverrunError):
+        except (asyncio.IncompleteReadError, ConnectionError, RecordError, asyncio.LimitOverrunError):
             pass  # the peer went, or sent what is not a record: the link is closed
         except asyncio.CancelledError:
             pass
@@ -157,12 +152,4 @@ def _is_signal(record):
 
 
 def _write(writer, record):
-    payload = msgpack.packb(record, use_bin_type=True)
-    writer.write(LENGTH.pack(len(payload)) + payload)
-
-
-async def _read(reader):
-    (length,) = LENGTH.unpack(await reader.readexactly(LENGTH.size))
-    if length > RECORD_MAX_BYTES:
-        raise ValueError(f"a record of {length} bytes")
-    return msgpack.unpackb(await reader.readexactly(length), raw=False, strict_map_key=True)
+    writer.write(encode(record))

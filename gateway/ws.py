@@ -66,7 +66,6 @@ class Connection:
         self.session_id = session_id
         self.session_expires_at = session_expires_at
         self.conn_id = None
-        self.member = None       # the address of the member's shard once attached
         self.watching = set()
         self.call_hosts = {}     # call_id → host's member id, for the calls this page is in (from call_state)
 

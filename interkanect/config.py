@@ -175,6 +175,10 @@ class Settings:
     # Where a gateway listens, on actor_host, for the other gateways' links (a call's signaling
     # between pages on two gateways: gateway/links.py); 0: any free port, said in its leases.
     gateway_link_port: int = 0
+    # Where member shard i listens, on actor_host, for the gateways' streams (their pages'
+    # events and what goes back: actors/shard_stream.py) : this port + i; 0: any free port,
+    # told to each gateway when it asks the shard.
+    shard_stream_port: int = 0
     # Member shards in the deployment (processes hosting the online members and their calls);
     # 0: one per core of each member-hosting node, `member_shards_in_use` (README "Decisions").
     member_shards: int = 0
