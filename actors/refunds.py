@@ -1,5 +1,7 @@
 """The refunds actor: the adapter that carries out refund decisions through PayPal's capture
-refund API and books them in the ledger (a thin shell over `refund_rules.Settlement`).
+refund API and books them in the ledger (a thin shell over `refund_rules.Settlement`), and
+applies PayPal's refund and dispute webhooks once a gateway has recorded them
+(actors/money_events.py): the one writer of refunds and disputes to the ledger.
 
 An actor, like the payout scheduler, because PayPal's SDK blocks: its calls then block this
 actor's own process only, never the gateway's loop or a member's mailbox. One per convention,
@@ -7,7 +9,7 @@ by global name: the directory creates and starts it, a gateway reaches it by the
 Operators' decisions are stored by the gateway before it tells this actor (`SettleRefund`), so
 nothing depends on the message arriving: on start and every `Policy.refund_retry_s` (a cheap
 query when nothing is left), the actor settles every decided request whose money has not all
-moved (and is due) or whose decision mail has not gone.
+moved (and is due) or whose decision mail has not gone, and every recorded money event due.
 """
 import dataclasses
 import datetime
@@ -16,7 +18,7 @@ import logging
 import pymongo
 from thespian.actors import Actor, WakeupMessage
 
-from actors import convention, leadership, ledger, ledger_store, refund_rules
+from actors import convention, disputes, leadership, ledger_store, money_events, refund_rules, subscription_sales
 from actors.messages import MailerMoved, SendMail
 
 log = logging.getLogger(__name__)
@@ -34,11 +36,15 @@ class StartRefunds:
 
 @dataclasses.dataclass
 class SettleRefund:
-    """Gateway → refunds actor: this request was just decided (or PayPal just told us one of
-    its refunds changed: `read_now`); move its money now."""
+    """Gateway → refunds actor: this request was just decided; move its money now."""
     req_id: int
     refund_id: str
-    read_now: bool = False
+
+
+@dataclasses.dataclass
+class MoneyEvent:
+    """Gateway → refunds actor: PayPal's event `event_id` is recorded in webhook_events, due."""
+    event_id: str
 
 
 @dataclasses.dataclass
@@ -61,6 +67,9 @@ class RefundsActor(Actor):
     def __init__(self):
         super().__init__()
         self.settlement = None
+        self.events = None      # money_events.MongoMoneyEvents
+        self.sales = None       # subscription_sales.Sales
+        self.paypal = None
         self.mailer = None
         self.retry_s = None
         self.sweep_token = 0    # wakeupAfter cannot be cancelled: only the latest timer counts
@@ -71,6 +80,9 @@ class RefundsActor(Actor):
             self.start(message)
         elif isinstance(message, SettleRefund):
             self.send(sender, self.settle_asked(message))
+        elif isinstance(message, MoneyEvent):
+            if self.events is not None:   # else the start's sweep applies it
+                self.apply_event(message.event_id)
         elif isinstance(message, MailerMoved):
             self.mailer = message.mailer
         elif isinstance(message, WakeupMessage) and message.payload == ("sweep", self.sweep_token):
@@ -79,19 +91,30 @@ class RefundsActor(Actor):
 
     def start(self, message):
         from interkanect.paypal.payments import PayPal  # the SDK loads only in this actor's process
+        from interkanect.paypal.subscriptions import SaleRefunds
         s = message.settings
         db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
         self.mailer, self.retry_s = message.mailer, s.policy.refund_retry_s
+        fence = leadership.Fence(db, message.token)
+        self.paypal = PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use)
         self.settlement = refund_rules.Settlement(
-            MongoRefundStore(db, leadership.Fence(db, message.token)), PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use),
-            self.notify, self.retry_s, s.policy.refund_poll_s, s.policy.refund_attempts_max)
+            MongoRefundStore(db, fence), self.paypal, self.notify, self.retry_s, s.policy.refund_poll_s,
+            s.policy.refund_attempts_max)
+        self.events = money_events.MongoMoneyEvents(db, fence)
+        refunds = SaleRefunds(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use,
+                              backoff_s=s.paypal_backoff_s)
+        self.sales = subscription_sales.Sales(db, refunds.refund_sale, self.tell_operators, fence)
+        try:
+            self.events.ensure_indexes()
+        except Exception:
+            log.exception("cannot create the money events' index; they are read without it")
         self.sweep()  # decisions a previous node stored and did not finish
 
     def settle_asked(self, message):
         if self.settlement is None:
             return RefundSettled(message.req_id, error="the refunds actor is not configured yet")
         try:
-            outcome = self.settlement.settle(message.refund_id, _now(), message.read_now)
+            outcome = self.settlement.settle(message.refund_id, _now())
         except Exception as error:
             log.exception("settling refund request %s failed; the sweep tries again", message.refund_id)
             self.arm_sweep(_now() + datetime.timedelta(seconds=self.retry_s))
@@ -100,8 +123,38 @@ class RefundsActor(Actor):
             self.arm_sweep(outcome.retry_at)
         return RefundSettled(message.req_id, state=outcome.state)
 
+    def settle_now(self, request_id):
+        """Settle one request at once, reading its PENDING refunds from PayPal (a webhook said one changed)."""
+        outcome = self.settlement.settle(request_id, _now(), read_now=True)
+        if outcome.retry_at is not None:
+            self.arm_sweep(outcome.retry_at)
+
+    def apply_event(self, event_id, event=None):
+        """Apply one recorded money event (actors/money_events.py); one that must wait is tried
+        again at its retry time, one that failed otherwise on the next sweep."""
+        try:
+            event = event or self.events.event(event_id)
+            if event is None:
+                return   # applied already (a repeat delivery's message), or not a money event
+            now = _now()
+            try:
+                money_events.apply(self.events.db, self.paypal, event, self.settle_now, self.events.fence, self.sales)
+            except money_events.Waiting as waiting:
+                retry_at = money_events.retry_at(event, now, self.retry_s)
+                self.events.later(event, retry_at, str(waiting))
+                self.arm_sweep(retry_at)
+                return
+            self.events.applied(event, now)
+        except Exception:
+            log.exception("applying PayPal event %s failed; the sweep tries again", event_id)
+
     def sweep(self):
         now = _now()
+        try:
+            for event in self.events.due(now):
+                self.apply_event(event["id"], event)
+        except Exception:
+            log.exception("cannot read the money events due; the next sweep tries again")
         try:
             undone = self.settlement.store.undone()
         except Exception:
@@ -127,8 +180,7 @@ class RefundsActor(Actor):
         try:
             late = store.overdue(now)
             if late and store.claim_reminder(f"overdue:{now:%Y-%m-%d}", now):
-                for operator_id in store.operators():
-                    self.notify(operator_id, *refund_rules.overdue_mail(late, now))
+                self.tell_operators(*refund_rules.overdue_mail(late, now))
         except Exception:
             log.exception("could not remind operators of overdue refund requests; the next sweep tries again")
 
@@ -143,6 +195,10 @@ class RefundsActor(Actor):
 
     def notify(self, member_id, subject, body):
         self.send(self.mailer, SendMail(member_id, subject, body))
+
+    def tell_operators(self, subject, body):
+        for operator_id in self.settlement.store.operators():
+            self.notify(operator_id, subject, body)
 
 
 class MongoRefundStore:
@@ -241,12 +297,7 @@ class MongoRefundStore:
                                                   {"$set": {"mailed_at": now}}).modified_count == 1
 
     def call_pending_cents(self, call_id, member_id):
-        account = ledger.pending(member_id)
-        rows = list(self.db.ledger.aggregate([
-            {"$match": {"call_id": call_id, "entries.account": account}}, {"$unwind": "$entries"},
-            {"$match": {"entries.account": account}},
-            {"$group": {"_id": None, "cents": {"$sum": "$entries.amount_cents"}}}]))
-        return rows[0]["cents"] if rows else 0
+        return disputes.call_pending_cents(self.db, call_id, member_id)
 
     def book(self, transaction, now):
         """False when the key is booked already: a refund is booked once, whatever split between
@@ -254,7 +305,7 @@ class MongoRefundStore:
         try:
             return ledger_store.book(self.db, transaction, now, fence=self.fence)
         except ledger_store.KeyReused:
-            # PayPal's PAYMENT.CAPTURE.REFUNDED can beat the storing of this refund's id, and the
-            # gateway then books it as an outside refund, split from the call's pending as it
+            # PayPal's PAYMENT.CAPTURE.REFUNDED can beat the storing of this refund's id, and it
+            # is then booked as an outside refund, split from the call's pending as it
             # found it: the same money under the same key, so that booking stands.
             return False

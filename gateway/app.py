@@ -21,7 +21,6 @@ from gateway.throttle import client_address, trusted_networks
 from gateway.ws import CLOSE_SESSION_ENDED, SocketHandler
 from interkanect import db as database
 from interkanect.mail import Mailer
-from interkanect.paypal.captures import PayPalCaptures
 from interkanect.paypal_mode import paypal_mode
 
 log = logging.getLogger(__name__)
@@ -89,9 +88,6 @@ class Gateway:
         emulator_host = [urllib.parse.urlsplit(settings.paypal_url).netloc] if settings.paypal_emulated else []
         self.webhooks = WebhookVerifier(settings.paypal_webhook_id_in_use, emulator_host)
         self.refund_desk = refunds.RefundDesk(self.hub)
-        # Whose is a capture the ledger does not hold: a refund or dispute webhook asks.
-        self.captures = PayPalCaptures(settings.paypal_url, settings.paypal_client_id_in_use,
-                                       settings.paypal_client_secret_in_use)
         self.upgrades = upgrade.Upgrades(settings, self.db, member_changed=self.member_changed, mailer=self.mailer)
         self.follows = follows.Follows(self.db, self.member_changed)
         self.server = None

@@ -1,18 +1,18 @@
 """PayPal's side of a call payment as the gateway sees it: the payer's browser coming back
 from PayPal's approval page, and (see paypal_webhooks.py) PayPal's webhooks. Both only tell
 the call which order was approved; the call session asks the payments adapter to capture,
-which is idempotent, so the two arriving together capture once."""
+which is idempotent, so the two arriving together capture once. A webhook about money PayPal
+moved (a refund, a dispute) is recorded and handed to the refunds actor, which books it
+(actors/money_events.py): the gateway writes no money."""
 import datetime
 import logging
 import time
 
 import tornado.web
 
+from actors import money_events
 from actors.messages import OrderApproved
-from gateway import disputes, external_refunds, refunds
-from gateway.booked_captures import NotYet
 from gateway.paypal_webhooks import WebhookRefused
-from interkanect.paypal import PayPalError, PayPalUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -60,24 +60,14 @@ class PayPalWebhookHandler(tornado.web.RequestHandler):
             self.finish({"error": {"code": refused.code, "message": refused.message}})
             return
         # Kept for the record (and the refund review); a repeat delivery is the same document.
+        # Stored before the 200: from here the refunds actor applies a money event whatever
+        # becomes of this message or this gateway (its sweep reads what is due).
         await self.app.db.webhook_events.update_one(
-            {"_id": event.get("id")}, {"$setOnInsert": {"event_type": event.get("event_type"),
-                                                        "received_at": datetime.datetime.now(datetime.timezone.utc),
-                                                        "resource": event.get("resource")}}, upsert=True)
+            {"_id": event.get("id")}, {"$setOnInsert": money_events.record(
+                event, datetime.datetime.now(datetime.timezone.utc))}, upsert=True)
         await tell_call_approved(self.app, approved_order_id(event))
-        try:
-            await disputes.apply(self.app.db, self.app.captures, event)
-            # One of our refunds (an approved request's) is settled by the refunds actor, which
-            # books it; any other refund of our captures was made on PayPal's side: booked here.
-            if not await refunds.refund_event(self.app, event):
-                await external_refunds.apply(self.app.db, self.app.captures, event)
-        except (NotYet, PayPalUnavailable, PayPalError) as later:
-            # Not bookable yet (or PayPal cannot say whose capture it is): PayPal delivers again.
-            log.info("webhook %s (%s) answered 503: %s", event.get("id"), event.get("event_type"), later)
-            self.app.metrics.webhook(event.get("event_type"), 503)
-            self.set_status(503)
-            self.finish({"error": {"code": "not_yet", "message": f"cannot act on this event yet: {later}"}})
-            return
+        if money_events.is_money_event(event):
+            await self.app.refund_desk.tell_event(event["id"])
         await self.app.upgrades.on_webhook(event)
         self.app.metrics.webhook(event.get("event_type"), 200, self.request.headers.get("PAYPAL-TRANSMISSION-TIME"))
         self.finish({"ok": True})

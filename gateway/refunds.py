@@ -10,7 +10,7 @@ from bson import ObjectId
 
 from actors import leadership, ledger, refund_rules
 from actors.refund_rules import RefundRefused
-from actors.refunds import REFUNDS_NAME, RefundsActor, SettleRefund
+from actors.refunds import REFUNDS_NAME, MoneyEvent, RefundsActor, SettleRefund
 from gateway.accounts import ClientError
 from gateway.http import BaseHandler
 
@@ -20,9 +20,6 @@ log = logging.getLogger(__name__)
 # answers in about a second; an operator should not stare at a spinner while it retries.
 DECISION_WAIT_S = 8
 QUEUE_LIMIT = 500
-# PayPal's events about a refund: completed (the capture's), or the refund's own.
-REFUND_EVENTS = ("PAYMENT.CAPTURE.REFUNDED", "PAYMENT.REFUND.PENDING", "PAYMENT.REFUND.FAILED",
-                 "PAYMENT.REFUND.CANCELLED")
 
 
 def _now():
@@ -41,22 +38,6 @@ async def ensure_indexes(db):
     await db.refund_requests.create_index("plan.refund_id", sparse=True)
 
 
-async def refund_event(app, event):
-    """PayPal says one of our refunds changed (completed, pending, failed, cancelled): its
-    request is settled now, which reads the refund's state from PayPal. True when it is ours."""
-    if event.get("event_type") not in REFUND_EVENTS:
-        return False
-    refund_id = (event.get("resource") or {}).get("id")
-    if not isinstance(refund_id, str) or not refund_id:
-        return False
-    document = await app.db.refund_requests.find_one({"plan.refund_id": refund_id}, {"_id": 1})
-    if document is None:
-        return False
-    # Not awaited: PayPal wants its answer within seconds, and the sweep settles it anyway.
-    app.refund_desk.settle_soon(document["_id"])
-    return True
-
-
 class RefundDesk:
     """This gateway's way to the refunds actor (one per convention, by global name)."""
 
@@ -64,26 +45,29 @@ class RefundDesk:
         self.hub = hub
         self.address = None
         self.token = None      # the lease the address was looked up under: a new leader, a new actor
-        self.pending = set()   # settle_soon's tasks, held so none is collected before it ends
 
-    def settle_soon(self, refund_id):
-        """Settle in the background, reading PENDING refunds from PayPal now (a webhook said one changed)."""
-        task = asyncio.ensure_future(self.settle(refund_id, read_now=True))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+    async def _refunds_actor(self):
+        if self.address is None or self.token != self.hub.lease_token:
+            self.token = self.hub.lease_token
+            name = leadership.global_name(REFUNDS_NAME, self.token)
+            self.address = await self.hub.bridge.call(lambda context: context.createActor(RefundsActor, globalName=name))
+        return self.address
 
-    async def settle(self, refund_id, timeout_s=DECISION_WAIT_S, read_now=False):
-        """Ask the refunds actor to move a decided request's money now (`read_now`: reading its
-        PENDING refunds from PayPal now); its answer, or None when it did not come in time (the
-        actor's sweep finishes the job either way)."""
-        bridge = self.hub.bridge
+    async def tell_event(self, event_id):
+        """Tell the refunds actor that PayPal's money event `event_id` is recorded and due. Not
+        told (no leader right now, say), its sweep applies it all the same."""
         try:
-            if self.address is None or self.token != self.hub.lease_token:
-                self.token = self.hub.lease_token
-                name = leadership.global_name(REFUNDS_NAME, self.token)
-                self.address = await bridge.call(lambda context: context.createActor(RefundsActor, globalName=name))
-            answer = await bridge.request(self.address, lambda req_id: SettleRefund(req_id, refund_id, read_now),
-                                          timeout_s)
+            self.hub.bridge.tell(await self._refunds_actor(), MoneyEvent(event_id))
+        except Exception as error:
+            log.warning("PayPal event %s recorded, the refunds actor not told (%s): its sweep applies it",
+                        event_id, error)
+
+    async def settle(self, refund_id, timeout_s=DECISION_WAIT_S):
+        """Ask the refunds actor to move a decided request's money now; its answer, or None
+        when it did not come in time (the actor's sweep finishes the job either way)."""
+        try:
+            answer = await self.hub.bridge.request(await self._refunds_actor(),
+                                                   lambda req_id: SettleRefund(req_id, refund_id), timeout_s)
         except asyncio.TimeoutError:
             log.info("refund request %s: not settled within %d s; the refunds actor goes on", refund_id, timeout_s)
             return None

@@ -1,7 +1,8 @@
 """Self-serve upgrade by PayPal subscription: the operator's plan (`interkanect upgrade-plan`), a
 member subscribing (`POST /api/me/upgrade`, PayPal's consent page, its return to
 `/paypal/subscription-return`), cancelling (`POST /api/me/upgrade/cancel`), and PayPal's
-subscription webhooks, each cycle's payment booked as platform revenue.
+subscription webhooks (each cycle's payment is booked as platform revenue by the refunds actor:
+actors/subscription_sales.py).
 
 How the tier follows the subscription (see accounts.effective_tier): the member document keeps
 `subscription` {id, status, plan_id, price_cents, interval, next_billing_time, ends_at}; ACTIVE
@@ -23,11 +24,10 @@ import urllib.parse
 import pymongo
 import tornado.web
 
-from actors import ledger, ledger_store, receipts
 from gateway.accounts import ClientError, effective_tier, now, own_profile, subscription_view
 from gateway.http import BaseHandler
 from interkanect.db import object_id
-from interkanect.paypal import PayPalError, PayPalUnavailable, cents_to_value, value_to_cents
+from interkanect.paypal import PayPalError, PayPalUnavailable
 from interkanect.paypal.subscriptions import PayPalSubscriptions
 
 log = logging.getLogger(__name__)
@@ -225,75 +225,15 @@ class Upgrades:
                 raise
 
     async def on_webhook(self, event):
-        """BILLING.SUBSCRIPTION.* and each cycle's PAYMENT.SALE.COMPLETED."""
+        """BILLING.SUBSCRIPTION.* and each cycle's PAYMENT.SALE.COMPLETED (whose money the
+        refunds actor books: actors/subscription_sales.py)."""
         kind, resource = event.get("event_type", ""), event.get("resource") or {}
         if kind in ("BILLING.SUBSCRIPTION.ACTIVATED", "BILLING.SUBSCRIPTION.CANCELLED",
                     "BILLING.SUBSCRIPTION.EXPIRED", "BILLING.SUBSCRIPTION.SUSPENDED"):
             await self.follow(resource)
         elif kind == "PAYMENT.SALE.COMPLETED" and resource.get("billing_agreement_id"):
-            await self.book_sale(resource)
             # The renewal moved next_billing_time: read it from PayPal (the sale does not carry it).
             await self.follow(await self.paypal.subscription(resource["billing_agreement_id"]))
-
-    async def book_sale(self, sale):
-        """One cycle paid: platform revenue, keyed by PayPal's sale id."""
-        member_id = sale.get("custom")
-        if not object_id(member_id):
-            member = await self.db.members.find_one({"subscription.id": sale["billing_agreement_id"]})
-            member_id = str(member["_id"]) if member else None
-        if member_id is None:
-            log.warning("sale %s of subscription %s belongs to no member", sale.get("id"),
-                        sale["billing_agreement_id"])
-            return
-        amount = value_to_cents(sale["amount"]["total"])
-        fee = value_to_cents((sale.get("transaction_fee") or {}).get("value", "0.00"))
-        currency = sale["amount"].get("currency", "USD")
-        expected = await self.plan_price_cents(member_id, sale["billing_agreement_id"])
-        if currency != "USD" or (expected is not None and amount != expected):
-            await self.refund_mismatch(member_id, sale, amount, fee, currency, expected)
-            return
-        await self.book(ledger.subscription_transaction(member_id, sale["id"], amount, fee), sale)
-
-    async def book(self, transaction, sale):
-        """Once per key: a repeated delivery books nothing more."""
-        try:
-            await ledger_store.book_async(self.db, transaction, now(),
-                                          fields={"subscription_id": sale["billing_agreement_id"]})
-        except ledger_store.KeyReused as reused:
-            # The sale is PayPal's fact and its first booking stands; answering 5xx would only
-            # have PayPal deliver the same sale again, so an operator is told in the log.
-            log.error("subscription sale %s: %s; kept as it was", sale.get("id"), reused)
-
-    async def plan_price_cents(self, member_id, subscription_id):
-        """What the member's subscription is for, as we created it (None: not known here)."""
-        member = await self.db.members.find_one({"_id": object_id(member_id)}, {"subscription": 1})
-        subscription = (member or {}).get("subscription") or {}
-        return subscription.get("price_cents") if subscription.get("id") == subscription_id else None
-
-    async def refund_mismatch(self, member_id, sale, amount, fee, currency, expected):
-        """A sale for another amount or currency than the member's plan (a price changed behind
-        our back) is not ours: refunded whole (the same request id for every delivery of it), and
-        each operator told once. In USD it is booked, then its refund, so the books follow the
-        PayPal balance (PayPal keeps its fee: the platform's cost); in another currency it never
-        reached the USD balance and nothing is booked."""
-        refund = await self.paypal.refund_sale(sale["id"], f"sale-mismatch-{sale['id']}")
-        if currency == "USD":
-            await self.book(ledger.subscription_transaction(member_id, sale["id"], amount, fee), sale)
-            await self.book(ledger.subscription_refund_transaction(member_id, sale["id"], amount, fee), sale)
-        try:
-            await self.db.sale_mismatches.insert_one({"_id": sale["id"], "member_id": member_id, "at": now(),
-                                                      "amount_cents": amount, "currency": currency,
-                                                      "expected_cents": expected, "refund_id": refund["id"]})
-        except pymongo.errors.DuplicateKeyError:
-            return  # told already: a repeated delivery
-        sold = f"{cents_to_value(amount)} {currency}"
-        log.error("subscription sale %s was for %s, the plan for %s cents: refunded (%s)", sale["id"], sold, expected,
-                  refund["id"])
-        subject, body = receipts.sale_mismatch_alert(member_id, sale["billing_agreement_id"], sale["id"], sold,
-                                                     expected, refund["id"])
-        async for operator in self.db.members.find({"operator": True}, {"email": 1}):
-            if self.mailer is not None:
-                await self.mailer.send(operator["email"], subject, body)
 
 
 # HTTP ------------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """PayPal disputes through the whole system: the emulator's buyer opens and PayPal resolves a
 dispute on a paid call, its signed CUSTOMER.DISPUTE.* webhooks reach the gateway, and the
 ledger freezes the call's earnings, then unfreezes them (won) or gives the caller the money
-back (lost), once, whatever duplicates, replays and reorderings PayPal delivers."""
+back (lost), once, whatever duplicates, replays and reorderings PayPal delivers. The gateway
+records each event and the refunds actor applies it (actors/money_events.py): the tests wait for
+PayPal's delivery to be taken and then for every recorded money event to be applied."""
 import json
 import urllib.request
 
-from actors import ledger
+from actors import ledger, money_events
 from tests.client import Member
 from tests.conftest import run
 from tests.test_refunds import emulator_fault, paid_call
@@ -38,18 +40,28 @@ def dispute_keys(db, call_id):
 
 
 def deliver(system, event):
-    """A delivery signed by PayPal (the emulator's key), as a replay or an event it never sends."""
+    """A delivery signed by PayPal (the emulator's key), as a replay or an event it never sends:
+    its answer's status, once the refunds actor has applied it."""
     raw = json.dumps(event)
     headers = control(system, "POST", "/webhooks/sign", {"body": raw})["headers"]
     request = urllib.request.Request(system.url + "/paypal/webhook", data=raw.encode(),
                                      headers=dict(headers, **{"Content-Type": "application/json"}))
     with urllib.request.urlopen(request, timeout=10) as answer:
-        return answer.status
+        status = answer.status
+    wait_for(lambda: money_applied(system.db), "the event applied")
+    return status
+
+
+def money_applied(db):
+    """Every money event recorded has been applied (none due: waiting ones count as due)."""
+    return db.webhook_events.count_documents({"money": money_events.DUE}) == 0
 
 
 def acknowledged(system, event_type, resource_id, count):
+    """PayPal's delivery of this event taken `count` times, and every money event applied."""
     deliveries = control(system, "GET", f"/webhooks?event_type={event_type}")["deliveries"]
-    return len([d for d in deliveries if d["resource_id"] == resource_id and d["status"] == "SUCCESS"]) >= count
+    taken = len([d for d in deliveries if d["resource_id"] == resource_id and d["status"] == "SUCCESS"]) >= count
+    return taken and money_applied(system.db)
 
 
 def test_a_dispute_freezes_the_calls_earnings_once_and_a_won_dispute_gives_them_back(system):

@@ -1,12 +1,11 @@
 """PayPal's money events for a call in any order, any of them more than once (issue 12): a
 capture booked twice, refunds made on PayPal's dashboard, our own refunds settling, disputes
 opened, updated and resolved either way with a fee, and the payout run releasing and paying the
-call's earnings. The webhook handlers themselves run (gateway/disputes.py and
-gateway/external_refunds.py over an in-memory database, dispatched as gateway/payments.py does),
+call's earnings. The refunds actor's own code applies each event (actors/money_events.py, with
+actors/disputes.py and actors/external_refunds.py, over an in-memory database),
 our refunds go through refund_rules.Settlement and the payout run's release through its rules;
 every write goes through ledger_store. A model of PayPal decides what really happened, so the
 ledger can be held to it: it may lag behind PayPal, never run ahead of it."""
-import asyncio
 import datetime
 
 import pytest
@@ -14,10 +13,10 @@ from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from pymongo.errors import DuplicateKeyError
 
-from actors import dispute_rules, fees, ledger, ledger_store, payout_rules, refund_rules
+from actors import dispute_rules, external_refunds, fees, ledger, ledger_store, money_events, payout_rules, refund_rules
 from actors.ledger import Ledger, Transaction
 from actors.refund_rules import Settlement
-from gateway import booked_captures, disputes, external_refunds
+from interkanect.paypal import PayPalError
 from tests.test_refund_rules import MemoryStore
 
 UTC = datetime.timezone.utc
@@ -42,14 +41,6 @@ def money(cents):
 
 # The database the handlers use, in memory -----------------------------------------------------
 
-class Rows:
-    def __init__(self, rows):
-        self.rows = rows
-
-    async def to_list(self):
-        return self.rows
-
-
 class LedgerCollection:
     """The `ledger` collection as ledger_store and the handlers use it: a unique _id, the
     stored documents read back, and the call-pending aggregation. Keeps every insert refused
@@ -73,26 +64,12 @@ class LedgerCollection:
         return None if stored is None else stored.document()
 
     def _pending(self, pipeline):
-        # The one aggregation asked of it: a call's sum on one account (gateway/disputes.py).
+        # The one aggregation asked of it: a call's sum on one account (actors/disputes.py).
         match = pipeline[0]["$match"]
         call_id, account = match["call_id"], match["entries.account"]
         touched = any(t.call_id == call_id and any(e.account == account for e in t.entries)
                       for t in self.book.transactions)
         return [{"_id": None, "cents": self.book.call_balance(call_id, account)}] if touched else []
-
-
-class AsyncLedger:
-    def __init__(self, collection):
-        self.collection = collection
-
-    async def insert_one(self, document):
-        self.collection._insert(document)
-
-    async def find_one(self, query, projection=None):
-        return self.collection._find_one(query)
-
-    async def aggregate(self, pipeline):
-        return Rows(self.collection._pending(pipeline))
 
 
 class SyncLedger:
@@ -105,6 +82,9 @@ class SyncLedger:
     def find_one(self, query, projection=None):
         return self.collection._find_one(query)
 
+    def aggregate(self, pipeline):
+        return self.collection._pending(pipeline)
+
 
 class Orders:
     """Our orders as the handlers read them: each capture's order is ours (found by its id, its
@@ -114,19 +94,28 @@ class Orders:
     def __init__(self, paypal):
         self.paypal = paypal
 
-    async def find_one(self, query, projection=None):
+    def find_one(self, query, projection=None):
         ours = query.get("_id") in {c["order"] for c in self.paypal.captures.values()}
         return {"_id": query["_id"]} if ours else None
 
 
-class AsyncDb:
-    def __init__(self, collection, paypal):
-        self.ledger, self.orders = AsyncLedger(collection), Orders(paypal)
+class RefundRequests:
+    """Our refund requests as money_events reads them: the one whose plan holds a refund id."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def find_one(self, query, projection=None):
+        refund_id = query["plan.refund_id"]
+        for request_id, document in self.store.documents.items():
+            if any(item.get("refund_id") == refund_id for item in document.get("plan", ())):
+                return {"_id": request_id}
+        return None
 
 
 class SyncDb:
-    def __init__(self, collection):
-        self.ledger = SyncLedger(collection)
+    def __init__(self, collection, paypal):
+        self.ledger, self.orders = SyncLedger(collection), Orders(paypal)
 
 
 # PayPal, as the truth the ledger is held to ----------------------------------------------------
@@ -201,10 +190,11 @@ class PayPal:
     def get_refund(self, refund_id):
         return {"refund_id": refund_id, "status": refund_rules.REFUND_COMPLETED}
 
-    # The gateway's capture reader (interkanect/paypal/captures.py).
-    async def order_id(self, capture_id):
-        capture = self.captures.get(capture_id)
-        return capture and capture["order"]
+    # The refunds actor's capture reader (interkanect/paypal/payments.py get_capture).
+    def get_capture(self, capture_id):
+        if capture_id not in self.captures:
+            raise PayPalError("RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID", "no such capture", 404)
+        return {"capture_id": capture_id, "order_id": self.captures[capture_id]["order"]}
 
     def open_dispute(self, capture_id, amount_cents):
         self.captures[capture_id]["dispute"] = dict(id=self.next_id("PP-D-"), amount=amount_cents, status="OPEN",
@@ -271,7 +261,7 @@ class RefundStore(MemoryStore):
         try:
             return ledger_store.book(self.db, transaction, now)
         except ledger_store.KeyReused:
-            return False   # actors/refunds.py: the gateway booked it first, as an outside refund
+            return False   # actors/refunds.py: booked first as an outside refund
 
 
 class MoneyEventOrder(RuleBasedStateMachine):
@@ -283,14 +273,14 @@ class MoneyEventOrder(RuleBasedStateMachine):
         self.book = Ledger()
         self.collection = LedgerCollection(self.book)
         self.paypal = PayPal()
-        self.async_db, self.sync_db = AsyncDb(self.collection, self.paypal), SyncDb(self.collection)
+        self.sync_db = SyncDb(self.collection, self.paypal)
         self.store = RefundStore(self.sync_db, self.book)
+        self.sync_db.refund_requests = RefundRequests(self.store)
         self.settlement = Settlement(self.store, self.paypal, lambda *mail: None, retry_s=60)
         self.now = ENDED + datetime.timedelta(seconds=HOLD_S)
         self.calls = {}
         self.acknowledged = set()
-        self.asked_again = set()   # events answered 503 because their capture was not booked yet
-        self.loop = asyncio.new_event_loop()   # the gateway's loop
+        self.asked_again = set()   # events that waited because their capture was not booked yet
         self.lowest_available = 0
         for n, (amount_cents, tip_cents) in enumerate(calls, 1):
             call_id = f"call{n}"
@@ -404,29 +394,18 @@ class MoneyEventOrder(RuleBasedStateMachine):
         self.deliver(data.draw(st.sampled_from(self.paypal.outbox)))
 
     def deliver(self, event):
-        """What gateway/payments.py does with a verified webhook: True when answered 200, False
-        when answered 503 (PayPal delivers it again)."""
+        """What the refunds actor does with a recorded event: True when applied, False when it
+        waits to be applied again (actors/money_events.py)."""
         try:
-            self.loop.run_until_complete(disputes.apply(self.async_db, self.paypal, event))
-            if not self.ours(event):
-                self.loop.run_until_complete(external_refunds.apply(self.async_db, self.paypal, event))
-        except booked_captures.NotYet:
+            money_events.apply(self.sync_db, self.paypal, event,
+                               lambda request_id: self.settle(request_id, read_now=True))
+        except money_events.Waiting:
             self.asked_again.add(event["id"])
             return False
         if event["event_type"] == CAPTURED:
             self.capture_booked(event["resource"]["id"])
         self.acknowledged.add(event["id"])
         return True
-
-    def ours(self, event):
-        """gateway/refunds.py refund_event: a refund of a request's plan is settled by the refunds actor."""
-        if event["event_type"] != REFUNDED:
-            return False
-        for request_id, document in self.store.documents.items():
-            if any(item.get("refund_id") == event["resource"]["id"] for item in document.get("plan", ())):
-                self.settle(request_id, read_now=True)
-                return True
-        return False
 
     def capture_booked(self, capture_id):
         """The payments actor books a capture from its response or its webhook, the same transaction."""
@@ -524,7 +503,6 @@ class MoneyEventOrder(RuleBasedStateMachine):
             back = back_to_caller(self.call_transactions(call_id), call["caller"])
             assert back == self.paypal.back_to_caller_cents(call_id), call_id
         assert self.book.balance(ledger.PAYPAL_FEES) == self.paypal.fees_cents()
-        self.loop.close()
         self.statistics()
 
     def statistics(self):
@@ -535,7 +513,7 @@ class MoneyEventOrder(RuleBasedStateMachine):
         for stored, _ in self.collection.conflicts:
             event(f"a {stored.kind} computed twice, the first stands")
         if self.asked_again:
-            event("an event told before its capture was booked, asked again")
+            event("an event told before its capture was booked, applied again")
         if self.lowest_available < 0:
             event("available went negative")
         items = [item for call in self.calls.values() if call["request"]
@@ -598,7 +576,7 @@ def test_a_lost_dispute_told_backwards_and_twice_after_a_dashboard_refund_books_
 
 
 @pytest.mark.parametrize("what", ["dashboard refund", "lost dispute"])
-def test_an_event_told_before_its_capture_is_booked_is_asked_for_again_and_booked_once_it_is(what):
+def test_an_event_told_before_its_capture_is_booked_waits_and_is_booked_once_it_is(what):
     machine, captured = paid_call(1500)
     if what == "dashboard refund":
         machine.paypal.refund("CAP1", 500, "DASH1")
@@ -606,11 +584,11 @@ def test_an_event_told_before_its_capture_is_booked_is_asked_for_again_and_booke
         machine.paypal.open_dispute("CAP1", 1500)
         machine.paypal.resolve_dispute("CAP1", "RESOLVED_BUYER_FAVOUR")
     later = machine.paypal.outbox[1:]
-    # PayPal's later events first (the capture's delivery failed): each answered 503, nothing booked.
+    # PayPal's later events first (the capture's delivery failed): each waits, nothing booked.
     assert [machine.deliver(event) for event in later] == [False] * len(later)
     assert not machine.book.transactions
     assert machine.deliver(captured)
-    assert [machine.deliver(event) for event in later] == [True] * len(later)   # PayPal's retries
+    assert [machine.deliver(event) for event in later] == [True] * len(later)   # the actor's retries
     assert caller_back(machine) == machine.paypal.back_to_caller_cents("call1") > 0
 
 

@@ -11,11 +11,12 @@ import urllib.request
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from actors import money_events
 from actors.payments import DB_SELECTION_TIMEOUT_S
 from tests.conftest import run
 from tests.test_call_payments import approve_and_never_come_back, approve_on_paypal
 from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call
-from tests.test_disputes import balances
+from tests.test_disputes import balances, money_applied
 from tests.test_external_refunds import REFUNDED, refund_at_paypal
 from tests.test_late_capture import arm, assert_refunded_once, control, paypal
 from tests.test_payouts import paypal_api
@@ -303,9 +304,8 @@ def test_a_capture_in_another_currency_is_refunded_in_full_and_never_booked(syst
     run(scenario())
 
 
-def test_a_refund_told_before_its_capture_is_booked_is_answered_503_and_booked_once_paypal_delivers_it_again(
-        system_with):
-    system = system_with(paypal_backoff_s=0.01)
+def test_a_refund_told_before_its_capture_is_booked_waits_and_is_booked_once_the_capture_is(system_with):
+    system = system_with(paypal_backoff_s=0.01, refund_retry_s=0.5)
     db = system.db
 
     async def scenario():
@@ -322,23 +322,32 @@ def test_a_refund_told_before_its_capture_is_booked_is_answered_503_and_booked_o
             "resource_id"]
         put_webhook_url(system, f"{system.url}/paypal/webhook")
 
-        # An operator refunds $5.00 on PayPal's dashboard: its webhook is answered 503, nothing booked.
+        # An operator refunds $5.00 on PayPal's dashboard: its webhook is taken and recorded, and
+        # waits for the capture (the refunds actor tries it again, backing off); nothing booked.
         refund_id = refund_at_paypal(system, capture_id, 500)
-        (told,) = await eventually(lambda: [d for d in deliveries(system, REFUNDED) if d["resource_id"] == refund_id
-                                            and d["attempts"] and d["attempts"][0].get("status_code")],
-                                   "the refund's first delivery")
-        assert told["attempts"][0]["status_code"] == 503 and told["status"] == "PENDING"   # PayPal will try again
+        (told,) = await eventually(lambda: [d for d in deliveries(system, REFUNDED)
+                                            if d["resource_id"] == refund_id and d["status"] == "SUCCESS"],
+                                   "the refund's delivery taken")
+        waiting = await eventually(lambda: db.webhook_events.find_one({"_id": told["event_id"], "tries": {"$gte": 2}}),
+                                   "the event tried twice")
+        assert waiting["money"] == money_events.DUE and "not booked yet" in waiting["waiting"]
         assert db.ledger.count_documents({"call_id": call.id}) == 0
 
-        # PayPal answers again; the payer comes back from PayPal: the capture is booked, the call runs.
+        # PayPal answers again; the payer comes back from PayPal: the capture is booked, the call
+        # runs, and the waiting refund is booked by the refunds actor's next try: PayPal was
+        # asked for nothing again (it delivered once).
         disarm(system, faults)
         with urllib.request.urlopen(f"{system.url}/paypal/return?token={order_id}", timeout=10):
             pass
         await call.caller_page.expect("call_state", state="running", event="payment_captured", timeout_s=15)
-        # PayPal's next try of the same event (its resend API, as its retry schedule would): booked once.
+        await eventually(lambda: db.ledger.find_one({"_id": f"refund:{refund_id}"}), "the refund booked")
+        assert len([d for d in deliveries(system, REFUNDED) if d["resource_id"] == refund_id]) == 1
+        assert balances(db, call) == {"caller": -1000, "pending": 899, "available": 0, "frozen": 0}
+        # PayPal delivering the same event again (its resend API) books nothing twice.
         assert paypal_api(system.settings.paypal_url, "POST",
                           f"/v1/notifications/webhooks-events/{told['event_id']}/resend")[0] == 202
-        await eventually(lambda: db.ledger.find_one({"_id": f"refund:{refund_id}"}), "the refund booked")
+        await eventually(lambda: len([d for d in deliveries(system, REFUNDED) if d["resource_id"] == refund_id
+                                      and d["status"] == "SUCCESS"]) == 2 and money_applied(db), "the resend taken")
         assert balances(db, call) == {"caller": -1000, "pending": 899, "available": 0, "frozen": 0}
         await call.host_page.request("hang_up", call_id=call.id)
     run(scenario())

@@ -1,11 +1,12 @@
-"""PayPal's Subscriptions API (catalog products, plans, subscriptions, their cancellation) and
-the v1 sale refund, asynchronously on Tornado's loop over our REST client: the gateway's
-"Upgrade" and `interkanect upgrade-plan` use it. Refusals are `PayPalError` (with PayPal's
+"""PayPal's Subscriptions API (catalog products, plans, subscriptions, their cancellation),
+asynchronously on Tornado's loop over our REST client: the gateway's "Upgrade" and
+`interkanect upgrade-plan` use it; and the v1 sale refund, blocking, for the refunds actor (a
+cycle billed for another amount than its plan is refunded: actors/subscription_sales.py). Refusals are `PayPalError` (with PayPal's
 status, name and issue), no usable answer `PayPalUnavailable`."""
 import urllib.parse
 
 from interkanect.paypal.money import cents_to_value
-from interkanect.paypal.rest import TIMEOUT_S, AsyncRestClient
+from interkanect.paypal.rest import TIMEOUT_S, AsyncRestClient, RestClient
 
 # A person is waiting for most of these answers (the Upgrade button): fewer, quicker retries
 # than the actors' five.
@@ -43,13 +44,21 @@ class PayPalSubscriptions:
     async def subscription(self, subscription_id):
         return await self._call("GET", f"/v1/billing/subscriptions/{urllib.parse.quote(subscription_id)}")
 
-    async def refund_sale(self, sale_id, request_id):
-        """The whole sale back to the payer (PayPal's v1 sale refund); the refund."""
-        return await self._call("POST", f"/v1/payments/sale/{urllib.parse.quote(sale_id)}/refund", {}, request_id)
-
     async def cancel(self, subscription_id, reason):
         await self._call("POST", f"/v1/billing/subscriptions/{urllib.parse.quote(subscription_id)}/cancel",
                          {"reason": reason})
 
     async def _call(self, method, path, body=None, request_id=None):
         return await self.rest.call(f"{method} {path}", method, path, body, request_id)
+
+
+class SaleRefunds:
+    """PayPal's v1 sale refund, blocking: the whole sale back to the payer."""
+
+    def __init__(self, base_url, client_id, client_secret, timeout_s=TIMEOUT_S, backoff_s=BACKOFF_S):
+        self.rest = RestClient(base_url, client_id, client_secret, timeout_s, backoff_s)
+
+    def refund_sale(self, sale_id, request_id):
+        """The refund (the same one for every ask with this request id)."""
+        path = f"/v1/payments/sale/{urllib.parse.quote(sale_id)}/refund"
+        return self.rest.call(f"POST {path}", "POST", path, {}, request_id)

@@ -5,29 +5,28 @@ included), booked when the ledger does not have them yet: a refund made outside 
 The event's resource is the refund; its capture is the `up` link. The ledger key is the
 platform's own, `refund:<refund id>`: a refund the refunds actor made (or will book in a
 moment), a duplicate or a replayed delivery finds it and books nothing more; two deliveries
-racing insert one (the unique _id). Runs on the loop with the async driver; a database failure
-raises, the webhook answers 5xx and PayPal delivers again; so does a refund of one of our
-captures that is not booked yet (gateway/booked_captures.py)."""
+racing insert one (the unique _id). Run by the refunds actor (actors/money_events.py); a
+database failure raises and the event is applied again later; so is a refund of one of our
+captures that is not booked yet (actors/booked_captures.py)."""
 import datetime
 import logging
 
-from actors import fees, ledger, ledger_store, refund_rules
+from actors import disputes, fees, ledger, ledger_store, refund_rules
+from actors.booked_captures import NotYet, booked_capture
 from actors.terms import Refused
-from gateway import disputes
-from gateway.booked_captures import NotYet, booked_capture
 
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "PAYMENT.CAPTURE.REFUNDED"
 # A refund in these states moved no money.
 NOT_DONE = {"FAILED", "CANCELLED"}
-# actors/payments.py's order states of a late capture's whole refund (not imported: it loads
-# PayPal's SDK, which stays out of the gateway).
+# actors/payments.py's order states of a late capture's whole refund (not imported: that
+# module is the payments adapter's, with all its imports).
 LATE_REFUND_STATES = ("refunding", "refunded")
 
 
 class RefundNotSettledYet(NotYet):
-    """The platform is refunding this capture itself right now: answer 5xx, PayPal redelivers."""
+    """The platform is refunding this capture itself right now: the event waits."""
 
 
 def capture_id_of(refund):
@@ -40,9 +39,10 @@ def capture_id_of(refund):
     return related.get("capture_id")
 
 
-async def apply(db, paypal, event):
+def apply(db, paypal, event, fence=None):
     """Book an external refund; False when there is nothing (more) to book. `paypal` reads a
-    capture the ledger does not hold (gateway/booked_captures.py)."""
+    capture the ledger does not hold (actors/booked_captures.py); `fence`: the refunds actor's
+    lease, checked before the booking."""
     if event.get("event_type") != EVENT_TYPE:
         return False
     refund = event.get("resource") or {}
@@ -53,16 +53,16 @@ async def apply(db, paypal, event):
         log.warning("refund event %s without a usable refund id, capture, USD amount or status: ignored",
                     event.get("id"))
         return False
-    if await db.ledger.find_one({"_id": f"refund:{refund_id}"}, {"_id": 1}) is not None:
+    if db.ledger.find_one({"_id": f"refund:{refund_id}"}, {"_id": 1}) is not None:
         return False  # ours, or this refund seen before
     # A late capture the platform refunds whole is booked under the capture, not the refund id.
-    if await db.ledger.find_one({"_id": f"capture:{capture_id}:late-refund"}, {"_id": 1}) is not None:
+    if db.ledger.find_one({"_id": f"capture:{capture_id}:late-refund"}, {"_id": 1}) is not None:
         return False
-    captured = await booked_capture(db, paypal, capture_id)
+    captured = booked_capture(db, paypal, capture_id)
     if captured is None or captured.get("kind") not in (ledger.CALL_PAYMENT, ledger.TIP):
         log.warning("refund %s of capture %s that is not ours: ignored", refund_id, capture_id)
         return False
-    order = await db.orders.find_one({"capture_id": capture_id}, {"capture_state": 1})
+    order = db.orders.find_one({"capture_id": capture_id}, {"capture_state": 1})
     if order is not None and order.get("capture_state") in LATE_REFUND_STATES:
         # Its late-capture refund is under way (booked as REFUNDED or will be): only once it is
         # booked can we tell ours from one made by hand, so PayPal asks again later.
@@ -76,14 +76,14 @@ async def apply(db, paypal, event):
         return False
     payment = refund_rules.payment_of(captured)
     # A tip's net went straight to available: no pending to take from.
-    pending_cents = (await disputes.call_pending_cents(db, payment["call_id"], payment["host_id"])
+    pending_cents = (disputes.call_pending_cents(db, payment["call_id"], payment["host_id"])
                      if payment["kind"] == ledger.CALL_PAYMENT else 0)
     # The caller got `amount` back and PayPal took it from the platform's balance (no fee back
     # on a refund): the member's earnings pay it, available going negative if need be.
     transaction = ledger.refund_transaction(payment["call_id"], payment["host_id"], payment["caller_id"],
                                             refund_id, cents, pending_cents, capture_id)
     try:
-        booked = await ledger_store.book_async(db, transaction, datetime.datetime.now(datetime.timezone.utc))
+        booked = ledger_store.book(db, transaction, datetime.datetime.now(datetime.timezone.utc), fence=fence)
     except ledger_store.KeyReused:
         # The refunds actor booked this refund (ours after all) between our read and our write,
         # split from the call's pending as it found it: that booking stands.
