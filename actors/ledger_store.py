@@ -2,7 +2,7 @@
 
 A transaction's idempotency key is its document's `_id`, so a second insert under a used key
 fails instead of applying twice. What that failure means is decided here, the same way for
-every caller, blocking (pymongo) or on the gateway's loop (pymongo's async driver):
+every caller (all of them actors, with pymongo; the gateway writes no money):
 - the stored transaction is this one (same kind, entries, call and capture): a repeat, nothing
   is written and the caller hears False;
 - it is another one: `KeyReused`, carrying the stored transaction. A caller for whom the first
@@ -74,18 +74,6 @@ def book(db, transaction, now, *, session=None, fence=None, fields=None):
         stored = db.ledger.find_one({"_id": transaction.key})
         if stored is None:
             raise   # another unique index refused it, not the key
-    return _repeat(transaction, stored)
-
-
-async def book_async(db, transaction, now, *, fields=None):
-    """`book` on the gateway's loop (pymongo's AsyncMongoClient): the same answers."""
-    try:
-        await db.ledger.insert_one(document(transaction, now, fields))
-        return True
-    except DuplicateKeyError:
-        stored = await db.ledger.find_one({"_id": transaction.key})
-        if stored is None:
-            raise
     return _repeat(transaction, stored)
 
 

@@ -3,13 +3,14 @@ movement written once, its repeat answered as a repeat, another movement under a
 refused with the stored one attached; alone, in bulk, on the async driver and inside a
 database transaction with the writes that go with it."""
 import datetime
+import pathlib
+import re
 import secrets
 
 import pymongo
 import pytest
 
 from actors import fees, leadership, ledger, ledger_store
-from tests.conftest import run
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -91,24 +92,13 @@ def test_a_replayed_bulk_larger_than_a_lookup_is_all_repeats(db):
     assert db.ledger.count_documents({}) == len(tips)
 
 
-def test_the_async_driver_gets_the_same_answers(database_url):
-    name = "ls" + secrets.token_hex(4)
-
-    async def scenario():
-        client = pymongo.AsyncMongoClient(database_url, tz_aware=True)
-        db = client[name]
-        try:
-            first = await ledger_store.book_async(db, refund(call_pending_cents=916), T0)
-            again = await ledger_store.book_async(db, refund(call_pending_cents=916), T0)
-            with pytest.raises(ledger_store.KeyReused) as refused:
-                await ledger_store.book_async(db, refund(call_pending_cents=0), T0)
-            count = await db.ledger.count_documents({})
-            return first, again, refused.value.stored, count
-        finally:
-            await client.drop_database(name)
-            await client.close()
-
-    assert run(scenario()) == (True, False, refund(call_pending_cents=916), 1)
+def test_the_gateway_writes_no_money():
+    """Issue 12 item 8: the ledger is written by the actors only (the refunds actor applies
+    PayPal's money webhooks the gateway records): no gateway module books or writes it."""
+    root = pathlib.Path(__file__).resolve().parent.parent / "gateway"
+    writes = re.compile(r"ledger_store|\.ledger\.(insert|update|replace|delete|bulk_write|find_one_and)")
+    assert {path.name: [line.strip() for line in path.read_text().splitlines() if writes.search(line)]
+            for path in sorted(root.glob("*.py")) if writes.search(path.read_text())} == {}
 
 
 def booking_with_its_mail(db, transaction):
