@@ -30,6 +30,8 @@ DIRECTORY_NAME = "interkanect-directory"
 # by name, so PayPal's SDK is imported in its process only: imported here, every shard and
 # member forked after it would carry it (README, Performance).
 ADAPTERS = (CallStore, Mailer, "actors.payments.PaymentsActor", FollowersAdapter)
+# The leader's money singletons, one per convention by global name: (class, name, start message).
+SINGLETONS = ((PayoutScheduler, PAYOUTS_NAME, StartPayouts), (RefundsActor, REFUNDS_NAME, StartRefunds))
 # Each adapter is sent a no-op this often: one whose process died comes back as a dead letter,
 # even when Thespian missed its ChildActorExited (it can, for two children dying at once).
 ADAPTER_WATCH_S = 5
@@ -84,7 +86,7 @@ class Directory(Actor):
         elif isinstance(message, WakeupMessage) and message.payload == "save_placement":
             self.save_placement()
         elif isinstance(message, WakeupMessage) and message.payload == "adapters" and not self.stopping:
-            for adapter in self.adapters:
+            for adapter in self.adapters + self.singletons:
                 self.send(adapter, Ping(0))
             self.wakeupAfter(ADAPTER_WATCH_S, payload="adapters")
         elif isinstance(message, ActorExitRequest):
@@ -105,6 +107,10 @@ class Directory(Actor):
         elif isinstance(message, DeadEnvelope) and message.deadAddress in (self.adapters or ()) and not self.stopping:
             log.warning("a message to adapter %s found it dead", message.deadAddress)
             self.adapter_died(message.deadAddress)
+        elif isinstance(message, DeadEnvelope) and message.deadAddress in self.singletons and not self.stopping:
+            # The payout scheduler and the refunds actor are the admin's children (global names):
+            # their deaths reach us only as dead letters, from the watch's Ping or any message.
+            self.singleton_died(message.deadAddress)
 
     def shard_died(self, address):
         """A shard's process died, with its members and the calls they host. On a node still
@@ -134,6 +140,23 @@ class Directory(Actor):
             for shard in self.shards:
                 self.send(shard, Adopted(self.services, self.myAddress, self.token))
 
+    def start_singleton(self, index):
+        """The payout scheduler or the refunds actor, by its global name under this lease, told
+        to start (it resumes from the database)."""
+        actor_class, name, start = SINGLETONS[index]
+        address = self.createActor(actor_class, globalName=leadership.global_name(name, self.token))
+        self.send(address, start(self.settings, self.adapters[ADAPTERS.index(Mailer)], self.token))
+        return address
+
+    def singleton_died(self, address):
+        """A money singleton's process died: a new one under the same name resumes from the
+        database (a gateway looks the name up for each message, so it finds the new one)."""
+        index = self.singletons.index(address)
+        log.error("%s died; starting a new one", SINGLETONS[index][0].__name__)
+        singletons = list(self.singletons)
+        singletons[index] = self.start_singleton(index)
+        self.singletons = tuple(singletons)
+
     def shard_list(self, req_id):
         return Shards(req_id, list(self.shards), self.settings.policy.bridge_heartbeat_s if self.settings else 0)
 
@@ -143,12 +166,7 @@ class Directory(Actor):
         for adapter in self.adapters:
             self.send(adapter, Configured(settings))
         self.wakeupAfter(ADAPTER_WATCH_S, payload="adapters")
-        mailer = self.adapters[1]
-        self.singletons = (
-            self.createActor(PayoutScheduler, globalName=leadership.global_name(PAYOUTS_NAME, self.token)),
-            self.createActor(RefundsActor, globalName=leadership.global_name(REFUNDS_NAME, self.token)))
-        self.send(self.singletons[0], StartPayouts(settings, mailer, self.token))
-        self.send(self.singletons[1], StartRefunds(settings, mailer, self.token))
+        self.singletons = tuple(self.start_singleton(index) for index in range(len(SINGLETONS)))
         if settings.hosts_members:
             self.nodes.append(convention.node_name(settings))
         # The leader tells us of every node already in the convention, then of each change.

@@ -19,6 +19,7 @@ import pymongo
 from thespian.actors import Actor, WakeupMessage
 
 from actors import convention, disputes, leadership, ledger_store, money_events, refund_rules, subscription_sales
+from actors.adapters import say_where_running
 from actors.messages import MailerMoved, SendMail
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,10 @@ class RefundsActor(Actor):
             MongoRefundStore(db, fence), self.paypal, self.notify, self.retry_s, s.policy.refund_poll_s,
             s.policy.refund_attempts_max)
         self.events = money_events.MongoMoneyEvents(db, fence)
+        try:
+            say_where_running(db, self)
+        except Exception:
+            log.exception("cannot say where the refunds actor runs")
         refunds = SaleRefunds(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use,
                               backoff_s=s.paypal_backoff_s)
         self.sales = subscription_sales.Sales(db, refunds.refund_sale, self.tell_operators, fence)

@@ -14,7 +14,7 @@ import ipaddress
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from actors import refund_rules
+from actors import money_events, refund_rules
 from gateway.http import loopback_caller
 
 # Round trips inside one machine or a private network: a millisecond to seconds.
@@ -50,6 +50,10 @@ class GatewayMetrics:
                              registry=r)
         self.captures = Gauge("interkanect_captures", "Captures not settled yet, by state (database).", ["state"],
                               registry=r)
+        self.money_events = Gauge("interkanect_money_events", "PayPal's money webhooks recorded and not applied "
+                                  "yet (database): due (the refunds actor has not come to them), waiting (their "
+                                  "capture not booked yet, or PayPal unreachable: tried again later).", ["state"],
+                                  registry=r)
 
     def refused(self, frame):
         if frame.get("type") == "error":
@@ -73,6 +77,10 @@ class GatewayMetrics:
         await self._by_state(self.payouts, db.payout_batches, {}, "$state")
         await self._by_state(self.captures, db.orders, {"capture_state": {"$in": list(WATCHED_CAPTURE_STATES)}},
                              "$capture_state")
+        waiting = await db.webhook_events.count_documents({"money": money_events.DUE, "tries": {"$gt": 0}})
+        due = await db.webhook_events.count_documents({"money": money_events.DUE})
+        self.money_events.labels("due").set(due - waiting)
+        self.money_events.labels("waiting").set(waiting)
         counts = {state: 0 for state in refund_rules.VIEW_STATES + ("needs_operator",)}
         async for request in db.refund_requests.find({"state": refund_rules.OPEN},
                                                       {"state": 1, "decision": 1, "plan.escalated": 1}):

@@ -43,15 +43,12 @@ class RefundDesk:
 
     def __init__(self, hub):
         self.hub = hub
-        self.address = None
-        self.token = None      # the lease the address was looked up under: a new leader, a new actor
 
     async def _refunds_actor(self):
-        if self.address is None or self.token != self.hub.lease_token:
-            self.token = self.hub.lease_token
-            name = leadership.global_name(REFUNDS_NAME, self.token)
-            self.address = await self.hub.bridge.call(lambda context: context.createActor(RefundsActor, globalName=name))
-        return self.address
+        """Looked up by name for each message (the name under the current lease): a new leader
+        starts a new one, and one that died is replaced under the same name (actors/directory.py)."""
+        name = leadership.global_name(REFUNDS_NAME, self.hub.lease_token)
+        return await self.hub.bridge.call(lambda context: context.createActor(RefundsActor, globalName=name))
 
     async def tell_event(self, event_id):
         """Tell the refunds actor that PayPal's money event `event_id` is recorded and due. Not

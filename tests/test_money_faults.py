@@ -19,6 +19,7 @@ from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call
 from tests.test_disputes import balances, money_applied
 from tests.test_external_refunds import REFUNDED, refund_at_paypal
 from tests.test_late_capture import arm, assert_refunded_once, control, paypal
+from tests.test_metrics import scrape, value
 from tests.test_payouts import paypal_api
 from tests.test_refunds import operator
 from tests.waiting import eventually
@@ -331,6 +332,8 @@ def test_a_refund_told_before_its_capture_is_booked_waits_and_is_booked_once_the
         waiting = await eventually(lambda: db.webhook_events.find_one({"_id": told["event_id"], "tries": {"$gte": 2}}),
                                    "the event tried twice")
         assert waiting["money"] == money_events.DUE and "not booked yet" in waiting["waiting"]
+        # Operators see it waiting.
+        assert value(scrape(system.url + "/metrics"), "interkanect_money_events", state="waiting") == 1
         assert db.ledger.count_documents({"call_id": call.id}) == 0
 
         # PayPal answers again; the payer comes back from PayPal: the capture is booked, the call
@@ -343,6 +346,7 @@ def test_a_refund_told_before_its_capture_is_booked_waits_and_is_booked_once_the
         await eventually(lambda: db.ledger.find_one({"_id": f"refund:{refund_id}"}), "the refund booked")
         assert len([d for d in deliveries(system, REFUNDED) if d["resource_id"] == refund_id]) == 1
         assert balances(db, call) == {"caller": -1000, "pending": 899, "available": 0, "frozen": 0}
+        assert value(scrape(system.url + "/metrics"), "interkanect_money_events", state="waiting") == 0
         # PayPal delivering the same event again (its resend API) books nothing twice.
         assert paypal_api(system.settings.paypal_url, "POST",
                           f"/v1/notifications/webhooks-events/{told['event_id']}/resend")[0] == 202

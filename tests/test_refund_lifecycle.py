@@ -179,6 +179,32 @@ def test_a_killed_mailer_is_replaced_and_the_refunds_actor_mails_its_decisions_t
     run(scenario())
 
 
+def test_a_killed_refunds_actor_is_replaced_and_the_new_one_books_what_paypal_told_meanwhile(lifecycle_system):
+    system, db = lifecycle_system, lifecycle_system.db
+
+    async def scenario():
+        call = await paid_call(system, [1500])
+        olga = await operator(system, "Rex Restart")
+        (payment,) = db.ledger.find({"call_id": call.id, "kind": ledger.CALL_PAYMENT})
+        first = db.platform.find_one({"_id": "adapter:RefundsActor"})["pid"]
+        os.kill(first, signal.SIGKILL)
+        # At once, $3.00 refunded on PayPal's dashboard: its webhook is taken and recorded with
+        # no refunds actor to apply it.
+        status, refund = paypal_api(system.settings.paypal_url, "POST",
+                                    f"/v2/payments/captures/{payment['_id'].split(':')[1]}/refund",
+                                    {"amount": {"currency_code": "USD", "value": "3.00"}})
+        assert status == 201
+        await eventually(lambda: db.platform.find_one({"_id": "adapter:RefundsActor"})["pid"] != first,
+                         "a new refunds actor", timeout_s=15)
+        wait_for(lambda: db.ledger.find_one({"_id": f"refund:{refund['id']}"}), "the dashboard refund booked",
+                 timeout_s=15)
+        # And the new one carries out decisions.
+        view = await asked_and_approved(system, call, olga)
+        wait_for(lambda: db.refund_requests.find_one({"_id": view["id"], "state": "refunded"}), "refunded", timeout_s=15)
+        assert len(refunds_of(db, call.id)) == 2
+    run(scenario())
+
+
 def test_a_refund_plan_leaves_out_what_was_refunded_on_paypal_already(lifecycle_system):
     system, db = lifecycle_system, lifecycle_system.db
 
