@@ -15,7 +15,7 @@ import pymongo
 from bson import Binary
 from thespian.actors import Actor, WakeupMessage
 
-from actors import receipts
+from rules import receipts
 from actors.messages import (CallLoaded, CallSaved, CallsSaved, LoadCall, MailCallRecord, SaveCall, SaveCalls,
                              SavePlacement, SendMail)
 from interkanect import mail

@@ -12,7 +12,7 @@ from interkanect.paypal import PayPalError
 
 log = logging.getLogger(__name__)
 
-# actors/capture_rules.py's order states of a capture that may still be booked. None: no
+# rules/capture_rules.py's order states of a capture that may still be booked. None: no
 # answer acted on yet.
 NOT_BOOKED_YET = (None, "pending")
 

@@ -6,8 +6,8 @@ import pickle
 
 from bson import Binary
 
-from actors.call import Call, CallPolicy, Side
-from actors.terms import Terms
+from rules.call import Call, CallPolicy, Side
+from rules.terms import Terms
 
 
 def _when(seconds):

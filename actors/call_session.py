@@ -28,17 +28,18 @@ from collections import defaultdict
 
 from thespian.actors import Actor, ActorExitRequest, WakeupMessage
 
-from actors import call as rules
-from actors import frames, lifelines, negotiation
+from rules import call as rules
+from actors import lifelines
+from rules import frames, negotiation
 from actors.call_record import from_document, to_document
 from actors.messages import (CallActive, CallFrame, CallJoined, CallLoaded, CallOver, CallRestore, CallSaved,
                              CallStart, CaptureOrder, ConnectionGone, CreateOrder, LoadCall, OrderApproved,
                              OrderCreated, PaymentCaptured, PaymentFailed, Push, RefundLateCapture, RelayLease,
                              RingPages, SaveCall, TipCaptured, TipFailed)
 from actors.messages import Adopted, CallMissed, MailCallRecord, MemberBack, ShardsMoved, ToCall, ToMember
-from actors.shards import shard_index
-from actors.terms import Refused
-from actors.turn import ice_servers, turn_config
+from rules.shards import shard_index
+from rules.terms import Refused
+from rules.turn import ice_servers, turn_config
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +370,7 @@ class CallSession:
             for who in rules.SIDES:
                 self.tell_member(who, CallActive(call.call_id, effect.active))
         elif isinstance(effect, rules.MissedCall):
-            # The host's member mails them, at most once per interval (actors/limits.py).
+            # The host's member mails them, at most once per interval (rules/limits.py).
             self.tell_member("host", CallMissed(call.call_id, call.caller.name))
         elif isinstance(effect, rules.Finished) and not self.finished:
             self.finished = True

@@ -14,7 +14,8 @@ from thespian.system.addressManager import CannotPickleAddress
 from thespian.actors import (Actor, ActorExitRequest, ActorSystemConventionUpdate, ChildActorExited, DeadEnvelope,
                              WakeupMessage)
 
-from actors import convention, leadership, placement
+from actors import convention, leadership
+from rules import placement
 from actors.adapters import CallStore, Configured, Mailer
 from actors.followers import FollowersAdapter
 from actors.member_shard import MemberShard

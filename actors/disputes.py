@@ -1,11 +1,12 @@
 """PayPal disputes as the refunds actor applies their webhooks (actors/money_events.py): freeze
-the disputed call's earnings, then book the outcome (rules in actors/dispute_rules.py). A
+the disputed call's earnings, then book the outcome (rules in rules/dispute_rules.py). A
 database failure raises and the event is applied again later. Every write is keyed by the
 dispute, so a duplicate, a replay or a reordering books nothing twice."""
 import datetime
 import logging
 
-from actors import dispute_rules, ledger, ledger_store, refund_rules
+from actors import ledger_store
+from rules import dispute_rules, ledger, refund_rules
 from actors.booked_captures import booked_capture
 
 log = logging.getLogger(__name__)

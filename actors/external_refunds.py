@@ -11,9 +11,10 @@ captures that is not booked yet (actors/booked_captures.py)."""
 import datetime
 import logging
 
-from actors import disputes, fees, ledger, ledger_store, refund_rules
+from actors import disputes, ledger_store
+from rules import fees, ledger, refund_rules
 from actors.booked_captures import NotYet, booked_capture
-from actors.terms import Refused
+from rules.terms import Refused
 
 log = logging.getLogger(__name__)
 

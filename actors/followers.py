@@ -3,12 +3,12 @@ back after being away, claims the followers due a notice and has their shards te
 (a `followed_online` frame on their open pages), or mails those with no page open.
 
 An adapter, so the database and SMTP waits never hold a shard's mailbox (README, "How it is
-built"); the decisions are actors/follow_rules.py's.
+built"); the decisions are rules/follow_rules.py's.
 """
 import datetime
 import logging
 
-from actors import follow_rules
+from rules import follow_rules
 from actors.adapters import WaitsForDatabase
 from actors.messages import MailFollower, MemberCameOnline, MemberWentAway, TellFollowers
 from interkanect import mail

@@ -10,7 +10,7 @@ every caller (all of them actors, with pymongo; the gateway writes no money):
 """
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from actors import ledger
+from rules import ledger
 
 BOOKED, REPEAT, CONFLICT = "booked", "repeat", "conflict"
 # The server's code for a duplicate key, as a bulk write reports it per document.

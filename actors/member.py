@@ -15,13 +15,13 @@ import secrets
 import time
 from collections import defaultdict
 
-from actors import frames, limits, presence
+from rules import frames, limits, presence
 from actors.messages import (Attached, CallActive, CallFrame, CallJoined, CallMissed, CallOver, CallRefused,
                              CallRestore, CallStart, Close, ConnectionGone, Frame, Open, RingPages, RingRequest,
                              SendMail, ToCall, Unwatch, Watch)
 from actors.messages import (FollowedOnline, MailFollower, MemberBack, MemberCameOnline, MemberWentAway,
                              ProfileChanged, RecoverCalls)
-from actors.terms import FREE
+from rules.terms import FREE
 
 
 class Member:

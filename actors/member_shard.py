@@ -28,9 +28,10 @@ from collections import defaultdict, deque
 
 from thespian.actors import Actor, ActorExitRequest, ChildActorExited, ThespianWatch, WakeupMessage, WatchMessage
 
-from actors import convention, frames, presence
+from actors import convention
+from rules import frames, presence
 from actors.call_session import CallSession, CallSessionActor
-from actors.liveness import BridgeLiveness
+from rules.liveness import BridgeLiveness
 from actors.member import Member, missed_call_mail
 from actors.messages import (Batch, CallLoaded, CallMissed, CallRef, CallRefused, CallSaved, Heartbeat, LiveCalls, Open, Presence, Presences, ProfileChanged,
                              Push, RecoverCalls, Resync, RingRequest, SendMail, ShardsMoved, ShardStart, ToCall,
@@ -39,7 +40,7 @@ from actors.messages import Adopted, DirectoryMoved, FindLiveCalls, FollowedOnli
 from actors.messages import CallsSaved, SaveCall, SaveCalls, StreamAt, StreamWhere
 from actors.recovery import CallFinder
 from actors.shard_stream import RETRY_WRITE_S, ShardStreams
-from actors.shards import shard_index
+from rules.shards import shard_index
 
 log = logging.getLogger(__name__)
 

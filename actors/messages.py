@@ -487,7 +487,7 @@ class LiveCalls:
     calls: Any              # [{"_id", "host_id", "caller_id"}], or None when the store did not answer
 
 
-# Followers (actors/followers.py, actors/follow_rules.py).
+# Followers (actors/followers.py, rules/follow_rules.py).
 
 @dataclasses.dataclass
 class MemberCameOnline:

@@ -16,7 +16,8 @@ import logging
 
 import pymongo
 
-from actors import dispute_rules, disputes, external_refunds, refund_rules, subscription_sales
+from actors import disputes, external_refunds, subscription_sales
+from rules import dispute_rules, refund_rules
 from actors.booked_captures import NotYet
 from interkanect.paypal import PayPalError, PayPalUnavailable
 

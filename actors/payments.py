@@ -8,7 +8,7 @@ the second one return the first capture). A completed capture is written to the 
 keyed by the capture id, before the session is told, so a repeat books nothing twice.
 
 What happens to a capture after that, the order document records (`capture_state`); the
-decisions are in actors/capture_rules.py. A booked call payment's stored call decides (its
+decisions are in rules/capture_rules.py. A booked call payment's stored call decides (its
 session stores a change before acting on it): the capture among its payments, it is used; the
 call over without it (approval racing the payment window, a capture that cleared after the
 call ended), it goes back to the caller in full (late capture). A pending one is followed here
@@ -31,8 +31,9 @@ import pymongo
 from pymongo.errors import ConnectionFailure, PyMongoError
 from thespian.actors import Actor, WakeupMessage
 
-from actors import capture_rules as rules, fees, ledger, ledger_store, receipts
-from actors.capture_rules import BOOKED, DECLINED, PENDING, REFUND_REFUSED, REFUNDED, REFUNDING, USED
+from actors import ledger_store
+from rules import capture_rules as rules, fees, ledger, receipts
+from rules.capture_rules import BOOKED, DECLINED, PENDING, REFUND_REFUSED, REFUNDED, REFUNDING, USED
 from actors.adapters import Configured, say_where_running
 from actors.capture_pool import CapturePool
 from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCaptured, PaymentFailed,

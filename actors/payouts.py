@@ -14,7 +14,8 @@ import logging
 import pymongo
 from thespian.actors import Actor, WakeupMessage
 
-from actors import convention, leadership, ledger, ledger_store, payout_calendar, payout_rules
+from actors import convention, leadership, ledger_store
+from rules import ledger, payout_calendar, payout_rules
 from actors.messages import MailerMoved, SendMail
 from interkanect import mail
 from interkanect.db import object_id

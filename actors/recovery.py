@@ -6,9 +6,9 @@ import logging
 import pymongo
 from thespian.actors import Actor, ActorExitRequest
 
-from actors import call
+from rules import call
 from actors.messages import FindLiveCalls, LiveCalls
-from actors.shards import shard_index
+from rules.shards import shard_index
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ import logging
 import pymongo
 from thespian.actors import Actor, WakeupMessage
 
-from actors import convention, disputes, leadership, ledger_store, money_events, refund_rules, subscription_sales
+from actors import convention, disputes, leadership, ledger_store, money_events, subscription_sales
+from rules import refund_rules
 from actors.adapters import say_where_running
 from actors.messages import MailerMoved, SendMail
 

@@ -12,7 +12,8 @@ import logging
 
 import pymongo
 
-from actors import ledger, ledger_store, receipts
+from actors import ledger_store
+from rules import ledger, receipts
 from interkanect.db import object_id
 from interkanect.paypal import cents_to_value, value_to_cents
 

@@ -3,7 +3,7 @@ a stored balance), when the next payout runs, and their payouts. Read-only: the 
 adapter and the payout scheduler write the ledger and the payouts."""
 import datetime
 
-from actors import payout_calendar, payout_rules
+from rules import payout_calendar, payout_rules
 from gateway.http import BaseHandler
 
 # About a year of weekly payouts.

@@ -10,7 +10,7 @@ import secrets
 
 import pymongo
 
-from actors import follow_rules
+from rules import follow_rules
 from gateway.accounts import ClientError, now, public_profile
 from gateway.http import PAGE_SECURITY_HEADERS, BaseHandler
 from interkanect.db import object_id

@@ -12,8 +12,8 @@ from pathlib import Path
 import pymongo
 import tornado.web
 
-from actors import fees
-from actors.terms import Refused, dollars
+from rules import fees
+from rules.terms import Refused, dollars
 from gateway.accounts import ClientError, own_profile
 from gateway.throttle import client_address, trusted_networks
 from interkanect.paypal_mode import paypal_mode
@@ -280,7 +280,7 @@ class HealthHandler(tornado.web.RequestHandler):
 
 class FeesHandler(BaseHandler):
     """GET /api/fees?amount=15.50: what a price or tip of that many dollars leaves the member
-    after PayPal's fee, by the server's one fee rule (`actors/fees.py`), for the terms form and
+    after PayPal's fee, by the server's one fee rule (`rules/fees.py`), for the terms form and
     the tip dialog to show as the amount is typed. 0 is a free call. Refused like the CLI's
     `interkanect fees`: not dollars (`invalid_amount`), under the minimum (`amount_below_minimum`)."""
 

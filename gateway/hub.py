@@ -17,9 +17,10 @@ import logging
 import time
 from collections import defaultdict
 
-from actors import frames, leadership, shard_stream
+from actors import leadership, shard_stream
+from rules import frames
 from actors.directory import DIRECTORY_NAME, Directory
-from actors.shards import shard_index
+from rules.shards import shard_index
 from actors.messages import (Attached, BridgeRef, DirectoryMoved, GetShards, Ping, Presence, Presences,
                              Push, Resync, Shards, ToCall, WhoAmI)
 from actors.messages import RelayLease

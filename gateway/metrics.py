@@ -14,7 +14,8 @@ import ipaddress
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from actors import money_events, refund_rules
+from actors import money_events
+from rules import refund_rules
 from gateway.http import loopback_caller
 
 # Round trips inside one machine or a private network: a millisecond to seconds.

@@ -1,5 +1,5 @@
 """Refund requests over HTTP: the caller asks, both sides read it, operators work the review
-queue (notes, decision). The rules are in actors/refund_rules.py; the money moves in the
+queue (notes, decision). The rules are in rules/refund_rules.py; the money moves in the
 refunds actor, which this gateway tells of each decision after storing it (`RefundDesk`)."""
 import asyncio
 import datetime
@@ -8,8 +8,9 @@ import logging
 import pymongo
 from bson import ObjectId
 
-from actors import leadership, ledger, refund_rules
-from actors.refund_rules import RefundRefused
+from actors import leadership
+from rules import ledger, refund_rules
+from rules.refund_rules import RefundRefused
 from actors.refunds import REFUNDS_NAME, MoneyEvent, RefundsActor, SettleRefund
 from gateway.accounts import ClientError
 from gateway.http import BaseHandler

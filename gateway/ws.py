@@ -13,7 +13,7 @@ import tornado.web
 import tornado.websocket
 
 import schemas
-from actors import frames
+from rules import frames
 from gateway.accounts import actor_profile
 from gateway.http import SESSION_COOKIE
 from gateway.hub import PageRefused, Unavailable, WatchRefused

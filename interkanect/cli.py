@@ -224,8 +224,8 @@ def set_operator(settings, args):
 
 
 def fees(settings, args):
-    from actors.fees import check_payment, parse_dollars
-    from actors.terms import Refused, dollars
+    from rules.fees import check_payment, parse_dollars
+    from rules.terms import Refused, dollars
     try:
         payment = check_payment(parse_dollars(args.amount), settings.policy.min_price_cents)
     except Refused as refused:
@@ -239,7 +239,7 @@ def fees(settings, args):
 
 def payouts_schedule(settings, args):
     import datetime
-    from actors import payout_calendar
+    from rules import payout_calendar
     try:
         after = (payout_calendar.parse_moment(args.after) if args.after
                  else datetime.datetime.now(payout_calendar.LOS_ANGELES))
@@ -284,9 +284,9 @@ def verify_record(settings, args):
 def ledger_reconcile(settings, args):
     """The ledger against PayPal: what the platform's PayPal account should hold (members'
     held money, the platform's revenue less its costs) and what PayPal says it holds."""
-    from actors import ledger
+    from rules import ledger
     from interkanect.paypal.payouts import PayPalPayouts
-    from actors.terms import dollars
+    from rules.terms import dollars
     from interkanect.db import database
     rows = database(settings).ledger.aggregate([{"$unwind": "$entries"}, {"$group": {
         "_id": "$entries.account", "cents": {"$sum": "$entries.amount_cents"}}}])
@@ -314,8 +314,8 @@ def ledger_reconcile(settings, args):
 
 def payouts_run(settings, args):
     import datetime
-    from actors import payout_calendar, payout_rules
-    from actors.terms import dollars
+    from rules import payout_calendar, payout_rules
+    from rules.terms import dollars
     try:
         instant = payout_calendar.parse_moment(args.at)
     except ValueError as error:
@@ -452,7 +452,7 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     settings = config.load()
-    from actors.fees import check_policy
+    from rules.fees import check_policy
     check_policy(settings.policy)
     processes.raise_open_file_limit()  # children (node, gateway) inherit it
     logs.configure(settings.log_level)

@@ -16,7 +16,7 @@ EMULATOR_CLIENT_SECRET = "emulator-client-secret"
 EMULATOR_WEBHOOK_ID = "EMULATORWEBHOOKID"
 DEFAULT_CONFIG_FILE = "interkanect.toml"
 CALL_HOSTINGS = ("shard", "process")
-# PayPal: "up to 15,000 individual payouts in one API call" (as actors/payout_rules.py plans them).
+# PayPal: "up to 15,000 individual payouts in one API call" (as rules/payout_rules.py plans them).
 PAYPAL_MAX_PAYOUT_ITEMS = 15_000
 
 
@@ -69,7 +69,7 @@ class Policy:
     # A call's stored log keeps this many entries; past it, joins, drops, proposals and tip
     # requests are counted in one summary entry (money and state changes are always kept).
     call_log_max_entries: int = 300
-    # Connection quality as evidence (actors/quality.py): each call page sends a summary of its
+    # Connection quality as evidence (rules/quality.py): each call page sends a summary of its
     # connection's statistics this often; a side's timeline keeps at most this many samples,
     # then neighbours are merged (worst of each pair), so a call of any length stays bounded.
     quality_interval_s: float = 5
@@ -130,7 +130,7 @@ class Policy:
     reset_requests_per_email: int = 3
     # An avatar's width × height: a small file can claim a picture too big to decode.
     avatar_max_pixels: int = 4096 * 4096
-    # Followers (actors/follow_rules.py). A member's return is announced to their followers only
+    # Followers (rules/follow_rules.py). A member's return is announced to their followers only
     # after they were away (no page open, past member_exit_grace_s) this long: an hour, so a
     # closed laptop over lunch or a dropped connection is not news, a morning's return is.
     follow_away_s: float = 3600

@@ -221,7 +221,7 @@ def tell_call(system, host_id, call_id, message):
     from actors.actor_transport import outside_system
     from actors.directory import DIRECTORY_NAME, Directory
     from actors.messages import GetShards, ToCall
-    from actors.shards import shard_index
+    from rules.shards import shard_index
     actors = outside_system(system.settings)
     name = leadership.global_name(DIRECTORY_NAME, leadership.current_token(system.settings))
     directory = actors.createActor(Directory, globalName=name)

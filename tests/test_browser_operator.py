@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from actors import payout_calendar
+from rules import payout_calendar
 from tests.client import Member
 from tests.conftest import run
 from tests.test_browser_call import STEP_MS, shot

@@ -12,7 +12,7 @@ import zoneinfo
 
 import pytest
 
-from actors import payout_rules
+from rules import payout_rules
 from tests.client import PASSWORD
 from tests.conftest import run
 from tests.test_browser_call import PHONE, STEP_MS, VIEWPORT, shot

@@ -1,7 +1,7 @@
 """Bounded work per call through the real path (websockets, gateway, the host's shard and the
 call session, SecantusDB, the PayPal emulator): one tip awaiting approval at a time, and a
 stored call document whose log stays within its cap however often a page re-attaches."""
-from actors.call import MONEY_AND_STATE_EVENTS
+from rules.call import MONEY_AND_STATE_EVENTS
 from tests.conftest import run
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import event as note_event, given, settings, strategies as st
 
 import schemas
-from actors.call import (AWAITING_PAYMENT, CHATTER_EVENTS, ENDED, EXTENSION_OFFERED, MEDIA_STATES,
+from rules.call import (AWAITING_PAYMENT, CHATTER_EVENTS, ENDED, EXTENSION_OFFERED, MEDIA_STATES,
                          MONEY_AND_STATE_EVENTS, NEGOTIATING, RINGING, RUNNING, SUMMARISED, AwaitPayment, Broadcast,
                          Call, CallPolicy, CloseNegotiation, Finished, InCall, MissedCall, OpenNegotiation, Relay,
                          RequestTip, RingHostPages, Side, StartTimer)
 from actors.call_record import from_document, to_document
-from actors.negotiation import CALLER, HOST, Agreed, Declined, Negotiation, Proposed, Withdrawn
-from actors.terms import FREE, UPGRADED, Refused
+from rules.negotiation import CALLER, HOST, Agreed, Declined, Negotiation, Proposed, Withdrawn
+from rules.terms import FREE, UPGRADED, Refused
 from interkanect.config import Policy
 
 POLICY = CallPolicy.of(Policy())

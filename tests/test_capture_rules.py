@@ -1,8 +1,8 @@
-"""The capture's life as the payments adapter follows it (actors/capture_rules.py)."""
+"""The capture's life as the payments adapter follows it (rules/capture_rules.py)."""
 import pytest
 from hypothesis import given, strategies as st
 
-from actors import capture_rules as rules
+from rules import capture_rules as rules
 
 
 @pytest.mark.parametrize("issue, name, step", [

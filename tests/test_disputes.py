@@ -7,7 +7,8 @@ PayPal's delivery to be taken and then for every recorded money event to be appl
 import json
 import urllib.request
 
-from actors import ledger, money_events
+from actors import money_events
+from rules import ledger
 from tests.client import Member
 from tests.conftest import run
 from tests.test_refunds import emulator_fault, paid_call

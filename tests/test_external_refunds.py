@@ -2,7 +2,7 @@
 the emulator's refund API) reach the ledger through PayPal's signed PAYMENT.CAPTURE.REFUNDED
 webhook, once, whatever duplicates and replays arrive; a refund the platform made itself, which
 PayPal reports by the same webhook, is not booked twice."""
-from actors import ledger
+from rules import ledger
 from tests.client import Member
 from tests.conftest import run
 from tests.test_disputes import acknowledged, balances, capture_of, deliver

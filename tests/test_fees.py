@@ -9,9 +9,9 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from actors.fees import (DEFAULT_MIN_PAYMENT_CENTS, SMALLEST_PAYABLE_CENTS, breakdown, check_payment, check_policy,
+from rules.fees import (DEFAULT_MIN_PAYMENT_CENTS, SMALLEST_PAYABLE_CENTS, breakdown, check_payment, check_policy,
                          parse_dollars, paypal_fee_cents)
-from actors.terms import Refused
+from rules.terms import Refused
 from interkanect import cli
 from interkanect.config import Policy
 

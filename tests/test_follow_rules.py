@@ -1,8 +1,8 @@
-"""Followers' rules (actors/follow_rules.py): when a member's return is news, when a follower
+"""Followers' rules (rules/follow_rules.py): when a member's return is news, when a follower
 may be told again, and the mail's words and links. Pure: times are passed in."""
 from hypothesis import given, strategies as st
 
-from actors import follow_rules
+from rules import follow_rules
 from interkanect.config import Policy
 
 AWAY_S, DAY_S = 3600, 86400

@@ -92,7 +92,7 @@ def test_a_whole_number_sent_as_a_float_goes_on_as_an_int_and_a_fraction_is_refu
 
 
 def test_every_frame_builder_makes_a_frame_of_the_protocol():
-    from actors import frames
+    from rules import frames
     built = [frames.error(7, "no_such_call", "you take part in no call with this id"),
              frames.error(True, "x", "a boolean is no request id"), frames.error(None, "unavailable", "later"),
              frames.hello("5f0c0ffee0ddba11c0ffee01", "online"), frames.pong(3),

@@ -8,9 +8,9 @@ import json
 import time
 import urllib.request
 
-from actors import call as rules
-from actors.call import Call, CallPolicy, Side
-from actors.terms import Terms
+from rules import call as rules
+from rules.call import Call, CallPolicy, Side
+from rules.terms import Terms
 from interkanect.paypal.payments import PayPal
 from tests.conftest import run
 from tests.test_call_payments import approve_on_paypal

@@ -7,8 +7,9 @@ import secrets
 import pymongo
 import pytest
 
-from actors import fees, leadership
-from actors.ledger import tip_transaction
+from actors import leadership
+from rules import fees
+from rules.ledger import tip_transaction
 from actors.payouts import MongoPayoutStore
 from actors.refunds import MongoRefundStore
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from actors import fees
-from actors.ledger import (PAYPAL_FEES, Entry, Ledger, LedgerError, Transaction, available, balances,
+from rules import fees
+from rules.ledger import (PAYPAL_FEES, Entry, Ledger, LedgerError, Transaction, available, balances,
                            caller, capture_transaction, dispute_freeze_transaction, dispute_lost_transaction,
                            dispute_won_transaction, frozen, held_at_paypal_cents, paid_out, payout_amounts,
                            payout_returned_transaction, payout_transaction, pending, refund_transaction,
@@ -146,7 +146,7 @@ def test_the_same_key_with_other_entries_is_refused():
 
 
 def test_a_late_capture_goes_back_to_the_caller_whole_and_the_platform_pays_the_fee():
-    from actors.ledger import PLATFORM_COSTS, late_capture_refund_transaction
+    from rules.ledger import PLATFORM_COSTS, late_capture_refund_transaction
     ledger = Ledger()
     payment = paid_call(ledger, capture_id="LATE1", amount_cents=1500)      # fee 101, net 1399
     returned = late_capture_refund_transaction(CALL, MEMBER, CALLER, "LATE1", 1500, payment.fee_cents)
@@ -162,7 +162,7 @@ def test_a_late_capture_goes_back_to_the_caller_whole_and_the_platform_pays_the_
 
 @pytest.mark.parametrize("amount, fee", [(0, 0), (1000, 1001), (1000, -1), (1000, 8.4), (True, 0)])
 def test_a_late_capture_refund_refuses_amounts_that_make_no_sense(amount, fee):
-    from actors.ledger import late_capture_refund_transaction
+    from rules.ledger import late_capture_refund_transaction
     with pytest.raises(LedgerError):
         late_capture_refund_transaction(CALL, MEMBER, CALLER, "LATE1", amount, fee)
 
@@ -394,7 +394,7 @@ TestMoneyEvents.settings = settings(max_examples=100, stateful_step_count=30, de
 # --- a member's upgrade subscription ---------------------------------------------------------------
 
 def test_a_subscription_payment_is_platform_revenue_and_never_a_members_earnings():
-    from actors.ledger import PLATFORM_REVENUE, subscriber, subscription_transaction
+    from rules.ledger import PLATFORM_REVENUE, subscriber, subscription_transaction
     ledger = Ledger()
     paid_call(ledger)                                                       # the member also earns as a host
     before = member_view(ledger)
@@ -411,6 +411,6 @@ def test_a_subscription_payment_is_platform_revenue_and_never_a_members_earnings
 @pytest.mark.parametrize("amount, fee, sale", [(0, 0, "S1"), (999, 1000, "S1"), (999, -1, "S1"), (9.99, 0, "S1"),
                                                (999, 84, ""), (999, 84, "a:b")])
 def test_a_subscription_payment_refuses_amounts_and_ids_that_make_no_sense(amount, fee, sale):
-    from actors.ledger import subscription_transaction
+    from rules.ledger import subscription_transaction
     with pytest.raises(LedgerError):
         subscription_transaction(MEMBER, sale, amount, fee)

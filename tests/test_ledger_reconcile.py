@@ -6,7 +6,7 @@ difference, and the command says so with exit status 1."""
 import datetime
 import json
 
-from actors import fees, ledger, payout_calendar
+from rules import fees, ledger, payout_calendar
 from tests.conftest import run
 from tests.test_payouts import paypal_api, run_payout
 from tests.test_refunds import PAID_LENGTH_S, paid_call

@@ -10,7 +10,8 @@ import secrets
 import pymongo
 import pytest
 
-from actors import fees, leadership, ledger, ledger_store
+from actors import leadership, ledger_store
+from rules import fees, ledger
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 12, 4, 12, 0, tzinfo=UTC)

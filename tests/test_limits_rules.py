@@ -1,8 +1,8 @@
-"""The pure limits on one account's work (actors/limits.py, presence's page limit): time is passed in."""
+"""The pure limits on one account's work (rules/limits.py, presence's page limit): time is passed in."""
 from hypothesis import given, strategies as st
 
-from actors.limits import DIGEST_NAMES_MAX, DigestAt, MailNow, MissedCallMails, RingWindow
-from actors.presence import MemberPresence, TooManyPages, Welcome
+from rules.limits import DIGEST_NAMES_MAX, DigestAt, MailNow, MissedCallMails, RingWindow
+from rules.presence import MemberPresence, TooManyPages, Welcome
 
 T0 = 1_700_000_000.0
 

@@ -4,7 +4,7 @@ import pytest
 from thespian.actors import ActorSystem
 
 from actors.directory import DIRECTORY_NAME, Directory
-from actors.shards import shard_index
+from rules.shards import shard_index
 from actors.messages import (Attached, Batch, BridgeRef, Close, Configure, Frame, Open, Presence, Presences, Push,
                              Shards, Unwatch, Watch, WhoAmI, YouAre)
 from interkanect.config import Policy, Settings

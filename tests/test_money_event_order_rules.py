@@ -13,9 +13,10 @@ from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from pymongo.errors import DuplicateKeyError
 
-from actors import dispute_rules, external_refunds, fees, ledger, ledger_store, money_events, payout_rules, refund_rules
-from actors.ledger import Ledger, Transaction
-from actors.refund_rules import Settlement
+from actors import external_refunds, ledger_store, money_events
+from rules import dispute_rules, fees, ledger, payout_rules, refund_rules
+from rules.ledger import Ledger, Transaction
+from rules.refund_rules import Settlement
 from interkanect.paypal import PayPalError
 from tests.test_refund_rules import MemoryStore
 

@@ -13,9 +13,9 @@ import urllib.request
 import pytest
 from bson import ObjectId
 
-from actors import placement
-from actors.liveness import BridgeLiveness
-from actors.shards import shard_index
+from rules import placement
+from rules.liveness import BridgeLiveness
+from rules.shards import shard_index
 from tests.client import PASSWORD, Member
 from tests.conftest import run
 from tests.multinode import Cluster
@@ -273,8 +273,8 @@ def test_the_leader_killed_with_calls_and_a_payout_in_flight_another_node_takes_
     lease, adopts the surviving shards and restarts the lost ones, the gateways find the new
     directory without restarting, the calls go on (or come back from the store), a new call
     rings within 10 s, and the payout is finished by the new leader, each member paid once."""
-    from actors import payout_calendar
-    from actors.payout_calendar import payout_batch_id
+    from rules import payout_calendar
+    from rules.payout_calendar import payout_batch_id
     from tests.test_call_payments import approve_and_never_come_back
     from tests.test_late_capture import arm
     from tests.waiting import eventually, wait_for

@@ -6,9 +6,9 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from actors.negotiation import AGREED, CALLER, DECLINED, EXPIRED, HOST, OPEN, Agreed, Declined, Expired, \
+from rules.negotiation import AGREED, CALLER, DECLINED, EXPIRED, HOST, OPEN, Agreed, Declined, Expired, \
     Negotiation, Proposed, Withdrawn
-from actors.terms import FREE, UPGRADED, Limits, Refused, Terms
+from rules.terms import FREE, UPGRADED, Limits, Refused, Terms
 from interkanect.config import Policy
 
 P = Policy()

@@ -6,7 +6,7 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from actors.payout_calendar import (FRIDAY, LOS_ANGELES, business_days_after, federal_holiday, federal_holidays,
+from rules.payout_calendar import (FRIDAY, LOS_ANGELES, business_days_after, federal_holiday, federal_holidays,
                                     first_payout_for, is_business_day, next_payouts, parse_moment, payable_at,
                                     payout_batch_id, refund_review_deadline)
 from interkanect import cli

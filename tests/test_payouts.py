@@ -19,10 +19,10 @@ from bson import ObjectId
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from actors import fees, ledger, payout_calendar, payout_rules
-from actors.ledger import Ledger, available, capture_transaction, paid_out, tip_transaction
-from actors.payout_calendar import LOS_ANGELES, payout_batch_id
-from actors.payout_rules import (BACK, EMPTY, FINAL, INTENT, PAID, REFUSED, SENT, WAITING, PayoutRun, PayoutStuck,
+from rules import fees, ledger, payout_calendar, payout_rules
+from rules.ledger import Ledger, available, capture_transaction, paid_out, tip_transaction
+from rules.payout_calendar import LOS_ANGELES, payout_batch_id
+from rules.payout_rules import (BACK, EMPTY, FINAL, INTENT, PAID, REFUSED, SENT, WAITING, PayoutRun, PayoutStuck,
                                  Release, item_outcome, is_payout_instant, latest_payout_at_or_before, plan_items,
                                  poll_delay_s, releases_due, wake_delay_s)
 from interkanect.config import Policy

@@ -1,8 +1,8 @@
 """The presence rules alone: no actor system, no clock, random event sequences."""
 from hypothesis import given, strategies as st
 
-from actors import presence
-from actors.presence import Broadcast, MemberPresence, RequestExit, StartExitTimer, Tell, Welcome
+from rules import presence
+from rules.presence import Broadcast, MemberPresence, RequestExit, StartExitTimer, Tell, Welcome
 
 BRIDGES = ["gateway-a", "gateway-b"]
 connections = st.tuples(st.sampled_from(BRIDGES), st.integers(1, 4))

@@ -1,13 +1,13 @@
-"""Connection quality as evidence, the rules alone (actors/quality.py and the call's side of
+"""Connection quality as evidence, the rules alone (rules/quality.py and the call's side of
 it): what a sample may say, how often, and that a timeline stays bounded without hiding a drop."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from actors import quality
-from actors.call import RUNNING
+from rules import quality
+from rules.call import RUNNING
 from actors.call_record import from_document, to_document
-from actors.negotiation import CALLER, HOST
-from actors.terms import Refused
+from rules.negotiation import CALLER, HOST
+from rules.terms import Refused
 from tests.test_call_rules import CALLER_PAGE, HOST_PAGE, Session
 
 GOOD = {"rtt_ms": 42.25, "loss_pct": 0, "kbps": 1800, "freezes": 0, "relayed": False}

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from actors import ledger
+from rules import ledger
 from tests.client import Member
 from tests.conftest import run, start_system
 from tests.test_late_capture import arm, control

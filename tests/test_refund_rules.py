@@ -7,10 +7,10 @@ import datetime
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from actors import dispute_rules, fees, ledger, refund_rules
-from actors.ledger import Ledger, capture_transaction, tip_transaction
-from actors.payout_calendar import LOS_ANGELES
-from actors.refund_rules import RefundRefused, Settlement
+from rules import dispute_rules, fees, ledger, refund_rules
+from rules.ledger import Ledger, capture_transaction, tip_transaction
+from rules.payout_calendar import LOS_ANGELES
+from rules.refund_rules import RefundRefused, Settlement
 
 UTC = datetime.timezone.utc
 ENDED = datetime.datetime(2026, 11, 23, 15, 0, tzinfo=UTC)   # a Monday

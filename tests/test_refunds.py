@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from actors import fees, ledger, payout_calendar, refund_rules
+from rules import fees, ledger, payout_calendar, refund_rules
 from tests.client import Member
 from tests.conftest import run, start_system
 from tests.test_call_payments import approve_on_paypal

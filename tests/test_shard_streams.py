@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from actors import records, shard_stream
-from actors.shards import shard_index
+from rules.shards import shard_index
 from interkanect import processes
 from tests.client import Member
 from tests.conftest import run, start_system

@@ -15,7 +15,7 @@ import time
 import pytest
 from hypothesis import given, strategies as st
 
-from actors.turn import TurnConfig, TurnCredentialError, ice_servers
+from rules.turn import TurnConfig, TurnCredentialError, ice_servers
 from interkanect import processes
 from tests.conftest import run
 
@@ -37,7 +37,7 @@ def turn_entry(servers):
 
 def coturn_password(secret, username):
     """What coturn computes: base64(HMAC-SHA1(static-auth-secret, username)), written out here
-    independently of actors.turn."""
+    independently of rules.turn."""
     return base64.b64encode(hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()).decode()
 
 

@@ -9,9 +9,9 @@ neighbouring samples are merged two by two, keeping the worst of each pair (the 
 round trip and loss, the lowest bitrate, the freezes added up), so a drop is never averaged
 away; the timeline then covers the whole call at half the resolution.
 
-Pure: the call rules (actors/call.py) call `check` and `add`.
+Pure: the call rules (rules/call.py) call `check` and `add`.
 """
-from actors.terms import Refused
+from rules.terms import Refused
 
 # What a sample may say, and its bounds: a value outside is a page's bug or a forgery.
 MEASURES = {

@@ -5,7 +5,7 @@ Pure: methods take the time and return what happened, or raise terms.Refused.
 """
 import dataclasses
 
-from actors.terms import Limits, Refused, Terms
+from rules.terms import Limits, Refused, Terms
 
 HOST = "host"
 CALLER = "caller"

@@ -51,8 +51,8 @@ import logging
 import re
 import time
 
-from actors import ledger, payout_calendar
-from actors.terms import dollars
+from rules import ledger, payout_calendar
+from rules.terms import dollars
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ Decisions:
 import dataclasses
 import re
 
-from actors.terms import Refused, dollars
+from rules.terms import Refused, dollars
 
 FEE_RATE_PER_10000 = 349        # 3.49%, in hundredths of a percent so the arithmetic stays integer
 FEE_FIXED_CENTS = 49

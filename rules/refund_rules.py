@@ -44,8 +44,8 @@ Decisions:
 import dataclasses
 import datetime
 
-from actors import ledger, payout_calendar
-from actors.terms import dollars
+from rules import ledger, payout_calendar
+from rules.terms import dollars
 
 OPEN, APPROVED, REFUNDED, DENIED = "open", "approved", "refunded", "denied"
 VIEW_STATES = (OPEN, APPROVED, REFUNDED, DENIED)

@@ -15,9 +15,9 @@ pending at a time, and a log whose chatter past its cap is counted, not listed.
 import dataclasses
 import math
 
-from actors import quality
-from actors.negotiation import CALLER, HOST
-from actors.terms import FREE, Limits, Refused, Terms, dollars
+from rules import quality
+from rules.negotiation import CALLER, HOST
+from rules.terms import FREE, Limits, Refused, Terms, dollars
 
 RINGING = "ringing"
 NEGOTIATING = "negotiating"
@@ -205,7 +205,7 @@ class Call:
     ended_by: str = None
     timers: dict = dataclasses.field(default_factory=dict)
     log: list = dataclasses.field(default_factory=list)
-    # Each side's connection quality over the call (actors/quality.py): never media or content.
+    # Each side's connection quality over the call (rules/quality.py): never media or content.
     quality: dict = dataclasses.field(default_factory=lambda: {HOST: [], CALLER: []})
 
     # Starting --------------------------------------------------------------------------

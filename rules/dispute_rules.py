@@ -22,8 +22,8 @@ Decisions:
 """
 import dataclasses
 
-from actors import fees, ledger
-from actors.terms import Refused
+from rules import fees, ledger
+from rules.terms import Refused
 
 RESOLVED = "RESOLVED"
 LOST_OUTCOMES = frozenset({"RESOLVED_BUYER_FAVOUR", "ACCEPTED"})

@@ -10,7 +10,7 @@ Decisions:
 """
 import datetime
 
-from actors.terms import dollars
+from rules.terms import dollars
 
 
 def _when(at):
