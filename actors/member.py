@@ -136,6 +136,8 @@ class Member:
             if self.calls.pop(message.call_id, "gone") != "gone":
                 self.hosting.discard(message.call_id)
                 self.perform(self.rules.release_call())
+            if message.frame is not None and message.connection is not None:
+                self.shard.push(message.connection, message.frame)   # free before the page hears
         elif isinstance(message, ToCall):  # for a call session process (the shard serves its own sessions)
             if self.calls.get(message.call_id) is not None:
                 self.shard.tell_call(self.calls[message.call_id], message.message)

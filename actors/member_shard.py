@@ -36,7 +36,7 @@ from actors.member import Member, missed_call_mail
 from actors.messages import (Batch, CallLoaded, CallMissed, CallRef, CallRefused, CallSaved, Heartbeat, LiveCalls, Open, Presence, Presences, ProfileChanged,
                              Push, RecoverCalls, Resync, RingRequest, SendMail, ShardsMoved, ShardStart, ToCall,
                              ToMember, Unwatch, Watch)
-from actors.messages import Adopted, DirectoryMoved, FindLiveCalls, FollowedOnline, MailFollower, TellFollowers
+from actors.messages import Adopted, CallOver, DirectoryMoved, FindLiveCalls, FollowedOnline, MailFollower, TellFollowers
 from actors.messages import CallsSaved, SaveCall, SaveCalls, StreamAt, StreamWhere
 from actors.recovery import CallFinder
 from actors.shard_stream import RETRY_WRITE_S, ShardStreams
@@ -290,6 +290,8 @@ class MemberShard(Actor):
         elif isinstance(message, CallMissed):  # the host went (or its shard restarted): nothing held to throttle by
             self.send(self.services.mailer, SendMail(member_id, *missed_call_mail(
                 (message.caller_name,), 0, self.services.settings.policy.ring_timeout_s)))
+        elif isinstance(message, CallOver) and message.frame is not None and message.connection is not None:
+            self.push(message.connection, message.frame)   # a page still open hears the call ended
         # Anything else for a member no longer here concerned a page or call that is gone.
 
     def route(self, events):

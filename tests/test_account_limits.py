@@ -2,9 +2,12 @@
 free account must not be able to stall everyone (issue 13). Each limit is a policy value, set
 small here, and each refusal a clear error code."""
 import asyncio
+import os
+import signal
 
 import pytest
 
+from rules.shards import shard_index
 from tests.client import Member
 from tests.conftest import run, start_system
 from tests.waiting import eventually
@@ -123,4 +126,50 @@ def test_a_host_is_rung_a_bounded_number_of_times_a_minute_and_gets_one_mail_the
         assert len(mails) == 2
         assert mails[1]["subject"] == "2 missed calls on interKanect"
         assert "Ring Bomber, Ring Bomber" in mails[1]["body"]
+    run(scenario())
+
+
+def test_a_caller_who_calls_again_the_moment_a_call_ends_finds_their_member_free(system_with):
+    """The "ended" frame and the caller's member hearing the call is over travel different ways
+    (a stream from the host's shard, a Thespian message to the caller's): the page must not
+    hear "ended" before its member lets go of the call, or calling again at once is refused
+    `already_calling` (seen under load). Made certain here by stopping the caller's shard."""
+    system = system_with(ringing_calls_per_caller_max=1)
+
+    async def scenario():
+        host = await Member(system.url).sign_up("Declining Host")
+        caller = await Member(system.url).sign_up("Quick Redialer")
+        while shard_index(caller.id, system.settings.member_shards) == shard_index(host.id,
+                                                                                system.settings.member_shards):
+            caller = await Member(system.url).sign_up("Quick Redialer")
+        host_page, caller_page = await host.socket(), await caller.socket()
+        # Where the caller's shard runs: the shard hosting a call to the caller.
+        finder = await Member(system.url).sign_up("Shard Finder")
+        finder_page = await finder.socket()
+        await finder_page.request("call", member_id=caller.id)
+        probe = await finder_page.expect("call_state", state="ringing")
+        caller_shard = (await eventually(lambda: system.db.calls.find_one({"_id": probe["call_id"]}),
+                                         "the probe call stored"))["shard_pid"]
+        await finder_page.request("cancel", call_id=probe["call_id"])
+        await caller_page.expect("ring_stopped", call_id=probe["call_id"])
+
+        await caller_page.request("call", member_id=host.id)
+        ringing = await caller_page.expect("call_state", state="ringing")
+        await host_page.expect("incoming_call", call_id=ringing["call_id"])
+        os.kill(caller_shard, signal.SIGSTOP)
+        try:
+            await host_page.request("decline", call_id=ringing["call_id"])
+            # The host's shard has ended the call (the host's pages hear it from there).
+            await host_page.expect("ring_stopped", call_id=ringing["call_id"], reason="declined")
+            # The gateway answers a frame of no known type itself: anything it had for the
+            # caller's page before is read by then.
+            await caller_page.send({"type": "no_such_type", "id": 99})
+            assert (await caller_page.expect("error"))["code"] == "unknown_type"
+            assert not [f for f in caller_page.unread if f.get("state") == "ended"], caller_page.unread
+        finally:
+            os.kill(caller_shard, signal.SIGCONT)
+        await caller_page.expect("call_state", call_id=ringing["call_id"], state="ended")
+        await caller_page.request("call", member_id=host.id)
+        again = await caller_page.expect("call_state", state="ringing")
+        await host_page.expect("incoming_call", call_id=again["call_id"])
     run(scenario())
