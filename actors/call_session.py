@@ -65,7 +65,6 @@ class CallSession:
         self.version = 0
         self.queued = []           # (version, effects) waiting for the store
         self.finished = False
-        self.last_frames = {}   # side -> its "ended" view, until CallOver takes it to the member
         self.loading_frames = []   # CallFrame or MemberBack that came while the call was loading
         self.relay = None          # (host's page, caller's page) of the relay lease granted
         self.quality_unsaved = 0   # quality samples taken since the call was last stored
@@ -356,11 +355,7 @@ class CallSession:
         call = self.call
         if isinstance(effect, rules.Broadcast):
             for who in rules.SIDES:
-                frame = self.view(who, now_s, effect.event)
-                if effect.event == "ended" and not self.finished:
-                    self.last_frames[who] = frame   # carried by CallOver (Finished comes next)
-                else:
-                    self.push(call.side(who).connection, frame)
+                self.push(call.side(who).connection, self.view(who, now_s, effect.event))
         elif isinstance(effect, rules.Relay):
             self.push(call.side(effect.to).connection, dict(effect.frame, call_id=call.call_id))
         elif isinstance(effect, rules.StartTimer):
@@ -380,7 +375,7 @@ class CallSession:
         elif isinstance(effect, rules.Finished) and not self.finished:
             self.finished = True
             for who in rules.SIDES:
-                self.tell_member(who, CallOver(call.call_id, call.side(who).connection, self.last_frames.pop(who, None)))
+                self.tell_member(who, CallOver(call.call_id))
             if call.payments:  # both sides get the record's head (once, however often it ends here)
                 self.host.send(self.services.mailer, MailCallRecord(call.call_id))
             # Linger: a frame already on its way (an accept racing the caller's hang-up) is

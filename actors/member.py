@@ -11,6 +11,7 @@ shard, restarted from the store if one dies: settings call_hosting).
 Anything addressed to a member goes to its shard with the member id (`ToMember`), so nobody
 holds a member's address and a shard started again elsewhere is reached by its new one.
 """
+import itertools
 import secrets
 import time
 from collections import defaultdict
@@ -22,6 +23,10 @@ from actors.messages import (Attached, CallActive, CallFrame, CallJoined, CallMi
 from actors.messages import (FollowedOnline, MailFollower, MemberBack, MemberCameOnline, MemberWentAway,
                              ProfileChanged, RecoverCalls)
 from rules.terms import FREE
+
+# A call placed while the member's last ringing call is being ended waits this long for the
+# end to reach the member (a Thespian hop from the call's shard) before it is refused.
+HELD_CALL_S = 1.0
 
 
 class Member:
@@ -38,6 +43,8 @@ class Member:
         self.active = set()        # call_ids counted as in progress (a restored session may say so again)
         self.early_frames = defaultdict(list)  # call_id → CallFrames that came before its session's address
         self.ringing_out = set()   # call_ids this member placed that nobody answered yet
+        self.held_call = None      # (token, connection, frame): a call placed while the last one may be ending
+        self.held_tokens = itertools.count(1)
         self.rings = limits.RingWindow(policy.rings_per_host_per_minute)
         self.missed_mails = limits.MissedCallMails(policy.missed_call_mail_interval_s)
         self.told_followers = False  # the followers adapter knows this stay began: it hears of its end
@@ -60,6 +67,8 @@ class Member:
             for call in self.calls.values():
                 if call is not None:
                     self.shard.tell_call(call, ConnectionGone(self.member_id, connection))
+            if self.held_call is not None and self.held_call[1] == connection:
+                self.held_call = None   # its page is gone: nobody to ring for
             self.perform(self.rules.close(connection))
         elif isinstance(event, Watch):
             self.perform(self.rules.watch(event.bridge))
@@ -93,8 +102,14 @@ class Member:
             self.error(connection, frame["id"], "self_call", "you cannot call yourself")
             return
         if len(self.ringing_out) >= self.policy.ringing_calls_per_caller_max:
-            self.error(connection, frame["id"], "already_calling",
-                       "you are ringing someone already: cancel that call, or wait until it is answered")
+            if self.held_call is None:
+                # A page hears a call ended from the call's shard, this member a moment later by
+                # another way: a call placed in between waits for that news before it is refused.
+                self.held_call = (next(self.held_tokens), connection, frame)
+                self.shard.wakeupAfter(HELD_CALL_S, payload=("held_call", self.member_id, self.incarnation,
+                                                             self.held_call[0]))
+            else:
+                self.refuse_already_calling(connection, frame)
             return
         call_id = secrets.token_hex(12)
         self.ringing_out.add(call_id)
@@ -103,6 +118,24 @@ class Member:
         caller = {"id": self.member_id, "name": self.profile.get("name", "")}
         self.shard.to_member(host_id, RingRequest(call_id, host_id, caller, connection))
         self.perform(self.rules.hold_call())
+
+    def refuse_already_calling(self, connection, frame):
+        self.error(connection, frame["id"], "already_calling",
+                   "you are ringing someone already: cancel that call, or wait until it is answered")
+
+    def held_call_timer(self, token):
+        """The calls ringing out did not end in time: the held call is refused."""
+        if self.held_call is not None and self.held_call[0] == token:
+            _, connection, frame = self.held_call
+            self.held_call = None
+            self.refuse_already_calling(connection, frame)
+
+    def place_held_call(self):
+        """A call ringing out ended (answered, refused, over): a held call goes now."""
+        if self.held_call is not None and len(self.ringing_out) < self.policy.ringing_calls_per_caller_max:
+            _, connection, frame = self.held_call
+            self.held_call = None
+            self.place_call(connection, frame)
 
     def on_message(self, message):
         """What the shard got for this member (in a ToMember, or a message naming it)."""
@@ -115,6 +148,7 @@ class Member:
             connection, request_id = self.placed.pop(message.call_id, (message.connection, None))
             self.error(connection, request_id, message.code, message.message)
             self.perform(self.rules.release_call())
+            self.place_held_call()
         elif isinstance(message, CallJoined):
             if message.call_id not in self.calls:  # a restored call this member did not know
                 self.perform(self.rules.hold_call())
@@ -128,6 +162,7 @@ class Member:
         elif isinstance(message, CallActive):
             self.ringing_out.discard(message.call_id)  # answered
             self.call_active(message.call_id, message.active)
+            self.place_held_call()
         elif isinstance(message, CallMissed):
             self.perform_mails(self.missed_mails.missed(message.caller_name, time.time()))
         elif isinstance(message, CallOver):
@@ -136,8 +171,7 @@ class Member:
             if self.calls.pop(message.call_id, "gone") != "gone":
                 self.hosting.discard(message.call_id)
                 self.perform(self.rules.release_call())
-            if message.frame is not None and message.connection is not None:
-                self.shard.push(message.connection, message.frame)   # free before the page hears
+            self.place_held_call()
         elif isinstance(message, ToCall):  # for a call session process (the shard serves its own sessions)
             if self.calls.get(message.call_id) is not None:
                 self.shard.tell_call(self.calls[message.call_id], message.message)

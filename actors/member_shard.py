@@ -36,7 +36,7 @@ from actors.member import Member, missed_call_mail
 from actors.messages import (Batch, CallLoaded, CallMissed, CallRef, CallRefused, CallSaved, Heartbeat, LiveCalls, Open, Presence, Presences, ProfileChanged,
                              Push, RecoverCalls, Resync, RingRequest, SendMail, ShardsMoved, ShardStart, ToCall,
                              ToMember, Unwatch, Watch)
-from actors.messages import Adopted, CallOver, DirectoryMoved, FindLiveCalls, FollowedOnline, MailFollower, TellFollowers
+from actors.messages import Adopted, DirectoryMoved, FindLiveCalls, FollowedOnline, MailFollower, TellFollowers
 from actors.messages import CallsSaved, SaveCall, SaveCalls, StreamAt, StreamWhere
 from actors.recovery import CallFinder
 from actors.shard_stream import RETRY_WRITE_S, ShardStreams
@@ -179,12 +179,14 @@ class MemberShard(Actor):
             session = self.sessions.get(call_id)
             if session is not None and session.host.incarnation == incarnation:
                 self.guarded_call(session, session.timer, inner)
-        elif payload[0] in ("exit", "missed_mails"):
+        elif payload[0] in ("exit", "missed_mails", "held_call"):
             kind, member_id, incarnation, token = payload
             member = self.members.get(member_id)
             if member is not None and member.incarnation == incarnation:
                 if kind == "exit":
                     self.guarded(member, member.exit_timer, token)
+                elif kind == "held_call":
+                    self.guarded(member, member.held_call_timer, token)
                 else:
                     self.guarded(member, lambda _: member.missed_mail_timer(), None)
 
@@ -290,8 +292,6 @@ class MemberShard(Actor):
         elif isinstance(message, CallMissed):  # the host went (or its shard restarted): nothing held to throttle by
             self.send(self.services.mailer, SendMail(member_id, *missed_call_mail(
                 (message.caller_name,), 0, self.services.settings.policy.ring_timeout_s)))
-        elif isinstance(message, CallOver) and message.frame is not None and message.connection is not None:
-            self.push(message.connection, message.frame)   # a page still open hears the call ended
         # Anything else for a member no longer here concerned a page or call that is gone.
 
     def route(self, events):

@@ -278,13 +278,7 @@ class CallActive:
 
 @dataclasses.dataclass
 class CallOver:
-    """Call session → each side's member: the call is over. It carries that side's last frame
-    (the "ended" view) for the member to push once it has let go of the call: the frame and
-    the member's state travel different ways (a stream from the call's shard, Thespian to the
-    member's), and a page that calls again the moment it sees "ended" must find its member free."""
     call_id: str
-    connection: Any = None
-    frame: dict = None
 
 
 @dataclasses.dataclass
