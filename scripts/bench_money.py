@@ -36,7 +36,7 @@ from bson import ObjectId
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from actors import ledger, payout_calendar
-from tests.client import PASSWORD, Member
+from tests.kit.client import PASSWORD, Member
 from tests.test_call_payments import approve_and_never_come_back
 from tests.test_calls_live import ring
 

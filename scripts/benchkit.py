@@ -441,7 +441,7 @@ def insert_accounts(settings, count, reference):
 
 async def sign_up_through_api(system, samples):
     """Sign up through POST /api/signup (Argon2 included); returns the accounts and ms each."""
-    from tests.client import Member
+    from tests.kit.client import Member
     accounts, times_ms = [], []
     for i in range(samples):
         started = time.monotonic()

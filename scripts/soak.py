@@ -32,7 +32,7 @@ from benchkit import comment, emit, memory_of, progress, report_goal, run_bench
 
 from bson import ObjectId
 
-from tests.client import PASSWORD, Member
+from tests.kit.client import PASSWORD, Member
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call, ring
 

@@ -5,9 +5,9 @@ import asyncio
 
 import pytest
 
-from tests.client import Member
 from tests.conftest import run, start_system
-from tests.waiting import eventually
+from tests.kit.client import Member
+from tests.kit.waiting import eventually
 
 LIMITS = dict(pages_per_member_max=2, watched_per_page_max=3, watched_per_member_max=4,
               ringing_calls_per_caller_max=1, rings_per_host_per_minute=3, ring_timeout_s=1.5,

@@ -1,4 +1,4 @@
-"""The app in Firefox (Debian's firefox-esr over Marionette, see tests/firefox.py), next to
+"""The app in Firefox (Debian's firefox-esr over Marionette, see tests/kit/firefox.py), next to
 Chromium: a member logs in and watches another member's status dot come and go live, and a
 Firefox caller calls a Chromium host — the ring, free terms agreed, video decoded on both
 sides peer to peer, a chat line each way over the data channel, and the hang-up."""
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests import firefox
-from tests.client import PASSWORD, Member
+from tests.kit import firefox
+from tests.kit.client import PASSWORD, Member
 from tests.test_browser_call import STEP_MS, MEDIA_MS, member, open_live, print_consoles, status, upgrade, video_flows
 from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from actors import payout_calendar
-from tests.client import Member
+from tests.kit.client import Member
 from tests.conftest import run
 from tests.test_browser_call import STEP_MS, shot
 from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS, NET_TIP_CENTS, PHONE_WIDTH, fits_the_width,

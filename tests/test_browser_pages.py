@@ -13,8 +13,8 @@ import zoneinfo
 import pytest
 
 from actors import payout_rules
-from tests.client import PASSWORD
 from tests.conftest import run
+from tests.kit.client import PASSWORD
 from tests.test_browser_call import PHONE, STEP_MS, VIEWPORT, shot
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 from tests.test_call_payments import approve_on_paypal
@@ -36,7 +36,7 @@ NET_PAYMENT_CENTS, NET_TIP_CENTS = 1399, 434
 def paid_call_with_tip(system, host_name, caller_name):
     """A real paid call, driven over websockets as the two pages would: terms agreed, paid on
     the PayPal emulator's page, a tip approved there too, then the host hangs up. Returns
-    (host, caller, call_id): tests.client.Member objects, logged in through the API."""
+    (host, caller, call_id): tests.kit.client.Member objects, logged in through the API."""
     async def scenario():
         call = await Call.answered(system, host_name, caller_name)
         await call.agree(PRICE_CENTS, 600)
@@ -58,7 +58,7 @@ def paid_call_with_tip(system, host_name, caller_name):
 
 
 def logged_in(browser, system, who, timezone_id, viewport=VIEWPORT):
-    """A browser of `who` (a tests.client.Member) in `timezone_id`, logged in on /login."""
+    """A browser of `who` (a tests.kit.client.Member) in `timezone_id`, logged in on /login."""
     context = browser.new_context(viewport=viewport, timezone_id=timezone_id, locale="en-US")
     page = context.new_page()
     page.console = []

@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 
 from tests.conftest import run
-from tests.test_paypal_emulator import FormParser
-from tests.client import Member
+from tests.kit.client import Member
 from tests.test_calls_live import Call, ring
+from tests.test_paypal_emulator import FormParser
 
 
 def approve_on_paypal(approve_url, payer_email="payer@example.com"):

@@ -7,9 +7,9 @@ import pytest
 from bson import ObjectId
 
 from actors.messages import PaymentCaptured
-from tests.client import PASSWORD, Member
 from tests.conftest import run, start_system, tell_call
-from tests.waiting import eventually
+from tests.kit.client import PASSWORD, Member
+from tests.kit.waiting import eventually
 
 
 @pytest.fixture(scope="module", params=["shard", "process"])

@@ -10,12 +10,12 @@ import urllib.request
 
 import websockets
 
-from tests.client import Member
 from tests.conftest import run
+from tests.kit.client import Member
+from tests.kit.waiting import eventually
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call
 from tests.test_money_faults import booked_once
-from tests.waiting import eventually
 
 # Longer than the adapters' and the gateway's serverSelectionTimeoutMS (5 s): every client
 # of the database has given up on it at least once before it is back.

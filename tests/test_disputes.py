@@ -6,10 +6,10 @@ import json
 import urllib.request
 
 from actors import ledger
-from tests.client import Member
 from tests.conftest import run
+from tests.kit.client import Member
+from tests.kit.waiting import wait_for
 from tests.test_refunds import emulator_fault, paid_call
-from tests.waiting import wait_for
 
 
 def control(system, method, path, body=None):

@@ -10,8 +10,8 @@ import pytest
 
 from gateway import links
 
-from tests.client import Member
 from tests.conftest import free_port, run
+from tests.kit.client import Member
 from tests.test_calls_live import ring
 
 

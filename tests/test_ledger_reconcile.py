@@ -8,9 +8,9 @@ import json
 
 from actors import fees, ledger, payout_calendar
 from tests.conftest import run
+from tests.kit.waiting import wait_for
 from tests.test_payouts import paypal_api, run_payout
 from tests.test_refunds import PAID_LENGTH_S, paid_call
-from tests.waiting import wait_for
 
 UTC = datetime.timezone.utc
 PAYOUT_ITEM_FEE_CENTS = 25

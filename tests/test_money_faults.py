@@ -13,6 +13,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from actors.payments import DB_SELECTION_TIMEOUT_S
 from tests.conftest import run
+from tests.kit.waiting import eventually
 from tests.test_call_payments import approve_and_never_come_back, approve_on_paypal
 from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call
 from tests.test_disputes import balances
@@ -20,7 +21,6 @@ from tests.test_external_refunds import REFUNDED, refund_at_paypal
 from tests.test_late_capture import arm, assert_refunded_once, control, paypal
 from tests.test_payouts import paypal_api
 from tests.test_refunds import operator
-from tests.waiting import eventually
 
 
 def requests_to(system, path):

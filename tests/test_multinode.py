@@ -16,9 +16,9 @@ from bson import ObjectId
 from actors import placement
 from actors.liveness import BridgeLiveness
 from actors.shards import shard_index
-from tests.client import PASSWORD, Member
 from tests.conftest import run
-from tests.multinode import Cluster
+from tests.kit.client import PASSWORD, Member
+from tests.kit.multinode import Cluster
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call, ring
 from tests.test_gateways import on
@@ -277,7 +277,7 @@ def test_the_leader_killed_with_calls_and_a_payout_in_flight_another_node_takes_
     from actors.payout_calendar import payout_batch_id
     from tests.test_call_payments import approve_and_never_come_back
     from tests.test_late_capture import arm
-    from tests.waiting import eventually, wait_for
+    from tests.kit.waiting import eventually, wait_for
     from tests.test_payouts import paid_call, the_only_batch_for
 
     cluster = Cluster(database_url, tmp_path_factory.mktemp("failover"), node_count=3, gateway_count=0,

@@ -9,12 +9,12 @@ import urllib.request
 import pytest
 
 from actors import fees, ledger, payout_calendar, refund_rules
-from tests.client import Member
 from tests.conftest import run, start_system
+from tests.kit.client import Member
+from tests.kit.waiting import wait_for
 from tests.test_call_payments import approve_on_paypal
 from tests.test_calls_live import Call, ring, upgraded_host
 from tests.test_payouts import paypal_api, run_payout
-from tests.waiting import wait_for
 
 UTC = datetime.timezone.utc
 PAID_LENGTH_S = 2   # the test policy's shortest paid length, so an extension comes quickly

@@ -12,10 +12,10 @@ import urllib.request
 
 import pytest
 
-from tests.client import Member
 from tests.conftest import run
+from tests.kit.client import Member
+from tests.kit.waiting import eventually
 from tests.test_payouts import paypal_api
-from tests.waiting import eventually
 
 WAIT_S = 20
 
