@@ -36,9 +36,9 @@ from bson import ObjectId
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from actors import ledger, payout_calendar
+from tests.kit.calls import ring
 from tests.kit.client import PASSWORD, Member
-from tests.test_call_payments import approve_and_never_come_back
-from tests.test_calls_live import ring
+from tests.kit.paypal import approve_and_never_come_back
 
 TRANSACTIONS = 300          # raw two-insert transactions timed
 PAYOUT_GOALS_S = {10_000: 15, 100_000: 150}   # issue 12: a payout run's wall time by members paid

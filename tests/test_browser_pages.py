@@ -14,11 +14,11 @@ import pytest
 
 from actors import payout_rules
 from tests.conftest import run
+from tests.kit.calls import Call
 from tests.kit.client import PASSWORD
+from tests.kit.paypal import approve_on_paypal
 from tests.test_browser_call import PHONE, STEP_MS, VIEWPORT, shot
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

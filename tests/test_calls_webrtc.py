@@ -5,9 +5,9 @@ import pytest
 
 from actors.messages import PaymentCaptured
 from tests.conftest import run, start_system, tell_call
+from tests.kit.calls import ring, upgraded_host
 from tests.kit.client import Member
 from tests.kit.peers import Peer, connect
-from tests.test_calls_live import ring, upgraded_host
 
 FIRST_ROUND_S = 4  # short, so the paid time runs out within the test
 

@@ -11,10 +11,10 @@ import urllib.request
 import websockets
 
 from tests.conftest import run
+from tests.kit.calls import Call
 from tests.kit.client import Member
+from tests.kit.paypal import approve_on_paypal
 from tests.kit.waiting import eventually
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call
 from tests.test_money_faults import booked_once
 
 # Longer than the adapters' and the gateway's serverSelectionTimeoutMS (5 s): every client

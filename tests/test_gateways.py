@@ -11,8 +11,8 @@ import pytest
 from gateway import links
 
 from tests.conftest import free_port, run
+from tests.kit.calls import ring
 from tests.kit.client import Member
-from tests.test_calls_live import ring
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from actors.call import Call, CallPolicy, Side
 from actors.terms import Terms
 from interkanect.paypal.payments import PayPal
 from tests.conftest import run
+from tests.kit.calls import NOT_THE_PAYOUT_NOTICE, Call as LiveCall
+from tests.kit.paypal import approve_on_paypal
 from tests.kit.waiting import eventually
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call as LiveCall
 from tests.test_refunds import operator
 
 POLICY = CallPolicy(ring_timeout_s=60, negotiation_window_s=300, extension_offer_s=60, payment_window_s=600,

@@ -17,10 +17,10 @@ from actors import placement
 from actors.liveness import BridgeLiveness
 from actors.shards import shard_index
 from tests.conftest import run
+from tests.kit.calls import Call, ring
 from tests.kit.client import PASSWORD, Member
 from tests.kit.multinode import Cluster
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call, ring
+from tests.kit.paypal import approve_on_paypal
 from tests.test_gateways import on
 
 SHARDS = 8
@@ -275,7 +275,7 @@ def test_the_leader_killed_with_calls_and_a_payout_in_flight_another_node_takes_
     rings within 10 s, and the payout is finished by the new leader, each member paid once."""
     from actors import payout_calendar
     from actors.payout_calendar import payout_batch_id
-    from tests.test_call_payments import approve_and_never_come_back
+    from tests.kit.paypal import approve_and_never_come_back
     from tests.test_late_capture import arm
     from tests.kit.waiting import eventually, wait_for
     from tests.test_payouts import paid_call, the_only_batch_for

@@ -27,10 +27,10 @@ from actors.payout_rules import (BACK, EMPTY, FINAL, INTENT, PAID, REFUSED, SENT
                                  poll_delay_s, releases_due, wake_delay_s)
 from interkanect.config import Policy
 from tests.conftest import free_port, run, start_system
+from tests.kit.calls import Call, ring, upgraded_host
 from tests.kit.client import PASSWORD, Member
+from tests.kit.paypal import approve_on_paypal
 from tests.kit.waiting import wait_for
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call, ring, upgraded_host
 
 HOLD_S = 24 * 3600
 HOUR = datetime.timedelta(hours=1)

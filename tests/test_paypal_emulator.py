@@ -4,7 +4,6 @@ emulator), payouts, webhook verification and the control API over plain HTTP, th
 approval page by form posts, and signed webhooks received by a real HTTP server."""
 import asyncio
 import base64
-import html.parser
 import http.server
 import json
 import socket
@@ -41,6 +40,7 @@ from interkanect import processes
 from paypal_emulator.money import AmountError, fee_cents, parse_cents
 from paypal_emulator.webhooks import retry_delays_s
 from tests.conftest import ROOT, free_port
+from tests.kit.paypal import press
 
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"
 WEBHOOK_ID = "TESTWEBHOOK42"
@@ -279,40 +279,13 @@ def create_order(sdk, value="10.00", request_id=None, custom_id="call-1", return
     return sdk.orders.create_order(options)
 
 
-class FormParser(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.action, self.fields = None, {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form":
-            self.action = attrs["action"]
-        if tag == "input" and attrs.get("name"):
-            self.fields[attrs["name"]] = attrs.get("value", "")
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 def payer_chooses(order_links, choice, payer_email="caller@example.com"):
     """Open the order's approval link, fill its form and press Approve or Cancel, as a payer's
     browser does. Returns (status, Location header or page text)."""
     approve = next(link.href for link in order_links if link.rel in ("approve", "payer-action"))
     with urllib.request.urlopen(approve, timeout=5) as page:
         assert page.headers["Content-Type"].startswith("text/html")
-        form = FormParser()
-        form.feed(page.read().decode())
-    fields = dict(form.fields, payer_email=payer_email, action=choice)
-    target = urllib.parse.urljoin(approve, form.action)
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(target, data=urllib.parse.urlencode(fields).encode(), timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as answer:
-        return answer.code, answer.headers.get("Location") or answer.read().decode()
+    return press(approve, choice, payer_email=payer_email)
 
 
 def approved_order(sdk, value="10.00", **options):

@@ -4,8 +4,8 @@ operator's tier, a subscription through PayPal, a payout email added or removed,
 import urllib.parse
 
 from tests.conftest import run
+from tests.kit.calls import ring, upgraded_host
 from tests.kit.client import PASSWORD, Member
-from tests.test_calls_live import ring, upgraded_host
 from tests.test_refunds import operator
 from tests.test_upgrade import consent, plan  # noqa: F401 (plan is a fixture)
 

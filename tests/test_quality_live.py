@@ -9,9 +9,9 @@ import pytest
 
 from actors import evidence
 from tests.conftest import run, start_system
+from tests.kit.calls import Call
 from tests.kit.client import Member
 from tests.kit.waiting import eventually
-from tests.test_calls_live import Call
 from tests.test_refunds import pay_round
 
 INTERVAL_S = 1

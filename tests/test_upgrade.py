@@ -4,9 +4,7 @@ emulator's page, coming back (or not: the signed webhook alone upgrades them), r
 as platform revenue, cancelling, and the end of the paid period."""
 import asyncio
 import datetime
-import html.parser
 import json
-import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -14,43 +12,18 @@ import pytest
 
 from tests.conftest import run
 from tests.kit.client import Member
+from tests.kit.paypal import press
 from tests.kit.waiting import eventually
 from tests.test_payouts import paypal_api
 
 WAIT_S = 20
 
 
-class FormParser(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.action, self.fields = None, {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form":
-            self.action = attrs["action"]
-        if tag == "input" and attrs.get("name"):
-            self.fields[attrs["name"]] = attrs.get("value", "")
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 def consent(approve_url, choice="approve"):
     """The member on PayPal's (the emulator's) consent page: where PayPal sends them back."""
-    with urllib.request.urlopen(approve_url, timeout=5) as page:
-        form = FormParser()
-        form.feed(page.read().decode())
-    fields = dict(form.fields, action=choice)
-    try:
-        urllib.request.build_opener(NoRedirect).open(urllib.parse.urljoin(approve_url, form.action),
-                                                      data=urllib.parse.urlencode(fields).encode(), timeout=5)
-    except urllib.error.HTTPError as answer:
-        assert answer.code == 302, answer.read()
-        return answer.headers["Location"]
-    raise AssertionError("the consent page did not send the member back")
+    status, location = press(approve_url, choice)
+    assert status == 302, f"the consent page did not send the member back: {status} {location}"
+    return location
 
 
 def emulator(system, method, path, body=None):
