@@ -20,7 +20,7 @@ from gateway import refunds
 from gateway.app import Gateway
 from interkanect import config, processes
 from interkanect import db as database
-from tests.conftest import TEST_POLICY, RunningSystem, free_port
+from tests.kit.system import TEST_POLICY, RunningSystem, free_port
 
 START_TIMEOUT_S = 30
 

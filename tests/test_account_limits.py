@@ -5,8 +5,8 @@ import asyncio
 
 import pytest
 
-from tests.conftest import run, start_system
 from tests.kit.client import Member
+from tests.kit.system import run, start_system
 from tests.kit.waiting import eventually
 
 LIMITS = dict(pages_per_member_max=2, watched_per_page_max=3, watched_per_member_max=4,

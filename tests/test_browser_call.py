@@ -23,8 +23,8 @@ import urllib.request
 import pytest
 from bson import ObjectId
 
-from tests.conftest import ROOT, start_system
 from tests.kit.client import PASSWORD
+from tests.kit.system import ROOT, start_system
 from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")

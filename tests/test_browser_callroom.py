@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.conftest import start_system
+from tests.kit.system import start_system
 from tests.test_browser_call import (PHONE, STEP_MS, call_and_accept, member, print_consoles, shot, status,
                                      video_flows)
 from tests.test_browser_pages import tab_until

@@ -15,7 +15,7 @@ import pytest
 
 from actors import payout_calendar
 from tests.kit.client import Member
-from tests.conftest import run
+from tests.kit.system import run
 from tests.test_browser_call import STEP_MS, shot
 from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS, NET_TIP_CENTS, PHONE_WIDTH, fits_the_width,
                                       logged_in, open_page, paid_call_with_tip, tab_until)

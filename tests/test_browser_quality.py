@@ -10,8 +10,8 @@ import shutil
 
 import pytest
 
-from tests.conftest import start_system
 from tests.kit.calls import Call
+from tests.kit.system import start_system
 from tests.kit.waiting import wait_for
 from tests.test_browser_call import DOC_SHOTS, SHOTS, STEP_MS, call_and_accept, member, shot, status, video_flows
 from tests.test_browser_operator import an_operator, run_in_thread

@@ -8,10 +8,10 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import run
 from tests.kit.calls import Call, ring
 from tests.kit.client import Member
 from tests.kit.paypal import approve_and_never_come_back, approve_on_paypal
+from tests.kit.system import run
 
 
 def test_the_caller_pays_on_paypal_and_the_call_resumes_with_the_payment_booked_once(system):

@@ -5,9 +5,9 @@ import time
 import pytest
 
 from actors.messages import PaymentCaptured
-from tests.conftest import run, start_system, tell_call
 from tests.kit.calls import Call, ring, upgraded_host
 from tests.kit.client import Member
+from tests.kit.system import run, start_system, tell_call
 from tests.kit.waiting import eventually
 
 
@@ -135,7 +135,7 @@ def test_a_free_host_negotiates_a_free_call_and_its_limits(system):
 
 @pytest.fixture(scope="module")
 def quick_system(database_url, tmp_path_factory):
-    from tests.conftest import start_system
+    from tests.kit.system import start_system
     running = start_system(database_url, tmp_path_factory.mktemp("quick"), ring_timeout_s=0.5,
                            negotiation_window_s=1.0, payment_window_s=1.0, reconnect_grace_s=1.0)
     yield running

@@ -9,9 +9,9 @@ import pytest
 
 from actors.messages import PaymentCaptured
 from interkanect import processes
-from tests.conftest import run, start_system, tell_call
 from tests.kit.calls import Call
 from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import run, start_system, tell_call
 from tests.kit.waiting import eventually
 
 

@@ -10,10 +10,10 @@ import urllib.request
 
 import websockets
 
-from tests.conftest import run
 from tests.kit.calls import Call
 from tests.kit.client import Member
 from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import run
 from tests.kit.waiting import eventually
 from tests.test_money_faults import booked_once
 

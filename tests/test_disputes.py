@@ -6,8 +6,8 @@ import json
 import urllib.request
 
 from actors import ledger
-from tests.conftest import run
 from tests.kit.client import Member
+from tests.kit.system import run
 from tests.kit.waiting import wait_for
 from tests.test_refunds import emulator_fault, paid_call
 

@@ -3,8 +3,8 @@ the emulator's refund API) reach the ledger through PayPal's signed PAYMENT.CAPT
 webhook, once, whatever duplicates and replays arrive; a refund the platform made itself, which
 PayPal reports by the same webhook, is not booked twice."""
 from actors import ledger
-from tests.conftest import run
 from tests.kit.client import Member
+from tests.kit.system import run
 from tests.kit.waiting import wait_for
 from tests.test_disputes import acknowledged, balances, capture_of, deliver
 from tests.test_payouts import paypal_api

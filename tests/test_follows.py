@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.conftest import run
 from tests.kit.client import Member
+from tests.kit.system import run
 from tests.kit.waiting import eventually
 from tests.test_accounts import wait_for_log
 from tests.test_money_emails import smtp_server  # noqa: F401 (a fixture: aiosmtpd on loopback)

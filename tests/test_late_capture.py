@@ -12,9 +12,9 @@ from actors import call as rules
 from actors.call import Call, CallPolicy, Side
 from actors.terms import Terms
 from interkanect.paypal.payments import PayPal
-from tests.conftest import run
 from tests.kit.calls import NOT_THE_PAYOUT_NOTICE, Call as LiveCall
 from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import run
 from tests.kit.waiting import eventually
 from tests.test_refunds import operator
 

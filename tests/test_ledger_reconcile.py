@@ -7,7 +7,7 @@ import datetime
 import json
 
 from actors import fees, ledger, payout_calendar
-from tests.conftest import run
+from tests.kit.system import run
 from tests.kit.waiting import wait_for
 from tests.test_payouts import paypal_api, run_payout
 from tests.test_refunds import PAID_LENGTH_S, paid_call

@@ -9,7 +9,7 @@ import pymongo
 import pytest
 
 from actors import fees, leadership, ledger, ledger_store
-from tests.conftest import run
+from tests.kit.system import run
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2026, 12, 4, 12, 0, tzinfo=UTC)

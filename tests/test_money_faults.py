@@ -12,9 +12,9 @@ import urllib.request
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from actors.payments import DB_SELECTION_TIMEOUT_S
-from tests.conftest import run
 from tests.kit.calls import NOT_THE_PAYOUT_NOTICE, Call
 from tests.kit.paypal import approve_and_never_come_back, approve_on_paypal
+from tests.kit.system import run
 from tests.kit.waiting import eventually
 from tests.test_disputes import balances
 from tests.test_external_refunds import REFUNDED, refund_at_paypal

@@ -16,11 +16,11 @@ from bson import ObjectId
 from actors import placement
 from actors.liveness import BridgeLiveness
 from actors.shards import shard_index
-from tests.conftest import run
 from tests.kit.calls import Call, ring
 from tests.kit.client import PASSWORD, Member
 from tests.kit.multinode import Cluster
 from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import run
 from tests.test_gateways import on
 
 SHARDS = 8

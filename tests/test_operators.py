@@ -2,9 +2,9 @@
 any call's log; everyone else is refused with a clear error and changes nothing."""
 from bson import ObjectId
 
-from tests.conftest import run
 from tests.kit.calls import Call
 from tests.kit.client import Member
+from tests.kit.system import run
 from tests.kit.waiting import wait_for
 from tests.test_refunds import operator
 

@@ -26,10 +26,10 @@ from actors.payout_rules import (BACK, EMPTY, FINAL, INTENT, PAID, REFUSED, SENT
                                  Release, item_outcome, is_payout_instant, latest_payout_at_or_before, plan_items,
                                  poll_delay_s, releases_due, wake_delay_s)
 from interkanect.config import Policy
-from tests.conftest import free_port, run, start_system
 from tests.kit.calls import Call, ring, upgraded_host
 from tests.kit.client import PASSWORD, Member
 from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import free_port, run, start_system
 from tests.kit.waiting import wait_for
 
 HOLD_S = 24 * 3600

@@ -39,8 +39,8 @@ from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 from interkanect import processes
 from paypal_emulator.money import AmountError, fee_cents, parse_cents
 from paypal_emulator.webhooks import retry_delays_s
-from tests.conftest import ROOT, free_port
 from tests.kit.paypal import press
+from tests.kit.system import ROOT, free_port
 
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"
 WEBHOOK_ID = "TESTWEBHOOK42"

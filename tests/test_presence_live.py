@@ -3,8 +3,8 @@ multiprocTCPBase node → gateway → the viewers' websockets."""
 import asyncio
 import time
 
-from tests.conftest import run
 from tests.kit.client import Member
+from tests.kit.system import run
 from tests.kit.waiting import eventually
 from tests.kit.waiting import eventually
 

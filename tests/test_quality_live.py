@@ -8,9 +8,9 @@ import datetime
 import pytest
 
 from actors import evidence
-from tests.conftest import run, start_system
 from tests.kit.calls import Call
 from tests.kit.client import Member
+from tests.kit.system import run, start_system
 from tests.kit.waiting import eventually
 from tests.test_refunds import pay_round
 

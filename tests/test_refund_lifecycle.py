@@ -12,8 +12,8 @@ import signal
 import pytest
 
 from actors import ledger
-from tests.conftest import run, start_system
 from tests.kit.client import Member
+from tests.kit.system import run, start_system
 from tests.kit.waiting import eventually, wait_for
 from tests.test_late_capture import arm, control
 from tests.test_money_faults import requests_to

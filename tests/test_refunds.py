@@ -9,10 +9,10 @@ import urllib.request
 import pytest
 
 from actors import fees, ledger, payout_calendar, refund_rules
-from tests.conftest import run, start_system
 from tests.kit.calls import Call, ring, upgraded_host
 from tests.kit.client import Member
 from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import run, start_system
 from tests.kit.waiting import wait_for
 from tests.test_payouts import paypal_api, run_payout
 
