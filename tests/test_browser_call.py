@@ -25,6 +25,7 @@ from bson import ObjectId
 
 from tests.kit.client import PASSWORD
 from tests.kit.system import ROOT, start_system
+from tests.kit.waiting import page_sleep, wait_for
 from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -307,10 +308,7 @@ def test_a_paid_call_between_two_browsers(browser, system):
         shot(caller, "payment-approved")
         for page in (host, caller):
             status(page, "running", timeout=CAPTURE_DELAY_S * 1000 + STEP_MS)
-        deadline = time.monotonic() + STEP_MS / 1000
-        while not closed and time.monotonic() < deadline:
-            caller.wait_for_timeout(100)
-        assert closed, "the call page did not close PayPal's popup"
+        wait_for(lambda: closed, "the call page closing PayPal's popup", STEP_MS / 1000, sleep=page_sleep(caller))
         for page in (host, caller):
             expect(page.locator("#suspended-overlay")).to_be_hidden()
         for page in (host, caller):
@@ -534,10 +532,7 @@ def test_the_caller_tips_during_the_call_and_the_host_sees_it_arrive(browser, sy
         expect(host.locator("#tips-total")).to_have_text("Gus Generous tipped you $5.00 in this call.")
         shot(caller, "tip-sent")
         shot(host, "tip-received")
-        deadline = time.monotonic() + STEP_MS / 1000
-        while not closed and time.monotonic() < deadline:
-            caller.wait_for_timeout(100)
-        assert closed, "the call page did not close PayPal's popup"
+        wait_for(lambda: closed, "the call page closing PayPal's popup", STEP_MS / 1000, sleep=page_sleep(caller))
         caller.keyboard.press("Escape")
         expect(dialog).to_be_hidden()
         expect(tip_button).to_be_focused()

@@ -11,6 +11,7 @@ import pytest
 
 from tests.kit import firefox
 from tests.kit.client import PASSWORD, Member
+from tests.kit.waiting import wait_for
 from tests.test_browser_call import STEP_MS, MEDIA_MS, member, open_live, print_consoles, status, upgrade, video_flows
 from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
 
@@ -226,10 +227,7 @@ def approve_in_paypal_popup(ff, opener_css):
     page = ff.marionette.current_window_handle
     before = set(ff.marionette.window_handles)
     ff.click(opener_css)
-    deadline = time.monotonic() + STEP_S
-    while not (opened := set(ff.marionette.window_handles) - before):
-        assert time.monotonic() < deadline, "the PayPal window did not open"
-        time.sleep(0.1)
+    opened = wait_for(lambda: set(ff.marionette.window_handles) - before, "the PayPal window", STEP_S)
     ff.marionette.switch_to_window(opened.pop())
     try:
         ff.click("#approve")

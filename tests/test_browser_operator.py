@@ -16,6 +16,7 @@ import pytest
 from actors import payout_calendar
 from tests.kit.client import Member
 from tests.kit.system import run
+from tests.kit.waiting import page_sleep, wait_for
 from tests.test_browser_call import STEP_MS, shot
 from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS, NET_TIP_CENTS, PHONE_WIDTH, fits_the_width,
                                       logged_in, open_page, paid_call_with_tip, tab_until)
@@ -49,13 +50,8 @@ def run_in_thread(coroutine_function):
 
 def wait_for_refund_state(page, system, call_id, state, timeout_s=SETTLE_S):
     """The request reaches `state` (read through the page's own session), within a bound."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        seen = page.request.get(f"{system.url}/api/calls/{call_id}/refund").json()["state"]
-        if seen == state:
-            return
-        assert time.monotonic() < deadline, f"the refund request is still {seen}"
-        page.wait_for_timeout(250)
+    wait_for(lambda: page.request.get(f"{system.url}/api/calls/{call_id}/refund").json()["state"],
+             f"the refund request {state}", timeout_s, until=lambda seen: seen == state, sleep=page_sleep(page))
 
 
 def test_a_refund_from_request_to_refunded_through_the_operators_queue(browser, system):
@@ -195,10 +191,8 @@ def test_a_refund_paypal_keeps_failing_is_shown_to_operators_who_ask_paypal_agai
     run_in_thread(ask_and_approve)
     context, page = logged_in(browser, system, operator, OPERATOR_ZONE)
     try:
-        deadline = time.monotonic() + SETTLE_S
-        while not page.request.get(f"{system.url}/api/calls/{call_id}/refund").json().get("needs_operator"):
-            assert time.monotonic() < deadline, "PayPal's three failures did not reach the operators"
-            page.wait_for_timeout(250)
+        wait_for(lambda: page.request.get(f"{system.url}/api/calls/{call_id}/refund").json().get("needs_operator"),
+                 "PayPal's three failures reaching the operators", SETTLE_S, sleep=page_sleep(page))
         open_page(page, system.url + "/operator/refunds?state=approved")
         item = page.locator(f'.refund-item[data-call-id="{call_id}"]')
         expect(item).to_have_attribute("data-state", "approved")
@@ -275,10 +269,8 @@ def test_a_refund_after_the_payout_leaves_the_host_owing_and_the_earnings_page_s
     assert status == 201
     context, page = logged_in(browser, system, host, HOST_ZONE)
     try:
-        deadline = time.monotonic() + SETTLE_S
-        while not system.db.ledger.find_one({"call_id": call_id, "kind": "refund"}):
-            assert time.monotonic() < deadline, "the dashboard refund was not booked from its webhook"
-            page.wait_for_timeout(250)
+        wait_for(lambda: system.db.ledger.find_one({"call_id": call_id, "kind": "refund"}),
+                 "the dashboard refund booked from its webhook", SETTLE_S, sleep=page_sleep(page))
         open_page(page, system.url + "/earnings")
         expect(page.locator("#paid-out")).to_have_text(f"${paid // 100}.{paid % 100:02d}")
         expect(page.locator("#pending")).to_have_text("$0.00")

@@ -42,10 +42,8 @@ async def call_refusal(page, member_id):
 
 
 async def until_refused_with(page, member_id, code, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while (found := await call_refusal(page, member_id)) != code:
-        assert time.monotonic() < deadline, f"calls still refused with {found}, not {code}"
-        await asyncio.sleep(0.2)
+    await eventually(lambda: call_refusal(page, member_id), f"call refused with {code}", timeout_s,
+                     until=lambda found: found == code, poll_s=0.2)
 
 
 def test_a_database_restart_is_ridden_out_with_no_restart_and_no_change_lost(system_on_own_database, own_database):

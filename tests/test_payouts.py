@@ -10,7 +10,6 @@ import json
 import secrets
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -583,10 +582,10 @@ class Emulator:
         self.process = subprocess.Popen([sys.executable, "-m", "interkanect.cli", "paypal-emulator", "--port",
                                          str(self.port), "--payout-processing-s", "0.3"],
                                         stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not self.answers():
-            assert self.process.poll() is None and time.monotonic() < deadline, "the emulator did not start"
-            time.sleep(0.1)
+        def answering():
+            assert self.process.poll() is None, "the emulator exited on start"
+            return self.answers()
+        wait_for(answering, "the emulator answering", 30)
 
     def answers(self):
         try:

@@ -41,6 +41,7 @@ from paypal_emulator.money import AmountError, fee_cents, parse_cents
 from paypal_emulator.webhooks import retry_delays_s
 from tests.kit.paypal import press
 from tests.kit.system import ROOT, free_port
+from tests.kit.waiting import eventually, wait_for
 
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"
 WEBHOOK_ID = "TESTWEBHOOK42"
@@ -550,13 +551,10 @@ def test_webhook_signature_verifies_offline_and_online(sdk, emulator, receiver):
 
 def settled_delivery(emulator, event_id):
     """The emulator's record of a delivery once it has heard the final answer (bounded wait)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        deliveries = emulator.control("GET", "/webhooks")[1]["deliveries"]
-        found = next(d for d in deliveries if d["event_id"] == event_id)
-        if found["status"] != "PENDING" or time.monotonic() > deadline:
-            return found
-        time.sleep(0.01)
+    def delivery():
+        return next(d for d in emulator.control("GET", "/webhooks")[1]["deliveries"] if d["event_id"] == event_id)
+    return wait_for(delivery, f"delivery {event_id} settled", WAIT_S, until=lambda found: found["status"] != "PENDING",
+                    poll_s=0.01)
 
 
 def test_webhook_retried_with_backoff_until_a_2xx(sdk, emulator, receiver):
@@ -606,10 +604,8 @@ def test_delivery_gives_up_after_its_retries(receiver):
         try:
             emulator.emit([Event("CUSTOMER.DISPUTE.UPDATED", "dispute", "never accepted", {"dispute_id": "PP-D-1"})])
             delivery = emulator.webhooks.deliveries[-1]
-            deadline = time.monotonic() + WAIT_S
-            while delivery.status == "PENDING" and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            return delivery
+            return await eventually(lambda: delivery, "the delivery given up", WAIT_S,
+                                    until=lambda found: found.status != "PENDING", poll_s=0.01)
         finally:
             await emulator.stop()
 

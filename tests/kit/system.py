@@ -11,7 +11,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pymongo
 
 from interkanect import config, processes
 from interkanect.cli import start_paypal_emulator
+from tests.kit.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,10 +94,8 @@ class RunningSystem:
         the cent (issue 12): waited for, bounded, as money in flight settles."""
         if not self.settings.paypal_emulated:
             return
-        deadline = time.monotonic() + timeout_s
-        while (report := self.books()).get("difference_cents") != 0:
-            assert time.monotonic() < deadline, f"the ledger does not reconcile with PayPal's balance: {report}"
-            time.sleep(0.5)
+        wait_for(self.books, "the ledger reconciled with PayPal's balance", timeout_s,
+                 until=lambda report: report.get("difference_cents") == 0, poll_s=0.5)
 
     def stop(self):
         self.children.stop_all()
