@@ -17,7 +17,7 @@ from tests.test_browser_call import DOC_SHOTS, SHOTS, STEP_MS, call_and_accept, 
 from tests.test_browser_operator import an_operator, run_in_thread
 from tests.test_browser_pages import CALLER_ZONE, logged_in, open_page
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
-from tests.test_refunds import pay_round
+from tests.kit.calls import pay_round
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

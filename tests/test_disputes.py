@@ -6,10 +6,11 @@ import json
 import urllib.request
 
 from actors import ledger
+from tests.kit.calls import paid_call
 from tests.kit.client import Member
+from tests.kit.paypal import arm
 from tests.kit.system import run
 from tests.kit.waiting import wait_for
-from tests.test_refunds import emulator_fault, paid_call
 
 
 def control(system, method, path, body=None):
@@ -61,7 +62,7 @@ def test_a_dispute_freezes_the_calls_earnings_once_and_a_won_dispute_gives_them_
     capture_id = capture_of(db, call.id)
     assert balances(db, call) == {"caller": -1500, "pending": 1399, "available": 0, "frozen": 0}
 
-    emulator_fault(system, {"kind": "webhook_duplicate"})   # CUSTOMER.DISPUTE.CREATED comes twice
+    arm(system, {"kind": "webhook_duplicate"})   # CUSTOMER.DISPUTE.CREATED comes twice
     dispute = control(system, "POST", "/disputes", {"capture_id": capture_id})
     dispute_id = dispute["dispute_id"]
     wait_for(lambda: acknowledged(system, "CUSTOMER.DISPUTE.CREATED", dispute_id, 2), "both deliveries taken")
@@ -95,7 +96,7 @@ def test_a_lost_dispute_whose_resolution_arrives_first_gives_the_caller_the_mone
     call = run(scenario())
     capture_id = capture_of(db, call.id)
     # PayPal holds the creation and the resolution, then delivers them in reverse order.
-    emulator_fault(system, {"kind": "webhook_out_of_order", "count": 2, "hold_s": 5})
+    arm(system, {"kind": "webhook_out_of_order", "count": 2, "hold_s": 5})
     dispute_id = control(system, "POST", "/disputes", {"capture_id": capture_id})["dispute_id"]
     control(system, "POST", f"/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_BUYER_FAVOUR"})
     wait_for(lambda: acknowledged(system, "CUSTOMER.DISPUTE.CREATED", dispute_id, 1)

@@ -276,8 +276,7 @@ def test_the_leader_killed_with_calls_and_a_payout_in_flight_another_node_takes_
     rings within 10 s, and the payout is finished by the new leader, each member paid once."""
     from actors import payout_calendar
     from actors.payout_calendar import payout_batch_id
-    from tests.kit.paypal import approve_and_never_come_back
-    from tests.test_late_capture import arm
+    from tests.kit.paypal import approve_and_never_come_back, arm
     from tests.test_payouts import paid_call, the_only_batch_for
 
     cluster = Cluster(database_url, tmp_path_factory.mktemp("failover"), node_count=3, gateway_count=0,

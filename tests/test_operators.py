@@ -4,9 +4,9 @@ from bson import ObjectId
 
 from tests.kit.calls import Call
 from tests.kit.client import Member
+from tests.kit.operators import operator
 from tests.kit.system import run
 from tests.kit.waiting import wait_for
-from tests.test_refunds import operator
 
 
 def test_the_cli_gives_and_takes_the_operator_role_and_me_shows_it(system):

@@ -3,7 +3,6 @@ is never paid twice (crashes, retries, restarts, repeated operator runs), items 
 to the member once, and what members see and are told. Pure rules first, then a random-walk
 model of whole runs with crashes anywhere, then runs against SecantusDB and the PayPal
 emulator, then a paid call through the whole system to its payout."""
-import base64
 import copy
 import datetime
 import json
@@ -27,7 +26,7 @@ from actors.payout_rules import (BACK, EMPTY, FINAL, INTENT, PAID, REFUSED, SENT
 from interkanect.config import Policy
 from tests.kit.calls import Call, ring, upgraded_host
 from tests.kit.client import PASSWORD, Member
-from tests.kit.paypal import approve_on_paypal
+from tests.kit.paypal import approve_on_paypal, paypal_api
 from tests.kit.system import free_port, run, start_system
 from tests.kit.waiting import wait_for
 
@@ -605,23 +604,6 @@ class Emulator:
         self.log.close()
 
 
-def paypal_api(base_url, method, path, body=None):
-    """PayPal's REST API as any client calls it: (status, JSON)."""
-    basic = base64.b64encode(b"emulator-client-id:emulator-client-secret").decode()
-    token_request = urllib.request.Request(base_url + "/v1/oauth2/token", data=b"grant_type=client_credentials",
-                                           headers={"Authorization": f"Basic {basic}"})
-    with urllib.request.urlopen(token_request, timeout=5) as answer:
-        token = json.load(answer)["access_token"]
-    request = urllib.request.Request(base_url + path, method=method, data=None if body is None else
-                                     json.dumps(body).encode(), headers={"Authorization": f"Bearer {token}",
-                                                                         "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
 def the_only_batch_for(base_url, sender_batch_id):
     """PayPal's own word on which batch a sender_batch_id made: a second one is refused and
     points to the first."""
@@ -660,8 +642,6 @@ def mongo_payouts(database_url, emulator):
                         lambda *m: mail.append(m), HOLD_S, "http://ik.test/account")
     yield payouts, db, members, mail
     db.client.drop_database(db.name)
-
-
 
 
 def test_a_payout_answer_lost_on_the_way_back_is_one_batch_booked_once(mongo_payouts, emulator):

@@ -6,7 +6,7 @@ import urllib.parse
 from tests.kit.calls import ring, upgraded_host
 from tests.kit.client import PASSWORD, Member
 from tests.kit.system import run
-from tests.test_refunds import operator
+from tests.kit.operators import operator
 from tests.test_upgrade import consent, plan  # noqa: F401 (plan is a fixture)
 
 

@@ -10,10 +10,9 @@ import urllib.request
 import pytest
 
 from tests.kit.client import Member
-from tests.kit.paypal import press
+from tests.kit.paypal import paypal_api, press
 from tests.kit.system import run
 from tests.kit.waiting import eventually
-from tests.test_payouts import paypal_api
 
 WAIT_S = 20
 

@@ -1,12 +1,18 @@
 """The steps of a call that many tests and the benchmarks take through real websockets: an
-upgraded host (who may charge), a ring to every host page, and a `Call` answered and agreed."""
+upgraded host (who may charge), a ring to every host page, a `Call` answered and agreed, a round
+paid on PayPal, and a whole paid call (rounds, a tip) from ring to hang-up."""
 from bson import ObjectId
 
 from tests.kit.client import PASSWORD, Member
+from tests.kit.paypal import approve_on_paypal
+from tests.kit.waiting import wait_for
 
 # upgraded_host sets a payout email, and its owner is told so by mail: not a money mail.
 PAYOUT_NOTICE = "Your interKanect payout email changed"
 NOT_THE_PAYOUT_NOTICE = {"subject": {"$ne": PAYOUT_NOTICE}}
+# paid_call's rounds: the shortest paid length a test system allows when it sets
+# min_length_s=PAID_LENGTH_S, so an extension comes quickly.
+PAID_LENGTH_S = 2
 
 
 async def upgraded_host(system, name="Host"):
@@ -51,3 +57,36 @@ class Call:
         await self.caller_page.request("pay", call_id=self.id, proposal=self.proposal["proposal"])
         await self.host_page.expect("call_state", state="running" if price_cents == 0 else "awaiting_payment")
         return self.proposal
+
+
+async def pay_round(call, price_cents, length_s):
+    """One round agreed and paid on PayPal: the call runs again."""
+    await call.agree(price_cents, length_s)
+    ready = await call.caller_page.expect("call_state", event="payment_ready")
+    approve_on_paypal(ready["payment"]["approve_url"])
+    await call.host_page.expect("call_state", state="running", event="payment_captured")
+
+
+async def paid_call(system, prices, tip_cents=0, host=None, caller=None, length_s=PAID_LENGTH_S):
+    """A call whose caller pays each price in turn (the first round, then extensions), tips if
+    asked, and the host hangs up. Returns the Call."""
+    host = host or await upgraded_host(system, "Hana Host")
+    caller = caller or await Member(system.url).sign_up("Carl Caller")
+    host_page, caller_page = await host.socket(), await caller.socket()
+    call = Call(host, caller, host_page, caller_page, await ring(caller_page, [host_page], host.id))
+    await host_page.request("accept", call_id=call.id)
+    for number, price in enumerate(prices):
+        if number:
+            await host_page.expect("call_state", event="extension_offer", timeout_s=15)
+            await host_page.request("extend", call_id=call.id, yes=True)
+            await call.caller_page.expect("call_state", state="negotiating")
+        await pay_round(call, price, length_s)
+    if tip_cents:
+        await caller_page.request("tip", call_id=call.id, amount_cents=tip_cents)
+        approve_on_paypal((await caller_page.expect("call_state", event="tip_ready"))["tips"][-1]["approve_url"])
+        await host_page.expect("call_state", event="tip_received")
+    await host_page.request("hang_up", call_id=call.id)
+    await caller_page.expect("call_state", state="ended")
+    await host_page.close(), await caller_page.close()
+    wait_for(lambda: system.db.calls.find_one({"_id": call.id, "ended_at": {"$ne": None}}), "the call stored")
+    return call

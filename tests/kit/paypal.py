@@ -1,7 +1,11 @@
-"""The payer on PayPal's pages (the emulator's order approval and subscription consent), as a
-browser does it: open the page, fill its one form, press a button; then follow PayPal back to
-us, or stop at PayPal's redirect (a payer who closes the window first)."""
+"""PayPal (the emulator) as tests and benchmarks reach it. The payer on PayPal's pages (order
+approval, subscription consent), as a browser does it: open the page, fill its one form, press
+a button; then follow PayPal back to us, or stop at PayPal's redirect (a payer who closes the
+window first). PayPal's REST API as any client calls it, and the emulator's own control API
+(`/emulator/...`: faults to play, what it was asked)."""
+import base64
 import html.parser
+import json
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -57,3 +61,38 @@ def approve_and_never_come_back(approve_url):
     """The payer approves on PayPal, then closes the window before PayPal's redirect to us."""
     status, location = press(approve_url, "approve", payer_email="payer@example.com")
     assert status in (302, 303), (status, location)
+
+
+def paypal_api(base_url, method, path, body=None):
+    """PayPal's REST API as any client calls it: (status, JSON)."""
+    basic = base64.b64encode(b"emulator-client-id:emulator-client-secret").decode()
+    token_request = urllib.request.Request(base_url + "/v1/oauth2/token", data=b"grant_type=client_credentials",
+                                           headers={"Authorization": f"Basic {basic}"})
+    with urllib.request.urlopen(token_request, timeout=5) as answer:
+        token = json.load(answer)["access_token"]
+    request = urllib.request.Request(base_url + path, method=method, data=None if body is None else
+                                     json.dumps(body).encode(), headers={"Authorization": f"Bearer {token}",
+                                                                         "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def arm(system, fault):
+    """A fault the emulator plays on the next requests it matches (README, PayPal emulator)."""
+    request = urllib.request.Request(system.settings.paypal_url + "/emulator/faults", data=json.dumps(fault).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 201
+        return json.load(answer)
+
+
+def control(system, path, body=None):
+    """The emulator's control API: GET `path`, or POST `body` to it; its JSON answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(system.settings.paypal_url + path, data=data, method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return json.load(answer)
