@@ -8,16 +8,9 @@ import urllib.request
 from actors import ledger
 from tests.kit.calls import paid_call
 from tests.kit.client import Member
-from tests.kit.paypal import arm
+from tests.kit.paypal import arm, control
 from tests.kit.system import run
 from tests.kit.waiting import wait_for
-
-
-def control(system, method, path, body=None):
-    request = urllib.request.Request(system.settings.paypal_url + "/emulator" + path, method=method,
-                                     data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        return json.load(answer)
 
 
 def capture_of(db, call_id):
@@ -41,7 +34,7 @@ def dispute_keys(db, call_id):
 def deliver(system, event):
     """A delivery signed by PayPal (the emulator's key), as a replay or an event it never sends."""
     raw = json.dumps(event)
-    headers = control(system, "POST", "/webhooks/sign", {"body": raw})["headers"]
+    headers = control(system, "/emulator/webhooks/sign", {"body": raw})["headers"]
     request = urllib.request.Request(system.url + "/paypal/webhook", data=raw.encode(),
                                      headers=dict(headers, **{"Content-Type": "application/json"}))
     with urllib.request.urlopen(request, timeout=10) as answer:
@@ -49,7 +42,7 @@ def deliver(system, event):
 
 
 def acknowledged(system, event_type, resource_id, count):
-    deliveries = control(system, "GET", f"/webhooks?event_type={event_type}")["deliveries"]
+    deliveries = control(system, f"/emulator/webhooks?event_type={event_type}")["deliveries"]
     return len([d for d in deliveries if d["resource_id"] == resource_id and d["status"] == "SUCCESS"]) >= count
 
 
@@ -63,7 +56,7 @@ def test_a_dispute_freezes_the_calls_earnings_once_and_a_won_dispute_gives_them_
     assert balances(db, call) == {"caller": -1500, "pending": 1399, "available": 0, "frozen": 0}
 
     arm(system, {"kind": "webhook_duplicate"})   # CUSTOMER.DISPUTE.CREATED comes twice
-    dispute = control(system, "POST", "/disputes", {"capture_id": capture_id})
+    dispute = control(system, "/emulator/disputes", {"capture_id": capture_id})
     dispute_id = dispute["dispute_id"]
     wait_for(lambda: acknowledged(system, "CUSTOMER.DISPUTE.CREATED", dispute_id, 2), "both deliveries taken")
     assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze"]
@@ -75,7 +68,7 @@ def test_a_dispute_freezes_the_calls_earnings_once_and_a_won_dispute_gives_them_
                             "resource": dict(dispute, status="WAITING_FOR_SELLER_RESPONSE")}) == 200
     assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze"]
 
-    resolved = control(system, "POST", f"/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_SELLER_FAVOUR"})
+    resolved = control(system, f"/emulator/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_SELLER_FAVOUR"})
     booked = wait_for(lambda: db.ledger.find_one({"_id": f"dispute:{dispute_id}:resolved"}), "the resolution")
     assert booked["kind"] == ledger.DISPUTE_WON
     assert balances(db, call) == {"caller": -1500, "pending": 1399, "available": 0, "frozen": 0}
@@ -97,8 +90,8 @@ def test_a_lost_dispute_whose_resolution_arrives_first_gives_the_caller_the_mone
     capture_id = capture_of(db, call.id)
     # PayPal holds the creation and the resolution, then delivers them in reverse order.
     arm(system, {"kind": "webhook_out_of_order", "count": 2, "hold_s": 5})
-    dispute_id = control(system, "POST", "/disputes", {"capture_id": capture_id})["dispute_id"]
-    control(system, "POST", f"/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_BUYER_FAVOUR"})
+    dispute_id = control(system, "/emulator/disputes", {"capture_id": capture_id})["dispute_id"]
+    control(system, f"/emulator/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_BUYER_FAVOUR"})
     wait_for(lambda: acknowledged(system, "CUSTOMER.DISPUTE.CREATED", dispute_id, 1)
              and acknowledged(system, "CUSTOMER.DISPUTE.RESOLVED", dispute_id, 1), "both deliveries taken")
     assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze", f"dispute:{dispute_id}:resolved"]

@@ -24,9 +24,10 @@ from actors.payout_rules import (BACK, EMPTY, FINAL, INTENT, PAID, REFUSED, SENT
                                  Release, item_outcome, is_payout_instant, latest_payout_at_or_before, plan_items,
                                  poll_delay_s, releases_due, wake_delay_s)
 from interkanect.config import Policy
-from tests.kit.calls import Call, ring, upgraded_host
+from tests.kit import calls
+from tests.kit.calls import upgraded_host
 from tests.kit.client import PASSWORD, Member
-from tests.kit.paypal import approve_on_paypal, paypal_api
+from tests.kit.paypal import paypal_api
 from tests.kit.system import free_port, run, start_system
 from tests.kit.waiting import wait_for
 
@@ -827,18 +828,8 @@ def payout_system(database_url, tmp_path_factory):
 
 
 async def paid_call(system, host, caller, price_cents):
-    """The caller pays on PayPal's page; the call runs and the host hangs up. Returns the call id."""
-    host_page, caller_page = await host.socket(), await caller.socket()
-    call = Call(host, caller, host_page, caller_page, await ring(caller_page, [host_page], host.id))
-    await host_page.request("accept", call_id=call.id)
-    await call.agree(price_cents, 600)
-    ready = await caller_page.expect("call_state", event="payment_ready")
-    approve_on_paypal(ready["payment"]["approve_url"])
-    await host_page.expect("call_state", state="running", event="payment_captured")
-    await host_page.request("hang_up", call_id=call.id)
-    await caller_page.expect("call_state", state="ended")
-    await host_page.close(), await caller_page.close()
-    return call.id
+    """A ten-minute call paid on PayPal, from ring to hang-up. Returns the call id."""
+    return (await calls.paid_call(system, [price_cents], host=host, caller=caller, length_s=600)).id
 
 
 def net(cents):

@@ -89,10 +89,11 @@ def arm(system, fault):
         return json.load(answer)
 
 
-def control(system, path, body=None):
-    """The emulator's control API: GET `path`, or POST `body` to it; its JSON answer."""
+def control(system, path, body=None, method=None, timeout_s=TIMEOUT_S):
+    """The emulator's control API (`path` from /emulator): GET it, or POST `body` to it (or
+    `method`); its JSON answer."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(system.settings.paypal_url + path, data=data, method="GET" if body is None else "POST",
+    request = urllib.request.Request(system.settings.paypal_url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
+    with urllib.request.urlopen(request, timeout=timeout_s) as answer:
         return json.load(answer)
