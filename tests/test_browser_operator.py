@@ -14,16 +14,15 @@ import time
 import pytest
 
 from actors import payout_calendar
+from tests.kit.browser import STEP_MS, shot
 from tests.kit.client import Member
+from tests.kit.operators import approve
+from tests.kit.paypal import arm, paypal_api
 from tests.kit.system import run
 from tests.kit.waiting import page_sleep, wait_for
-from tests.test_browser_call import STEP_MS, shot
-from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS, NET_TIP_CENTS, PHONE_WIDTH, fits_the_width,
-                                      logged_in, open_page, paid_call_with_tip, tab_until)
+from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS, NET_TIP_CENTS, PHONE_WIDTH,
+                                      fits_the_width, logged_in, open_page, paid_call_with_tip, tab_until)
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
-from tests.kit.paypal import arm
-from tests.kit.paypal import paypal_api
-from tests.kit.operators import approve
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

@@ -13,11 +13,11 @@ import zoneinfo
 import pytest
 
 from actors import payout_rules
+from tests.kit.browser import PHONE, STEP_MS, VIEWPORT, shot
 from tests.kit.calls import Call
 from tests.kit.client import PASSWORD
 from tests.kit.paypal import approve_on_paypal
 from tests.kit.system import run
-from tests.test_browser_call import PHONE, STEP_MS, VIEWPORT, shot
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
