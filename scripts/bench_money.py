@@ -84,7 +84,8 @@ def signed_approval(system, order_id, index):
 
 async def webhooks_per_s(system, target, calls):
     progress(f"setting up {calls} calls awaiting payment on approved PayPal orders")
-    control(system, "/emulator/webhook", {"url": ""}, method="PUT", timeout_s=30)   # only our deliveries reach the gateway
+    # Only our deliveries reach the gateway.
+    control(system, "/emulator/webhook", {"url": ""}, method="PUT", timeout_s=30)
     waiting = []
     for index in range(calls):
         waiting.append(await awaiting_call(target, index))

@@ -27,7 +27,8 @@ async def eventually(condition, what="the condition", timeout_s=10, *, until=boo
 def wait_for(condition, what="the condition", timeout_s=15, *, until=bool, poll_s=POLL_S * 2, sleep=time.sleep):
     deadline = time.monotonic() + timeout_s
     while not until(found := condition()):
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what} (last seen: {found!r:.1000})"
+        assert time.monotonic() < deadline, (f"timed out after {timeout_s} s waiting for {what} "
+                                             f"(last seen: {found!r:.1000})")
         sleep(poll_s)
     return found
 
