@@ -6,7 +6,6 @@ and approves; the money goes back through the emulator and the caller's page say
 Operators find members and set their tier; everyone else gets an "operators only" page.
 
 Screenshots go to var/screenshots/ (call-refund*.png, call-operator*.png)."""
-import concurrent.futures
 import datetime
 import re
 import time
@@ -14,14 +13,13 @@ import time
 import pytest
 
 from actors import payout_calendar
-from tests.kit.browser import STEP_MS, shot
+from tests.kit.browser import STEP_MS, an_operator, fits_the_width, logged_in, open_page, run_in_thread, shot, tab_until
 from tests.kit.client import Member
 from tests.kit.operators import approve
 from tests.kit.paypal import arm, paypal_api
-from tests.kit.system import run
 from tests.kit.waiting import page_sleep, wait_for
 from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS, NET_TIP_CENTS, PHONE_WIDTH,
-                                      fits_the_width, logged_in, open_page, paid_call_with_tip, tab_until)
+                                      paid_call_with_tip)
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -31,20 +29,6 @@ pytestmark = pytest.mark.browser
 
 OPERATOR_ZONE = "Europe/Berlin"
 SETTLE_S = 30     # PayPal's refund (the emulator) and the ledger booking, after the decision
-
-
-def an_operator(system, name):
-    """A member signed up through the API, made an operator with the operators' command."""
-    operator = run_in_thread(lambda: Member(system.url).sign_up(name))
-    made = system.cli("members", "set-operator", operator.email)
-    assert made.returncode == 0, made.stderr
-    return operator
-
-
-def run_in_thread(coroutine_function):
-    """Playwright's sync API holds this thread's event loop: async clients run in another."""
-    with concurrent.futures.ThreadPoolExecutor(1) as thread:
-        return thread.submit(lambda: run(coroutine_function())).result(timeout=60)
 
 
 def wait_for_refund_state(page, system, call_id, state, timeout_s=SETTLE_S):

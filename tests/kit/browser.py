@@ -1,7 +1,10 @@
 """Chromium pages for browser tests, through Playwright's sync API: a member signed up in a
-browser of their own, made an upgraded host, a live page opened, a call placed and accepted
-from two pages, the call's status and its remote video waited for, screenshots (var/screenshots/,
-and on purpose docs/screenshots/), and the pages' consoles printed on a failure."""
+browser of their own, or logged in in a time zone, made an upgraded host, a page opened, a call
+placed and accepted from two pages, the call's status and its remote video waited for, the
+keyboard's reach and a phone's width, screenshots (var/screenshots/, and on purpose
+docs/screenshots/), and the pages' consoles printed on a failure. Playwright's sync API holds
+the test's thread: the websocket clients run in another (`run_in_thread`)."""
+import concurrent.futures
 import os
 import shutil
 import time
@@ -11,7 +14,8 @@ from bson import ObjectId
 from playwright.sync_api import expect
 
 from tests.kit.client import PASSWORD
-from tests.kit.system import ROOT
+from tests.kit.operators import operator
+from tests.kit.system import ROOT, run
 
 
 SHOTS = Path(os.environ.get("IK_SCREENSHOT_DIR", "var/screenshots"))
@@ -103,3 +107,52 @@ def print_consoles(*pages):
 
 def status(page, state, timeout=STEP_MS):
     expect(page.locator("#call-status")).to_have_attribute("data-state", state, timeout=timeout)
+
+
+def logged_in(browser, system, who, timezone_id, viewport=VIEWPORT):
+    """A browser of `who` (a tests.kit.client.Member) in `timezone_id`, logged in on /login."""
+    context = browser.new_context(viewport=viewport, timezone_id=timezone_id, locale="en-US")
+    page = context.new_page()
+    page.console = []
+    page.on("console", lambda message: page.console.append(f"{message.type}: {message.text}"))
+    page.goto(system.url + "/login")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
+    page.fill("#login-form [name=email]", who.email)
+    page.fill("#login-form [name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url, timeout=STEP_MS)
+    return context, page
+
+
+def open_page(page, url):
+    page.goto(url)
+    try:
+        expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
+    except AssertionError:
+        print(f"--- console of {url} ---", *page.console, sep="\n")
+        raise
+
+
+def fits_the_width(page):
+    """Nothing wider than the viewport: no sideways scrolling on a phone."""
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def tab_until(page, selector, limit=40):
+    """Press Tab until `selector` has the focus (it must be reachable from the keyboard)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} is not reachable with Tab")
+
+
+def run_in_thread(coroutine_function, timeout_s=60):
+    """Playwright's sync API holds this thread's event loop: async clients run in another."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(lambda: run(coroutine_function())).result(timeout=timeout_s)
+
+
+def an_operator(system, name):
+    """A member signed up through the API and made an operator (kit operators.operator)."""
+    return run_in_thread(lambda: operator(system, name))
