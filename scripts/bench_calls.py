@@ -289,7 +289,7 @@ def cpu_per(label, used, count, unit):
 def loopback_peers():
     """tests.peers: its peers have no ICE server (aiortc's default is Google's public STUN
     server), so this benchmark stays on this machine (host candidates are all it needs)."""
-    from tests import peers
+    from tests.kit import peers
     return peers
 
 

@@ -26,7 +26,6 @@ import datetime
 import json
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from benchkit import comment, emit, progress, report_goal, run_bench, session_pids
@@ -36,9 +35,9 @@ from bson import ObjectId
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from rules import ledger, payout_calendar
-from tests.client import PASSWORD, Member
-from tests.test_call_payments import approve_and_never_come_back
-from tests.test_calls_live import ring
+from tests.kit.calls import ring
+from tests.kit.client import PASSWORD, Member
+from tests.kit.paypal import approve_and_never_come_back, control
 
 TRANSACTIONS = 300          # raw two-insert transactions timed
 PAYOUT_GOALS_S = {10_000: 15, 100_000: 150}   # issue 12: a payout run's wall time by members paid
@@ -52,14 +51,6 @@ class Target:
     def __init__(self, system):
         self.url, self.settings = system.url, system.settings
         self.db = pymongo.MongoClient(system.settings.database_url, tz_aware=True)[system.settings.db_name]
-
-
-def control(system, path, body=None, method=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(system.settings.paypal_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.load(answer)
 
 
 async def awaiting_call(target, index):
@@ -88,12 +79,13 @@ def signed_approval(system, order_id, index):
              "summary": "An order has been approved by buyer",
              "resource": {"id": order_id, "status": "APPROVED", "intent": "CAPTURE"}, "links": []}
     body = json.dumps(event, separators=(",", ":"))
-    return body, control(system, "/emulator/webhooks/sign", {"body": body})["headers"]
+    return body, control(system, "/emulator/webhooks/sign", {"body": body}, timeout_s=30)["headers"]
 
 
 async def webhooks_per_s(system, target, calls):
     progress(f"setting up {calls} calls awaiting payment on approved PayPal orders")
-    control(system, "/emulator/webhook", {"url": ""}, method="PUT")   # only our deliveries reach the gateway
+    # Only our deliveries reach the gateway.
+    control(system, "/emulator/webhook", {"url": ""}, method="PUT", timeout_s=30)
     waiting = []
     for index in range(calls):
         waiting.append(await awaiting_call(target, index))

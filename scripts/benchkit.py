@@ -196,7 +196,7 @@ free_port = processes.free_port
 
 
 class System:
-    """SecantusDB, one actor node and one gateway, as in tests/conftest.py, on unused ports.
+    """SecantusDB, one actor node and one gateway, as tests/kit/system.py starts them, on unused ports.
 
     The node and gateway ("the app") can be restarted with another policy on the same
     database; every process this starts is remembered, so `leftovers()` can prove none is left.
@@ -441,7 +441,7 @@ def insert_accounts(settings, count, reference):
 
 async def sign_up_through_api(system, samples):
     """Sign up through POST /api/signup (Argon2 included); returns the accounts and ms each."""
-    from tests.client import Member
+    from tests.kit.client import Member
     accounts, times_ms = [], []
     for i in range(samples):
         started = time.monotonic()

@@ -76,7 +76,7 @@ class LoadCall:
 
 def approve_on_paypal(approve_url):
     """The payer's browser on PayPal's (the emulator's) page: Approve, then back to us."""
-    from tests.test_call_payments import approve_on_paypal as approve
+    from tests.kit.paypal import approve_on_paypal as approve
     return approve(approve_url, payer_email="loadgen-payer@example.com")
 
 

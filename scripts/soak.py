@@ -32,9 +32,9 @@ from benchkit import comment, emit, memory_of, progress, report_goal, run_bench
 
 from bson import ObjectId
 
-from tests.client import PASSWORD, Member
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call, ring
+from tests.kit.calls import Call, ring
+from tests.kit.client import PASSWORD, Member
+from tests.kit.paypal import approve_on_paypal
 
 FRAME_TIMEOUT_S = 30
 SAMPLE_EVERY_S = 5

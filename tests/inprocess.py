@@ -4,7 +4,7 @@ accounts, XSRF, errors and the HTTP API that need nothing of the actors: a modul
 ~0.1 s where a whole system takes seconds.
 
 The server runs on an event loop of its own, in a thread, so the tests talk to it over real
-HTTP exactly as they talk to a gateway process (`tests.client.Member`, `system.url`,
+HTTP exactly as they talk to a gateway process (`tests.kit.client.Member`, `system.url`,
 `system.db`). pytest-tornado cannot be used (it imports pkg_resources, gone from setuptools);
 this is what its fixtures would give, on the loop the gateway really runs on.
 """
@@ -20,7 +20,7 @@ from gateway import refunds
 from gateway.app import Gateway
 from interkanect import config, processes
 from interkanect import db as database
-from tests.conftest import TEST_POLICY, RunningSystem, free_port
+from tests.kit.system import TEST_POLICY, RunningSystem, free_port
 
 START_TIMEOUT_S = 30
 

@@ -11,12 +11,12 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 
 from gateway.throttle import address_key, client_address, slowdown_s, trusted_networks
-from tests.client import PASSWORD, Member
-from tests.conftest import run
 from tests.inprocess import http_system_with  # noqa: F401 (a fixture)
+from tests.kit.client import PASSWORD, Member
+from tests.kit.system import run
+from tests.kit.waiting import wait_for
 from tests.test_accounts import outbox_mails
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
-from tests.waiting import wait_for
 
 WRONG = "not the password at all"
 PROXY = ("127.0.0.1",)  # the test client's address: it plays the load balancer

@@ -1,16 +1,15 @@
 """Bounded work per account, through the real path (websockets, gateway, member shards): one
 free account must not be able to stall everyone (issue 13). Each limit is a policy value, set
 small here, and each refusal a clear error code."""
-import asyncio
 import os
 import signal
 
 import pytest
 
 from rules.shards import shard_index
-from tests.client import Member
-from tests.conftest import run, start_system
-from tests.waiting import eventually
+from tests.kit.client import Member
+from tests.kit.system import run, start_system
+from tests.kit.waiting import eventually
 
 LIMITS = dict(pages_per_member_max=2, watched_per_page_max=3, watched_per_member_max=4,
               ringing_calls_per_caller_max=1, rings_per_host_per_minute=3, ring_timeout_s=1.5,
@@ -38,14 +37,12 @@ def test_a_member_opens_at_most_the_page_limit_and_one_more_once_a_page_closes(l
         assert "2 interKanect pages" in refused["message"]
         assert await third.closed() == 1008
         await first.close()
-        for _ in range(50):  # the shard hears of the close a moment after the socket goes
+        async def a_page_taken():   # the shard hears of the close a moment after the socket goes
             again = await member.socket()
-            frame = again.greeting
-            if frame["type"] == "hello":
-                break
+            if again.greeting["type"] == "hello":
+                return again
             await again.closed()
-            await asyncio.sleep(0.1)
-        assert frame["type"] == "hello"
+        await eventually(a_page_taken, "a third page taken once the first closed", timeout_s=10, poll_s=0.1)
         await second.request("ping")
         await second.expect("pong")
     run(scenario())

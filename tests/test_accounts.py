@@ -15,10 +15,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from tornado.httpclient import AsyncHTTPClient
 
-from tests.client import PASSWORD, Member
-from tests.conftest import free_port, run
 from tests.inprocess import http_system_with  # noqa: F401 (a fixture)
-from tests.waiting import wait_for
+from tests.kit.client import PASSWORD, Member
+from tests.kit.system import free_port, run
+from tests.kit.waiting import wait_for
 
 NEW_PASSWORD = "a whole new passphrase"
 RESET_LINK = re.compile(r"/reset\?token=([A-Za-z0-9_-]+)")

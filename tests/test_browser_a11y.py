@@ -5,10 +5,10 @@ dialog). On each: nothing scrolls sideways, every control a screen reader meets 
 (Chromium's own accessibility tree says so), and Tab reaches the page's main controls."""
 import pytest
 
-from tests.test_browser_call import STEP_MS, member, open_live, print_consoles, status, upgrade, video_flows
+from tests.kit.browser import (STEP_MS, an_operator, logged_in, member, open_live, print_consoles, status, upgrade,
+                               video_flows)
 from tests.test_browser_journey import pay_in_popup
-from tests.test_browser_operator import an_operator
-from tests.test_browser_pages import CALLER_ZONE, HOST_ZONE, logged_in, paid_call_with_tip
+from tests.test_browser_pages import CALLER_ZONE, HOST_ZONE, paid_call_with_tip
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")

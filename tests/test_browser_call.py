@@ -15,30 +15,23 @@ Screenshots of the main screens go to var/screenshots/ (three of them also to
 docs/screenshots/)."""
 import json
 import re
-import os
-import shutil
-import time
-import urllib.request
 
 import pytest
-from bson import ObjectId
 
-from tests.client import PASSWORD
-from tests.conftest import ROOT, start_system
-from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
+from tests.kit.browser import (PHONE, STEP_MS, VIEWPORT, call_and_accept, member, open_live, print_consoles, shot,
+                               status, upgrade, video_flows)
+from tests.kit.paypal import arm
+from tests.kit.system import start_system
+from tests.kit.waiting import page_sleep, wait_for
+from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
 
 pytestmark = pytest.mark.browser
 
-VIEWPORT = {"width": 1000, "height": 700}
-PHONE = {"width": 390, "height": 780}
-DOC_SHOTS = ROOT / "docs" / "screenshots"
 FIRST_ROUND = "0:30"        # the paid time runs out within the test, after the 10 s warning
 PRICE = "15"
-STEP_MS = 10_000            # one step of the call (a frame through gateway and actors, a page load)
-MEDIA_MS = 20_000           # a peer connection coming up and frames decoded
 CAPTURE_DELAY_S = 3         # PayPal's answer to a capture held back, to see the popup come back first
 
 
@@ -61,92 +54,9 @@ def dollars(cents):
     return f"${cents // 100}.{cents % 100:02d}"
 
 
-def member(browser, system, name):
-    """A new member signed up in a browser of their own (tests.test_browser_presence.sign_up,
-    but filling the form only once the page's script is ready to take it)."""
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.console = []
-    page.on("console", lambda message: page.console.append(f"{message.type}: {message.text}"))
-    page.goto(system.url + "/signup")
-    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
-    page.fill("#signup-form [name=email]", f"{name.split()[0].lower()}-{time.monotonic_ns()}@example.com")
-    page.fill("#signup-form [name=display_name]", name)
-    page.fill("#signup-form [name=password]", "correct horse battery")
-    page.click("#signup-form button[type=submit]")
-    page.wait_for_url("**/account?welcome=1", timeout=STEP_MS)
-    member_id = page.request.get(system.url + "/api/me").json()["member"]["id"]
-    return context, page, member_id
-
-
-def upgrade(system, page, member_id):
-    """An upgraded host with a payout email, entered on the account page as a member would."""
-    page.goto(system.url + "/account")
-    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
-    page.fill("#profile-form [name=payout_email]", "payouts@example.com")
-    page.fill("#profile-form [name=payout_password]", PASSWORD)  # a payout email changes with the password
-    page.click("#profile-form button[type=submit]")
-    expect(page.locator("#profile-form [data-form-status]")).to_have_text("Profile saved.", timeout=STEP_MS)
-    system.db.members.update_one({"_id": ObjectId(member_id)}, {"$set": {"tier": "upgraded"}})
-
-
-def open_live(page, url):
-    page.goto(url)
-    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
-    expect(page.locator("#live-state")).to_have_attribute("data-state", "open", timeout=STEP_MS)
-
-
-def call_and_accept(system, host, caller, host_id):
-    """Both pages open, the caller presses Call on the host's page, the host accepts the popup;
-    both pages turn into the call page. Returns the call id."""
-    open_live(host, system.url + "/")
-    open_live(caller, f"{system.url}/m/{host_id}")
-    expect(caller.locator("#call-button")).to_be_enabled(timeout=STEP_MS)
-    caller.click("#call-button")
-    host.locator("[data-incoming-call] [data-action=accept]").click(timeout=STEP_MS)
-    host.wait_for_url("**/call/*", timeout=STEP_MS)
-    caller.wait_for_url(host.url, timeout=STEP_MS)
-    return host.url.rsplit("/", 1)[1]
-
-
-def shot(page, name, docs=False, full_page=False):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"call-{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    if docs and os.environ.get("IK_UPDATE_DOC_SCREENSHOTS"):  # refresh the README's pictures on purpose only
-        DOC_SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOC_SHOTS / f"{name}.png")
-
-
-def video_flows(page, frames=15, timeout=MEDIA_MS):
-    """Wait until the remote <video> decodes `frames` more frames of one and the same stream."""
-    page.evaluate("window.__ikFrames = null")
-    page.wait_for_function("""(frames) => {
-        const video = document.getElementById('remote-video');
-        if (!video.srcObject || video.readyState < 2) return false;
-        const now = video.getVideoPlaybackQuality().totalVideoFrames;
-        const seen = window.__ikFrames;
-        if (!seen || seen.stream !== video.srcObject) {
-            window.__ikFrames = {stream: video.srcObject, first: now};
-            return false;
-        }
-        return now - seen.first >= frames;
-    }""", arg=frames, timeout=timeout, polling=100)
-
-
-def print_consoles(*pages):
-    """On a failure: what the pages logged (refused frames, media errors)."""
-    for page in pages:
-        print(f"--- console of {page.url} ---", *getattr(page, "console", []), sep="\n")
-
-
 def delay_captures(system, seconds):
     """The PayPal emulator answers the next capture `seconds` late (it is done at once)."""
-    fault = {"kind": "timeout", "path": "/v2/checkout/orders/*/capture", "method": "POST", "delay_s": seconds}
-    request = urllib.request.Request(system.settings.paypal_url + "/emulator/faults", data=json.dumps(fault).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        assert answer.status == 201
+    arm(system, {"kind": "timeout", "path": "/v2/checkout/orders/*/capture", "method": "POST", "delay_s": seconds})
 
 
 # Every text the payment panel shows, in order (a step may last too short to be seen by polling).
@@ -158,10 +68,6 @@ RECORD_PAYMENT_TEXT = """() => {
         }
     }).observe(document.getElementById('payment-text'), {childList: true});
 }"""
-
-
-def status(page, state, timeout=STEP_MS):
-    expect(page.locator("#call-status")).to_have_attribute("data-state", state, timeout=timeout)
 
 
 def test_a_paid_call_between_two_browsers(browser, system):
@@ -307,10 +213,7 @@ def test_a_paid_call_between_two_browsers(browser, system):
         shot(caller, "payment-approved")
         for page in (host, caller):
             status(page, "running", timeout=CAPTURE_DELAY_S * 1000 + STEP_MS)
-        deadline = time.monotonic() + STEP_MS / 1000
-        while not closed and time.monotonic() < deadline:
-            caller.wait_for_timeout(100)
-        assert closed, "the call page did not close PayPal's popup"
+        wait_for(lambda: closed, "the call page closing PayPal's popup", STEP_MS / 1000, sleep=page_sleep(caller))
         for page in (host, caller):
             expect(page.locator("#suspended-overlay")).to_be_hidden()
         for page in (host, caller):
@@ -534,10 +437,7 @@ def test_the_caller_tips_during_the_call_and_the_host_sees_it_arrive(browser, sy
         expect(host.locator("#tips-total")).to_have_text("Gus Generous tipped you $5.00 in this call.")
         shot(caller, "tip-sent")
         shot(host, "tip-received")
-        deadline = time.monotonic() + STEP_MS / 1000
-        while not closed and time.monotonic() < deadline:
-            caller.wait_for_timeout(100)
-        assert closed, "the call page did not close PayPal's popup"
+        wait_for(lambda: closed, "the call page closing PayPal's popup", STEP_MS / 1000, sleep=page_sleep(caller))
         caller.keyboard.press("Escape")
         expect(dialog).to_be_hidden()
         expect(tip_button).to_be_focused()

@@ -9,10 +9,9 @@ import re
 
 import pytest
 
-from tests.conftest import start_system
-from tests.test_browser_call import (PHONE, STEP_MS, call_and_accept, member, print_consoles, shot, status,
-                                     video_flows)
-from tests.test_browser_pages import tab_until
+from tests.kit.browser import (PHONE, STEP_MS, call_and_accept, member, print_consoles, shot, status, tab_until,
+                               video_flows)
+from tests.kit.system import start_system
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 from tests.test_turn import coturn  # noqa: F401 (a fixture: a real coturn on loopback)
 

@@ -1,4 +1,4 @@
-"""The app in Firefox (Debian's firefox-esr over Marionette, see tests/firefox.py), next to
+"""The app in Firefox (Debian's firefox-esr over Marionette, see tests/kit/firefox.py), next to
 Chromium: a member logs in and watches another member's status dot come and go live, and a
 Firefox caller calls a Chromium host — the ring, free terms agreed, video decoded on both
 sides peer to peer, a chat line each way over the data channel, and the hang-up."""
@@ -9,10 +9,11 @@ import time
 
 import pytest
 
-from tests import firefox
-from tests.client import PASSWORD, Member
-from tests.test_browser_call import STEP_MS, MEDIA_MS, member, open_live, print_consoles, status, upgrade, video_flows
-from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
+from tests.kit import firefox
+from tests.kit.browser import MEDIA_MS, SHOTS, STEP_MS, member, open_live, print_consoles, status, upgrade, video_flows
+from tests.kit.client import PASSWORD, Member
+from tests.kit.waiting import wait_for
+from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("marionette_driver")
@@ -226,10 +227,7 @@ def approve_in_paypal_popup(ff, opener_css):
     page = ff.marionette.current_window_handle
     before = set(ff.marionette.window_handles)
     ff.click(opener_css)
-    deadline = time.monotonic() + STEP_S
-    while not (opened := set(ff.marionette.window_handles) - before):
-        assert time.monotonic() < deadline, "the PayPal window did not open"
-        time.sleep(0.1)
+    opened = wait_for(lambda: set(ff.marionette.window_handles) - before, "the PayPal window", STEP_S)
     ff.marionette.switch_to_window(opened.pop())
     try:
         ff.click("#approve")

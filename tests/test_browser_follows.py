@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.test_browser_call import DOC_SHOTS
-from tests.test_browser_presence import SHOTS, browser, sign_up  # noqa: F401 (browser is a fixture)
+from tests.kit.browser import DOC_SHOTS, SHOTS
+from tests.test_browser_presence import browser, sign_up  # noqa: F401 (browser is a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

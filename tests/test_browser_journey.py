@@ -12,9 +12,8 @@ import re
 
 import pytest
 
-from tests.conftest import start_system
-from tests.test_browser_call import (STEP_MS, call_and_accept, member, print_consoles, shot, status, upgrade,
-                                     video_flows)
+from tests.kit.browser import STEP_MS, call_and_accept, member, print_consoles, shot, status, upgrade, video_flows
+from tests.kit.system import start_system
 from tests.test_browser_callroom import channels_open, draw, ops
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 

@@ -6,7 +6,6 @@ and approves; the money goes back through the emulator and the caller's page say
 Operators find members and set their tier; everyone else gets an "operators only" page.
 
 Screenshots go to var/screenshots/ (call-refund*.png, call-operator*.png)."""
-import concurrent.futures
 import datetime
 import re
 import time
@@ -14,15 +13,14 @@ import time
 import pytest
 
 from rules import payout_calendar
-from tests.client import Member
-from tests.conftest import run
-from tests.test_browser_call import STEP_MS, shot
-from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS, NET_TIP_CENTS, PHONE_WIDTH, fits_the_width,
-                                      logged_in, open_page, paid_call_with_tip, tab_until)
+from tests.kit.browser import STEP_MS, an_operator, fits_the_width, logged_in, open_page, run_in_thread, shot, tab_until
+from tests.kit.client import Member
+from tests.kit.operators import approve
+from tests.kit.paypal import arm, paypal_api
+from tests.kit.waiting import page_sleep, wait_for
+from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS, NET_TIP_CENTS, PHONE_WIDTH,
+                                      paid_call_with_tip)
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
-from tests.test_late_capture import arm
-from tests.test_payouts import paypal_api
-from tests.test_refunds import approve
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -33,29 +31,10 @@ OPERATOR_ZONE = "Europe/Berlin"
 SETTLE_S = 30     # PayPal's refund (the emulator) and the ledger booking, after the decision
 
 
-def an_operator(system, name):
-    """A member signed up through the API, made an operator with the operators' command."""
-    operator = run_in_thread(lambda: Member(system.url).sign_up(name))
-    made = system.cli("members", "set-operator", operator.email)
-    assert made.returncode == 0, made.stderr
-    return operator
-
-
-def run_in_thread(coroutine_function):
-    """Playwright's sync API holds this thread's event loop: async clients run in another."""
-    with concurrent.futures.ThreadPoolExecutor(1) as thread:
-        return thread.submit(lambda: run(coroutine_function())).result(timeout=60)
-
-
 def wait_for_refund_state(page, system, call_id, state, timeout_s=SETTLE_S):
     """The request reaches `state` (read through the page's own session), within a bound."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        seen = page.request.get(f"{system.url}/api/calls/{call_id}/refund").json()["state"]
-        if seen == state:
-            return
-        assert time.monotonic() < deadline, f"the refund request is still {seen}"
-        page.wait_for_timeout(250)
+    wait_for(lambda: page.request.get(f"{system.url}/api/calls/{call_id}/refund").json()["state"],
+             f"the refund request {state}", timeout_s, until=lambda seen: seen == state, sleep=page_sleep(page))
 
 
 def test_a_refund_from_request_to_refunded_through_the_operators_queue(browser, system):
@@ -195,10 +174,8 @@ def test_a_refund_paypal_keeps_failing_is_shown_to_operators_who_ask_paypal_agai
     run_in_thread(ask_and_approve)
     context, page = logged_in(browser, system, operator, OPERATOR_ZONE)
     try:
-        deadline = time.monotonic() + SETTLE_S
-        while not page.request.get(f"{system.url}/api/calls/{call_id}/refund").json().get("needs_operator"):
-            assert time.monotonic() < deadline, "PayPal's three failures did not reach the operators"
-            page.wait_for_timeout(250)
+        wait_for(lambda: page.request.get(f"{system.url}/api/calls/{call_id}/refund").json().get("needs_operator"),
+                 "PayPal's three failures reaching the operators", SETTLE_S, sleep=page_sleep(page))
         open_page(page, system.url + "/operator/refunds?state=approved")
         item = page.locator(f'.refund-item[data-call-id="{call_id}"]')
         expect(item).to_have_attribute("data-state", "approved")
@@ -275,10 +252,8 @@ def test_a_refund_after_the_payout_leaves_the_host_owing_and_the_earnings_page_s
     assert status == 201
     context, page = logged_in(browser, system, host, HOST_ZONE)
     try:
-        deadline = time.monotonic() + SETTLE_S
-        while not system.db.ledger.find_one({"call_id": call_id, "kind": "refund"}):
-            assert time.monotonic() < deadline, "the dashboard refund was not booked from its webhook"
-            page.wait_for_timeout(250)
+        wait_for(lambda: system.db.ledger.find_one({"call_id": call_id, "kind": "refund"}),
+                 "the dashboard refund booked from its webhook", SETTLE_S, sleep=page_sleep(page))
         open_page(page, system.url + "/earnings")
         expect(page.locator("#paid-out")).to_have_text(f"${paid // 100}.{paid % 100:02d}")
         expect(page.locator("#pending")).to_have_text("$0.00")

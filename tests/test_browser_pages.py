@@ -5,7 +5,6 @@ pending and available money, the next payout in the browser's time zone and, aft
 payout run through the emulator, the past payout. Checked at phone width and from the keyboard.
 
 Screenshots go to var/screenshots/ (call-history*.png, call-earnings*.png)."""
-import concurrent.futures
 import datetime
 import re
 import zoneinfo
@@ -13,12 +12,10 @@ import zoneinfo
 import pytest
 
 from rules import payout_rules
-from tests.client import PASSWORD
-from tests.conftest import run
-from tests.test_browser_call import PHONE, STEP_MS, VIEWPORT, shot
+from tests.kit.browser import STEP_MS, fits_the_width, logged_in, open_page, run_in_thread, shot, tab_until
+from tests.kit.calls import Call
+from tests.kit.paypal import approve_on_paypal
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -36,7 +33,7 @@ NET_PAYMENT_CENTS, NET_TIP_CENTS = 1399, 434
 def paid_call_with_tip(system, host_name, caller_name):
     """A real paid call, driven over websockets as the two pages would: terms agreed, paid on
     the PayPal emulator's page, a tip approved there too, then the host hangs up. Returns
-    (host, caller, call_id): tests.client.Member objects, logged in through the API."""
+    (host, caller, call_id): tests.kit.client.Member objects, logged in through the API."""
     async def scenario():
         call = await Call.answered(system, host_name, caller_name)
         await call.agree(PRICE_CENTS, 600)
@@ -52,33 +49,7 @@ def paid_call_with_tip(system, host_name, caller_name):
         for page in (call.host_page, call.caller_page):
             await page.close()
         return call.host, call.caller, call.id
-    # Playwright's sync API keeps an event loop in this thread: the websocket clients get their own.
-    with concurrent.futures.ThreadPoolExecutor(1) as thread:
-        return thread.submit(run, scenario()).result(timeout=120)
-
-
-def logged_in(browser, system, who, timezone_id, viewport=VIEWPORT):
-    """A browser of `who` (a tests.client.Member) in `timezone_id`, logged in on /login."""
-    context = browser.new_context(viewport=viewport, timezone_id=timezone_id, locale="en-US")
-    page = context.new_page()
-    page.console = []
-    page.on("console", lambda message: page.console.append(f"{message.type}: {message.text}"))
-    page.goto(system.url + "/login")
-    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
-    page.fill("#login-form [name=email]", who.email)
-    page.fill("#login-form [name=password]", PASSWORD)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_url(lambda url: "/login" not in url, timeout=STEP_MS)
-    return context, page
-
-
-def open_page(page, url):
-    page.goto(url)
-    try:
-        expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=STEP_MS)
-    except AssertionError:
-        print(f"--- console of {url} ---", *page.console, sep="\n")
-        raise
+    return run_in_thread(scenario, timeout_s=120)
 
 
 def clock_words(instant, zone, seconds=False):
@@ -90,20 +61,6 @@ def clock_words(instant, zone, seconds=False):
 def plain(text):
     """Intl puts narrow no-break spaces before AM/PM; compare with plain spaces."""
     return re.sub(r"[\u202f\u00a0]", " ", text)
-
-
-def fits_the_width(page):
-    """Nothing wider than the viewport: no sideways scrolling on a phone."""
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-
-
-def tab_until(page, selector, limit=40):
-    """Press Tab until `selector` has the focus (it must be reachable from the keyboard)."""
-    for _ in range(limit):
-        page.keyboard.press("Tab")
-        if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)", selector):
-            return
-    raise AssertionError(f"{selector} is not reachable with Tab")
 
 
 def test_history_and_call_detail_after_a_paid_call_for_both_sides(browser, system):

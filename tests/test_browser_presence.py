@@ -2,9 +2,10 @@
 green within a second of the host opening a page, and go out when the host closes it."""
 import os
 import time
-from pathlib import Path
 
 import pytest
+
+from tests.kit.browser import SHOTS
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -12,7 +13,6 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 BOUND_MS = 1000  # the product promise
-SHOTS = Path(os.environ.get("IK_SCREENSHOT_DIR", "var/screenshots"))
 
 pytestmark = pytest.mark.browser
 

@@ -10,14 +10,13 @@ import shutil
 
 import pytest
 
-from tests.conftest import start_system
-from tests.test_browser_call import DOC_SHOTS, SHOTS, STEP_MS, call_and_accept, member, shot, status, video_flows
-from tests.test_browser_operator import an_operator, run_in_thread
-from tests.test_browser_pages import CALLER_ZONE, logged_in, open_page
+from tests.kit.browser import (DOC_SHOTS, SHOTS, STEP_MS, an_operator, call_and_accept, logged_in, member, open_page,
+                               run_in_thread, shot, status, video_flows)
+from tests.kit.calls import Call, pay_round
+from tests.kit.system import start_system
+from tests.kit.waiting import wait_for
+from tests.test_browser_pages import CALLER_ZONE
 from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
-from tests.test_calls_live import Call
-from tests.test_refunds import pay_round
-from tests.waiting import wait_for
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

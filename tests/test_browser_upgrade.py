@@ -3,9 +3,9 @@ subscribes on the PayPal emulator's consent page, comes back upgraded with the r
 cancels, and sees until when they stay upgraded."""
 import pytest
 
-from tests.conftest import start_system
-from tests.test_browser_call import STEP_MS, member
-from tests.test_browser_presence import SHOTS, browser  # noqa: F401 (browser is a fixture)
+from tests.kit.browser import SHOTS, STEP_MS, member
+from tests.kit.system import start_system
+from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

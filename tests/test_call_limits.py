@@ -2,9 +2,9 @@
 call session, SecantusDB, the PayPal emulator): one tip awaiting approval at a time, and a
 stored call document whose log stays within its cap however often a page re-attaches."""
 from rules.call import MONEY_AND_STATE_EVENTS
-from tests.conftest import run
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call
+from tests.kit.calls import Call
+from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import run
 
 LOG_CAP = 20
 REATTACHES = 40

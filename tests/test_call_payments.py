@@ -4,27 +4,14 @@ and the call resumes."""
 import base64
 import json
 import urllib.error
-import urllib.parse
 import urllib.request
 
 import pytest
 
-from tests.conftest import run
-from tests.test_paypal_emulator import FormParser
-from tests.client import Member
-from tests.test_calls_live import Call, ring
-
-
-def approve_on_paypal(approve_url, payer_email="payer@example.com"):
-    """What the payer's browser does: open PayPal's page, press Approve, follow PayPal back to
-    our return page and on to the call page. Returns the final URL."""
-    with urllib.request.urlopen(approve_url, timeout=10) as page:
-        form = FormParser()
-        form.feed(page.read().decode())
-    fields = dict(form.fields, payer_email=payer_email, action="approve")
-    target = urllib.parse.urljoin(approve_url, form.action)
-    with urllib.request.urlopen(target, data=urllib.parse.urlencode(fields).encode(), timeout=10) as landed:
-        return landed.url
+from tests.kit.calls import Call, ring
+from tests.kit.client import Member
+from tests.kit.paypal import approve_and_never_come_back, approve_on_paypal
+from tests.kit.system import run
 
 
 def test_the_caller_pays_on_paypal_and_the_call_resumes_with_the_payment_booked_once(system):
@@ -59,25 +46,6 @@ def test_the_caller_pays_on_paypal_and_the_call_resumes_with_the_payment_booked_
         stored = system.db.calls.find_one({"_id": call.id})
         assert len(stored["payments"]) == 1 and stored["payments"][0]["fee_cents"] == 101
     run(scenario())
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def approve_and_never_come_back(approve_url):
-    """The payer approves on PayPal, then closes the window before PayPal's redirect to us."""
-    with urllib.request.urlopen(approve_url, timeout=10) as page:
-        form = FormParser()
-        form.feed(page.read().decode())
-    fields = dict(form.fields, payer_email="payer@example.com", action="approve")
-    target = urllib.parse.urljoin(approve_url, form.action)
-    try:
-        urllib.request.build_opener(_NoRedirect).open(target, data=urllib.parse.urlencode(fields).encode(),
-                                                      timeout=10)
-    except urllib.error.HTTPError as redirect:
-        assert redirect.code in (302, 303)
 
 
 def test_paypals_webhook_resumes_the_call_when_the_payer_never_comes_back(system):

@@ -1,15 +1,14 @@
 """Calls through the real path: websockets, gateway, member and call session actors on a
 multiprocTCPBase node, the call store in SecantusDB."""
-import asyncio
 import time
 
 import pytest
-from bson import ObjectId
 
 from actors.messages import PaymentCaptured
-from tests.client import PASSWORD, Member
-from tests.conftest import run, start_system, tell_call
-from tests.waiting import eventually
+from tests.kit.calls import Call, ring, upgraded_host
+from tests.kit.client import Member
+from tests.kit.system import run, start_system, tell_call
+from tests.kit.waiting import eventually
 
 
 @pytest.fixture(scope="module", params=["shard", "process"])
@@ -18,55 +17,6 @@ def system(request, database_url, tmp_path_factory):
     running = start_system(database_url, tmp_path_factory.mktemp("calls"), call_hosting=request.param)
     yield running
     running.finish()
-
-
-# upgraded_host sets a payout email, and its owner is told so by mail: not a money mail.
-PAYOUT_NOTICE = "Your interKanect payout email changed"
-NOT_THE_PAYOUT_NOTICE = {"subject": {"$ne": PAYOUT_NOTICE}}
-
-
-async def upgraded_host(system, name="Host"):
-    host = await Member(system.url).sign_up(name)
-    assert (await host.request("PATCH", "/api/me", {"payout_email": "payouts@example.com", "password": PASSWORD})).code == 200
-    system.db.members.update_one({"_id": ObjectId(host.id)}, {"$set": {"tier": "upgraded"}})
-    return host
-
-
-async def ring(caller_socket, host_sockets, host_id):
-    """Caller calls; every host page rings. Returns the call id."""
-    request_id = await caller_socket.request("call", member_id=host_id)
-    state = await caller_socket.expect("call_state", state="ringing")
-    for page in host_sockets:
-        incoming = await page.expect("incoming_call", call_id=state["call_id"])
-        assert incoming["caller"]["id"] == state["caller"]["id"]
-    assert request_id
-    return state["call_id"]
-
-
-class Call:
-    """A call between an upgraded host and a caller, each with one page open."""
-
-    def __init__(self, host, caller, host_page, caller_page, call_id):
-        self.host, self.caller = host, caller
-        self.host_page, self.caller_page, self.id = host_page, caller_page, call_id
-        self.proposal = None
-
-    @classmethod
-    async def answered(cls, system, host_name="Host", caller_name="Caller"):
-        host = await upgraded_host(system, host_name)
-        caller = await Member(system.url).sign_up(caller_name)
-        host_page, caller_page = await host.socket(), await caller.socket()
-        call = cls(host, caller, host_page, caller_page, await ring(caller_page, [host_page], host.id))
-        await host_page.request("accept", call_id=call.id)
-        return call
-
-    async def agree(self, price_cents, length_s):
-        """The host proposes, the caller takes it: running if free, else awaiting payment."""
-        await self.host_page.request("propose", call_id=self.id, price_cents=price_cents, length_s=length_s)
-        self.proposal = (await self.caller_page.expect("call_state", event="proposed"))["proposal"]
-        await self.caller_page.request("pay", call_id=self.id, proposal=self.proposal["proposal"])
-        await self.host_page.expect("call_state", state="running" if price_cents == 0 else "awaiting_payment")
-        return self.proposal
 
 
 def test_a_paid_call_from_ring_to_hang_up(system):
@@ -185,7 +135,7 @@ def test_a_free_host_negotiates_a_free_call_and_its_limits(system):
 
 @pytest.fixture(scope="module")
 def quick_system(database_url, tmp_path_factory):
-    from tests.conftest import start_system
+    from tests.kit.system import start_system
     running = start_system(database_url, tmp_path_factory.mktemp("quick"), ring_timeout_s=0.5,
                            negotiation_window_s=1.0, payment_window_s=1.0, reconnect_grace_s=1.0)
     yield running

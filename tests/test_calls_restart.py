@@ -9,10 +9,10 @@ import pytest
 
 from actors.messages import PaymentCaptured
 from interkanect import processes
-from tests.conftest import run, start_system, tell_call
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call
-from tests.waiting import eventually
+from tests.kit.calls import Call
+from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import run, start_system, tell_call
+from tests.kit.waiting import eventually
 
 
 @pytest.fixture(scope="module", params=["shard", "process"])

@@ -4,10 +4,10 @@ suspended for payment, reconnect, survive a page refresh, extend, and hang up.""
 import pytest
 
 from actors.messages import PaymentCaptured
-from tests.client import Member
-from tests.conftest import run, start_system, tell_call
-from tests.peers import Peer, connect
-from tests.test_calls_live import ring, upgraded_host
+from tests.kit.calls import ring, upgraded_host
+from tests.kit.client import Member
+from tests.kit.peers import Peer, connect
+from tests.kit.system import run, start_system, tell_call
 
 FIRST_ROUND_S = 4  # short, so the paid time runs out within the test
 

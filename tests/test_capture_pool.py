@@ -1,18 +1,21 @@
 """The payments adapter's PayPal calls off its thread (actors/capture_pool.py): every call
 answered once under its key, failures handed back rather than lost, no more threads than asked."""
 import threading
-import time
 
 from actors.capture_pool import CapturePool
+from tests.kit.waiting import wait_for
 
 ANSWER_TIMEOUT_S = 5
 
 
 def collected(pool, count):
-    done, give_up_at = [], time.monotonic() + ANSWER_TIMEOUT_S
-    while len(done) < count and time.monotonic() < give_up_at:
-        done += pool.finished()
-        time.sleep(0.001)
+    """The pool's first `count` answers, waited for (bounded)."""
+    done = []
+
+    def all_answered():
+        done.extend(pool.finished())
+        return len(done) >= count
+    wait_for(all_answered, f"{count} answers", ANSWER_TIMEOUT_S, poll_s=0.001)
     return done
 
 

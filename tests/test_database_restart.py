@@ -10,12 +10,12 @@ import urllib.request
 
 import websockets
 
-from tests.client import Member
-from tests.conftest import run
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call
+from tests.kit.calls import Call
+from tests.kit.client import Member
+from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import run
+from tests.kit.waiting import eventually
 from tests.test_money_faults import booked_once
-from tests.waiting import eventually
 
 # Longer than the adapters' and the gateway's serverSelectionTimeoutMS (5 s): every client
 # of the database has given up on it at least once before it is back.
@@ -42,10 +42,8 @@ async def call_refusal(page, member_id):
 
 
 async def until_refused_with(page, member_id, code, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while (found := await call_refusal(page, member_id)) != code:
-        assert time.monotonic() < deadline, f"calls still refused with {found}, not {code}"
-        await asyncio.sleep(0.2)
+    await eventually(lambda: call_refusal(page, member_id), f"call refused with {code}", timeout_s,
+                     until=lambda found: found == code, poll_s=0.2)
 
 
 def test_a_database_restart_is_ridden_out_with_no_restart_and_no_change_lost(system_on_own_database, own_database):

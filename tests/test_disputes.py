@@ -9,17 +9,11 @@ import urllib.request
 
 from actors import money_events
 from rules import ledger
-from tests.client import Member
-from tests.conftest import run
-from tests.test_refunds import emulator_fault, paid_call
-from tests.waiting import wait_for
-
-
-def control(system, method, path, body=None):
-    request = urllib.request.Request(system.settings.paypal_url + "/emulator" + path, method=method,
-                                     data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        return json.load(answer)
+from tests.kit.calls import paid_call
+from tests.kit.client import Member
+from tests.kit.paypal import arm, control
+from tests.kit.system import run
+from tests.kit.waiting import wait_for
 
 
 def capture_of(db, call_id):
@@ -44,7 +38,7 @@ def deliver(system, event):
     """A delivery signed by PayPal (the emulator's key), as a replay or an event it never sends:
     its answer's status, once the refunds actor has applied it."""
     raw = json.dumps(event)
-    headers = control(system, "POST", "/webhooks/sign", {"body": raw})["headers"]
+    headers = control(system, "/emulator/webhooks/sign", {"body": raw})["headers"]
     request = urllib.request.Request(system.url + "/paypal/webhook", data=raw.encode(),
                                      headers=dict(headers, **{"Content-Type": "application/json"}))
     with urllib.request.urlopen(request, timeout=10) as answer:
@@ -60,7 +54,7 @@ def money_applied(db):
 
 def acknowledged(system, event_type, resource_id, count):
     """PayPal's delivery of this event taken `count` times, and every money event applied."""
-    deliveries = control(system, "GET", f"/webhooks?event_type={event_type}")["deliveries"]
+    deliveries = control(system, f"/emulator/webhooks?event_type={event_type}")["deliveries"]
     taken = len([d for d in deliveries if d["resource_id"] == resource_id and d["status"] == "SUCCESS"]) >= count
     return taken and money_applied(system.db)
 
@@ -74,8 +68,8 @@ def test_a_dispute_freezes_the_calls_earnings_once_and_a_won_dispute_gives_them_
     capture_id = capture_of(db, call.id)
     assert balances(db, call) == {"caller": -1500, "pending": 1399, "available": 0, "frozen": 0}
 
-    emulator_fault(system, {"kind": "webhook_duplicate"})   # CUSTOMER.DISPUTE.CREATED comes twice
-    dispute = control(system, "POST", "/disputes", {"capture_id": capture_id})
+    arm(system, {"kind": "webhook_duplicate"})   # CUSTOMER.DISPUTE.CREATED comes twice
+    dispute = control(system, "/emulator/disputes", {"capture_id": capture_id})
     dispute_id = dispute["dispute_id"]
     wait_for(lambda: acknowledged(system, "CUSTOMER.DISPUTE.CREATED", dispute_id, 2), "both deliveries taken")
     assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze"]
@@ -87,7 +81,7 @@ def test_a_dispute_freezes_the_calls_earnings_once_and_a_won_dispute_gives_them_
                             "resource": dict(dispute, status="WAITING_FOR_SELLER_RESPONSE")}) == 200
     assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze"]
 
-    resolved = control(system, "POST", f"/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_SELLER_FAVOUR"})
+    resolved = control(system, f"/emulator/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_SELLER_FAVOUR"})
     booked = wait_for(lambda: db.ledger.find_one({"_id": f"dispute:{dispute_id}:resolved"}), "the resolution")
     assert booked["kind"] == ledger.DISPUTE_WON
     assert balances(db, call) == {"caller": -1500, "pending": 1399, "available": 0, "frozen": 0}
@@ -108,9 +102,9 @@ def test_a_lost_dispute_whose_resolution_arrives_first_gives_the_caller_the_mone
     call = run(scenario())
     capture_id = capture_of(db, call.id)
     # PayPal holds the creation and the resolution, then delivers them in reverse order.
-    emulator_fault(system, {"kind": "webhook_out_of_order", "count": 2, "hold_s": 5})
-    dispute_id = control(system, "POST", "/disputes", {"capture_id": capture_id})["dispute_id"]
-    control(system, "POST", f"/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_BUYER_FAVOUR"})
+    arm(system, {"kind": "webhook_out_of_order", "count": 2, "hold_s": 5})
+    dispute_id = control(system, "/emulator/disputes", {"capture_id": capture_id})["dispute_id"]
+    control(system, f"/emulator/disputes/{dispute_id}/resolve", {"outcome": "RESOLVED_BUYER_FAVOUR"})
     wait_for(lambda: acknowledged(system, "CUSTOMER.DISPUTE.CREATED", dispute_id, 1)
              and acknowledged(system, "CUSTOMER.DISPUTE.RESOLVED", dispute_id, 1), "both deliveries taken")
     assert dispute_keys(db, call.id) == [f"dispute:{dispute_id}:freeze", f"dispute:{dispute_id}:resolved"]

@@ -3,12 +3,13 @@ the emulator's refund API) reach the ledger through PayPal's signed PAYMENT.CAPT
 webhook, once, whatever duplicates and replays arrive; a refund the platform made itself, which
 PayPal reports by the same webhook, is not booked twice."""
 from rules import ledger
-from tests.client import Member
-from tests.conftest import run
+from tests.kit.calls import paid_call
+from tests.kit.client import Member
+from tests.kit.operators import approve, operator
+from tests.kit.paypal import arm, paypal_api
+from tests.kit.system import run
+from tests.kit.waiting import wait_for
 from tests.test_disputes import acknowledged, balances, capture_of, deliver
-from tests.test_payouts import paypal_api
-from tests.test_refunds import approve, emulator_fault, operator, paid_call
-from tests.waiting import wait_for
 
 REFUNDED = "PAYMENT.CAPTURE.REFUNDED"
 
@@ -39,7 +40,7 @@ def test_a_refund_made_on_paypal_is_booked_once_from_pending_then_available_and_
     assert balances(db, call) == {"caller": -2000, "pending": 1399, "available": 434, "frozen": 0}
 
     # $5.00 of the call payment back, and PayPal delivers the webhook twice at once.
-    emulator_fault(system, {"kind": "webhook_duplicate"})
+    arm(system, {"kind": "webhook_duplicate"})
     first = refund_at_paypal(system, capture_id, 500)
     wait_for(lambda: acknowledged(system, REFUNDED, first, 2), "both deliveries taken")
     assert refund_keys(db, call.id) == [f"refund:{first}"]

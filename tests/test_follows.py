@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from tests.client import Member
-from tests.conftest import run
+from tests.kit.client import Member
+from tests.kit.system import run
+from tests.kit.waiting import eventually
 from tests.test_accounts import wait_for_log
 from tests.test_money_emails import smtp_server  # noqa: F401 (a fixture: aiosmtpd on loopback)
-from tests.waiting import eventually
 
 UNKNOWN_ID = "f" * 24
 # The issue promises 2 s on a follower's page; bounded loosely here (a shared machine), the

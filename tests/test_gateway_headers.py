@@ -7,8 +7,8 @@ import socket
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 
-from tests.client import PASSWORD, Member
-from tests.conftest import run
+from tests.kit.client import PASSWORD, Member
+from tests.kit.system import run
 from tests.test_accounts import cookie_flags, self_signed_cert, set_cookie_line  # noqa: F401 (a fixture)
 from tests.test_serve import Serve
 

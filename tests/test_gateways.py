@@ -10,9 +10,9 @@ import pytest
 
 from gateway import links
 
-from tests.client import Member
-from tests.conftest import free_port, run
-from tests.test_calls_live import ring
+from tests.kit.calls import ring
+from tests.kit.client import Member
+from tests.kit.system import free_port, run
 
 
 @pytest.fixture(scope="module")

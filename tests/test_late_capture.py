@@ -4,19 +4,16 @@ capture late), and a PENDING capture that clears after the call ended
 (PAYMENT.CAPTURE.COMPLETED for a call that is gone). Through the real path: gateway, node,
 payments adapter, the PayPal emulator's fault switches, SecantusDB."""
 import asyncio
-import json
-import time
-import urllib.request
 
 from rules import call as rules
 from rules.call import Call, CallPolicy, Side
 from rules.terms import Terms
 from interkanect.paypal.payments import PayPal
-from tests.conftest import run
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call as LiveCall
-from tests.test_refunds import operator
-from tests.waiting import eventually
+from tests.kit.calls import NOT_THE_PAYOUT_NOTICE, Call as LiveCall
+from tests.kit.operators import operator
+from tests.kit.paypal import approve_on_paypal, arm, control
+from tests.kit.system import run
+from tests.kit.waiting import eventually
 
 POLICY = CallPolicy(ring_timeout_s=60, negotiation_window_s=300, extension_offer_s=60, payment_window_s=600,
                     free_tier_cap_s=1200, reconnect_grace_s=120, min_price_cents=200, max_price_cents=500000,
@@ -48,24 +45,6 @@ def test_a_capture_after_the_payment_window_is_refunded_once_and_a_used_one_neve
 
 
 # Through the system ---------------------------------------------------------------------------
-
-def arm(system, fault):
-    request = urllib.request.Request(system.settings.paypal_url + "/emulator/faults", data=json.dumps(fault).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        assert answer.status == 201
-        return json.load(answer)
-
-
-def control(system, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(system.settings.paypal_url + path, data=data, method="GET" if body is None else "POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        return json.load(answer)
-
-
-
 
 
 def paypal(system):

@@ -3,7 +3,8 @@ but for the command line on top of everything) imports nothing of ours; the pure
 import only the standard library, third-party packages and each other; the actors (actors/)
 import the rules and the platform; the gateway (gateway/) the actors, the rules and the
 platform. No layer imports one above it, so there is no cycle between them; nothing of the
-product imports the tests or the PayPal emulator."""
+product imports the tests or the PayPal emulator; the scripts (benchmarks, load) take from the
+tests only their kit (tests/kit/), and the kit imports no test module."""
 import ast
 import pathlib
 
@@ -53,6 +54,21 @@ def test_no_actor_imports_the_gateway_and_nothing_of_the_product_imports_the_tes
                 wrong[str(path.relative_to(ROOT))] = bad
     assert wrong == {}
 
+
+
+def outside_the_kit(module):
+    return module.split(".")[0] == "tests" and not (module == "tests.kit" or module.startswith("tests.kit."))
+
+
+def test_scripts_and_the_test_kit_import_no_test_module():
+    """A helper a benchmark and a test share lives in tests/kit/, not in a test module (whose
+    fixtures, marks and module-level setup would come along) nor in conftest (pytest's alone)."""
+    wrong = {}
+    for path in files("scripts") + files("tests/kit"):
+        bad = sorted(m for m in imported(path) if outside_the_kit(m))
+        if bad:
+            wrong[str(path.relative_to(ROOT))] = bad
+    assert wrong == {}
 
 def test_the_fee_rules_default_minimum_is_the_policys():
     assert fees.DEFAULT_MIN_PAYMENT_CENTS == config.Policy().min_price_cents

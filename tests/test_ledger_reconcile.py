@@ -7,10 +7,11 @@ import datetime
 import json
 
 from rules import fees, ledger, payout_calendar
-from tests.conftest import run
-from tests.test_payouts import paypal_api, run_payout
-from tests.test_refunds import PAID_LENGTH_S, paid_call
-from tests.waiting import wait_for
+from tests.kit.calls import PAID_LENGTH_S, paid_call
+from tests.kit.paypal import paypal_api
+from tests.kit.system import run
+from tests.kit.waiting import wait_for
+from tests.test_payouts import run_payout
 
 UTC = datetime.timezone.utc
 PAYOUT_ITEM_FEE_CENTS = 25

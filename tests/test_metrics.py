@@ -7,11 +7,11 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.client import Member
-from tests.conftest import free_port, run, start_system
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call
-from tests.waiting import wait_for
+from tests.kit.calls import Call
+from tests.kit.client import Member
+from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import free_port, run, start_system
+from tests.kit.waiting import wait_for
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import urllib.request
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.client import Member
-from tests.conftest import free_port, run
+from tests.kit.calls import PAYOUT_NOTICE, Call
+from tests.kit.client import Member
+from tests.kit.paypal import approve_on_paypal
+from tests.kit.system import free_port, run
+from tests.kit.waiting import eventually
 from tests.test_accounts import RecordingSMTP
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import PAYOUT_NOTICE, Call
-from tests.waiting import eventually
 
 
 @pytest.fixture

@@ -13,16 +13,15 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from actors import money_events
 from actors.payments import DB_SELECTION_TIMEOUT_S
-from tests.conftest import run
-from tests.test_call_payments import approve_and_never_come_back, approve_on_paypal
-from tests.test_calls_live import NOT_THE_PAYOUT_NOTICE, Call
+from tests.kit.calls import NOT_THE_PAYOUT_NOTICE, Call
+from tests.kit.operators import operator
+from tests.kit.paypal import approve_and_never_come_back, approve_on_paypal, arm, control, paypal_api
+from tests.kit.system import run
+from tests.kit.waiting import eventually
 from tests.test_disputes import balances, money_applied
 from tests.test_external_refunds import REFUNDED, refund_at_paypal
-from tests.test_late_capture import arm, assert_refunded_once, control, paypal
+from tests.test_late_capture import assert_refunded_once, paypal
 from tests.test_metrics import scrape, value
-from tests.test_payouts import paypal_api
-from tests.test_refunds import operator
-from tests.waiting import eventually
 
 
 def requests_to(system, path):

@@ -2,11 +2,11 @@
 any call's log; everyone else is refused with a clear error and changes nothing."""
 from bson import ObjectId
 
-from tests.client import Member
-from tests.conftest import run
-from tests.test_calls_live import Call
-from tests.test_refunds import operator
-from tests.waiting import wait_for
+from tests.kit.calls import Call
+from tests.kit.client import Member
+from tests.kit.operators import operator
+from tests.kit.system import run
+from tests.kit.waiting import wait_for
 
 
 def test_the_cli_gives_and_takes_the_operator_role_and_me_shows_it(system):

@@ -1,8 +1,8 @@
 """Every page is served with its security headers and the XSRF cookie its scripts echo."""
 import pytest
 
-from tests.client import Member
-from tests.conftest import run
+from tests.kit.client import Member
+from tests.kit.system import run
 
 PAGES = ["/", "/login", "/signup", "/reset", "/account", "/m/" + "a" * 24]
 

@@ -3,14 +3,12 @@ is never paid twice (crashes, retries, restarts, repeated operator runs), items 
 to the member once, and what members see and are told. Pure rules first, then a random-walk
 model of whole runs with crashes anywhere, then runs against SecantusDB and the PayPal
 emulator, then a paid call through the whole system to its payout."""
-import base64
 import copy
 import datetime
 import json
 import secrets
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -26,11 +24,12 @@ from rules.payout_rules import (BACK, EMPTY, FINAL, INTENT, PAID, REFUSED, SENT,
                                  Release, item_outcome, is_payout_instant, latest_payout_at_or_before, plan_items,
                                  poll_delay_s, releases_due, wake_delay_s)
 from interkanect.config import Policy
-from tests.client import PASSWORD, Member
-from tests.conftest import free_port, run, start_system
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call, ring, upgraded_host
-from tests.waiting import wait_for
+from tests.kit import calls
+from tests.kit.calls import upgraded_host
+from tests.kit.client import PASSWORD, Member
+from tests.kit.paypal import paypal_api
+from tests.kit.system import free_port, run, start_system
+from tests.kit.waiting import wait_for
 
 HOLD_S = 24 * 3600
 HOUR = datetime.timedelta(hours=1)
@@ -583,10 +582,10 @@ class Emulator:
         self.process = subprocess.Popen([sys.executable, "-m", "interkanect.cli", "paypal-emulator", "--port",
                                          str(self.port), "--payout-processing-s", "0.3"],
                                         stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not self.answers():
-            assert self.process.poll() is None and time.monotonic() < deadline, "the emulator did not start"
-            time.sleep(0.1)
+        def answering():
+            assert self.process.poll() is None, "the emulator exited on start"
+            return self.answers()
+        wait_for(answering, "the emulator answering", 30)
 
     def answers(self):
         try:
@@ -604,23 +603,6 @@ class Emulator:
         self.process.terminate()
         self.process.wait(10)
         self.log.close()
-
-
-def paypal_api(base_url, method, path, body=None):
-    """PayPal's REST API as any client calls it: (status, JSON)."""
-    basic = base64.b64encode(b"emulator-client-id:emulator-client-secret").decode()
-    token_request = urllib.request.Request(base_url + "/v1/oauth2/token", data=b"grant_type=client_credentials",
-                                           headers={"Authorization": f"Basic {basic}"})
-    with urllib.request.urlopen(token_request, timeout=5) as answer:
-        token = json.load(answer)["access_token"]
-    request = urllib.request.Request(base_url + path, method=method, data=None if body is None else
-                                     json.dumps(body).encode(), headers={"Authorization": f"Bearer {token}",
-                                                                         "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
 
 
 def the_only_batch_for(base_url, sender_batch_id):
@@ -661,8 +643,6 @@ def mongo_payouts(database_url, emulator):
                         lambda *m: mail.append(m), HOLD_S, "http://ik.test/account")
     yield payouts, db, members, mail
     db.client.drop_database(db.name)
-
-
 
 
 def test_a_payout_answer_lost_on_the_way_back_is_one_batch_booked_once(mongo_payouts, emulator):
@@ -848,18 +828,8 @@ def payout_system(database_url, tmp_path_factory):
 
 
 async def paid_call(system, host, caller, price_cents):
-    """The caller pays on PayPal's page; the call runs and the host hangs up. Returns the call id."""
-    host_page, caller_page = await host.socket(), await caller.socket()
-    call = Call(host, caller, host_page, caller_page, await ring(caller_page, [host_page], host.id))
-    await host_page.request("accept", call_id=call.id)
-    await call.agree(price_cents, 600)
-    ready = await caller_page.expect("call_state", event="payment_ready")
-    approve_on_paypal(ready["payment"]["approve_url"])
-    await host_page.expect("call_state", state="running", event="payment_captured")
-    await host_page.request("hang_up", call_id=call.id)
-    await caller_page.expect("call_state", state="ended")
-    await host_page.close(), await caller_page.close()
-    return call.id
+    """A ten-minute call paid on PayPal, from ring to hang-up. Returns the call id."""
+    return (await calls.paid_call(system, [price_cents], host=host, caller=caller, length_s=600)).id
 
 
 def net(cents):

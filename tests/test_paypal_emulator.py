@@ -4,7 +4,6 @@ emulator), payouts, webhook verification and the control API over plain HTTP, th
 approval page by form posts, and signed webhooks received by a real HTTP server."""
 import asyncio
 import base64
-import html.parser
 import http.server
 import json
 import socket
@@ -40,7 +39,9 @@ from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 from interkanect import processes
 from paypal_emulator.money import AmountError, fee_cents, parse_cents
 from paypal_emulator.webhooks import retry_delays_s
-from tests.conftest import ROOT, free_port
+from tests.kit.paypal import press
+from tests.kit.system import ROOT, free_port
+from tests.kit.waiting import eventually, wait_for
 
 CLIENT_ID, CLIENT_SECRET = "test-client", "test-secret"
 WEBHOOK_ID = "TESTWEBHOOK42"
@@ -279,40 +280,13 @@ def create_order(sdk, value="10.00", request_id=None, custom_id="call-1", return
     return sdk.orders.create_order(options)
 
 
-class FormParser(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.action, self.fields = None, {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form":
-            self.action = attrs["action"]
-        if tag == "input" and attrs.get("name"):
-            self.fields[attrs["name"]] = attrs.get("value", "")
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 def payer_chooses(order_links, choice, payer_email="caller@example.com"):
     """Open the order's approval link, fill its form and press Approve or Cancel, as a payer's
     browser does. Returns (status, Location header or page text)."""
     approve = next(link.href for link in order_links if link.rel in ("approve", "payer-action"))
     with urllib.request.urlopen(approve, timeout=5) as page:
         assert page.headers["Content-Type"].startswith("text/html")
-        form = FormParser()
-        form.feed(page.read().decode())
-    fields = dict(form.fields, payer_email=payer_email, action=choice)
-    target = urllib.parse.urljoin(approve, form.action)
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(target, data=urllib.parse.urlencode(fields).encode(), timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as answer:
-        return answer.code, answer.headers.get("Location") or answer.read().decode()
+    return press(approve, choice, payer_email=payer_email)
 
 
 def approved_order(sdk, value="10.00", **options):
@@ -577,13 +551,10 @@ def test_webhook_signature_verifies_offline_and_online(sdk, emulator, receiver):
 
 def settled_delivery(emulator, event_id):
     """The emulator's record of a delivery once it has heard the final answer (bounded wait)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        deliveries = emulator.control("GET", "/webhooks")[1]["deliveries"]
-        found = next(d for d in deliveries if d["event_id"] == event_id)
-        if found["status"] != "PENDING" or time.monotonic() > deadline:
-            return found
-        time.sleep(0.01)
+    def delivery():
+        return next(d for d in emulator.control("GET", "/webhooks")[1]["deliveries"] if d["event_id"] == event_id)
+    return wait_for(delivery, f"delivery {event_id} settled", WAIT_S, until=lambda found: found["status"] != "PENDING",
+                    poll_s=0.01)
 
 
 def test_webhook_retried_with_backoff_until_a_2xx(sdk, emulator, receiver):
@@ -633,10 +604,8 @@ def test_delivery_gives_up_after_its_retries(receiver):
         try:
             emulator.emit([Event("CUSTOMER.DISPUTE.UPDATED", "dispute", "never accepted", {"dispute_id": "PP-D-1"})])
             delivery = emulator.webhooks.deliveries[-1]
-            deadline = time.monotonic() + WAIT_S
-            while delivery.status == "PENDING" and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            return delivery
+            return await eventually(lambda: delivery, "the delivery given up", WAIT_S,
+                                    until=lambda found: found.status != "PENDING", poll_s=0.01)
         finally:
             await emulator.stop()
 

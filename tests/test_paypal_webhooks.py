@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from gateway.paypal_webhooks import (CERT_PATH, REQUIRED_HEADERS, CertificateUnavailable, WebhookRefused,
                                      WebhookVerifier, fetch_certificate)
-from tests.client import Member
-from tests.conftest import free_port, run
+from tests.kit.client import Member
+from tests.kit.system import free_port, run
 from tests.test_paypal_emulator import WEBHOOK_ID, running_emulator
 
 MAX_AGE_S = 300

@@ -3,10 +3,10 @@ multiprocTCPBase node → gateway → the viewers' websockets."""
 import asyncio
 import time
 
-from tests.client import Member
-from tests.conftest import run
-from tests.waiting import eventually
-from tests.waiting import eventually
+from tests.kit.client import Member
+from tests.kit.system import run
+from tests.kit.waiting import eventually
+from tests.kit.waiting import eventually
 
 PRESENCE_BOUND_S = 1.0  # the product promise: a dot changes within a second
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from interkanect import processes
-from tests.conftest import free_port
+from tests.kit.system import free_port
 
 try:  # the browser test alone is skipped without Playwright, not the whole module
     from tests.test_browser_a11y import PHONE, expect, overflow

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from tests.client import PASSWORD, Member, quote
-from tests.conftest import run
+from tests.kit.client import PASSWORD, Member, quote
+from tests.kit.system import run
 from tests.test_accounts import outbox_mails
 
 

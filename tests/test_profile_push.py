@@ -3,10 +3,10 @@ shard), so an online host is called on what they are now, without reopening a pa
 operator's tier, a subscription through PayPal, a payout email added or removed, a new name."""
 import urllib.parse
 
-from tests.client import PASSWORD, Member
-from tests.conftest import run
-from tests.test_calls_live import ring, upgraded_host
-from tests.test_refunds import operator
+from tests.kit.calls import ring, upgraded_host
+from tests.kit.client import PASSWORD, Member
+from tests.kit.system import run
+from tests.kit.operators import operator
 from tests.test_upgrade import consent, plan  # noqa: F401 (plan is a fixture)
 
 

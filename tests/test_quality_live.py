@@ -8,11 +8,10 @@ import datetime
 import pytest
 
 from actors import evidence
-from tests.client import Member
-from tests.conftest import run, start_system
-from tests.test_calls_live import Call
-from tests.test_refunds import pay_round
-from tests.waiting import eventually
+from tests.kit.calls import Call, pay_round
+from tests.kit.client import Member
+from tests.kit.system import run, start_system
+from tests.kit.waiting import eventually
 
 INTERVAL_S = 1
 SAMPLE = {"rtt_ms": 48.0, "loss_pct": 0.0, "kbps": 1500, "freezes": 0, "relayed": False}

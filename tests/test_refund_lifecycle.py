@@ -12,13 +12,14 @@ import signal
 import pytest
 
 from rules import ledger
-from tests.client import Member
-from tests.conftest import run, start_system
-from tests.test_late_capture import arm, control
+from tests.kit.calls import PAID_LENGTH_S, paid_call
+from tests.kit.client import Member
+from tests.kit.operators import approve, operator
+from tests.kit.paypal import arm, control, paypal_api
+from tests.kit.system import run, start_system
+from tests.kit.waiting import eventually, wait_for
 from tests.test_money_faults import requests_to
-from tests.test_payouts import paypal_api
-from tests.test_refunds import PAID_LENGTH_S, approve, mail_subjects, net, operator, paid_call, refunds_of
-from tests.waiting import eventually, wait_for
+from tests.test_refunds import mail_subjects, net, refunds_of
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,19 @@
 never) minus its fee, once, whatever PayPal's faults; the ledger books one refund per capture;
 both sides are mailed; a refund after the payout leaves a debt that later earnings repay."""
 import datetime
-import json
-import urllib.request
 
 import pytest
 
 from rules import fees, ledger, payout_calendar, refund_rules
-from tests.client import Member
-from tests.conftest import run, start_system
-from tests.test_call_payments import approve_on_paypal
-from tests.test_calls_live import Call, ring, upgraded_host
-from tests.test_payouts import paypal_api, run_payout
-from tests.waiting import wait_for
+from tests.kit.calls import PAID_LENGTH_S, Call, paid_call, upgraded_host
+from tests.kit.client import Member
+from tests.kit.operators import approve, operator
+from tests.kit.paypal import arm, paypal_api
+from tests.kit.system import run, start_system
+from tests.kit.waiting import wait_for
+from tests.test_payouts import run_payout
 
 UTC = datetime.timezone.utc
-PAID_LENGTH_S = 2   # the test policy's shortest paid length, so an extension comes quickly
 
 
 @pytest.fixture(scope="module")
@@ -29,56 +27,8 @@ def refund_system(database_url, tmp_path_factory):
     running.finish()
 
 
-async def approve(olga, request_id, note=None):
-    """The operator records what they heard from the host (an approval needs it), then approves."""
-    noted = await olga.request("POST", f"/api/refunds/{request_id}/notes", {"text": "Called the host: it failed."})
-    assert noted.code == 201, noted.body
-    return await olga.request("POST", f"/api/refunds/{request_id}/decision",
-                              {"decision": "approve", **({"note": note} if note else {})})
-
-
 def net(cents):
     return fees.breakdown(cents).net_cents
-
-
-async def operator(system, name="Olga Operator"):
-    member = await Member(system.url).sign_up(name)
-    answer = system.cli("members", "set-operator", member.email)
-    assert answer.returncode == 0, answer.stderr
-    assert (await member.request("GET", "/api/me")).json()["member"]["operator"] is True
-    return member
-
-
-async def pay_round(call, price_cents, length_s):
-    await call.agree(price_cents, length_s)
-    ready = await call.caller_page.expect("call_state", event="payment_ready")
-    approve_on_paypal(ready["payment"]["approve_url"])
-    await call.host_page.expect("call_state", state="running", event="payment_captured")
-
-
-async def paid_call(system, prices, tip_cents=0, host=None, caller=None, length_s=PAID_LENGTH_S):
-    """A call whose caller pays each price in turn (the first round, then extensions), tips if
-    asked, and the host hangs up. Returns the Call."""
-    host = host or await upgraded_host(system, "Hana Host")
-    caller = caller or await Member(system.url).sign_up("Carl Caller")
-    host_page, caller_page = await host.socket(), await caller.socket()
-    call = Call(host, caller, host_page, caller_page, await ring(caller_page, [host_page], host.id))
-    await host_page.request("accept", call_id=call.id)
-    for number, price in enumerate(prices):
-        if number:
-            await host_page.expect("call_state", event="extension_offer", timeout_s=15)
-            await host_page.request("extend", call_id=call.id, yes=True)
-            await call.caller_page.expect("call_state", state="negotiating")
-        await pay_round(call, price, length_s)
-    if tip_cents:
-        await caller_page.request("tip", call_id=call.id, amount_cents=tip_cents)
-        approve_on_paypal((await caller_page.expect("call_state", event="tip_ready"))["tips"][-1]["approve_url"])
-        await host_page.expect("call_state", event="tip_received")
-    await host_page.request("hang_up", call_id=call.id)
-    await caller_page.expect("call_state", state="ended")
-    await host_page.close(), await caller_page.close()
-    wait_for(lambda: system.db.calls.find_one({"_id": call.id, "ended_at": {"$ne": None}}), "the call stored")
-    return call
 
 
 def refunds_of(db, call_id):
@@ -93,13 +43,6 @@ def paypal_total_refunded(system, refund_id):
     status, refund = paypal_api(system.settings.paypal_url, "GET", f"/v2/payments/refunds/{refund_id}")
     assert status == 200, refund
     return refund["seller_payable_breakdown"]["total_refunded_amount"]["value"]
-
-
-def emulator_fault(system, fault):
-    request = urllib.request.Request(system.settings.paypal_url + "/emulator/faults", method="POST",
-                                     data=json.dumps(fault).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        assert answer.status == 201
 
 
 def test_an_approved_refund_returns_every_call_payment_minus_its_fee_once_and_tells_both_sides(refund_system):
@@ -159,7 +102,7 @@ def test_an_approved_refund_returns_every_call_payment_minus_its_fee_once_and_te
         assert (await caller.request("POST", decision, {"decision": "approve"})).error_code == "not_operator"
         assert db.refund_requests.find_one({"_id": view["id"]})["decision"] is None
         # PayPal refunds the first capture and the answer is lost: the retry gets the same refund.
-        emulator_fault(system, {"kind": "lost_response", "path": "/v2/payments/captures/*/refund", "method": "POST"})
+        arm(system, {"kind": "lost_response", "path": "/v2/payments/captures/*/refund", "method": "POST"})
         decided = await olga.request("POST", decision, {"decision": "approve", "note": "Network trouble, not hers."})
         assert decided.code == 200, decided.body
         if decided.json()["state"] == "approved":  # PayPal was slow: the refunds actor goes on
@@ -228,7 +171,7 @@ def test_paypal_down_at_the_decision_leaves_it_approved_until_the_refunds_actor_
         # Every attempt of the decision's refund call fails (the SDK tries 5 times), and so do
         # those of the refunds actor's next sweep (refund_retry_s after): the approval stays
         # approved while the test reads it, however slowly the machine answers.
-        emulator_fault(system, {"kind": "error", "path": "/v2/payments/captures/*/refund", "method": "POST",
+        arm(system, {"kind": "error", "path": "/v2/payments/captures/*/refund", "method": "POST",
                                 "status": 503, "count": 10})
         decided = (await approve(olga, view["id"])).json()
         assert decided["state"] == "approved"

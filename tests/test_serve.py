@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from interkanect.processes import alive
-from tests.client import Member
-from tests.conftest import free_port, run
+from tests.kit.client import Member
+from tests.kit.system import free_port, run
 
 START_TIMEOUT_S = 90
 

@@ -13,9 +13,9 @@ import pytest
 from actors import records, shard_stream
 from rules.shards import shard_index
 from interkanect import processes
-from tests.client import Member
-from tests.conftest import run, start_system
-from tests.waiting import eventually
+from tests.kit.client import Member
+from tests.kit.system import run, start_system
+from tests.kit.waiting import eventually
 
 SHARDS = 8  # start_system's
 

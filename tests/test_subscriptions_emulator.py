@@ -3,7 +3,6 @@ through PayPal's own SDK (paypal-server-sdk pointed at the emulator), catalog pr
 SDK lacks) and the control API over plain HTTP, the payer's consent page by form posts, and
 the signed webhooks received by a real HTTP server."""
 import datetime
-import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -19,8 +18,9 @@ from paypalserversdk.models.subscription_billing_cycle import SubscriptionBillin
 from paypalserversdk.models.subscription_pricing_scheme import SubscriptionPricingScheme
 from paypalserversdk.models.subscription_application_context import SubscriptionApplicationContext
 
+from tests.kit.paypal import press
 from tests.test_paypal_emulator import (  # noqa: F401 (fixtures)
-    WEBHOOK_ID, FormParser, NoRedirect, about, emulator, receiver, sdk, verifies)
+    WEBHOOK_ID, about, emulator, receiver, sdk, verifies)
 
 RETURN_URL = "https://interkanect.example/paypal/subscription-return"
 CANCEL_URL = "https://interkanect.example/account?upgrade=cancelled"
@@ -57,17 +57,7 @@ def new_subscription(sdk, plan_id, request_id=None, custom_id="member-1"):
 
 def payer_consents(approve_url, choice, payer_email="member@example.com"):
     """Open the approve link, press Agree & Subscribe or Cancel: (status, Location or page)."""
-    with urllib.request.urlopen(approve_url, timeout=5) as page:
-        form = FormParser()
-        form.feed(page.read().decode())
-    fields = dict(form.fields, payer_email=payer_email, action=choice)
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(urllib.parse.urljoin(approve_url, form.action),
-                         data=urllib.parse.urlencode(fields).encode(), timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as answer:
-        return answer.code, answer.headers.get("Location") or answer.read().decode()
+    return press(approve_url, choice, payer_email=payer_email)
 
 
 def approve_link(subscription):

@@ -8,7 +8,7 @@ import pymongo
 import pytest
 
 from gateway.throttle import Throttle, window_of
-from tests.conftest import run
+from tests.kit.system import run
 
 WINDOW_S = 60
 LIMIT = 3

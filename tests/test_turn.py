@@ -17,7 +17,7 @@ from hypothesis import given, strategies as st
 
 from rules.turn import TurnConfig, TurnCredentialError, ice_servers
 from interkanect import processes
-from tests.conftest import run
+from tests.kit.system import run
 
 SECRET = "s3cret-shared-with-coturn"
 CONFIG = TurnConfig(stun_urls=["stun:turn.example:3478"],

@@ -2,63 +2,26 @@
 PayPal emulator by `interkanect upgrade-plan`, members subscribing over HTTP, consenting on the
 emulator's page, coming back (or not: the signed webhook alone upgrades them), renewals booked
 as platform revenue, cancelling, and the end of the paid period."""
-import asyncio
 import datetime
-import html.parser
 import json
-import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from tests.client import Member
-from tests.conftest import run
-from tests.test_payouts import paypal_api
-from tests.waiting import eventually
+from tests.kit.client import Member
+from tests.kit.paypal import control, paypal_api, press
+from tests.kit.system import run
+from tests.kit.waiting import eventually
 
 WAIT_S = 20
 
 
-class FormParser(html.parser.HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.action, self.fields = None, {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form":
-            self.action = attrs["action"]
-        if tag == "input" and attrs.get("name"):
-            self.fields[attrs["name"]] = attrs.get("value", "")
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
 def consent(approve_url, choice="approve"):
     """The member on PayPal's (the emulator's) consent page: where PayPal sends them back."""
-    with urllib.request.urlopen(approve_url, timeout=5) as page:
-        form = FormParser()
-        form.feed(page.read().decode())
-    fields = dict(form.fields, action=choice)
-    try:
-        urllib.request.build_opener(NoRedirect).open(urllib.parse.urljoin(approve_url, form.action),
-                                                      data=urllib.parse.urlencode(fields).encode(), timeout=5)
-    except urllib.error.HTTPError as answer:
-        assert answer.code == 302, answer.read()
-        return answer.headers["Location"]
-    raise AssertionError("the consent page did not send the member back")
-
-
-def emulator(system, method, path, body=None):
-    request = urllib.request.Request(system.settings.paypal_url + "/emulator" + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        return json.load(answer)
+    status, location = press(approve_url, choice)
+    assert status == 302, f"the consent page did not send the member back: {status} {location}"
+    return location
 
 
 async def me(member):
@@ -158,7 +121,7 @@ def test_a_free_member_upgrades_through_paypal_and_pays_the_platform(system, pla
         assert public["tier"] == "upgraded"
 
         # The first cycle's payment, booked once (return and webhook race; the webhook repeats).
-        booked = await eventually(lambda: asyncio.sleep(0, sales(system, member.id)), "the first sale booked", timeout_s=WAIT_S)
+        booked = await eventually(lambda: sales(system, member.id), "the first sale booked", timeout_s=WAIT_S)
         assert len(booked) == 1
         entries = {e["account"]: e["amount_cents"] for e in booked[0]["entries"]}
         assert entries == {f"subscriber:{member.id}": -999, "paypal:fees": 84, "platform:revenue": 915}
@@ -173,9 +136,9 @@ def test_each_renewal_is_booked_and_moves_the_renewal_date(system, plan):
     async def scenario():
         member, _ = await upgraded_member(system, "Renewing")
         first = (await me(member))["subscription"]
-        await eventually(lambda: asyncio.sleep(0, sales(system, member.id)), "the first sale booked", timeout_s=WAIT_S)
-        emulator(system, "POST", f"/subscriptions/{first['id']}/advance", {"to": "next_cycle"})
-        await eventually(lambda: asyncio.sleep(0, len(sales(system, member.id)) == 2), "the renewal booked", timeout_s=WAIT_S)
+        await eventually(lambda: sales(system, member.id), "the first sale booked", timeout_s=WAIT_S)
+        control(system, f"/emulator/subscriptions/{first['id']}/advance", {"to": "next_cycle"})
+        await eventually(lambda: len(sales(system, member.id)) == 2, "the renewal booked", timeout_s=WAIT_S)
 
         async def moved():
             renews_at = (await me(member))["subscription"]["renews_at"]
@@ -194,13 +157,13 @@ def test_a_renewal_for_another_amount_or_currency_than_the_plan_is_refunded_and_
         subscription = (await me(member))["subscription"]
         await eventually(lambda: sales(system, member.id), "the first sale booked", timeout_s=WAIT_S)
         # PayPal bills the next cycle for something else than the plan (changed behind our back).
-        emulator(system, "POST", "/faults", {"kind": "sale_mismatch", **mismatch})
-        emulator(system, "POST", f"/subscriptions/{subscription['id']}/advance", {"to": "next_cycle"})
+        control(system, "/emulator/faults", {"kind": "sale_mismatch", **mismatch})
+        control(system, f"/emulator/subscriptions/{subscription['id']}/advance", {"to": "next_cycle"})
         [wrong] = await eventually(
             lambda: [m for m in system.db.sale_mismatches.find({"member_id": member.id})], "the sale refunded",
             timeout_s=WAIT_S)
         sale_id = wrong["_id"]
-        refunded = emulator(system, "GET", "/webhooks?event_type=PAYMENT.SALE.REFUNDED")["deliveries"]
+        refunded = control(system, "/emulator/webhooks?event_type=PAYMENT.SALE.REFUNDED")["deliveries"]
         assert [d["resource_id"] for d in refunded].count(wrong["refund_id"]) == 1   # one refund at PayPal
         booked = {t["_id"]: t for t in system.db.ledger.find({"_id": {"$regex": f"^sale:{sale_id}"}})}
         totals = {}
@@ -222,7 +185,7 @@ def test_a_renewal_for_another_amount_or_currency_than_the_plan_is_refunded_and_
         assert sale_id in alert["body"] and "$9.99" in alert["body"]
         # PayPal delivers its webhook again: nothing more is refunded, booked or mailed.
         def deliveries_of_the_sale():
-            return [d for d in emulator(system, "GET", "/webhooks?event_type=PAYMENT.SALE.COMPLETED")["deliveries"]
+            return [d for d in control(system, "/emulator/webhooks?event_type=PAYMENT.SALE.COMPLETED")["deliveries"]
                     if d["resource_id"] == sale_id]
         [event] = deliveries_of_the_sale()
         status, _ = paypal_api(system.settings.paypal_url, "POST",
@@ -230,7 +193,7 @@ def test_a_renewal_for_another_amount_or_currency_than_the_plan_is_refunded_and_
         assert status == 202
         await eventually(lambda: [d["status"] for d in deliveries_of_the_sale()] == ["SUCCESS", "SUCCESS"],
                          "the event delivered again", timeout_s=WAIT_S)
-        refunded = emulator(system, "GET", "/webhooks?event_type=PAYMENT.SALE.REFUNDED")["deliveries"]
+        refunded = control(system, "/emulator/webhooks?event_type=PAYMENT.SALE.REFUNDED")["deliveries"]
         assert [d["resource_id"] for d in refunded].count(wrong["refund_id"]) == 1
         assert system.db.ledger.count_documents({"_id": {"$regex": f"^sale:{sale_id}"}}) == len(booked)
         assert system.db.outbox.count_documents({"to": olga.email, "subject": alert["subject"]}) == 1
@@ -257,7 +220,7 @@ def test_cancelling_keeps_the_member_upgraded_until_the_paid_period_ends(system,
         assert profile["tier"] == "upgraded"
         assert profile["subscription"]["status"] == "CANCELLED"
         assert profile["subscription"]["ends_at"] == active["renews_at"]
-        assert emulator(system, "GET", "/webhooks?event_type=BILLING.SUBSCRIPTION.CANCELLED")["deliveries"]
+        assert control(system, "/emulator/webhooks?event_type=BILLING.SUBSCRIPTION.CANCELLED")["deliveries"]
 
         again = await member.request("POST", "/api/me/upgrade/cancel")
         assert again.code == 409 and again.error_code == "no_active_subscription"
@@ -269,7 +232,7 @@ def test_cancelling_keeps_the_member_upgraded_until_the_paid_period_ends(system,
 
 
 def test_the_member_is_free_again_once_the_paid_period_is_over(system, plan):
-    emulator(system, "PUT", "/billing-clock", {"day_s": 0.1})    # a month is three seconds
+    control(system, "/emulator/billing-clock", {"day_s": 0.1}, method="PUT")    # a month is three seconds
     try:
         async def scenario():
             member, _ = await upgraded_member(system, "Short Month")
@@ -287,14 +250,14 @@ def test_the_member_is_free_again_once_the_paid_period_is_over(system, plan):
             assert (await member.request("POST", "/api/me/upgrade")).code == 200
         run(scenario())
     finally:
-        emulator(system, "PUT", "/billing-clock", {"day_s": 86400})
+        control(system, "/emulator/billing-clock", {"day_s": 86400}, method="PUT")
 
 
 def test_an_expired_subscription_makes_the_member_free(system, plan):
     async def scenario():
         member, _ = await upgraded_member(system, "Expiring")
         subscription = (await me(member))["subscription"]
-        emulator(system, "POST", f"/subscriptions/{subscription['id']}/advance", {"to": "end"})
+        control(system, f"/emulator/subscriptions/{subscription['id']}/advance", {"to": "end"})
 
         async def free():
             profile = await me(member)
@@ -328,7 +291,7 @@ def test_bad_upgrade_requests_are_refused_and_change_nothing(system, plan):
 def paypal_reads(system, subscription_id):
     """How often the gateway asked PayPal (the emulator) for this subscription."""
     path = urllib.parse.quote(f"/v1/billing/subscriptions/{subscription_id}")
-    return sum(1 for r in emulator(system, "GET", f"/requests?path={path}")["requests"] if r["method"] == "GET")
+    return sum(1 for r in control(system, f"/emulator/requests?path={path}")["requests"] if r["method"] == "GET")
 
 
 def test_the_subscription_return_needs_the_members_session_and_their_own_pending_subscription(system, plan):

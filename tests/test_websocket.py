@@ -5,8 +5,8 @@ import msgpack
 import pytest
 import websockets
 
-from tests.client import Member
-from tests.conftest import run
+from tests.kit.client import Member
+from tests.kit.system import run
 
 A_MEMBER_ID = "0" * 24
 

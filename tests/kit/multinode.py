@@ -15,7 +15,7 @@ import pymongo
 
 from interkanect import config, processes
 from interkanect.cli import start_paypal_emulator
-from tests.conftest import TEST_POLICY, _healthy, free_port, RunningSystem
+from tests.kit.system import TEST_POLICY, RunningSystem, free_port, healthy
 
 ME = [sys.executable, "-m", "interkanect.cli"]
 # Liveness fast enough for tests and still realistic: production defaults of config.Policy.
@@ -102,7 +102,7 @@ class Cluster:
         process = self.children.start("gateway", ME + ["gateway"], env=self.environ(settings),
                                       stdout=self.log(f"gateway-{settings.port}"), stderr=subprocess.STDOUT)
         gateway = Gateway(RunningSystem(settings, self.children, self.log_dir), process)
-        processes.wait_until(lambda: _healthy(gateway.system), 120, "a gateway", process=process)
+        processes.wait_until(lambda: healthy(gateway.system), 120, "a gateway", process=process)
         self.gateways.append(gateway)
         return gateway
 

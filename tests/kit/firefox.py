@@ -16,6 +16,8 @@ from marionette_driver.by import By
 from marionette_driver.errors import MarionetteException
 from marionette_driver.marionette import Marionette
 
+from tests.kit.waiting import wait_for
+
 FIREFOX = "/usr/bin/firefox-esr"
 START_TIMEOUT_S = 60        # a first start of a fresh profile, on a busy two-core machine
 QUIT_TIMEOUT_S = 10
@@ -208,14 +210,7 @@ class Firefox:
         self._poll(lambda: self.run(_TEXT, css), lambda now: now == text, timeout_s, f"{css} to read {text!r}")
 
     def _poll(self, read, ok, timeout_s, what):
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = read()
-            if ok(value):
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: waited {timeout_s} s for {what}; last got {value!r}")
-            time.sleep(POLL_S)
+        return wait_for(read, f"{self.name}: {what}", timeout_s, until=ok, poll_s=POLL_S)
 
     def screenshot(self, path):
         """A PNG of what the window shows (the whole document would repeat sticky headers)."""
