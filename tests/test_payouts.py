@@ -25,7 +25,7 @@ from rules.payout_rules import (BACK, EMPTY, FINAL, INTENT, PAID, REFUSED, SENT,
                                  poll_delay_s, releases_due, wake_delay_s)
 from interkanect.config import Policy
 from tests.kit import calls
-from tests.kit.calls import upgraded_host
+from tests.kit.calls import net, upgraded_host
 from tests.kit.client import PASSWORD, Member
 from tests.kit.paypal import paypal_api
 from tests.kit.system import free_port, run, start_system
@@ -830,10 +830,6 @@ def payout_system(database_url, tmp_path_factory):
 async def paid_call(system, host, caller, price_cents):
     """A ten-minute call paid on PayPal, from ring to hang-up. Returns the call id."""
     return (await calls.paid_call(system, [price_cents], host=host, caller=caller, length_s=600)).id
-
-
-def net(cents):
-    return fees.breakdown(cents).net_cents
 
 
 def run_payout(system, instant):

@@ -12,14 +12,14 @@ import signal
 import pytest
 
 from rules import ledger
-from tests.kit.calls import PAID_LENGTH_S, paid_call
+from tests.kit.calls import PAID_LENGTH_S, net, paid_call
 from tests.kit.client import Member
 from tests.kit.operators import approve, operator
 from tests.kit.paypal import arm, control, paypal_api
 from tests.kit.system import run, start_system
 from tests.kit.waiting import eventually, wait_for
 from tests.test_money_faults import requests_to
-from tests.test_refunds import mail_subjects, net, refunds_of
+from tests.test_refunds import mail_subjects, refunds_of
 
 
 @pytest.fixture(scope="module")

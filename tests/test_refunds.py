@@ -6,8 +6,8 @@ import datetime
 
 import pytest
 
-from rules import fees, ledger, payout_calendar, refund_rules
-from tests.kit.calls import PAID_LENGTH_S, Call, paid_call, upgraded_host
+from rules import ledger, payout_calendar, refund_rules
+from tests.kit.calls import PAID_LENGTH_S, Call, net, paid_call, upgraded_host
 from tests.kit.client import Member
 from tests.kit.operators import approve, operator
 from tests.kit.paypal import arm, paypal_api
@@ -25,10 +25,6 @@ def refund_system(database_url, tmp_path_factory):
                            refund_retry_s=1)
     yield running
     running.finish()
-
-
-def net(cents):
-    return fees.breakdown(cents).net_cents
 
 
 def refunds_of(db, call_id):

@@ -3,6 +3,7 @@ upgraded host (who may charge), a ring to every host page, a `Call` answered and
 paid on PayPal, and a whole paid call (rounds, a tip) from ring to hang-up."""
 from bson import ObjectId
 
+from rules import fees
 from tests.kit.client import PASSWORD, Member
 from tests.kit.paypal import approve_on_paypal
 from tests.kit.waiting import wait_for
@@ -90,3 +91,8 @@ async def paid_call(system, prices, tip_cents=0, host=None, caller=None, length_
     await host_page.close(), await caller_page.close()
     wait_for(lambda: system.db.calls.find_one({"_id": call.id, "ended_at": {"$ne": None}}), "the call stored")
     return call
+
+
+def net(cents):
+    """What the host earns of a payment of `cents`: the amount less PayPal's fee."""
+    return fees.breakdown(cents).net_cents
