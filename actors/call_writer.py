@@ -31,7 +31,6 @@ class CallWriter:
         self.waiting = {}          # call_id → its newest SaveCall not written yet, oldest call first
         self.stored = deque()      # CallSaved, for the shard to take (`take`)
         self.work = threading.Event()
-        self.thread = None
         self.stopping = False
         # The thread writes a byte when something is stored; the shard's select loop watches
         # `fileno()` and then calls `take`.
@@ -39,6 +38,7 @@ class CallWriter:
         self.wake_out.setblocking(False)
         self.wake_in.setblocking(False)
         self.signalled = False
+        threading.Thread(target=self.run, name="call-writer", daemon=True).start()
 
     def fileno(self):
         return self.wake_out.fileno()
@@ -50,9 +50,6 @@ class CallWriter:
                 kept = self.waiting.get(save.call_id)
                 if kept is None or save.version > kept.version:
                     self.waiting[save.call_id] = save
-        if self.thread is None:  # started at the first save: a shard of the actor tests has no database
-            self.thread = threading.Thread(target=self.run, name="call-writer", daemon=True)
-            self.thread.start()
         self.work.set()
 
     def take(self):
