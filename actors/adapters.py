@@ -149,19 +149,10 @@ class CallStore(WaitsForDatabase):
 
     def do_together(self, pieces):
         """Saves in one bulk write; each sender hears of its calls in one CallsSaved."""
-        requests = [pymongo.ReplaceOne(*self.save_request(message), upsert=True) for message, _ in pieces]
-        failed = set()
-        try:
-            self.db.calls.bulk_write(requests, ordered=False)
-        except pymongo.errors.BulkWriteError as error:
-            for write_error in error.details["writeErrors"]:
-                if write_error["code"] != DUPLICATE_KEY:  # a duplicate: this version or a newer one is stored
-                    failed.add(write_error["index"])
-                    log.error("call %s could not be stored: %s", pieces[write_error["index"]][0].call_id,
-                              write_error.get("errmsg"))
+        stored = {id(message) for message in write_saves(self.db, [message for message, _ in pieces])}
         saved = {}
-        for index, (message, sender) in enumerate(pieces):
-            if index not in failed:
+        for message, sender in pieces:
+            if id(message) in stored:
                 saved.setdefault(str(sender), (sender, []))[1].append(CallSaved(message.call_id, message.version))
         for sender, answers in saved.values():
             self.send(sender, answers[0] if len(answers) == 1 else CallsSaved(answers))
@@ -182,8 +173,8 @@ class CallStore(WaitsForDatabase):
         if isinstance(message, SavePlacement):
             self.save_placement(message)
         elif isinstance(message, SaveCall):
-            self.save(message)
-            self.send(sender, CallSaved(message.call_id, message.version))
+            if write_saves(self.db, [message]):
+                self.send(sender, CallSaved(message.call_id, message.version))
         else:
             self.send(sender, CallLoaded(message.call_id, self.db.calls.find_one({"_id": message.call_id})))
 
@@ -199,18 +190,29 @@ class CallStore(WaitsForDatabase):
         except pymongo.errors.DuplicateKeyError:
             log.warning("a directory under a newer lease placed the shards; this placement is not stored")
 
-    @staticmethod
-    def save_request(message):
-        """(filter, document): only a newer version replaces what is stored, so a late retry
-        cannot roll a call back."""
-        return ({"_id": message.call_id, "version": {"$lt": message.version}},
-                dict(message.document, version=message.version))
 
-    def save(self, message):
-        try:
-            self.db.calls.replace_one(*self.save_request(message), upsert=True)
-        except pymongo.errors.DuplicateKeyError:
-            pass  # this version or a newer one is stored already (a retry of a write that got through)
+def save_request(message):
+    """(filter, document): only a newer version replaces what is stored, so a late retry
+    cannot roll a call back."""
+    return ({"_id": message.call_id, "version": {"$lt": message.version}},
+            dict(message.document, version=message.version))
+
+
+def write_saves(db, saves):
+    """Write call saves (SaveCall) in one bulk write; returns those stored (or found stored in
+    this version or a newer one). Raises pymongo's ConnectionFailure if the database did not
+    answer. The call store and a shard's call writer (actors/call_writer.py) both write so."""
+    requests = [pymongo.ReplaceOne(*save_request(save), upsert=True) for save in saves]
+    failed = set()
+    try:
+        db.calls.bulk_write(requests, ordered=False)
+    except pymongo.errors.BulkWriteError as error:
+        for write_error in error.details["writeErrors"]:
+            if write_error["code"] != DUPLICATE_KEY:  # a duplicate: this version or a newer one is stored
+                failed.add(write_error["index"])
+                log.error("call %s could not be stored: %s", saves[write_error["index"]].call_id,
+                          write_error.get("errmsg"))
+    return [save for index, save in enumerate(saves) if index not in failed]
 
 
 class Mailer(WaitsForDatabase):

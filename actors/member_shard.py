@@ -31,6 +31,7 @@ from thespian.actors import Actor, ActorExitRequest, ChildActorExited, ThespianW
 from actors import convention
 from rules import frames, presence
 from actors.call_session import CallSession, CallSessionActor
+from actors.call_writer import CallWriter
 from rules.liveness import BridgeLiveness
 from actors.member import Member, missed_call_mail
 from actors.messages import (Batch, CallLoaded, CallMissed, CallRef, CallRefused, CallSaved, Heartbeat, LiveCalls, Open, Presence, Presences, ProfileChanged,
@@ -53,8 +54,11 @@ class MemberShard(Actor):
     # Placed only on member-hosting nodes, on the very node the directory asks for.
     actorSystemCapabilityCheck = staticmethod(convention.hosts_shard)
 
-    def __init__(self):
+    def __init__(self, capabilities=None):
         super().__init__()
+        # Our writer says what it stored through a socket our select loop watches; a system
+        # base that watches nothing (simpleSystemBase: the actor tests) saves by the call store.
+        self.can_watch = bool((capabilities or {}).get("Thespian Watch Supported"))
         self.services = None
         self.index = None
         self.members = {}                 # member_id → Member, while online or in a call
@@ -72,7 +76,8 @@ class MemberShard(Actor):
         self.acks = []                    # (stream, records handled) of this message, after its answers
         self.retrying = False             # a wakeup to write what a stream's kernel buffer refused
         self.statuses = defaultdict(list)  # BridgeRef → [Presence], sent once per message
-        self.saves = {}                   # str(store) → (store, [SaveCall]), sent once per message
+        self.writer = None                # CallWriter: our calls' saves, written by a thread of ours
+        self.saves = []                   # [(store, SaveCall)] of this message, handed over once
 
     def receiveMessage(self, message, sender):
         # The watch goes back with every message, or Thespian stops watching the streams: a
@@ -82,7 +87,9 @@ class MemberShard(Actor):
             self.receive(message, sender)
         except Exception:
             log.exception("shard %s failed on %s", self.index, type(message).__name__)
-        return ThespianWatch(self.streams.filenos()) if self.streams is not None else None
+        if self.streams is None:
+            return None
+        return ThespianWatch(self.streams.filenos() + ([self.writer.fileno()] if self.writer else []))
 
     def receive(self, message, sender):
         if isinstance(message, ShardStart):
@@ -91,6 +98,8 @@ class MemberShard(Actor):
             # A gateway or another shard told of this new shard before its start arrived.
             self.early.append((message, sender))
         elif isinstance(message, WatchMessage):
+            if self.writer is not None and self.writer.fileno() in message.ready:
+                self.calls_stored()
             self.streams_ready(message.ready)
         else:
             self.handle(message, sender)
@@ -124,6 +133,8 @@ class MemberShard(Actor):
             self.timer(message.payload)
         elif isinstance(message, ActorExitRequest) and self.streams is not None:
             self.streams.close_all()
+            if self.writer is not None:
+                self.writer.close()
         elif isinstance(message, Heartbeat):
             self.heartbeat(message.bridge)
         elif isinstance(message, ShardsMoved):
@@ -147,6 +158,7 @@ class MemberShard(Actor):
         settings = self.services.settings
         self.streams = ShardStreams(settings.actor_host,
                                     settings.shard_stream_port + self.index if settings.shard_stream_port else 0)
+        self.writer = CallWriter(settings) if self.can_watch else None
         policy = self.services.settings.policy
         self.bridges = BridgeLiveness(policy.bridge_heartbeat_s * policy.bridge_missed_heartbeats)
         if message.recovered:
@@ -336,15 +348,24 @@ class MemberShard(Actor):
             self.guarded(member, member.restart_call, address)
 
     def save_call(self, store, save):
-        """A call's change for the store, sent with the others this message made (flush)."""
-        self.saves.setdefault(str(store), (store, []))[1].append(save)
+        """A call's change to store, handed over with the others this message made (flush)."""
+        self.saves.append((store, save))
 
-    def flush_saves(self, store=None):
-        """Send the saves waiting for `store` (every store: None)."""
-        for key in [str(store)] if store is not None else list(self.saves):
-            if key in self.saves:
-                address, saves = self.saves.pop(key)
-                self.send(address, saves[0] if len(saves) == 1 else SaveCalls(saves))
+    def calls_stored(self):
+        """Our writer stored some calls' changes: each call carries out what waited for it."""
+        for saved in self.writer.take():
+            self.deliver_to_call(saved.call_id, saved)
+
+    def flush_saves(self):
+        """This message's saves to our writer, or in one message to the call store."""
+        if not self.saves:
+            return
+        saves = [save for _, save in self.saves]
+        if self.writer is not None:
+            self.writer.save(saves)
+        else:
+            self.send(self.saves[0][0], saves[0] if len(saves) == 1 else SaveCalls(saves))
+        self.saves = []
 
     def flush(self):
         """What this message made for the gateways: over each one's stream, or by Thespian to
@@ -494,10 +515,10 @@ class ShardCallHost:
         return os.getpid(), os.getpid()
 
     def send(self, address, message):
-        if isinstance(message, SaveCall):
+        if isinstance(message, SaveCall):  # stored by the shard's own writer (or with its others)
             self.shard.save_call(address, message)
         else:
-            self.shard.flush_saves(address)  # what goes to the store keeps its order
+            self.shard.flush_saves()  # what goes to the call store keeps its order
             self.shard.send(address, message)
 
     def to_member(self, member_id, message):
