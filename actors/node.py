@@ -17,7 +17,7 @@ from actors import (actor_transport, convention, leadership, lifelines, node_met
                     transport_tuning)
 from actors.directory import DIRECTORY_NAME, Directory
 from actors.messages import Configure, Shards
-from interkanect import logs, processes
+from interkanect import collector, logs, processes
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def start(settings, stop):
     process_memory.install()
     lifelines.install()
     convention.install_timers(settings.policy)
+    collector.tune()
     db = pymongo.MongoClient(settings.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[settings.db_name]
     lease, leader = None, None
     if not settings.join:

@@ -19,7 +19,7 @@ from gateway.links import Links
 from gateway.paypal_webhooks import WebhookVerifier
 from gateway.throttle import client_address, trusted_networks
 from gateway.ws import CLOSE_SESSION_ENDED, SocketHandler
-from interkanect import db as database
+from interkanect import collector, db as database
 from interkanect.mail import Mailer
 from interkanect.paypal_mode import paypal_mode
 
@@ -242,6 +242,8 @@ class Gateway:
 async def run(settings):
     """Run a gateway until SIGINT or SIGTERM."""
     gateway = Gateway(settings)
+    collector.watch_pauses(gateway.metrics.gc_paused)
+    collector.tune()   # its first full collection is the first one operators see
     await gateway.start()
     log.info("gateway listening on %s", settings.url)
     stop = asyncio.Event()

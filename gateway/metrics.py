@@ -4,10 +4,10 @@
 Counted as things happen: frames received by type, error frames sent by code (every limit,
 bad frame and wrong-state refusal reaches a page that way), the gateway → member shard →
 gateway round trip of a page attaching, the directory's answer time, PayPal's webhooks by
-event type and answer with their lag. Read at each scrape: pages and members on this gateway,
-and from the database the calls not ended by state, refund requests, payout batches and
-captures by state (each a small indexed count). Label values are the product's own words,
-never a member's input, so the series stay few."""
+event type and answer with their lag, the loop stopping for garbage collection. Read at each
+scrape: pages and members on this gateway, and from the database the calls not ended by
+state, refund requests, payout batches and captures by state (each a small indexed count).
+Label values are the product's own words, never a member's input, so the series stay few."""
 import datetime
 import ipaddress
 
@@ -55,6 +55,12 @@ class GatewayMetrics:
                                   "yet (database): due (the refunds actor has not come to them), waiting (their "
                                   "capture not booked yet, or PayPal unreachable: tried again later).", ["state"],
                                   registry=r)
+        self.gc_pauses = Histogram("interkanect_gc_pause_seconds", "This gateway's loop stopped for a garbage "
+                                   "collection, by generation (2: a full one).", ["generation"],
+                                   buckets=HOP_BUCKETS, registry=r)
+
+    def gc_paused(self, generation, seconds):
+        self.gc_pauses.labels(str(generation)).observe(seconds)
 
     def refused(self, frame):
         if frame.get("type") == "error":

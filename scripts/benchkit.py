@@ -18,6 +18,7 @@ import functools
 import json
 import math
 import os
+import re
 import resource
 import secrets
 import shutil
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -380,6 +382,28 @@ def memory_reading(system):
     node_pids = system.node_pids()
     return {"node": memory_of(node_pids), "node_processes": len(node_pids),
             "gateway": memory_of(system.gateway_pids())}
+
+
+GC_PAUSE_LINE = re.compile(r'^interkanect_gc_pause_seconds_(count|sum)\{generation="([0-2])"\} ([0-9.e+-]+)$')
+
+
+def gateway_gc_pauses(system):
+    """{generation: [collections, seconds stopped]} so far, from the gateway's /metrics."""
+    with urllib.request.urlopen(f"{system.url}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    pauses = {generation: [0, 0.0] for generation in (0, 1, 2)}
+    for line in text.splitlines():
+        if (found := GC_PAUSE_LINE.match(line)) is not None:
+            pauses[int(found[2])][0 if found[1] == "count" else 1] += float(found[3])
+    return pauses
+
+
+def emit_gc_pauses(label, before, after):
+    """The gateway's collections between two readings: how many, how long it stood still."""
+    collections = {g: after[g][0] - before[g][0] for g in after}
+    stopped_s = sum(after[g][1] - before[g][1] for g in after)
+    emit(f"gateway_full_collections_{label}", collections[2])
+    emit(f"gateway_gc_stopped_ms_{label}", 1000 * stopped_s)
 
 
 async def idle_window(system, label, websockets_open, settle_s=SETTLE_S):

@@ -33,10 +33,10 @@ import sys
 import time
 
 from bench_calls import Mailbox, close_pages, upgrade_hosts
-from benchkit import (WebsocketsClient, add_shards_option, bring_online, comment, cpu_line, emit, free_port,
-                      idle_window, insert_accounts, memory_of, memory_reading, percentile, progress,
-                      raise_open_files_limit, report_goal, run_bench, session_pids, settings_of,
-                      sign_up_through_api, start_echo, system_cpu_watch)
+from benchkit import (WebsocketsClient, add_shards_option, bring_online, comment, cpu_line, emit, emit_gc_pauses,
+                      free_port, gateway_gc_pauses, idle_window, insert_accounts, memory_of, memory_reading,
+                      percentile, progress, raise_open_files_limit, report_goal, run_bench, session_pids,
+                      settings_of, sign_up_through_api, start_echo, system_cpu_watch)
 
 FRAME_TIMEOUT_S = 60          # one expected frame under load on a shared 2-core machine
 PAID_PRICE_CENTS = 1500
@@ -400,7 +400,9 @@ async def load(system, args, workdir):
                 f"frames counted at each receiver over {MEDIA_SECONDS} s")
 
     progress(f"signaling: {SIGNAL_ROUND_TRIPS} round trips on each of {len(calls)} calls at once")
+    collected = gateway_gc_pauses(system)
     samples = await signaling_phase(calls, errors)
+    emit_gc_pauses("signaling", collected, gateway_gc_pauses(system))
     if samples:
         figures["signal_rt_p99_ms"] = percentile(samples, 99)
         emit("signal_rt_p50_ms", percentile(samples, 50))

@@ -76,6 +76,8 @@ def test_a_gateway_counts_pages_frames_refusals_hops_calls_and_webhooks(metered)
     assert value(after, "interkanect_directory_roundtrip_seconds_count") >= 1
     assert value(after, "interkanect_calls", state="awaiting_payment") == 0   # a state gone reads 0
     assert value(after, "interkanect_refund_requests", state="needs_operator") == 0
+    # The full collection the gateway makes at start (interkanect/collector.py) is counted.
+    assert value(after, "interkanect_gc_pause_seconds_count", generation="2") >= 1
 
 
 def test_metrics_are_refused_to_anyone_not_on_this_machine_or_in_metrics_networks(metered):
