@@ -48,13 +48,6 @@ log = logging.getLogger(__name__)
 # Mail states.
 HELD, READY, SENT, CANCELLED, UNDELIVERABLE = "held", "ready", "sent", "cancelled", "undeliverable"
 
-# The session answers a capture within milliseconds (its decision stored before it acts): the
-# stored call is read this long after a capture a session asked for, and again after this while
-# it has not decided (a session ending as the capture came may never answer).
-SETTLE_CHECK_S = 2.0
-# A PENDING capture (an eCheck clears in days) is read from PayPal from 5 s on, doubling to 10 min.
-FOLLOW_FIRST_S = 5.0
-FOLLOW_MAX_S = 600.0
 # PayPal unreachable for a late refund after every retry: asked again after this.
 REFUND_RETRY_S = 60.0
 # A database write is retried this long (a restart, a primary stepping down) before the
@@ -136,7 +129,7 @@ class PaymentsActor(Actor):
         self.retrying("index mails", lambda: self.db.money_mails.create_index("state"))
         for order in self.db.orders.find({"capture_state": {"$in": [PENDING, BOOKED, REFUNDING]}}, {"capture_state": 1}):
             if order["capture_state"] == PENDING:
-                self.later("follow", order["_id"], FOLLOW_FIRST_S)
+                self.later("follow", order["_id"], self.settings.policy.capture_follow_s)
             else:
                 self.settle(order["_id"])
         # The mark outlives the answer (writing it off at each of the capture's outcomes would
@@ -166,7 +159,8 @@ class PaymentsActor(Actor):
         elif kind == "follow":
             self.follow(order_id, delay_s)
         elif kind == "find":
-            self.find_capture(order_id, self.callers.pop(order_id, None), min(delay_s * 2, FOLLOW_MAX_S))
+            self.find_capture(order_id, self.callers.pop(order_id, None),
+                              min(delay_s * 2, self.settings.policy.capture_follow_max_s))
         elif kind == "mail":
             self.deliver()
 
@@ -268,10 +262,11 @@ class PaymentsActor(Actor):
         else:
             self.captured(request, captured, call)
 
-    def find_capture(self, order_id, call, delay_s=FOLLOW_FIRST_S):
+    def find_capture(self, order_id, call, delay_s=None):
         """Read what PayPal holds for an order whose capture answer we do not have, and act on
         it as on a capture's answer (booked once by its capture id; a call over without it
         refunds it in full as a late capture). PayPal unreachable: read again later."""
+        delay_s = delay_s or self.settings.policy.capture_follow_s
         order = self.find_order(order_id)
         if order is None or order.get("capture_id"):
             return  # not ours, or its capture is known by now (the webhook, a retry)
@@ -313,7 +308,7 @@ class PaymentsActor(Actor):
             else:
                 # The call being told now decides first: it stores the payment as used, or (over
                 # already) sends RefundLateCapture; the stored call is read once it has.
-                self.later("settle", order_id, SETTLE_CHECK_S)
+                self.later("settle", order_id, self.settings.policy.capture_settle_check_s)
         elif next_step == rules.FOLLOW:
             # Money not in hand: PAYMENT.CAPTURE.COMPLETED brings a live call back here; this
             # follows it anyway, since the call may be over by then.
@@ -322,7 +317,7 @@ class PaymentsActor(Actor):
                 {"$set": {"capture_state": PENDING, "capture_id": captured["capture_id"]}}))
             if call is not None:
                 self.callers[order_id] = call
-            self.later("follow", order_id, FOLLOW_FIRST_S)
+            self.later("follow", order_id, self.settings.policy.capture_follow_s)
         elif next_step == rules.DECLINE:  # refused at once, or a pending one denied
             self.retrying(f"mark {order_id} declined", lambda: self.db.orders.update_one(
                 {"_id": order_id, "capture_state": {"$in": [None, PENDING]}},
@@ -405,7 +400,7 @@ class PaymentsActor(Actor):
             log.warning("cannot read pending capture %s: %s", order["capture_id"], error)
             captured = {"status": "PENDING"}
         if captured["status"] == "PENDING":
-            self.later("follow", order_id, min(delay_s * 2, FOLLOW_MAX_S))
+            self.later("follow", order_id, min(delay_s * 2, self.settings.policy.capture_follow_max_s))
             return
         request = CaptureOrder(order["call_id"], order["round"], order["host_id"], order["caller_id"], order_id,
                                order.get("tip", 0))
@@ -466,7 +461,7 @@ class PaymentsActor(Actor):
         elif fate == REFUNDING:
             self.refund_late(order)
         else:
-            self.later("settle", order_id, SETTLE_CHECK_S)
+            self.later("settle", order_id, self.settings.policy.capture_settle_check_s)
 
     def refund_late(self, order):
         """Give a capture the call never used back to the caller, all of it, once, as PayPal's

@@ -102,6 +102,15 @@ class Policy:
     refund_window_s: float = 24 * 3600
     # Operators decide a refund request within this many U.S. business days of it.
     refund_review_business_days: int = 7
+    # The payments adapter reads a call it asked to capture for this long after the capture
+    # (the session answers within milliseconds, its decision stored before it acts), and again
+    # after this while the call has not decided (a session ending as the capture came may never
+    # answer).
+    capture_settle_check_s: float = 2
+    # A PENDING capture (an eCheck clears in days) is read from PayPal from this on, doubling up
+    # to capture_follow_max_s; so is a capture whose answer was lost.
+    capture_follow_s: float = 5
+    capture_follow_max_s: float = 600
     # An approved refund that PayPal did not complete (down, refused for now) is tried again
     # after this, doubling per attempt up to a day; a restarted node resumes it at once.
     refund_retry_s: float = 60

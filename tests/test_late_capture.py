@@ -71,7 +71,7 @@ async def assert_refunded_once(system, call):
     assert mail["subject"] == "Refunded: $15.00 for your call with Late Host"
     assert capture_id in mail["body"] and "PayPal's fee is on us" in mail["body"]
     # Asked again (the session's word and the stored call's both lead here): nothing more.
-    await asyncio.sleep(3 * 2.0)  # two settle checks of the payments adapter
+    await asyncio.sleep(3 * system.settings.policy.capture_settle_check_s)  # two settle checks of the payments adapter
     refunds = control(system, "/emulator/webhooks?event_type=PAYMENT.CAPTURE.REFUNDED")["deliveries"]
     assert len(refunds) == 1
     assert db.ledger.count_documents({"call_id": call.id}) == 2

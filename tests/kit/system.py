@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Fast policy for tests: windows of seconds instead of minutes.
 # Every test signs up from 127.0.0.1: the per-address sign-up limit is lifted (its own test sets it).
 TEST_POLICY = dict(member_exit_grace_s=0.5, session_check_interval_s=0.2, ws_ping_interval_s=5,
-                   ws_ping_timeout_s=5, signups_per_address=100_000)
+                   ws_ping_timeout_s=5, signups_per_address=100_000, capture_settle_check_s=0.25)
 # Under pytest-xdist, tests/conftest.py gives each worker its own slice of the port range.
 free_port = processes.free_port
 
