@@ -18,7 +18,7 @@ from thespian.actors import Actor, WakeupMessage
 from rules import receipts
 from actors.messages import (CallLoaded, CallSaved, CallsSaved, LoadCall, MailCallRecord, SaveCall, SaveCalls,
                              SavePlacement, SendMail)
-from interkanect import mail
+from interkanect import logs, mail
 from interkanect.db import object_id
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class WaitsForDatabase(Actor):
         if isinstance(message, Configured):
             self.settings = message.settings
             s = self.settings
+            logs.straight_to_stderr(s.log_level, log)
             self.db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
             try:
                 say_where_running(self.db, self)

@@ -40,7 +40,7 @@ from actors.messages import (CaptureOrder, CreateOrder, OrderCreated, PaymentCap
                              RefundLateCapture, TipCaptured, TipFailed, ToCall)
 from interkanect.paypal import PayPalError, cents_to_value
 from interkanect.paypal.payments import PayPal
-from interkanect import mail
+from interkanect import logs, mail
 from interkanect.db import object_id
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ class PaymentsActor(Actor):
 
     def configure(self, settings):
         s = self.settings = settings
+        logs.straight_to_stderr(s.log_level, log)
         self.paypal = PayPal(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use,
                              timeout_s=s.paypal_timeout_s, backoff_s=s.paypal_backoff_s)
         self.captures = CapturePool(lambda: PayPal(

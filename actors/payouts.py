@@ -17,7 +17,7 @@ from thespian.actors import Actor, WakeupMessage
 from actors import convention, leadership, ledger_store
 from rules import ledger, payout_calendar, payout_rules
 from actors.messages import MailerMoved, SendMail
-from interkanect import mail
+from interkanect import logs, mail
 from interkanect.db import object_id
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class PayoutScheduler(Actor):
     def start(self, message, now):
         from interkanect.paypal.payouts import PayPalPayouts  # loads only in this actor's process
         s = message.settings
+        logs.straight_to_stderr(s.log_level, log)
         db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
         store = MongoPayoutStore(db, leadership.Fence(db, message.token))
         paypal = PayPalPayouts(s.paypal_url, s.paypal_client_id_in_use, s.paypal_client_secret_in_use)

@@ -22,6 +22,7 @@ from actors import convention, disputes, leadership, ledger_store, money_events,
 from rules import refund_rules
 from actors.adapters import say_where_running
 from actors.messages import MailerMoved, SendMail
+from interkanect import logs
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class RefundsActor(Actor):
         from interkanect.paypal.payments import PayPal  # the SDK loads only in this actor's process
         from interkanect.paypal.subscriptions import SaleRefunds
         s = message.settings
+        logs.straight_to_stderr(s.log_level, log)
         db = pymongo.MongoClient(s.database_url, tz_aware=True, serverSelectionTimeoutMS=5000)[s.db_name]
         self.mailer, self.retry_s = message.mailer, s.policy.refund_retry_s
         fence = leadership.Fence(db, message.token)

@@ -237,11 +237,14 @@ def test_a_database_restart_between_capture_and_booking_books_once(system_on_own
         approve_on_paypal(ready["payment"]["approve_url"])
         await eventually(lambda: requests_to(system, f"/v2/checkout/orders/{order_id}/capture"), "the capture request")
         await asyncio.to_thread(own_database.stop)
-        # PayPal answers at 4 s; the database stays away until the adapter's first reads and
-        # writes of that answer have failed (each waits DB_SELECTION_TIMEOUT_S), so what brings
-        # the money into the books is the adapter retrying, not the database coming back in time.
+        # PayPal answers at 4 s; the database stays away until the adapter's first read of that
+        # answer has failed (it waits DB_SELECTION_TIMEOUT_S, then says so in the node's log), so
+        # what brings the money into the books is the adapter retrying, not the database coming
+        # back in time. Its warning is in the log while it waits, not only once the database is back.
         await eventually(lambda: answered_at_paypal(system, order_id), "PayPal's answer to the capture", timeout_s=30)
-        await asyncio.sleep(DB_SELECTION_TIMEOUT_S * 2)
+        await eventually(lambda: f"database unavailable to read order {order_id}" in (
+            system.log_dir / "node.log").read_text(errors="replace"), "the payments adapter's warning",
+            timeout_s=DB_SELECTION_TIMEOUT_S * 4)
         assert captures_at_paypal(system, order_id)   # the money is in at PayPal, not yet in our books
         await asyncio.to_thread(own_database.start)
         await call.host_page.expect("call_state", state="running", event="payment_captured", timeout_s=60)
