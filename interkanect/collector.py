@@ -5,9 +5,10 @@ signaling ran a full collection every ~0.4 s, each ~100 ms with its loop stopped
 flight under load outlives several young collections (one per 700 new objects), so it is
 promoted to the oldest generation, dies there, and the oldest generation's "grew by a quarter"
 rule fires again and again. Signaling round trips p99 171 ms, 65 ms with the collector off
-(`scripts/loadgen.py --members 2000 --calls 500`, README "Performance"). A young generation of
-50,000 objects lets short-lived objects die young: the same run had no full collection and a
-p99 of 74 ms, and a young collection took ~10 ms.
+(`scripts/loadgen.py --members 2000 --calls 500`, its signaling phase lengthened for the
+profile; README "Decisions"). A young generation of 50,000 objects lets short-lived objects die
+young: the same run had no full collection and a p99 of 74 ms, and a young collection took
+~10 ms.
 
 Cycles are still collected (the collector stays on); what the process imported at start is
 frozen, since it lives as long as the process and need not be walked again.

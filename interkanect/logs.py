@@ -1,7 +1,8 @@
 """One log line format for every process: the CLI's commands, the gateway, the node and each
 actor process of the node. Thespian sends its actors' records to a logger process of its own,
 which writes them as `actor_log_config` says; without it that process writes
-`LEVEL:name:message` with no time or process and drops everything under WARNING."""
+`LEVEL:name:message` with no time or process and drops everything under WARNING. The actors
+that block on I/O write theirs straight to the node's stderr instead (`straight_to_stderr`)."""
 import logging
 import sys
 
