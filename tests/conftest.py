@@ -1,6 +1,7 @@
 """Fixtures that start real processes on unused ports: a SecantusDB server for the session,
 and per test module an actor node (multiprocTCPBase) and a gateway, stopped afterwards
-with everything they started (what they start is tests/kit/system.py); and each test's tier."""
+with everything they started (what they start is tests/kit/system.py), and a headless
+Chromium (tests/kit/browser.py); and each test's tier."""
 import os
 
 import hypothesis
@@ -121,3 +122,18 @@ def tier_of(item):
 def pytest_collection_modifyitems(config, items):
     for item in items:
         item.add_marker(getattr(pytest.mark, tier_of(item)))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, through Playwright: one per test module."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    from tests.kit.browser import CHROMIUM, CHROMIUM_ARGS
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

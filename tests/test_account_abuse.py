@@ -16,7 +16,6 @@ from tests.kit.client import PASSWORD, Member
 from tests.kit.system import run
 from tests.kit.waiting import wait_for
 from tests.test_accounts import outbox_mails
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 WRONG = "not the password at all"
 PROXY = ("127.0.0.1",)  # the test client's address: it plays the load balancer

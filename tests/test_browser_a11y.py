@@ -9,7 +9,6 @@ from tests.kit.browser import (STEP_MS, an_operator, logged_in, member, open_liv
                                video_flows)
 from tests.test_browser_journey import pay_in_popup
 from tests.test_browser_pages import CALLER_ZONE, HOST_ZONE, paid_call_with_tip
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

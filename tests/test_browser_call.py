@@ -23,7 +23,6 @@ from tests.kit.browser import (PHONE, STEP_MS, VIEWPORT, call_and_accept, member
 from tests.kit.paypal import arm
 from tests.kit.system import start_system
 from tests.kit.waiting import page_sleep, wait_for
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

@@ -12,7 +12,6 @@ import pytest
 from tests.kit.browser import (PHONE, STEP_MS, call_and_accept, member, print_consoles, shot, status, tab_until,
                                video_flows)
 from tests.kit.system import start_system
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 from tests.test_turn import coturn  # noqa: F401 (a fixture: a real coturn on loopback)
 
 playwright = pytest.importorskip("playwright.sync_api")

@@ -13,7 +13,6 @@ from tests.kit import firefox
 from tests.kit.browser import MEDIA_MS, SHOTS, STEP_MS, member, open_live, print_consoles, status, upgrade, video_flows
 from tests.kit.client import PASSWORD, Member
 from tests.kit.waiting import wait_for
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("marionette_driver")

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from tests.kit.browser import DOC_SHOTS, SHOTS
-from tests.test_browser_presence import browser, sign_up  # noqa: F401 (browser is a fixture)
+from tests.kit.browser import DOC_SHOTS, SHOTS, member
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect
@@ -44,7 +43,7 @@ def ready(page, url):
 
 def test_a_follower_sees_the_member_come_online_within_two_seconds(browser, system):
     member_context, member_id = signed_up_without_a_page(browser, system, "Grace")
-    follower_context, follower_page, _ = sign_up(browser, system, "Follower")
+    follower_context, follower_page, _ = member(browser, system, "Follower")
     follower_context.grant_permissions(["notifications"], origin=system.url)
 
     ready(follower_page, f"{system.url}/m/{member_id}")

@@ -15,7 +15,6 @@ import pytest
 from tests.kit.browser import STEP_MS, call_and_accept, member, print_consoles, shot, status, upgrade, video_flows
 from tests.kit.system import start_system
 from tests.test_browser_callroom import channels_open, draw, ops
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

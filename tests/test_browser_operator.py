@@ -20,7 +20,6 @@ from tests.kit.paypal import arm, paypal_api
 from tests.kit.waiting import page_sleep, wait_for
 from tests.test_browser_pages import (CALLER_ZONE, HOST_ZONE, NET_PAYMENT_CENTS, NET_TIP_CENTS, PHONE_WIDTH,
                                       paid_call_with_tip)
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

@@ -15,7 +15,6 @@ from rules import payout_rules
 from tests.kit.browser import STEP_MS, fits_the_width, logged_in, open_page, run_in_thread, shot, tab_until
 from tests.kit.calls import Call
 from tests.kit.paypal import approve_on_paypal
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

@@ -16,7 +16,6 @@ from tests.kit.calls import Call, pay_round
 from tests.kit.system import start_system
 from tests.kit.waiting import wait_for
 from tests.test_browser_pages import CALLER_ZONE
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

@@ -6,7 +6,6 @@ import urllib.parse
 
 import pytest
 
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 

@@ -5,7 +5,6 @@ import pytest
 
 from tests.kit.browser import SHOTS, STEP_MS, member
 from tests.kit.system import start_system
-from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
 expect = playwright.expect

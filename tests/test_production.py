@@ -12,9 +12,8 @@ from tests.kit.system import free_port
 
 try:  # the browser test alone is skipped without Playwright, not the whole module
     from tests.test_browser_a11y import PHONE, expect, overflow
-    from tests.test_browser_presence import browser  # noqa: F401 (a fixture)
 except pytest.skip.Exception:
-    browser = None
+    PHONE = None
 
 LIVE = {"IK_PAYPAL_BASE_URL": "https://api-m.paypal.com", "IK_PAYPAL_CLIENT_ID": "live-client-id",
         "IK_PAYPAL_CLIENT_SECRET": "live-client-secret", "IK_PAYPAL_WEBHOOK_ID": "LIVEWEBHOOKID"}
@@ -80,8 +79,8 @@ PAGES = ["/", "/login", "/signup", "/reset", "/m/" + "a" * 24]
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(browser is None, reason="Playwright is not installed")
-def test_every_page_footer_says_the_payments_are_fake_with_the_emulator(system, browser):  # noqa: F811
+@pytest.mark.skipif(PHONE is None, reason="Playwright is not installed")
+def test_every_page_footer_says_the_payments_are_fake_with_the_emulator(system, browser):
     context = browser.new_context(viewport=PHONE)
     try:
         page = context.new_page()

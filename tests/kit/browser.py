@@ -26,9 +26,16 @@ STEP_MS = 10_000            # one step of the call (a frame through gateway and 
 MEDIA_MS = 20_000           # a peer connection coming up and frames decoded
 
 
+# Debian's Chromium (`.ci/run` installs it); the `browser` fixture (tests/conftest.py) launches it.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
+                 "--use-fake-device-for-media-stream"]
+
+
 def member(browser, system, name):
-    """A new member signed up in a browser of their own (tests.test_browser_presence.sign_up,
-    but filling the form only once the page's script is ready to take it)."""
+    """A new member signed up in a browser of their own, filling the form once the page's
+    script is ready to take it: (context, page, member id)."""
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.console = []
