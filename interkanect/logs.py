@@ -34,6 +34,7 @@ def straight_to_stderr(level, logger):
     above `logger` (the actor's module logger) and the current one. Lines stay whole (each is
     one write, well under a pipe's atomic size). Elsewhere (an actor in a test's own process)
     nothing changes."""
+    from thespian.system.logdirector import ThespianLogForwarder
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.setLevel(level)
@@ -41,5 +42,5 @@ def straight_to_stderr(level, logger):
     while top.parent is not None:
         top = top.parent
     for root in {id(r): r for r in (top, logging.getLogger())}.values():
-        if type(root).__name__ == "ThespianLogForwarder":
+        if isinstance(root, ThespianLogForwarder):
             root.handlers = [handler]

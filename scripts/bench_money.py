@@ -118,15 +118,20 @@ async def webhooks_per_s(system, target, calls):
     return calls / elapsed_s
 
 
+def two_inserts(client, db, key, entries):
+    """One database transaction of two inserts: a ledger transaction and its mail, as a booking."""
+    with client.start_session() as session:
+        session.with_transaction(lambda s: (
+            db.bench_ledger.insert_one({"_id": key, "entries": entries}, session=s),
+            db.bench_mails.insert_one({"_id": f"{key}:mail", "state": "held"}, session=s)))
+
+
 def two_insert_transactions_per_s(system):
     client = pymongo.MongoClient(system.settings.database_url, tz_aware=True)
     db = client[system.settings.db_name]
     started = time.monotonic()
     for index in range(TRANSACTIONS):
-        with client.start_session() as session:
-            session.with_transaction(lambda s, i=index: (
-                db.bench_ledger.insert_one({"_id": f"t{i}", "entries": [1, -1]}, session=s),
-                db.bench_mails.insert_one({"_id": f"t{i}:mail", "state": "held"}, session=s)))
+        two_inserts(client, db, f"t{index}", [1, -1])
     return TRANSACTIONS / (time.monotonic() - started)
 
 
@@ -148,11 +153,7 @@ def capture_floor_per_s(system, calls):
 
     def capture_and_book(order_id):
         captured = paypal.capture(order_id, f"floor-capture-{order_id}")
-        with client.start_session() as session:
-            session.with_transaction(lambda s: (
-                db.bench_ledger.insert_one({"_id": f"floor:{order_id}", "entries": [captured["amount_cents"]]},
-                                           session=s),
-                db.bench_mails.insert_one({"_id": f"floor:{order_id}:mail", "state": "held"}, session=s)))
+        two_inserts(client, db, f"floor:{order_id}", [captured["amount_cents"], -captured["amount_cents"]])
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(payments.CAPTURES_AT_ONCE) as pool:
         list(pool.map(capture_and_book, orders))

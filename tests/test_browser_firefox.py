@@ -158,7 +158,7 @@ def test_a_member_logs_in_in_firefox_and_sees_a_dot_go_live_and_out(system, star
         raise
 
 
-def test_a_firefox_caller_and_a_chromium_host_see_each_other_and_chat(browser, system, start_firefox):  # noqa: F811
+def test_a_firefox_caller_and_a_chromium_host_see_each_other_and_chat(browser, system, start_firefox):
     host_context, host, host_id = member(browser, system, "Chloe Chromium")
     ff = start_firefox("caller")
     try:
@@ -234,7 +234,7 @@ def approve_in_paypal_popup(ff, opener_css):
         ff.marionette.switch_to_window(page)
 
 
-def test_a_firefox_caller_pays_a_chromium_host_through_paypal_tips_and_hangs_up(browser, system,  # noqa: F811
+def test_a_firefox_caller_pays_a_chromium_host_through_paypal_tips_and_hangs_up(browser, system,
                                                                               start_firefox):
     host_context, host, host_id = member(browser, system, "Paula Paid")
     ff = start_firefox("payer")
@@ -282,7 +282,7 @@ def test_a_firefox_caller_pays_a_chromium_host_through_paypal_tips_and_hangs_up(
         host_context.close()
 
 
-def test_a_chromium_caller_pays_a_firefox_host(browser, system, start_firefox):  # noqa: F811
+def test_a_chromium_caller_pays_a_firefox_host(browser, system, start_firefox):
     ff = start_firefox("host")
     caller_context, caller, _ = member(browser, system, "Carl Chrome")
     try:
